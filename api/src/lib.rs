@@ -1,0 +1,1 @@
+//! The `StreamPipeline` API shared by the operator and the runner.

@@ -1,0 +1,108 @@
+# Shared helpers for the test world's scripts. Sourced, never run.
+#
+# Layout (everything outside the repository, so a fresh clone reuses it):
+#   $MILLRACE_HOME/cache/   downloads and builds, keyed by version (kept by `down`)
+#   $MILLRACE_HOME/bin/     the built programs (etcd, kube-*, kubectl, ...)
+#   $MILLRACE_WORLD/        one running world: pids/, logs/, data/, certs/, env
+# shellcheck shell=bash
+
+set -euo pipefail
+
+MILLRACE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+MILLRACE_HOME="${MILLRACE_HOME:-$HOME/.cache/millrace}"
+MILLRACE_WORLD="${MILLRACE_WORLD:-$MILLRACE_HOME/world}"
+MILLRACE_CACHE="$MILLRACE_HOME/cache"
+MILLRACE_BIN="$MILLRACE_HOME/bin"
+export MILLRACE_REPO MILLRACE_HOME MILLRACE_WORLD MILLRACE_CACHE MILLRACE_BIN
+
+PIDS_DIR="$MILLRACE_WORLD/pids"
+LOGS_DIR="$MILLRACE_WORLD/logs"
+DATA_DIR="$MILLRACE_WORLD/data"
+CERTS_DIR="$MILLRACE_WORLD/certs"
+ENV_FILE="$MILLRACE_WORLD/env"
+
+# Ports, all on loopback. Overridable so two worlds can share a machine.
+ETCD_CLIENT_PORT="${MILLRACE_ETCD_PORT:-23790}"
+ETCD_PEER_PORT="${MILLRACE_ETCD_PEER_PORT:-23800}"
+APISERVER_PORT="${MILLRACE_APISERVER_PORT:-16443}"
+KAFKA_PORT="${MILLRACE_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${MILLRACE_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_SASL_PORT="${MILLRACE_KAFKA_SASL_PORT:-19094}"
+CASSANDRA_CQL_PORT="${MILLRACE_CASSANDRA_PORT:-19042}"
+CASSANDRA_STORAGE_PORT="${MILLRACE_CASSANDRA_STORAGE_PORT:-17000}"
+CASSANDRA_JMX_PORT="${MILLRACE_CASSANDRA_JMX_PORT:-17199}"
+
+# Versions of the real programs the world runs.
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+CASSANDRA_VERSION="${CASSANDRA_VERSION:-5.0.9}"
+
+mkdir -p "$MILLRACE_CACHE" "$MILLRACE_BIN"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...
+# Polls COMMAND every half second until it succeeds or the deadline passes.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+pid_of() { cat "$PIDS_DIR/$1.pid" 2>/dev/null || true; }
+
+is_running() {
+  local pid; pid="$(pid_of "$1")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start_daemon NAME COMMAND...
+# Starts COMMAND in its own session, logging to $LOGS_DIR/NAME.log, and
+# records its pid so `down` stops exactly what `up` started.
+start_daemon() {
+  local name="$1"; shift
+  mkdir -p "$PIDS_DIR" "$LOGS_DIR"
+  if is_running "$name"; then
+    log "$name already running (pid $(pid_of "$name"))"
+    return 0
+  fi
+  log "starting $name"
+  setsid "$@" >>"$LOGS_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS_DIR/$name.pid"
+}
+
+# stop_daemon NAME [GRACE_SECONDS]
+# SIGTERM to the recorded pid's process group, then SIGKILL after the grace.
+stop_daemon() {
+  local name="$1" grace="${2:-20}" pid
+  pid="$(pid_of "$name")"
+  if [[ -z "$pid" ]]; then return 0; fi
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + grace))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not stop in ${grace}s; killing"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$PIDS_DIR/$name.pid"
+}
+
+# rss_kb PID: resident set size of a process and its children, in KiB.
+rss_kb() {
+  local pid="$1" total=0 p
+  for p in $pid $(pgrep -P "$pid" 2>/dev/null || true); do
+    total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}

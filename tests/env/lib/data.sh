@@ -1,0 +1,450 @@
+# The test world's data plane: Apache Kafka (KRaft, one combined
+# broker+controller) and Apache Cassandra (one node), run from their jars on
+# Maven Central, plus cqlsh from PyPI. Sourced after common.sh, never run.
+#
+#   kafka_provision / kafka_start / kafka_wait [SECS] / kafka_stop / kafka_version
+#   kafka_run TOOL|CLASS ARGS...      Kafka's own CLI tools (topics, console-producer, ...)
+#   cassandra_provision / cassandra_start / cassandra_wait [SECS] / cassandra_stop / cassandra_version
+#   cqlsh_provision / cql "STATEMENT" [CQLSH_ARGS...]
+#   cassandra_setup_roles             superuser "millrace" with a generated password
+#   data_env                          `export NAME='value'` lines for $MILLRACE_WORLD/env
+#
+# Every function is idempotent. See data-readme.md for versions, flags, timings.
+# shellcheck shell=bash
+
+KAFKA_HOME="$MILLRACE_CACHE/kafka-$KAFKA_VERSION"                 # lib/*.jar
+CASSANDRA_HOME="$MILLRACE_CACHE/cassandra-$CASSANDRA_VERSION"     # lib/*.jar
+CQLSH_VENV="$MILLRACE_CACHE/venv"
+CQLSH_VERSION="${CQLSH_VERSION:-6.2.2}"
+
+KAFKA_DATA_DIR="$DATA_DIR/kafka"
+KAFKA_CONF_DIR="$MILLRACE_WORLD/conf/kafka"
+KAFKA_PASSWORD_FILE="$MILLRACE_WORLD/kafka-password"
+KAFKA_USERNAME=millrace
+KAFKA_HEAP="${MILLRACE_KAFKA_HEAP:-512m}"
+# Extra JVM options (space-separated), e.g. -XX:NativeMemoryTracking=summary.
+KAFKA_EXTRA_JVM_OPTS="${MILLRACE_KAFKA_JVM_OPTS:-}"
+
+CASSANDRA_DATA_DIR="$DATA_DIR/cassandra"
+CASSANDRA_CONF_DIR="$MILLRACE_WORLD/conf/cassandra"
+CASSANDRA_PASSWORD_FILE="$MILLRACE_WORLD/cassandra-password"
+CASSANDRA_USERNAME=millrace
+CASSANDRA_LOCAL_DC=datacenter1
+# Heap capped at 1 GiB but starting small: with -Xms1G the JVM's resident
+# memory at rest is ~1.5 GiB, with -Xms256m ~0.75 GiB (see data-readme.md).
+CASSANDRA_HEAP="${MILLRACE_CASSANDRA_HEAP:-1G}"
+CASSANDRA_HEAP_MIN="${MILLRACE_CASSANDRA_HEAP_MIN:-256m}"
+CASSANDRA_EXTRA_JVM_OPTS="${MILLRACE_CASSANDRA_JVM_OPTS:-}"
+
+_DATA_SRC="$MILLRACE_REPO/tests/env"
+
+# ---------------------------------------------------------------- helpers ---
+
+# _data_render TEMPLATE OUTPUT VAR...: copy TEMPLATE to OUTPUT replacing each
+# literal ${VAR} with the variable's value; fails if one is left outside comments.
+_data_render() {
+  local in="$1" out="$2" text name pat; shift 2
+  text="$(<"$in")"
+  for name in "$@"; do
+    [[ -v "$name" ]] || die "_data_render: \$$name is not set"
+    pat="\${$name}"
+    text="${text//"$pat"/"${!name}"}"
+  done
+  local left
+  # shellcheck disable=SC2016
+  left="$(grep -v '^[[:space:]]*#' <<<"$text" | grep -o '\${[A-Za-z_]*}' | head -n1)" || true
+  [[ -z "$left" ]] || die "$in: $left is not replaced"
+  mkdir -p "$(dirname "$out")"
+  printf '%s\n' "$text" >"$out.tmp.$$"
+  mv -f "$out.tmp.$$" "$out"
+}
+
+# _data_password FILE: create FILE (mode 600) with a random alphanumeric
+# password unless it exists. Alphanumeric so it needs no quoting anywhere
+# (SCRAM credential syntax, CQL string literals, shell).
+_data_password() {
+  local file="$1" pw
+  [[ -s "$file" ]] && return 0
+  mkdir -p "$(dirname "$file")"
+  pw="$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 24)"
+  (umask 077 && printf '%s\n' "$pw" >"$file.tmp.$$")
+  mv -f "$file.tmp.$$" "$file"
+  chmod 600 "$file"
+}
+
+_data_read_password() {
+  [[ -s "$1" ]] || die "$1 is missing; $2 creates it"
+  head -n1 "$1"
+}
+
+# _data_fetch NAME POM VERSION_PROPERTY VERSION DEST: copy the runtime
+# dependencies of POM into DEST/lib once (marker DEST/.complete).
+_data_fetch() {
+  local name="$1" pom="$2" prop="$3" version="$4" dest="$5" tmp t0=$SECONDS lock
+  [[ -f "$dest/.complete" ]] && return 0
+  command -v mvn >/dev/null || die "mvn not found (needed to fetch $name)"
+  # One fetch at a time per version, whoever else provisions concurrently.
+  exec {lock}>"$dest.lock"
+  flock "$lock"
+  if [[ ! -f "$dest/.complete" ]]; then
+    log "fetching $name $version from Maven Central"
+    tmp="$dest.tmp.$$"
+    rm -rf "$tmp"
+    if ! mvn -q -B -Dstyle.color=never -f "$pom" "-D$prop=$version" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >&2; then
+      rm -rf "$tmp"
+      die "could not fetch $name $version"
+    fi
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+    touch "$dest/.complete"
+    log "fetched $name $version in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
+  fi
+  exec {lock}>&-
+}
+
+_data_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# _data_died NAME: the daemon exited; show why and fail.
+_data_died() {
+  log "$1 exited; last lines of $LOGS_DIR/$1.log:"
+  tail -n 40 "$LOGS_DIR/$1.log" >&2 || true
+  rm -f "$PIDS_DIR/$1.pid"
+  return 1
+}
+
+# ------------------------------------------------------------------ kafka ---
+
+kafka_provision() {
+  _data_fetch Kafka "$_DATA_SRC/kafka/pom.xml" kafka.version "$KAFKA_VERSION" "$KAFKA_HOME"
+}
+
+# A small, quick-starting JVM for Kafka's tools, logging WARN to stderr.
+_KAFKA_TOOL_JAVA=(java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto
+  -Djava.awt.headless=true
+  "-Dlog4j2.configurationFile=$_DATA_SRC/kafka/log4j2.xml"
+  -Dmillrace.log.level=WARN -Dmillrace.log.target=SYSTEM_ERR -Dlog4j2.shutdownHookEnabled=false
+  -cp "$KAFKA_HOME/lib/*")
+
+# kafka_run TOOL|CLASS ARGS...: one of Kafka's command-line tools in a small,
+# quick-starting JVM, logging WARN to stderr. TOOL is the kafka-*.sh name
+# without prefix/suffix (topics, console-producer, ...), or a full class name.
+kafka_run() {
+  local tool="$1" class; shift
+  case "$tool" in
+    topics)              class=org.apache.kafka.tools.TopicCommand ;;
+    console-producer)    class=org.apache.kafka.tools.ConsoleProducer ;;
+    console-consumer)    class=org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+    consumer-groups)     class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+    configs)             class=org.apache.kafka.tools.ConfigCommand ;;
+    acls)                class=org.apache.kafka.tools.AclCommand ;;
+    broker-api-versions) class=org.apache.kafka.tools.BrokerApiVersionsCommand ;;
+    metadata-quorum)     class=org.apache.kafka.tools.MetadataQuorumCommand ;;
+    get-offsets)         class=org.apache.kafka.tools.GetOffsetShell ;;
+    storage)             class=kafka.tools.StorageTool ;;
+    *.*)                 class="$tool" ;;
+    *)                   die "kafka_run: unknown tool $tool" ;;
+  esac
+  "${_KAFKA_TOOL_JAVA[@]}" "$class" "$@"
+}
+
+# kafka_client_config FILE: write a client properties file for the SASL listener.
+kafka_client_config() {
+  local pw; pw="$(_data_read_password "$KAFKA_PASSWORD_FILE" kafka_start)"
+  (umask 077 && cat >"$1" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_USERNAME" password="$pw";
+EOF
+  )
+}
+
+kafka_start() {
+  kafka_provision
+  if is_running kafka; then
+    log "kafka already running (pid $(pid_of kafka))"
+    return 0
+  fi
+  mkdir -p "$KAFKA_DATA_DIR" "$KAFKA_CONF_DIR" "$LOGS_DIR"
+  _data_render "$_DATA_SRC/kafka/server.properties.in" "$KAFKA_CONF_DIR/server.properties" \
+    KAFKA_PORT KAFKA_SASL_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR
+
+  local formatted=false
+  [[ -f "$KAFKA_DATA_DIR/meta.properties" ]] && formatted=true
+  if [[ ! -s "$KAFKA_PASSWORD_FILE" ]]; then
+    _data_password "$KAFKA_PASSWORD_FILE"
+    # Formatted earlier with a password that is now lost: set the new one
+    # through the running broker (kafka_wait does it).
+    $formatted && touch "$KAFKA_CONF_DIR/scram-pending"
+  fi
+  if ! $formatted; then
+    local cluster_id pw
+    # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    pw="$(head -n1 "$KAFKA_PASSWORD_FILE")"
+    log "formatting Kafka storage (cluster id $cluster_id)"
+    kafka_run storage format --config "$KAFKA_CONF_DIR/server.properties" \
+      --cluster-id "$cluster_id" \
+      --add-scram "SCRAM-SHA-512=[name=$KAFKA_USERNAME,password=$pw]" \
+      >>"$LOGS_DIR/kafka-format.log" 2>&1 \
+      || { tail -n 20 "$LOGS_DIR/kafka-format.log" >&2; die "formatting Kafka storage failed"; }
+    rm -f "$KAFKA_CONF_DIR/scram-pending"
+  fi
+
+  local -a extra=()
+  read -r -a extra <<<"$KAFKA_EXTRA_JVM_OPTS"
+  KAFKA_STARTED_AT=$SECONDS
+  start_daemon kafka java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$_DATA_SRC/kafka/log4j2.xml" \
+    "${extra[@]}" \
+    -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$KAFKA_CONF_DIR/server.properties"
+}
+
+# kafka_wait [TIMEOUT_SECONDS]: until the broker answers a metadata request
+# (topic listing) on the PLAINTEXT listener. The client ports open only once
+# the broker is unfenced, so topics can be created as soon as this returns.
+kafka_wait() {
+  local timeout="${1:-120}" deadline
+  deadline=$((SECONDS + timeout))
+  until _data_port_open "$KAFKA_PORT"; do
+    is_running kafka || _data_died kafka || return 1
+    ((SECONDS < deadline)) || { log "kafka: port $KAFKA_PORT not open after ${timeout}s"; return 1; }
+    sleep 0.5
+  done
+  until timeout 30 "${_KAFKA_TOOL_JAVA[@]}" org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1; do
+    is_running kafka || _data_died kafka || return 1
+    ((SECONDS < deadline)) || { log "kafka: no metadata after ${timeout}s"; return 1; }
+    sleep 1
+  done
+  if [[ -f "$KAFKA_CONF_DIR/scram-pending" ]]; then
+    log "setting the SCRAM credential of $KAFKA_USERNAME"
+    kafka_run configs --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$KAFKA_USERNAME" \
+      --add-config "SCRAM-SHA-512=[password=$(head -n1 "$KAFKA_PASSWORD_FILE")]" >&2 \
+      || { log "kafka: could not set the SCRAM credential"; return 1; }
+    rm -f "$KAFKA_CONF_DIR/scram-pending"
+  fi
+  [[ -n "${KAFKA_STARTED_AT:-}" ]] && log "kafka ready $((SECONDS - KAFKA_STARTED_AT))s after start"
+  return 0
+}
+
+kafka_stop() { stop_daemon kafka "${1:-30}"; }
+
+# kafka_version: the version of the provisioned jars (e.g. 4.4.0).
+kafka_version() {
+  kafka_provision
+  kafka_run kafka.Kafka --version 2>/dev/null | awk 'NR==1 {print $1}'
+}
+
+# -------------------------------------------------------------- cassandra ---
+
+cassandra_provision() {
+  _data_fetch Cassandra "$_DATA_SRC/cassandra/pom.xml" cassandra.version "$CASSANDRA_VERSION" "$CASSANDRA_HOME"
+}
+
+# The JVM options of bin/cassandra + conf/jvm-server.options +
+# conf/jvm17-server.options that matter, for Java 17.
+_cassandra_jvm_opts() {
+  local jamm
+  jamm="$(compgen -G "$CASSANDRA_HOME/lib/jamm-*.jar" | head -n1)" || true
+  [[ -n "$jamm" ]] || die "jamm jar missing from $CASSANDRA_HOME/lib"
+  printf '%s\n' \
+    -Xms"$CASSANDRA_HEAP_MIN" -Xmx"$CASSANDRA_HEAP" \
+    -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 \
+    -XX:G1HeapRegionSize=16m -XX:G1RSetUpdatingPauseTimePercent=5 \
+    -XX:MaxGCPauseMillis=300 -XX:InitiatingHeapOccupancyPercent=70 \
+    -XX:+UseThreadPriorities -XX:+PerfDisableSharedMem -XX:+UseTLAB -XX:+ResizeTLAB \
+    -XX:StringTableSize=1000003 -XX:+ExitOnOutOfMemoryError \
+    -Djava.net.preferIPv4Stack=true -Djava.awt.headless=true \
+    "-javaagent:$jamm" \
+    -Djdk.attach.allowAttachSelf=true \
+    --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
+    --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \
+    --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED \
+    --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED \
+    --add-exports java.sql/java.sql=ALL-UNNAMED \
+    --add-exports java.base/java.lang.ref=ALL-UNNAMED \
+    --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED \
+    --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED \
+    --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED \
+    --add-opens java.base/java.lang.module=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.loader=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.ref=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.math=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.module=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED \
+    --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED \
+    --add-opens java.base/sun.nio.ch=ALL-UNNAMED \
+    --add-opens java.base/java.io=ALL-UNNAMED \
+    --add-opens java.base/java.lang.reflect=ALL-UNNAMED \
+    --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED \
+    --add-opens java.base/java.lang=ALL-UNNAMED \
+    --add-opens java.base/java.util=ALL-UNNAMED \
+    --add-opens java.base/java.nio=ALL-UNNAMED \
+    -Dio.netty.tryReflectionSetAccessible=true \
+    -Dio.netty.allocator.useCacheForAllThreads=true \
+    -Dio.netty.allocator.maxOrder=11 \
+    "-Dcassandra.config=file://$CASSANDRA_CONF_DIR/cassandra.yaml" \
+    "-Dlogback.configurationFile=$_DATA_SRC/cassandra/logback.xml" \
+    -Dcassandra-foreground=yes \
+    "-Dcassandra.storagedir=$CASSANDRA_DATA_DIR" \
+    "-Dcassandra.logdir=$LOGS_DIR" \
+    "-Dcassandra.jmx.local.port=$CASSANDRA_JMX_PORT" \
+    -Dcassandra.skip_wait_for_gossip_to_settle=0 \
+    -Dcassandra.superuser_setup_delay_ms=0 \
+    "-Dcassandra.triggers_dir=$CASSANDRA_CONF_DIR/triggers"
+  local -a extra=()
+  read -r -a extra <<<"$CASSANDRA_EXTRA_JVM_OPTS"
+  ((${#extra[@]} == 0)) || printf '%s\n' "${extra[@]}"
+}
+
+cassandra_start() {
+  cassandra_provision
+  if is_running cassandra; then
+    log "cassandra already running (pid $(pid_of cassandra))"
+    return 0
+  fi
+  mkdir -p "$CASSANDRA_DATA_DIR"/{data,commitlog,saved_caches,hints,cdc_raw} "$CASSANDRA_CONF_DIR/triggers" "$LOGS_DIR"
+  _data_render "$_DATA_SRC/cassandra/cassandra.yaml.in" "$CASSANDRA_CONF_DIR/cassandra.yaml" \
+    CASSANDRA_CQL_PORT CASSANDRA_STORAGE_PORT CASSANDRA_DATA_DIR
+  local -a opts
+  mapfile -t opts < <(_cassandra_jvm_opts)
+  ((${#opts[@]} > 10)) || die "could not build Cassandra's JVM options"
+  CASSANDRA_STARTED_AT=$SECONDS
+  start_daemon cassandra java "${opts[@]}" \
+    -cp "$CASSANDRA_CONF_DIR:$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
+}
+
+# cassandra_wait [TIMEOUT_SECONDS]: until a CQL query succeeds as the superuser.
+cassandra_wait() {
+  local timeout="${1:-180}" deadline
+  deadline=$((SECONDS + timeout))
+  cqlsh_provision
+  until _data_port_open "$CASSANDRA_CQL_PORT"; do
+    is_running cassandra || _data_died cassandra || return 1
+    ((SECONDS < deadline)) || { log "cassandra: port $CASSANDRA_CQL_PORT not open after ${timeout}s"; return 1; }
+    sleep 0.5
+  done
+  # Right after the port opens the default superuser may not exist yet.
+  until cql "SELECT release_version FROM system.local" >/dev/null 2>&1; do
+    is_running cassandra || _data_died cassandra || return 1
+    ((SECONDS < deadline)) || { log "cassandra: no CQL answer after ${timeout}s"; return 1; }
+    sleep 1
+  done
+  [[ -n "${CASSANDRA_STARTED_AT:-}" ]] && log "cassandra ready $((SECONDS - CASSANDRA_STARTED_AT))s after start"
+  return 0
+}
+
+# Cassandra drains on SIGTERM (flushes memtables), which can take a while.
+cassandra_stop() { stop_daemon cassandra "${1:-60}"; }
+
+# cassandra_version: the version of the provisioned jars (e.g. 5.0.9).
+cassandra_version() {
+  cassandra_provision
+  java -cp "$CASSANDRA_HOME/lib/*" -Xshare:auto -XX:TieredStopAtLevel=1 \
+    -Dlogback.configurationFile="$_DATA_SRC/cassandra/logback.xml" \
+    org.apache.cassandra.tools.GetVersion 2>/dev/null | tail -n1
+}
+
+# ------------------------------------------------------------------ cqlsh ---
+
+cqlsh_provision() {
+  _cqlsh_ok() { [[ -x "$CQLSH_VENV/bin/cqlsh" ]] && "$CQLSH_VENV/bin/python" -c 'import cassandra' 2>/dev/null; }
+  _cqlsh_ok && return 0
+  local lock
+  exec {lock}>"$CQLSH_VENV.lock"
+  flock "$lock"
+  if ! _cqlsh_ok; then
+    log "installing cqlsh $CQLSH_VERSION into $CQLSH_VENV"
+    [[ -x "$CQLSH_VENV/bin/python" ]] || python3 -m venv "$CQLSH_VENV" || die "python3 -m venv failed"
+    "$CQLSH_VENV/bin/pip" install -q "cqlsh==$CQLSH_VERSION" >&2 || die "pip install cqlsh failed"
+  fi
+  exec {lock}>&-
+}
+
+# _cql_login: prints "USER PASSWORD" of the superuser to use: millrace once
+# cassandra_setup_roles created it in this data dir, else the default one.
+_cql_login() {
+  if [[ -f "$CASSANDRA_DATA_DIR/.millrace-role" && -s "$CASSANDRA_PASSWORD_FILE" ]]; then
+    printf '%s %s\n' "$CASSANDRA_USERNAME" "$(head -n1 "$CASSANDRA_PASSWORD_FILE")"
+  else
+    printf 'cassandra cassandra\n'
+  fi
+}
+
+# cql "STATEMENT" [CQLSH_ARGS...]: run CQL as the superuser; output on stdout.
+# CQL_USER / CQL_PASSWORD override the login (e.g. to test other roles).
+cql() {
+  local stmt="$1" user pw creds rc; shift
+  [[ -x "$CQLSH_VENV/bin/cqlsh" ]] || cqlsh_provision
+  read -r user pw < <(_cql_login)
+  user="${CQL_USER:-$user}"; pw="${CQL_PASSWORD:-$pw}"
+  # Password through a credentials file: -p on the command line makes cqlsh warn.
+  mkdir -p "$CASSANDRA_CONF_DIR"
+  creds="$(umask 077 && mktemp "$CASSANDRA_CONF_DIR/credentials.XXXXXX")"
+  printf '[plain_text_auth]\nusername = %s\npassword = %s\n' "$user" "$pw" >"$creds"
+  # cqlsh 6.2.2 says on stdout that it was "built against 5.0.0": drop that line.
+  "$CQLSH_VENV/bin/cqlsh" 127.0.0.1 "$CASSANDRA_CQL_PORT" \
+    --cqlshrc=/dev/null --credentials="$creds" -u "$user" \
+    --connect-timeout=10 --request-timeout=30 \
+    -e "$stmt" "$@" | sed '/^WARNING: cqlsh was built against/d'
+  rc="${PIPESTATUS[0]}"
+  rm -f "$creds"
+  return "$rc"
+}
+
+_cql_as_millrace() {
+  CQL_USER="$CASSANDRA_USERNAME" CQL_PASSWORD="$(head -n1 "$CASSANDRA_PASSWORD_FILE")" \
+    cql "SELECT role FROM system_auth.roles LIMIT 1"
+}
+
+# cassandra_setup_roles: superuser role "millrace" whose password is generated
+# once into $MILLRACE_WORLD/cassandra-password (mode 600). The default
+# cassandra/cassandra superuser is left as it is (working).
+cassandra_setup_roles() {
+  local pw deadline
+  _data_password "$CASSANDRA_PASSWORD_FILE"
+  pw="$(head -n1 "$CASSANDRA_PASSWORD_FILE")"
+  if ! _cql_as_millrace >/dev/null 2>&1; then
+    log "creating Cassandra role $CASSANDRA_USERNAME"
+    CQL_USER=cassandra CQL_PASSWORD=cassandra cql \
+      "CREATE ROLE IF NOT EXISTS $CASSANDRA_USERNAME WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = '$pw'" >&2 \
+      || { log "could not create the Cassandra role $CASSANDRA_USERNAME"; return 1; }
+    # The role may have existed with another password (password file lost).
+    # Cassandra 5 allows one password change per role every 5 s: retry.
+    deadline=$((SECONDS + 30))
+    until _cql_as_millrace >/dev/null 2>&1; do
+      CQL_USER=cassandra CQL_PASSWORD=cassandra cql \
+        "ALTER ROLE $CASSANDRA_USERNAME WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = '$pw'" >/dev/null 2>&1 || true
+      ((SECONDS < deadline)) || { log "cannot log in to Cassandra as $CASSANDRA_USERNAME"; return 1; }
+      sleep 2
+    done
+  fi
+  touch "$CASSANDRA_DATA_DIR/.millrace-role"
+}
+
+# ------------------------------------------------------------------- env ---
+
+_data_shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# data_env: the data plane's lines for $MILLRACE_WORLD/env.
+data_env() {
+  local kpw cpw
+  kpw="$(_data_read_password "$KAFKA_PASSWORD_FILE" kafka_start)"
+  cpw="$(_data_read_password "$CASSANDRA_PASSWORD_FILE" cassandra_setup_roles)"
+  printf 'export %s=%s\n' \
+    MILLRACE_KAFKA_BOOTSTRAP "$(_data_shq "127.0.0.1:$KAFKA_PORT")" \
+    MILLRACE_KAFKA_SASL_BOOTSTRAP "$(_data_shq "127.0.0.1:$KAFKA_SASL_PORT")" \
+    MILLRACE_KAFKA_SASL_MECHANISM "$(_data_shq SCRAM-SHA-512)" \
+    MILLRACE_KAFKA_SASL_USERNAME "$(_data_shq "$KAFKA_USERNAME")" \
+    MILLRACE_KAFKA_SASL_PASSWORD "$(_data_shq "$kpw")" \
+    MILLRACE_CASSANDRA_CONTACT_POINTS "$(_data_shq "127.0.0.1:$CASSANDRA_CQL_PORT")" \
+    MILLRACE_CASSANDRA_LOCAL_DC "$(_data_shq "$CASSANDRA_LOCAL_DC")" \
+    MILLRACE_CASSANDRA_USERNAME "$(_data_shq "$CASSANDRA_USERNAME")" \
+    MILLRACE_CASSANDRA_PASSWORD "$(_data_shq "$cpw")"
+}

@@ -1,0 +1,101 @@
+//! Small Kubernetes helpers for tests: a throwaway namespace per test, and
+//! reading Pods' state.
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+
+use crate::names::unique_name;
+
+/// A namespace that is deleted when the test is done with it (also on
+/// panic, best effort).
+pub struct TestNamespace {
+    pub name: String,
+    client: kube::Client,
+    deleted: bool,
+}
+
+impl TestNamespace {
+    /// Creates `prefix-<random>`. The namespace enforces the `restricted`
+    /// Pod Security Standard, as production namespaces should.
+    pub async fn create(client: &kube::Client, prefix: &str) -> anyhow::Result<Self> {
+        let name = unique_name(prefix);
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": { "name": name, "labels": {
+                "millrace.io/test": "true",
+                "pod-security.kubernetes.io/enforce": "restricted",
+            }}
+        }))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        Ok(Self {
+            name,
+            client: client.clone(),
+            deleted: false,
+        })
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl TestNamespace {
+    /// Deletes the namespace (and so everything in it).
+    pub async fn cleanup(mut self) -> anyhow::Result<()> {
+        self.deleted = true;
+        Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::background())
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = self.name.clone();
+        // Drop cannot await; the deletion proceeds on the runtime if one is
+        // still there, and the namespace controller does the rest.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        }
+    }
+}
+
+/// Pods matching a label selector.
+pub async fn pods(api: &Api<Pod>, selector: &str) -> anyhow::Result<Vec<Pod>> {
+    Ok(api
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items)
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status.as_ref().and_then(|s| s.pod_ip.clone())
+}
+
+pub fn restart_count(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
+}

@@ -1,0 +1,18 @@
+//! The millrace test world, seen from Rust.
+//!
+//! `world` finds the running services (from the env file written by
+//! `tests/env/up`, or from variables pointing at any other cluster such as a
+//! kind cluster), `wait` polls with deadlines, `names` makes names unique per
+//! test, and `node_agent` is the kubelet stand-in that runs Pods as local
+//! processes.
+
+pub mod kube_helpers;
+pub mod names;
+pub mod node_agent;
+pub mod wait;
+pub mod world;
+
+pub use kube_helpers::TestNamespace;
+pub use names::{unique_cql_name, unique_name};
+pub use wait::{Deadline, poll_until};
+pub use world::World;

@@ -1,0 +1,197 @@
+//! Starting a container as a local process.
+//!
+//! Each container runs in its own mount namespace (`unshare --mount`), where
+//! the Pod's directory is bound at [`POD_ROOT`], the image's binary at
+//! `POD_ROOT/bin/<name>`, and each volume at its `mountPath`. The Pod's user
+//! is taken with `setpriv`, and `readOnlyRootFilesystem` remounts `/`
+//! read-only inside the namespace. So a Pod sees its ConfigMaps, Secrets and
+//! service-account token where Kubernetes puts them, and nothing it writes
+//! reaches another Pod.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// Where a Pod's own directory appears inside its mount namespace.
+pub const POD_ROOT: &str = "/run/millrace-pod";
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The Pod's directory on the host.
+    pub pod_dir: PathBuf,
+    /// The binary on the host that the image stands for.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    pub workdir: Option<String>,
+    pub user: Option<i64>,
+    pub group: Option<i64>,
+    pub read_only_root: bool,
+    pub log: PathBuf,
+}
+
+impl Launch {
+    fn program_name(&self) -> String {
+        self.program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "program".into())
+    }
+
+    /// The shell script run inside the new mount namespace; arguments follow
+    /// it as `$@`, so none of them is ever parsed by the shell.
+    pub fn script(&self) -> String {
+        let q = shell_quote;
+        let bin = format!("{POD_ROOT}/bin/{}", self.program_name());
+        let mut s = String::from("set -e\n");
+        s += &format!(
+            "mount --bind {} {POD_ROOT}\n",
+            q(&self.pod_dir.to_string_lossy())
+        );
+        s += &format!(
+            "mount --bind {} {}\n",
+            q(&self.program.to_string_lossy()),
+            q(&bin)
+        );
+        for m in &self.mounts {
+            let target = q(&m.target);
+            if m.source.is_dir() {
+                s += &format!("mkdir -p {target}\n");
+            } else {
+                s += &format!("mkdir -p \"$(dirname {target})\" && touch {target}\n");
+            }
+            s += &format!("mount --bind {} {target}\n", q(&m.source.to_string_lossy()));
+            if m.read_only {
+                s += &format!("mount -o remount,bind,ro {target}\n");
+            }
+        }
+        if self.read_only_root {
+            s += "mount -o remount,bind,ro /\n";
+        }
+        s += &format!("cd {}\n", q(self.workdir.as_deref().unwrap_or("/")));
+        match (self.user, self.group) {
+            (Some(u), g) => {
+                let g = g.unwrap_or(u);
+                s += &format!(
+                    "exec /usr/bin/setpriv --reuid={u} --regid={g} --clear-groups -- {} \"$@\"\n",
+                    q(&bin)
+                );
+            }
+            (None, _) => s += &format!("exec {} \"$@\"\n", q(&bin)),
+        }
+        s
+    }
+
+    /// Starts the process in its own process group, with stdout and stderr
+    /// appended to the container's log file.
+    pub fn spawn(&self) -> std::io::Result<Child> {
+        let bin_dir = self.pod_dir.join("bin");
+        std::fs::create_dir_all(&bin_dir)?;
+        // The bind mount needs an existing file to cover.
+        let placeholder = bin_dir.join(self.program_name());
+        if !placeholder.exists() {
+            File::create(&placeholder)?;
+        }
+        std::fs::create_dir_all(POD_ROOT)?;
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new("/usr/bin/unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(self.script())
+            .arg("sh")
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", DEFAULT_PATH)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd.spawn()
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (our containers lead
+/// their own groups, so their children get it too).
+pub fn signal_group(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let _ = killpg(Pid::from_raw(raw), signal);
+}
+
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Whether `path` names an existing regular file.
+pub fn is_file(path: &Path) -> bool {
+    path.metadata().map(|m| m.is_file()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch() -> Launch {
+        Launch {
+            pod_dir: "/w/pods/uid-1".into(),
+            program: "/t/debug/millrace-runner".into(),
+            args: vec!["sink".into()],
+            env: vec![],
+            mounts: vec![Mount {
+                source: "/nonexistent/secret-file".into(),
+                target: "/etc/it's".into(),
+                read_only: true,
+            }],
+            workdir: None,
+            user: Some(65532),
+            group: None,
+            read_only_root: true,
+            log: "/w/logs/x.log".into(),
+        }
+    }
+
+    #[test]
+    fn script_binds_pod_binary_and_volumes_then_drops_privileges() {
+        let s = launch().script();
+        assert!(
+            s.contains("mount --bind '/w/pods/uid-1' /run/millrace-pod\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "mount --bind '/t/debug/millrace-runner' '/run/millrace-pod/bin/millrace-runner'"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("touch '/etc/it'\\''s'"),
+            "quotes are escaped: {s}"
+        );
+        assert!(
+            s.contains("mount -o remount,bind,ro '/etc/it'\\''s'"),
+            "{s}"
+        );
+        assert!(s.contains("mount -o remount,bind,ro /\n"), "{s}");
+        assert!(s.ends_with("exec /usr/bin/setpriv --reuid=65532 --regid=65532 --clear-groups -- '/run/millrace-pod/bin/millrace-runner' \"$@\"\n"), "{s}");
+    }
+}

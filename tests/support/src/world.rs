@@ -1,0 +1,219 @@
+//! Where the test world's services are.
+//!
+//! Tests read only these variables, so the same suite runs against the local
+//! world started by `tests/env/up` or against any cluster (kind, say) whose
+//! addresses are exported:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `KUBECONFIG` | the cluster's kubeconfig (admin) |
+//! | `MILLRACE_KAFKA_BOOTSTRAP` | Kafka bootstrap servers |
+//! | `MILLRACE_CASSANDRA_CONTACT_POINTS` | comma-separated `host:port` |
+//! | `MILLRACE_CASSANDRA_LOCAL_DC` | the local datacenter |
+//! | `MILLRACE_CASSANDRA_USERNAME` / `_PASSWORD` | a Cassandra superuser |
+//!
+//! When `MILLRACE_KAFKA_BOOTSTRAP` is not set, the env file of the local world
+//! (`$MILLRACE_WORLD/env`, default `~/.cache/millrace/world/env`) is read.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+
+#[derive(Clone)]
+pub struct World {
+    pub kubeconfig: Option<PathBuf>,
+    pub kafka_bootstrap: String,
+    pub cassandra_contact_points: Vec<String>,
+    pub cassandra_local_dc: String,
+    pub cassandra_username: String,
+    cassandra_password: String,
+    vars: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for World {
+    // Hand-written so a password never reaches a test's output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("kubeconfig", &self.kubeconfig)
+            .field("kafka_bootstrap", &self.kafka_bootstrap)
+            .field("cassandra_contact_points", &self.cassandra_contact_points)
+            .field("cassandra_local_dc", &self.cassandra_local_dc)
+            .field("cassandra_username", &self.cassandra_username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// Finds the world, or explains how to start one.
+    pub fn discover() -> anyhow::Result<Self> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        if !vars.contains_key("MILLRACE_KAFKA_BOOTSTRAP") {
+            let file = env_file_path();
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "no test world: MILLRACE_KAFKA_BOOTSTRAP is not set and {} cannot be read; \
+                     start one with `tests/env/up` (or `make test`)",
+                    file.display()
+                )
+            })?;
+            // Variables already in the environment win over the file.
+            for (k, v) in parse_env_file(&text) {
+                vars.entry(k).or_insert(v);
+            }
+        }
+        Self::from_vars(vars)
+    }
+
+    fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
+        let get = |name: &str| -> anyhow::Result<String> {
+            match vars.get(name) {
+                Some(v) if !v.is_empty() => Ok(v.clone()),
+                _ => bail!("{name} is not set in the test world's environment"),
+            }
+        };
+        Ok(Self {
+            kubeconfig: vars.get("KUBECONFIG").map(PathBuf::from),
+            kafka_bootstrap: get("MILLRACE_KAFKA_BOOTSTRAP")?,
+            cassandra_contact_points: get("MILLRACE_CASSANDRA_CONTACT_POINTS")?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            cassandra_local_dc: vars
+                .get("MILLRACE_CASSANDRA_LOCAL_DC")
+                .cloned()
+                .unwrap_or_else(|| "datacenter1".into()),
+            cassandra_username: get("MILLRACE_CASSANDRA_USERNAME")?,
+            cassandra_password: get("MILLRACE_CASSANDRA_PASSWORD")?,
+            vars,
+        })
+    }
+
+    /// Any other variable of the world (e.g. `MILLRACE_KAFKA_SASL_BOOTSTRAP`).
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    pub fn cassandra_password(&self) -> &str {
+        &self.cassandra_password
+    }
+
+    /// A client for the world's apiserver, as its admin.
+    pub async fn kube_client(&self) -> anyhow::Result<kube::Client> {
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+            }
+            None => kube::Config::infer().await?,
+        };
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Base Kafka client settings for the world's broker.
+    pub fn kafka_config(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.kafka_bootstrap);
+        cfg
+    }
+
+    /// A CQL session, authenticated as the world's superuser.
+    pub async fn cassandra_session(&self) -> anyhow::Result<scylla::client::session::Session> {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(&self.cassandra_contact_points)
+            .user(&self.cassandra_username, &self.cassandra_password)
+            .build()
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to Cassandra at {:?}",
+                    self.cassandra_contact_points
+                )
+            })?;
+        Ok(session)
+    }
+}
+
+fn env_file_path() -> PathBuf {
+    if let Ok(world) = std::env::var("MILLRACE_WORLD") {
+        return Path::new(&world).join("env");
+    }
+    let home = std::env::var("MILLRACE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            Path::new(&home).join(".cache/millrace")
+        });
+    home.join("world/env")
+}
+
+/// Reads `export NAME=value` lines as written by `tests/env/up`, where values
+/// are single-quoted shell words.
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (name, raw) = l.split_once('=')?;
+            Some((name.trim().to_string(), unquote(raw.trim())))
+        })
+        .collect()
+}
+
+fn unquote(raw: &str) -> String {
+    // Shell single quotes, with '\'' for a quote inside.
+    if raw.len() >= 2 && raw.starts_with('\'') && raw.ends_with('\'') {
+        raw[1..raw.len() - 1].replace("'\\''", "'")
+    } else if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
+        raw[1..raw.len() - 1].to_string()
+    } else {
+        raw.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_env_file_written_by_up() {
+        let text = "# test world\nexport KUBECONFIG='/w/kubeconfig'\nexport MILLRACE_CASSANDRA_PASSWORD='it'\\''s'\nPLAIN=1\n";
+        let vars: HashMap<_, _> = parse_env_file(text).into_iter().collect();
+        assert_eq!(vars["KUBECONFIG"], "/w/kubeconfig");
+        assert_eq!(vars["MILLRACE_CASSANDRA_PASSWORD"], "it's");
+        assert_eq!(vars["PLAIN"], "1");
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let vars = HashMap::from([("MILLRACE_KAFKA_BOOTSTRAP".to_string(), "k:1".to_string())]);
+        let err = World::from_vars(vars).expect_err("incomplete");
+        assert!(
+            err.to_string()
+                .contains("MILLRACE_CASSANDRA_CONTACT_POINTS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let vars = HashMap::from([
+            ("MILLRACE_KAFKA_BOOTSTRAP".to_string(), "k:1".to_string()),
+            (
+                "MILLRACE_CASSANDRA_CONTACT_POINTS".to_string(),
+                "c:1".to_string(),
+            ),
+            ("MILLRACE_CASSANDRA_USERNAME".to_string(), "u".to_string()),
+            (
+                "MILLRACE_CASSANDRA_PASSWORD".to_string(),
+                "s3cret-value".to_string(),
+            ),
+        ]);
+        let world = World::from_vars(vars).expect("complete");
+        assert!(!format!("{world:?}").contains("s3cret-value"));
+    }
+}
