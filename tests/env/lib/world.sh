@@ -74,6 +74,13 @@ world_down() {
   done
 }
 
+# True when every daemon of the world is running.
+world_running() {
+  local name
+  for name in "${WORLD_DAEMONS[@]}"; do is_running "$name" || return 1; done
+  [[ -f "$ENV_FILE" ]]
+}
+
 world_status() {
   local name pid state rss total=0 version
   printf '%-24s %-8s %-9s %-10s %s\n' COMPONENT PID STATE RSS_MIB VERSION
