@@ -1,1 +1,47 @@
 //! The `StreamPipeline` API shared by the operator and the runner.
+//!
+//! Kept free of controller and driver dependencies so the runner image does
+//! not carry the operator's code.
+//!
+//! - [`spec`] and [`status`]: the custom resource, with its admission rules
+//!   (OpenAPI bounds and CEL) beside the fields; [`crd_yaml`] renders it.
+//! - [`validate`]: the operator's own check of a spec, and
+//!   [`quote_cql_identifier`].
+//! - [`mapping`]: a [`RowMapper`] compiled from the table spec turns a JSON
+//!   record into a row of [`Cell`]s, using [`json_pointer`], [`template`],
+//!   [`cql_type`] and [`mod@coerce`].
+//! - [`cql`] builds the keyspace, table and insert statements;
+//!   [`schema_diff`] compares the declared table with the one Cassandra has.
+//! - [`schedule`]: when a pull source runs.
+
+pub mod cell;
+pub mod coerce;
+pub mod cql;
+pub mod cql_type;
+mod crd_yaml;
+pub mod json_pointer;
+pub mod mapping;
+pub mod schedule;
+pub mod schema_diff;
+pub mod spec;
+pub mod status;
+pub mod template;
+pub mod validate;
+
+pub use cell::{Cell, CellValue, Decimal, Varint};
+pub use coerce::{ValueError, coerce};
+pub use cql_type::{CqlType, CqlTypeError};
+pub use crd_yaml::crd_yaml;
+pub use json_pointer::{JsonPointer, JsonPointerError};
+pub use mapping::{
+    ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
+};
+pub use schedule::{Cron, Schedule, ScheduleError};
+pub use schema_diff::{ColumnKind, ObservedColumn, TableDiff, UnsupportedChange, diff_table};
+pub use spec::*;
+pub use status::*;
+pub use template::{Template, TemplateError};
+pub use validate::{
+    InvalidSpec, Problem, SpecProblem, quote_cql_identifier, validate_pipeline, validate_spec,
+    validate_update,
+};

@@ -1,0 +1,358 @@
+//! Where rows land: the Cassandra cluster, keyspace and table.
+
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{limits, patterns};
+
+/// The Cassandra cluster, and the keyspace and table the sink writes to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraSpec {
+    /// Nodes to connect to first, as `host` or `host:port` (port 9042 when
+    /// omitted). The driver discovers the rest of the cluster from them.
+    #[schemars(length(min = 1, max = limits::CONTACT_POINTS_MAX), inner(length(min = 1, max = 253), pattern(patterns::CONTACT_POINT)))]
+    pub contact_points: Vec<String>,
+
+    /// Datacenter the sink treats as local for load balancing and `LOCAL_*`
+    /// consistency levels.
+    #[serde(default = "default_local_datacenter")]
+    #[schemars(pattern(patterns::DATACENTER))]
+    pub local_datacenter: String,
+
+    /// Secret holding the username and password for Cassandra. Without it,
+    /// millrace connects without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CassandraCredentials>,
+
+    /// The keyspace; created if missing, and its replication kept as declared.
+    pub keyspace: KeyspaceSpec,
+
+    /// The table rows are written to; created if missing, and new columns
+    /// added when they appear here.
+    pub table: TableSpec,
+
+    /// Consistency level of each write. `LOCAL_QUORUM` (default) survives one
+    /// replica down with a replication factor of 3.
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+fn default_local_datacenter() -> String {
+    "datacenter1".to_owned()
+}
+
+/// A Secret with the username and password millrace uses for Cassandra.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraCredentials {
+    /// Name of the Secret, in the StreamPipeline's namespace.
+    #[schemars(length(min = 1, max = 253), pattern(patterns::DNS_SUBDOMAIN))]
+    pub name: String,
+
+    /// Key in the Secret whose value is the username.
+    #[serde(default = "default_username_key")]
+    #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
+    pub username_key: String,
+
+    /// Key in the Secret whose value is the password.
+    #[serde(default = "default_password_key")]
+    #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
+    pub password_key: String,
+}
+
+fn default_username_key() -> String {
+    "username".to_owned()
+}
+
+fn default_password_key() -> String {
+    "password".to_owned()
+}
+
+/// Consistency level of the sink's writes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Consistency {
+    Any,
+    One,
+    Two,
+    Three,
+    Quorum,
+    All,
+    #[default]
+    LocalQuorum,
+    EachQuorum,
+    LocalOne,
+}
+
+/// The keyspace that holds the table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyspaceSpec {
+    /// Keyspace name: a letter, then up to 47 letters, digits or underscores.
+    /// Cannot be changed after creation.
+    #[schemars(length(min = 1, max = limits::CQL_IDENTIFIER_MAX))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{}')", patterns::CQL_IDENTIFIER))
+            .message("must be a CQL identifier: a letter, then up to 47 letters, digits or underscores"),
+        validation = Rule::new("self == oldSelf")
+            .message("the keyspace cannot be renamed; create a new StreamPipeline to write elsewhere")
+            .reason(Reason::FieldValueForbidden)
+    )]
+    pub name: String,
+
+    /// How the keyspace's data is replicated.
+    pub replication: Replication,
+}
+
+/// Replication of a keyspace: `SimpleStrategy` with one factor, or
+/// `NetworkTopologyStrategy` with a factor per datacenter.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "self.class == 'SimpleStrategy' ? has(self.replicationFactor) && !has(self.dataCenters) : has(self.dataCenters) && !has(self.replicationFactor)"
+    )
+    .message("SimpleStrategy takes replicationFactor; NetworkTopologyStrategy takes dataCenters (a replication factor per datacenter)")
+)]
+pub struct Replication {
+    /// Replication strategy: `SimpleStrategy` (one datacenter) or
+    /// `NetworkTopologyStrategy` (per-datacenter factors).
+    pub class: ReplicationClass,
+
+    /// Number of replicas, with `SimpleStrategy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = limits::KEYSPACE_REPLICATION_FACTOR.0, max = limits::KEYSPACE_REPLICATION_FACTOR.1))]
+    pub replication_factor: Option<i32>,
+
+    /// Number of replicas in each datacenter, with `NetworkTopologyStrategy`,
+    /// for example `{dc1: 3, dc2: 3}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("minProperties" = 1, "maxProperties" = limits::DATACENTERS_MAX))]
+    #[x_kube(validation = Rule::new("self.all(dc, self[dc] >= 1 && self[dc] <= 32)")
+        .message("each datacenter needs a replication factor from 1 to 32"))]
+    pub data_centers: Option<BTreeMap<String, i32>>,
+}
+
+impl Replication {
+    /// `SimpleStrategy` with `factor` replicas.
+    pub fn simple(factor: i32) -> Self {
+        Self {
+            class: ReplicationClass::SimpleStrategy,
+            replication_factor: Some(factor),
+            data_centers: None,
+        }
+    }
+}
+
+/// Cassandra replication strategy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReplicationClass {
+    SimpleStrategy,
+    NetworkTopologyStrategy,
+}
+
+impl ReplicationClass {
+    /// The class name Cassandra takes in `WITH replication`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SimpleStrategy => "SimpleStrategy",
+            Self::NetworkTopologyStrategy => "NetworkTopologyStrategy",
+        }
+    }
+}
+
+/// The table: its columns, where each one's value comes from, and its
+/// primary key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.partitionKey.all(k, self.columns.exists(c, c.name == k))")
+        .message("every partitionKey entry must be the name of a column in columns")
+        .field_path(".partitionKey"),
+    validation = Rule::new("self.clusteringKey.all(k, self.columns.exists(c, c.name == k.name))")
+        .message("every clusteringKey entry must be the name of a column in columns")
+        .field_path(".clusteringKey"),
+    validation = Rule::new("self.clusteringKey.all(k, !(k.name in self.partitionKey))")
+        .message("a column cannot be in both partitionKey and clusteringKey")
+        .field_path(".clusteringKey"),
+    validation = Rule::new(
+        "self.columns.all(c, !c.type.contains('<') || (!(c.name in self.partitionKey) && !self.clusteringKey.exists(k, k.name == c.name)))"
+    )
+    .message("primary key columns cannot be of a list, set or map type")
+    .field_path(".columns")
+)]
+pub struct TableSpec {
+    /// Table name: a letter, then up to 47 letters, digits or underscores.
+    /// Cannot be changed after creation.
+    #[schemars(length(min = 1, max = limits::CQL_IDENTIFIER_MAX))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{}')", patterns::CQL_IDENTIFIER))
+            .message("must be a CQL identifier: a letter, then up to 47 letters, digits or underscores"),
+        validation = Rule::new("self == oldSelf")
+            .message("the table cannot be renamed; create a new StreamPipeline to write elsewhere")
+            .reason(Reason::FieldValueForbidden)
+    )]
+    pub name: String,
+
+    /// The table's columns. Each takes its value from the record by a JSON
+    /// pointer (`from`), a `template`, or the whole record (`wholeRecord`).
+    /// Columns added here are added to the table; removing one stops writing
+    /// it but keeps its data.
+    #[schemars(length(min = 1, max = limits::COLUMNS_MAX))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))")
+        .message("column names must be unique"))]
+    pub columns: Vec<ColumnSpec>,
+
+    /// Columns whose values decide which node stores a row, in order. Records
+    /// are keyed by them in Kafka, so one key's records stay in order. At
+    /// least one; cannot be changed after creation.
+    #[schemars(length(max = 8), inner(length(min = 1, max = limits::CQL_IDENTIFIER_MAX)))]
+    #[x_kube(
+        validation = Rule::new("size(self) >= 1")
+            .message("partitionKey must name at least one column")
+            .reason(Reason::FieldValueRequired),
+        validation = Rule::new("self.all(k, self.exists_one(j, j == k))")
+            .message("partitionKey names a column more than once"),
+        validation = Rule::new("self == oldSelf")
+            .message("the partition key cannot be changed after creation: Cassandra cannot re-key a table")
+            .reason(Reason::FieldValueForbidden)
+    )]
+    pub partition_key: Vec<String>,
+
+    /// Columns that order rows within a partition, in order. Cannot be
+    /// changed after creation.
+    #[serde(default)]
+    #[schemars(length(max = limits::KEY_COLUMNS_MAX))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, self.exists_one(j, j.name == k.name))")
+            .message("clusteringKey names a column more than once"),
+        validation = Rule::new("self == oldSelf")
+            .message("the clustering key cannot be changed after creation: Cassandra cannot re-key a table")
+            .reason(Reason::FieldValueForbidden)
+    )]
+    pub clustering_key: Vec<ClusteringColumn>,
+}
+
+/// One column of the table and where its value comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "(has(self.from) ? 1 : 0) + (has(self.template) ? 1 : 0) + (has(self.wholeRecord) && self.wholeRecord ? 1 : 0) == 1"
+    )
+    .message("set exactly one of from, template or wholeRecord: true"),
+    validation = Rule::new("!has(self.wholeRecord) || !self.wholeRecord || self.type in ['text', 'varchar']")
+        .message("a wholeRecord column holds JSON text, so its type must be text")
+)]
+pub struct ColumnSpec {
+    /// Column name: a letter, then up to 47 letters, digits or underscores.
+    #[schemars(length(min = 1, max = limits::CQL_IDENTIFIER_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::CQL_IDENTIFIER))
+        .message("must be a CQL identifier: a letter, then up to 47 letters, digits or underscores"))]
+    pub name: String,
+
+    /// CQL type, in lower case: one of ascii, bigint, blob, boolean, date,
+    /// decimal, double, float, inet, int, smallint, text, time, timestamp,
+    /// timeuuid, tinyint, uuid, varchar, varint, or `list<T>`, `set<T>` or
+    /// `map<K,V>` of those. Changing it after creation is not supported.
+    #[serde(rename = "type")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::CQL_TYPE))
+        .message("must be a CQL type such as text, int, uuid, timestamp, list<text> or map<text,int>"))]
+    pub type_: String,
+
+    /// JSON pointer (RFC 6901) to the value in the record, for example
+    /// `/login/uuid`. `~1` stands for `/` and `~0` for `~` in a key. A missing
+    /// value leaves the column unset; an explicit null writes null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::POINTER_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::JSON_POINTER))
+        .message("must be a JSON pointer such as /login/uuid: it starts with '/', and '~' appears only as ~0 or ~1"))]
+    pub from: Option<String>,
+
+    /// Text with JSON pointers in braces, for example
+    /// `{/location/street/number} {/location/street/name}`. `{{` and `}}`
+    /// write literal braces. Missing values are written as empty text; if
+    /// every value is missing the column is left unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::TEMPLATE_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::TEMPLATE))
+        .message("must be text with JSON pointers in braces, such as '{/name/first} {/name/last}'; write {{ and }} for literal braces"))]
+    pub template: Option<String>,
+
+    /// When true, the column holds the whole record as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_record: Option<bool>,
+}
+
+/// A clustering column and its sort order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusteringColumn {
+    /// Name of a column in `columns`.
+    #[schemars(length(min = 1, max = limits::CQL_IDENTIFIER_MAX))]
+    pub name: String,
+
+    /// Sort order of rows within a partition: `ASC` (default) or `DESC`.
+    #[serde(default)]
+    pub order: ClusteringOrder,
+}
+
+/// Sort order of a clustering column.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ClusteringOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+impl ClusteringOrder {
+    /// The keyword CQL takes in `CLUSTERING ORDER BY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+}
+
+impl ColumnSpec {
+    /// A column whose value is at `pointer` in the record.
+    pub fn from_pointer(name: &str, type_: &str, pointer: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_: type_.to_owned(),
+            from: Some(pointer.to_owned()),
+            template: None,
+            whole_record: None,
+        }
+    }
+
+    /// A column whose value is `template` rendered against the record.
+    pub fn from_template(name: &str, type_: &str, template: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_: type_.to_owned(),
+            from: None,
+            template: Some(template.to_owned()),
+            whole_record: None,
+        }
+    }
+
+    /// A text column holding the whole record as JSON.
+    pub fn whole_record(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_: "text".to_owned(),
+            from: None,
+            template: None,
+            whole_record: Some(true),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Bounds shared by the CRD schema and [`crate::validate`], so the two
+//! cannot drift apart. List and string bounds also keep the apiserver's CEL
+//! cost estimates within its limits.
+
+/// Longest keyspace, table or column name (Cassandra's limit for keyspaces
+/// and tables).
+pub const CQL_IDENTIFIER_MAX: usize = 48;
+/// Longest Kafka topic name.
+pub const TOPIC_NAME_MAX: usize = 249;
+/// Longest source name (a DNS label).
+pub const SOURCE_NAME_MAX: usize = 63;
+/// Longest StreamPipeline name, leaving room for the suffixes of the
+/// runner's Deployments and Service within 63 characters.
+pub const PIPELINE_NAME_MAX: usize = 50;
+
+pub const PARTITIONS: (i64, i64) = (1, 10_000);
+pub const TOPIC_REPLICATION_FACTOR: (i64, i64) = (1, 32_767);
+pub const KEYSPACE_REPLICATION_FACTOR: (i64, i64) = (1, 32);
+pub const TIMEOUT_SECONDS: (i64, i64) = (1, 600);
+pub const MAX_RETRIES: (i64, i64) = (0, 20);
+pub const MAX_BODY_BYTES: (i64, i64) = (1, 64 * 1024 * 1024);
+pub const RECORDS_PER_SECOND: (i64, i64) = (1, 1_000_000);
+pub const REPLICAS: (i64, i64) = (0, 64);
+pub const MAX_IN_FLIGHT: (i64, i64) = (1, 65_536);
+pub const BATCH_MAX_RECORDS: (i64, i64) = (1, 10_000);
+pub const BATCH_MAX_DELAY_MS: (i64, i64) = (0, 60_000);
+
+pub const CONTACT_POINTS_MAX: usize = 16;
+pub const COLUMNS_MAX: usize = 100;
+pub const KEY_COLUMNS_MAX: usize = 8;
+pub const SOURCES_MAX: usize = 16;
+pub const TOPIC_CONFIG_MAX: usize = 64;
+pub const HEADERS_MAX: usize = 32;
+pub const DATACENTERS_MAX: usize = 16;
+pub const POINTER_MAX: usize = 512;
+pub const TEMPLATE_MAX: usize = 1024;
+pub const URL_MAX: usize = 2048;
+pub const SCHEDULE_MAX: usize = 128;

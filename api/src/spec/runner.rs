@@ -1,0 +1,138 @@
+//! How the data plane runs: the ingest and sink Deployments.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::limits;
+
+/// The runner Deployments the operator manages for the pipeline: ingest
+/// (sources to Kafka) and sink (Kafka to Cassandra).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerSpec {
+    /// Runner container image. Unset: the image the operator was released
+    /// with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// When the kubelet pulls the image: `Always`, `IfNotPresent` or `Never`.
+    /// Unset: the Kubernetes default for the image's tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Replicas of the ingest Deployment (sources to Kafka). Pull and
+    /// generator sources are shared between replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = limits::REPLICAS.0, max = limits::REPLICAS.1))]
+    pub ingest_replicas: i32,
+
+    /// Replicas of the sink Deployment (Kafka to Cassandra). More replicas
+    /// than topic partitions leaves some idle.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = limits::REPLICAS.0, max = limits::REPLICAS.1))]
+    pub sink_replicas: i32,
+
+    /// CPU and memory for each runner container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Writes each sink replica keeps in flight to Cassandra at once.
+    #[serde(default = "default_max_in_flight")]
+    #[schemars(range(min = limits::MAX_IN_FLIGHT.0, max = limits::MAX_IN_FLIGHT.1))]
+    pub max_in_flight: i32,
+
+    /// How the sink groups rows of one partition into a write.
+    #[serde(default)]
+    pub batch: BatchSpec,
+
+    /// Log format of the runner: `json` (default) or `text`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_max_in_flight() -> i32 {
+    256
+}
+
+impl Default for RunnerSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            image_pull_policy: None,
+            ingest_replicas: default_replicas(),
+            sink_replicas: default_replicas(),
+            resources: None,
+            max_in_flight: default_max_in_flight(),
+            batch: BatchSpec::default(),
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+/// When the kubelet pulls the runner image.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The value a container's `imagePullPolicy` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Grouping of rows into writes. Only rows of one Cassandra partition are
+/// grouped (an unlogged batch), so a batch never spans nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// Most rows in one write.
+    #[serde(default = "default_max_records")]
+    #[schemars(range(min = limits::BATCH_MAX_RECORDS.0, max = limits::BATCH_MAX_RECORDS.1))]
+    pub max_records: i32,
+
+    /// Longest a row waits for others to share its write, in milliseconds.
+    /// 0 writes each row as soon as it is read.
+    #[serde(default = "default_max_delay_ms")]
+    #[schemars(range(min = limits::BATCH_MAX_DELAY_MS.0, max = limits::BATCH_MAX_DELAY_MS.1))]
+    pub max_delay_ms: i32,
+}
+
+fn default_max_records() -> i32 {
+    100
+}
+
+fn default_max_delay_ms() -> i32 {
+    10
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            max_records: default_max_records(),
+            max_delay_ms: default_max_delay_ms(),
+        }
+    }
+}
+
+/// Log format of the runner.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}

@@ -1,0 +1,212 @@
+//! What the operator and the runner report about a pipeline.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The observed state of a StreamPipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamPipelineStatus {
+    /// The `metadata.generation` this status describes. Older than the
+    /// current generation: the operator has not acted on the latest spec yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Standard conditions: `Ready` sums up the others (`SpecValid`,
+    /// `TopicReady`, `TableReady`, `IngestReady`, `SinkReady`). A spec that
+    /// cannot be honoured shows `reason: NotSupported` with what to change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The Kafka topic as found on the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicStatus>,
+
+    /// The Cassandra table as found in the cluster's schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableStatus>,
+
+    /// The runner's Deployments and Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerStatus>,
+
+    /// How records are flowing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<FlowStatus>,
+}
+
+/// The topic as found on the brokers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// Topic name.
+    pub name: String,
+
+    /// Partitions the topic has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+
+    /// Topic that receives records that could not be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// The table as found in the cluster's schema.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStatus {
+    /// Keyspace name.
+    pub keyspace: String,
+
+    /// Table name.
+    pub name: String,
+
+    /// `keyspace.table`, for display.
+    pub qualified_name: String,
+
+    /// The table's columns and their CQL types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnStatus>,
+}
+
+impl TableStatus {
+    /// A table status with its qualified name filled in.
+    pub fn new(keyspace: &str, name: &str, columns: Vec<ColumnStatus>) -> Self {
+        Self {
+            keyspace: keyspace.to_owned(),
+            name: name.to_owned(),
+            qualified_name: format!("{keyspace}.{name}"),
+            columns,
+        }
+    }
+}
+
+/// A column of the table.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnStatus {
+    /// Column name.
+    pub name: String,
+
+    /// CQL type, as Cassandra reports it.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// The runner's Deployments and Service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerStatus {
+    /// Name of the ingest Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_deployment: Option<String>,
+
+    /// Name of the sink Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_deployment: Option<String>,
+
+    /// Name of the Service that receives pushed records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+
+    /// Ready replicas of the ingest Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_ready_replicas: Option<i32>,
+
+    /// Ready replicas of the sink Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_ready_replicas: Option<i32>,
+}
+
+/// How records are flowing. Counters count since the runner's replicas
+/// started; they are reported periodically, not on every record.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowStatus {
+    /// Records on the topic the sink has not written yet, summed over
+    /// partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_lag: Option<i64>,
+
+    /// Records accepted by the sources and written to Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_ingested: Option<i64>,
+
+    /// Rows written to Cassandra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_written: Option<i64>,
+
+    /// Records sent to the dead-letter topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_failed: Option<i64>,
+
+    /// The last run of each `httpPull` source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["source"]))]
+    pub last_pulls: Vec<PullStatus>,
+
+    /// The most recent error of the data plane, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+
+    /// When these numbers were measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<Time>,
+}
+
+/// The last run of a pull source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullStatus {
+    /// Name of the source.
+    pub source: String,
+
+    /// When the run started.
+    pub time: Time,
+
+    /// Whether the run fetched and produced its records.
+    pub succeeded: bool,
+
+    /// Records the run produced to Kafka.
+    #[serde(default)]
+    pub records: i64,
+
+    /// Why the run failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Condition types a StreamPipeline reports.
+pub mod condition_type {
+    /// The pipeline moves records end to end.
+    pub const READY: &str = "Ready";
+    /// The spec passed the operator's validation.
+    pub const SPEC_VALID: &str = "SpecValid";
+    /// The topic and the dead-letter topic exist as declared.
+    pub const TOPIC_READY: &str = "TopicReady";
+    /// The keyspace and the table exist as declared.
+    pub const TABLE_READY: &str = "TableReady";
+    /// The ingest Deployment is available.
+    pub const INGEST_READY: &str = "IngestReady";
+    /// The sink Deployment is available.
+    pub const SINK_READY: &str = "SinkReady";
+}
+
+/// Reasons the operator gives in conditions.
+pub mod condition_reason {
+    /// Everything is as declared.
+    pub const RECONCILED: &str = "Reconciled";
+    /// The spec asks for something that cannot be done (fewer partitions, a
+    /// changed primary key or column type).
+    pub const NOT_SUPPORTED: &str = "NotSupported";
+    /// The spec failed validation.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The pipeline is suspended.
+    pub const SUSPENDED: &str = "Suspended";
+    /// Work is under way (creating, scaling, waiting for replicas).
+    pub const PROGRESSING: &str = "Progressing";
+    /// Kafka, Cassandra or the Kubernetes API could not be reached.
+    pub const UNAVAILABLE: &str = "Unavailable";
+}

@@ -1,0 +1,604 @@
+//! The CRD refuses what the operator would refuse.
+//!
+//! Every CEL rule of the generated CRD is evaluated offline (kube's CEL
+//! evaluator) against variants of the example pipeline, and the operator's
+//! Rust validation must reach the same verdict on each.
+#![allow(clippy::unwrap_used)]
+
+use kube::CustomResourceExt as _;
+use kube::core::cel::Validator;
+use millrace_api::{StreamPipeline, validate_pipeline, validate_update};
+use serde_json::{Value, json};
+
+const EXAMPLE: &str = include_str!("../../examples/randomuser.yaml");
+
+fn schema() -> Value {
+    let crd = StreamPipeline::crd();
+    let schema = crd.spec.versions[0].schema.as_ref().unwrap();
+    serde_json::to_value(schema.open_api_v3_schema.as_ref().unwrap()).unwrap()
+}
+
+fn example() -> Value {
+    serde_yaml::from_str(EXAMPLE).unwrap()
+}
+
+/// The CEL messages of every rule `object` breaks (`old`: the stored object
+/// for an update).
+fn cel_failures(object: &Value, old: Option<&Value>) -> Vec<String> {
+    match Validator::new().validate(&schema(), object, old) {
+        Ok(()) => vec![],
+        Err(errors) => errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field_path, e.message))
+            .collect(),
+    }
+}
+
+fn rust_verdict(object: &Value) -> Result<(), String> {
+    let pipeline: StreamPipeline =
+        serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    let name = pipeline.metadata.name.clone().unwrap_or_default();
+    validate_pipeline(&name, &pipeline.spec).map_err(|e| e.to_string())
+}
+
+fn with(change: impl FnOnce(&mut Value)) -> Value {
+    let mut object = example();
+    change(&mut object);
+    object
+}
+
+fn table(object: &mut Value) -> &mut Value {
+    &mut object["spec"]["cassandra"]["table"]
+}
+
+fn add_source(object: &mut Value, source: Value) {
+    object["spec"]["sources"]
+        .as_array_mut()
+        .unwrap()
+        .push(source);
+}
+
+#[test]
+fn the_example_passes_both_checks() {
+    let object = example();
+    assert_eq!(cel_failures(&object, None), Vec::<String>::new());
+    rust_verdict(&object).unwrap();
+}
+
+#[test]
+fn valid_variants_pass_both_checks() {
+    let variants: Vec<(&str, Value)> = vec![
+        (
+            "a pull source on a cron schedule",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "api", "httpPull": {
+                "url": "https://randomuser.me/api/?results=10", "schedule": "*/5 9-17 * * mon-fri",
+                "recordsPath": "/results", "headers": {"Accept": "application/json"}}}),
+                );
+            }),
+        ),
+        (
+            "a pull source on an interval",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "api", "httpPull": {"url": "http://10.0.0.1:8080/users", "schedule": "250ms"}}),
+                );
+            }),
+        ),
+        (
+            "NetworkTopologyStrategy",
+            with(|o| {
+                o["spec"]["cassandra"]["keyspace"]["replication"] = json!({"class": "NetworkTopologyStrategy", "dataCenters": {"dc1": 3, "dc-2": 2}});
+            }),
+        ),
+        (
+            "reserved words as column names",
+            with(|o| {
+                let columns = table(o)["columns"].as_array_mut().unwrap();
+                columns.push(json!({"name": "select", "type": "text", "from": "/nat"}));
+                columns.push(json!({"name": "key", "type": "map<text, text>", "from": "/id"}));
+            }),
+        ),
+        (
+            "a clustering key",
+            with(|o| {
+                table(o)["clusteringKey"] = json!([{"name": "registered_date", "order": "DESC"}]);
+            }),
+        ),
+        (
+            "a whole-record column and a template with literal braces",
+            with(|o| {
+                let columns = table(o)["columns"].as_array_mut().unwrap();
+                columns.push(json!({"name": "raw", "type": "text", "wholeRecord": true}));
+                columns.push(json!({"name": "braces", "type": "text", "template": "{{{/nat}}}"}));
+            }),
+        ),
+        (
+            "an explicit dead-letter topic",
+            with(|o| {
+                o["spec"]["deadLetter"] = json!({"topic": "users_created-failed"});
+            }),
+        ),
+        (
+            "no sources",
+            with(|o| {
+                o["spec"]["sources"] = json!([]);
+            }),
+        ),
+    ];
+    for (what, object) in variants {
+        assert_eq!(cel_failures(&object, None), Vec::<String>::new(), "{what}");
+        if let Err(e) = rust_verdict(&object) {
+            panic!("{what}: Rust validation refused it: {e}");
+        }
+    }
+}
+
+/// Specs admission must refuse, with the words its message must contain.
+fn refused() -> Vec<(&'static str, Value, &'static str)> {
+    let long_topic = "t".repeat(246);
+    vec![
+        (
+            "space in keyspace",
+            with(|o| o["spec"]["cassandra"]["keyspace"]["name"] = json!("spark streams")),
+            "must be a CQL identifier",
+        ),
+        (
+            "CQL injection in keyspace",
+            with(|o| {
+                o["spec"]["cassandra"]["keyspace"]["name"] = json!("x\"; DROP KEYSPACE y; --")
+            }),
+            "must be a CQL identifier",
+        ),
+        (
+            "table starting with a digit",
+            with(|o| table(o)["name"] = json!("1users")),
+            "must be a CQL identifier",
+        ),
+        (
+            "dash in a column",
+            with(|o| table(o)["columns"][1]["name"] = json!("first-name")),
+            "must be a CQL identifier",
+        ),
+        (
+            "quote in a column",
+            with(|o| table(o)["columns"][1]["name"] = json!("a\"b")),
+            "must be a CQL identifier",
+        ),
+        (
+            "semicolon in a column",
+            with(|o| table(o)["columns"][1]["name"] = json!("a;b")),
+            "must be a CQL identifier",
+        ),
+        (
+            "49-character column",
+            with(|o| table(o)["columns"][1]["name"] = json!("c".repeat(49))),
+            "must be a CQL identifier",
+        ),
+        (
+            "duplicate columns",
+            with(|o| table(o)["columns"][2]["name"] = json!("first_name")),
+            "column names must be unique",
+        ),
+        (
+            "unknown partition key column",
+            with(|o| table(o)["partitionKey"] = json!(["nope"])),
+            "every partitionKey entry",
+        ),
+        (
+            "no partition key",
+            with(|o| table(o)["partitionKey"] = json!([])),
+            "at least one column",
+        ),
+        (
+            "repeated partition key column",
+            with(|o| table(o)["partitionKey"] = json!(["id", "id"])),
+            "more than once",
+        ),
+        (
+            "unknown clustering column",
+            with(|o| table(o)["clusteringKey"] = json!([{"name": "nope"}])),
+            "every clusteringKey entry",
+        ),
+        (
+            "column in both keys",
+            with(|o| table(o)["clusteringKey"] = json!([{"name": "id"}])),
+            "both partitionKey and clusteringKey",
+        ),
+        (
+            "collection in the key",
+            with(|o| {
+                table(o)["columns"][1]["type"] = json!("list<text>");
+                table(o)["partitionKey"] = json!(["id", "first_name"]);
+            }),
+            "cannot be of a list, set or map type",
+        ),
+        (
+            "unknown type",
+            with(|o| table(o)["columns"][1]["type"] = json!("string")),
+            "must be a CQL type",
+        ),
+        (
+            "nested collection",
+            with(|o| table(o)["columns"][1]["type"] = json!("list<list<int>>")),
+            "must be a CQL type",
+        ),
+        (
+            "injection in a type",
+            with(|o| table(o)["columns"][1]["type"] = json!("text); DROP TABLE x; --")),
+            "must be a CQL type",
+        ),
+        (
+            "upper-case type",
+            with(|o| table(o)["columns"][1]["type"] = json!("TEXT")),
+            "must be a CQL type",
+        ),
+        (
+            "from and template",
+            with(|o| table(o)["columns"][1]["template"] = json!("{/name/first}")),
+            "exactly one of from, template",
+        ),
+        (
+            "no value source",
+            with(|o| table(o)["columns"][1] = json!({"name": "first_name", "type": "text"})),
+            "exactly one of from, template",
+        ),
+        (
+            "wholeRecord false",
+            with(|o| {
+                table(o)["columns"][1] =
+                    json!({"name": "first_name", "type": "text", "wholeRecord": false})
+            }),
+            "exactly one of from, template",
+        ),
+        (
+            "wholeRecord into int",
+            with(|o| {
+                table(o)["columns"][1] =
+                    json!({"name": "first_name", "type": "int", "wholeRecord": true})
+            }),
+            "must be text",
+        ),
+        (
+            "pointer without slash",
+            with(|o| table(o)["columns"][1]["from"] = json!("name/first")),
+            "must be a JSON pointer",
+        ),
+        (
+            "pointer with a bad escape",
+            with(|o| table(o)["columns"][1]["from"] = json!("/a~2")),
+            "must be a JSON pointer",
+        ),
+        (
+            "template field without slash",
+            with(|o| table(o)["columns"][4]["template"] = json!("{location}")),
+            "JSON pointers in braces",
+        ),
+        (
+            "template with a stray brace",
+            with(|o| table(o)["columns"][4]["template"] = json!("a } b")),
+            "JSON pointers in braces",
+        ),
+        (
+            "topic '.'",
+            with(|o| o["spec"]["kafka"]["topic"]["name"] = json!(".")),
+            "must be a Kafka topic name",
+        ),
+        (
+            "topic with a space",
+            with(|o| o["spec"]["kafka"]["topic"]["name"] = json!("users created")),
+            "must be a Kafka topic name",
+        ),
+        (
+            "topic with a semicolon",
+            with(|o| o["spec"]["kafka"]["topic"]["name"] = json!("users;created")),
+            "must be a Kafka topic name",
+        ),
+        (
+            "bad dead-letter topic",
+            with(|o| o["spec"]["deadLetter"] = json!({"topic": ".."})),
+            "must be a Kafka topic name",
+        ),
+        (
+            "dead-letter topic is the topic",
+            with(|o| o["spec"]["deadLetter"] = json!({"topic": "users_created"})),
+            "must differ",
+        ),
+        (
+            "topic too long for .dlq",
+            with(|o| o["spec"]["kafka"]["topic"]["name"] = json!(long_topic)),
+            "too long to append",
+        ),
+        (
+            "SimpleStrategy without a factor",
+            with(|o| {
+                o["spec"]["cassandra"]["keyspace"]["replication"] =
+                    json!({"class": "SimpleStrategy"})
+            }),
+            "SimpleStrategy takes replicationFactor",
+        ),
+        (
+            "NetworkTopologyStrategy with one factor",
+            with(|o| {
+                o["spec"]["cassandra"]["keyspace"]["replication"] =
+                    json!({"class": "NetworkTopologyStrategy", "replicationFactor": 3})
+            }),
+            "NetworkTopologyStrategy takes dataCenters",
+        ),
+        (
+            "datacenter factor 0",
+            with(|o| {
+                o["spec"]["cassandra"]["keyspace"]["replication"] =
+                    json!({"class": "NetworkTopologyStrategy", "dataCenters": {"dc1": 0}})
+            }),
+            "from 1 to 32",
+        ),
+        (
+            "source name with capitals",
+            with(|o| o["spec"]["sources"][0]["name"] = json!("Synthetic_1")),
+            "lower-case letters",
+        ),
+        (
+            "duplicate source names",
+            with(|o| o["spec"]["sources"][1]["name"] = json!("synthetic")),
+            "source names must be unique",
+        ),
+        (
+            "two kinds in one source",
+            with(|o| o["spec"]["sources"][0]["httpPush"] = json!({"path": "/other"})),
+            "exactly one of httpPull, httpPush or generator",
+        ),
+        (
+            "no kind",
+            with(|o| o["spec"]["sources"][0] = json!({"name": "empty"})),
+            "exactly one of httpPull, httpPush or generator",
+        ),
+        (
+            "schedule in words",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "every minute"}}),
+                )
+            }),
+            "five-field cron",
+        ),
+        (
+            "cron minute 61",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "61 * * * *"}}),
+                )
+            }),
+            "five-field cron",
+        ),
+        (
+            "cron with four fields",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "* * * *"}}),
+                )
+            }),
+            "five-field cron",
+        ),
+        (
+            "zero interval",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "0s"}}),
+                )
+            }),
+            "five-field cron",
+        ),
+        (
+            "ftp URL",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "ftp://x.example/", "schedule": "1m"}}),
+                )
+            }),
+            "http or https URL",
+        ),
+        (
+            "relative URL",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "/api", "schedule": "1m"}}),
+                )
+            }),
+            "http or https URL",
+        ),
+        (
+            "records path without slash",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "1m", "recordsPath": "results"}}),
+                )
+            }),
+            "JSON pointer",
+        ),
+        (
+            "two push sources on one path",
+            with(|o| add_source(o, json!({"name": "more", "httpPush": {}}))),
+            "cannot share a path",
+        ),
+        (
+            "pipeline name starting with a digit",
+            with(|o| o["metadata"]["name"] = json!("1pipeline")),
+            "StreamPipeline's name",
+        ),
+        (
+            "pipeline name too long",
+            with(|o| o["metadata"]["name"] = json!("p".repeat(51))),
+            "StreamPipeline's name",
+        ),
+    ]
+}
+
+#[test]
+fn refused_specs_fail_both_checks_with_a_clear_message() {
+    for (what, object, words) in refused() {
+        let failures = cel_failures(&object, None);
+        assert!(
+            failures.iter().any(|f| f.contains(words)),
+            "{what}: expected a CEL failure containing {words:?}, got {failures:?}"
+        );
+        assert!(
+            rust_verdict(&object).is_err(),
+            "{what}: Rust validation accepted it"
+        );
+    }
+}
+
+#[test]
+fn names_and_keys_cannot_change_but_columns_can_be_added() {
+    let old = example();
+    let changes: Vec<(&str, Value, &str)> = vec![
+        (
+            "keyspace renamed",
+            with(|o| o["spec"]["cassandra"]["keyspace"]["name"] = json!("other")),
+            "keyspace cannot be renamed",
+        ),
+        (
+            "table renamed",
+            with(|o| table(o)["name"] = json!("other")),
+            "table cannot be renamed",
+        ),
+        (
+            "partition key changed",
+            with(|o| table(o)["partitionKey"] = json!(["email"])),
+            "partition key cannot be changed",
+        ),
+        (
+            "clustering key added",
+            with(|o| table(o)["clusteringKey"] = json!([{"name": "email"}])),
+            "clustering key cannot be changed",
+        ),
+    ];
+    let typed = |v: &Value| {
+        serde_json::from_value::<StreamPipeline>(v.clone())
+            .unwrap()
+            .spec
+    };
+    for (what, new, words) in changes {
+        let failures = cel_failures(&new, Some(&old));
+        assert!(
+            failures.iter().any(|f| f.contains(words)),
+            "{what}: expected {words:?}, got {failures:?}"
+        );
+        assert!(
+            validate_update(&typed(&old), &typed(&new)).is_err(),
+            "{what}: Rust allowed it"
+        );
+    }
+    let grown = with(|o| {
+        table(o)["columns"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "nat", "type": "text", "from": "/nat"}));
+        o["spec"]["kafka"]["topic"]["partitions"] = json!(6);
+    });
+    assert_eq!(cel_failures(&grown, Some(&old)), Vec::<String>::new());
+    validate_update(&typed(&old), &typed(&grown)).unwrap();
+}
+
+/// Bounds and formats the OpenAPI schema checks (not CEL): the Rust
+/// validation must refuse them too.
+#[test]
+fn schema_bounds_are_checked_in_rust_too() {
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "zero partitions",
+            with(|o| o["spec"]["kafka"]["topic"]["partitions"] = json!(0)),
+        ),
+        (
+            "zero replication",
+            with(|o| o["spec"]["kafka"]["topic"]["replicationFactor"] = json!(0)),
+        ),
+        (
+            "broker without port",
+            with(|o| o["spec"]["kafka"]["bootstrapServers"] = json!("kafka")),
+        ),
+        (
+            "broker list with a space",
+            with(|o| o["spec"]["kafka"]["bootstrapServers"] = json!("a:9092, b:9092")),
+        ),
+        (
+            "contact point with a space",
+            with(|o| o["spec"]["cassandra"]["contactPoints"] = json!(["cassandra db"])),
+        ),
+        (
+            "no contact points",
+            with(|o| o["spec"]["cassandra"]["contactPoints"] = json!([])),
+        ),
+        (
+            "negative replicas",
+            with(|o| o["spec"]["runner"] = json!({"sinkReplicas": -1})),
+        ),
+        (
+            "push path without slash",
+            with(|o| o["spec"]["sources"][1]["httpPush"]["path"] = json!("records")),
+        ),
+        (
+            "header value with a line break",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {
+            "url": "https://x.example/", "schedule": "1m", "headers": {"X-A": "1\r\nX-Injected: yes"}}}),
+                )
+            }),
+        ),
+        (
+            "header name with a space",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {
+            "url": "https://x.example/", "schedule": "1m", "headers": {"X A": "1"}}}),
+                )
+            }),
+        ),
+        (
+            "cron on February 31st",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "0 0 31 2 *"}}),
+                )
+            }),
+        ),
+        (
+            "backwards cron range",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "30-10 * * * *"}}),
+                )
+            }),
+        ),
+        (
+            "topic config name with a space",
+            with(|o| o["spec"]["kafka"]["topic"]["config"] = json!({"retention ms": "1"})),
+        ),
+        (
+            "secret name with capitals",
+            with(|o| o["spec"]["kafka"]["credentialsSecretRef"] = json!({"name": "Kafka"})),
+        ),
+    ];
+    for (what, object) in cases {
+        assert!(
+            rust_verdict(&object).is_err(),
+            "{what}: Rust validation accepted it"
+        );
+    }
+}
