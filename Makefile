@@ -44,3 +44,4 @@ status:
 
 crds:
 	cargo run --quiet -p millrace-api --bin crdgen > crds/millrace.io_streampipelines.yaml
+	cp crds/millrace.io_streampipelines.yaml charts/millrace/crds/

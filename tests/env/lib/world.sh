@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/k8s.sh"
 # shellcheck source=data.sh
 source "$(dirname "${BASH_SOURCE[0]}")/data.sh"
+# shellcheck source=tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 # shellcheck source=node.sh
 source "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
@@ -19,6 +21,7 @@ world_provision() {
   local data_pid=$!
   etcd_build
   k8s_build
+  helm_build
   node_build
   if ! wait "$data_pid"; then
     cat "$MILLRACE_HOME/provision-data.log" >&2
@@ -33,6 +36,8 @@ world_write_env() {
     echo "# The millrace test world; written by tests/env/up. Source it, or let the tests read it."
     echo "export KUBECONFIG='$MILLRACE_WORLD/kubeconfig'"
     echo "export MILLRACE_WORLD='$MILLRACE_WORLD'"
+    echo "export MILLRACE_BIN='$MILLRACE_BIN'"
+    echo "export MILLRACE_REPO='$MILLRACE_REPO'"
     echo "export MILLRACE_NODE_NAME='$NODE_NAME'"
     echo "export MILLRACE_NODE_LOGS='$NODE_STATE/logs'"
     echo "export PATH='$MILLRACE_BIN':\"\$PATH\""
