@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{Mutex, Notify, watch};
 use tracing::{Instrument, info, warn};
 
-use super::process::{Launch, Mount, is_file, signal_group};
+use super::process::{Launch, Mount, PODMAN_ANNOTATION, Podman, is_file, signal_group};
 use super::status::{ContainerRuntime, PodRuntime, State, pod_status};
 use super::volumes::{self, Materialized};
 use super::{AgentCtx, spec};
@@ -461,6 +461,7 @@ async fn run_container(
         probes.abort();
         // Anything the container left in its group goes with it.
         signal_group(pid, Signal::SIGKILL);
+        launch.cleanup().await;
         let code = exit.map(exit_code).unwrap_or(-1);
         let stopping = stop.borrow().is_some();
         let restart = !stopping && spec::should_restart(policy.as_deref(), code);
@@ -650,53 +651,38 @@ async fn prepare(
     log: &Path,
 ) -> Result<Launch, (String, String)> {
     let image = c.image.clone().unwrap_or_default();
-    let mapped = ctx.images.resolve(&image).cloned().ok_or_else(|| {
-        (
-            "ErrImageNeverPull".to_string(),
-            format!(
-                "image {image:?} is not in the node agent's image map (known: {})",
-                ctx.images.names().join(", ")
-            ),
-        )
-    })?;
-    if !is_file(&mapped) {
-        return Err((
-            "ErrImageNeverPull".into(),
-            format!(
-                "image {image:?} maps to {}, which does not exist (build it first)",
-                mapped.display()
-            ),
-        ));
-    }
     let env = resolve_env(ctx, pod, c, pod_ip)
         .await
         .map_err(|e| ("CreateContainerConfigError".to_string(), e))?;
+    let use_podman = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PODMAN_ANNOTATION))
+        .is_some_and(|v| v == "podman");
     let mut argv: Vec<String> = Vec::new();
-    let program = match c.command.as_deref() {
-        None | Some([]) => mapped,
-        Some([first, rest @ ..]) => {
-            argv.extend(rest.iter().cloned());
-            let base = Path::new(first)
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mapped_base = mapped
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if base == mapped_base || base == spec::image_key(&image) {
-                mapped
-            } else if Path::new(first).is_absolute() && is_file(Path::new(first)) {
-                PathBuf::from(first)
-            } else {
-                return Err((
-                    "RunContainerError".into(),
-                    format!(
-                        "command {first:?} is neither the image's binary nor a program on the node"
-                    ),
-                ));
-            }
-        }
+    let (program, podman) = if use_podman {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let name = format!(
+            "millrace-{}-{}",
+            uid.chars().take(13).collect::<String>(),
+            c.name
+        );
+        let command = c
+            .command
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .map(|cmd| cmd.iter().map(|a| spec::expand(a, &env)).collect());
+        (
+            PathBuf::new(),
+            Some(Podman {
+                image: image.clone(),
+                name,
+                command,
+            }),
+        )
+    } else {
+        (program_for(ctx, &image, c, &mut argv)?, None)
     };
     argv.extend(c.args.iter().flatten().cloned());
     let argv = argv.iter().map(|a| spec::expand(a, &env)).collect();
@@ -731,7 +717,62 @@ async fn prepare(
         group,
         read_only_root: spec::read_only_root(c),
         log: log.to_path_buf(),
+        podman,
     })
+}
+
+/// The local binary an image stands for, and the leading arguments its
+/// `command` adds (process mode).
+fn program_for(
+    ctx: &AgentCtx,
+    image: &str,
+    c: &Container,
+    argv: &mut Vec<String>,
+) -> Result<PathBuf, (String, String)> {
+    let mapped = ctx.images.resolve(image).cloned().ok_or_else(|| {
+        (
+            "ErrImageNeverPull".to_string(),
+            format!(
+                "image {image:?} is not in the node agent's image map (known: {})",
+                ctx.images.names().join(", ")
+            ),
+        )
+    })?;
+    if !is_file(&mapped) {
+        return Err((
+            "ErrImageNeverPull".into(),
+            format!(
+                "image {image:?} maps to {}, which does not exist (build it first)",
+                mapped.display()
+            ),
+        ));
+    }
+    match c.command.as_deref() {
+        None | Some([]) => Ok(mapped),
+        Some([first, rest @ ..]) => {
+            argv.extend(rest.iter().cloned());
+            let base = Path::new(first)
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mapped_base = mapped
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if base == mapped_base || base == spec::image_key(image) {
+                Ok(mapped)
+            } else if Path::new(first).is_absolute() && is_file(Path::new(first)) {
+                Ok(PathBuf::from(first))
+            } else {
+                Err((
+                    "RunContainerError".into(),
+                    format!(
+                        "command {first:?} is neither the image's binary nor a program on the node"
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 /// The container's environment: what every Pod gets, then `envFrom`, then

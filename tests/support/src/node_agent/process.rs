@@ -42,7 +42,36 @@ pub struct Launch {
     pub group: Option<i64>,
     pub read_only_root: bool,
     pub log: PathBuf,
+    /// Set when the container runs as a real container of its image.
+    pub podman: Option<Podman>,
 }
+
+/// Running a container as a real container of its image with podman (host
+/// network, the Pod's env, mounts, user and read-only root), so the images
+/// we ship are the ones tested. Chosen per Pod by [`PODMAN_ANNOTATION`].
+#[derive(Debug, Clone)]
+pub struct Podman {
+    pub image: String,
+    /// The container's name in podman's store.
+    pub name: String,
+    /// The container's `command`, which replaces the image's entrypoint.
+    pub command: Option<Vec<String>>,
+}
+
+/// `millrace.io/node-runtime: podman` on a Pod runs its containers with
+/// podman; without it they run as local processes.
+pub const PODMAN_ANNOTATION: &str = "millrace.io/node-runtime";
+
+/// podman's global flags on our machines (see the README: hybrid cgroups
+/// need runc and cgroupfs; vfs needs nothing from the kernel).
+pub const PODMAN_GLOBAL: &[&str] = &[
+    "--storage-driver",
+    "vfs",
+    "--runtime",
+    "runc",
+    "--cgroup-manager",
+    "cgroupfs",
+];
 
 impl Launch {
     fn program_name(&self) -> String {
@@ -96,9 +125,80 @@ impl Launch {
         s
     }
 
+    /// `podman run` arguments for [`Podman`] mode. The environment goes
+    /// through `env_file`, so no value (a password, say) is on a command line.
+    pub fn podman_args(&self, p: &Podman, env_file: &Path) -> Vec<String> {
+        let mut a: Vec<String> = PODMAN_GLOBAL.iter().map(|s| s.to_string()).collect();
+        a.extend(
+            [
+                "run",
+                "--rm",
+                "--replace",
+                "--name",
+                &p.name,
+                "--network",
+                "host",
+                "--pull",
+                "never",
+                "--sig-proxy=true",
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+                "--log-driver",
+                "none",
+            ]
+            .map(String::from),
+        );
+        a.push(format!("--env-file={}", env_file.display()));
+        if let Some(u) = self.user {
+            a.push(format!("--user={u}:{}", self.group.unwrap_or(u)));
+        }
+        if self.read_only_root {
+            a.extend([
+                "--read-only".to_string(),
+                "--read-only-tmpfs=false".to_string(),
+            ]);
+        }
+        if let Some(w) = &self.workdir {
+            a.push(format!("--workdir={w}"));
+        }
+        for m in &self.mounts {
+            let ro = if m.read_only { ":ro" } else { "" };
+            a.push(format!("--volume={}:{}{ro}", m.source.display(), m.target));
+        }
+        let mut args = self.args.clone();
+        if let Some((first, rest)) = p.command.as_deref().and_then(<[String]>::split_first) {
+            a.push(format!("--entrypoint={first}"));
+            let mut all = rest.to_vec();
+            all.append(&mut args);
+            args = all;
+        }
+        a.push(p.image.clone());
+        a.extend(args);
+        a
+    }
+
+    /// Removes what podman may still hold for this run (a container whose
+    /// `podman run` client was killed keeps running under conmon).
+    pub async fn cleanup(&self) {
+        if let Some(p) = &self.podman {
+            let _ = Command::new("podman")
+                .args(PODMAN_GLOBAL)
+                .args(["rm", "--force", "--time", "0", &p.name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+        }
+    }
+
     /// Starts the process in its own process group, with stdout and stderr
     /// appended to the container's log file.
     pub fn spawn(&self) -> std::io::Result<Child> {
+        if let Some(p) = &self.podman {
+            return self.spawn_podman(p);
+        }
         let bin_dir = self.pod_dir.join("bin");
         std::fs::create_dir_all(&bin_dir)?;
         // The bind mount needs an existing file to cover.
@@ -129,6 +229,53 @@ impl Launch {
             .kill_on_drop(false);
         cmd.spawn()
     }
+}
+
+impl Launch {
+    fn spawn_podman(&self, p: &Podman) -> std::io::Result<Child> {
+        std::fs::create_dir_all(&self.pod_dir)?;
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let env_file = self.pod_dir.join(format!("{}.env", p.name));
+        let mut text = String::new();
+        for (k, v) in &self.env {
+            // An env file holds one line per variable; a value with a line
+            // break cannot be passed this way.
+            if v.contains('\n') {
+                return Err(std::io::Error::other(format!(
+                    "env {k} has a line break, which podman's env file cannot carry"
+                )));
+            }
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        write_private(&env_file, text.as_bytes())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new("podman");
+        cmd.args(self.podman_args(p, &env_file))
+            .env("PATH", DEFAULT_PATH)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd.spawn()
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
 }
 
 /// Sends `signal` to the process group led by `pid` (our containers lead
@@ -167,7 +314,36 @@ mod tests {
             group: None,
             read_only_root: true,
             log: "/w/logs/x.log".into(),
+            podman: None,
         }
+    }
+
+    #[test]
+    fn podman_runs_the_image_with_the_pods_settings() {
+        let l = launch();
+        let p = Podman {
+            image: "localhost/millrace-runner:dev".into(),
+            name: "c1".into(),
+            command: Some(vec!["/millrace-runner".into()]),
+        };
+        let a = l
+            .podman_args(&p, Path::new("/w/pods/uid-1/c1.env"))
+            .join(" ");
+        assert!(
+            a.starts_with("--storage-driver vfs --runtime runc --cgroup-manager cgroupfs run --rm"),
+            "{a}"
+        );
+        for part in [
+            "--network host",
+            "--env-file=/w/pods/uid-1/c1.env",
+            "--user=65532:65532",
+            "--read-only",
+            "--volume=/nonexistent/secret-file:/etc/it's:ro",
+            "--entrypoint=/millrace-runner",
+        ] {
+            assert!(a.contains(part), "missing {part}: {a}");
+        }
+        assert!(a.ends_with("localhost/millrace-runner:dev sink"), "{a}");
     }
 
     #[test]
