@@ -8,13 +8,15 @@ export MILLRACE_HOME ?= $(HOME)/.cache/millrace
 export CARGO_TARGET_DIR ?= $(MILLRACE_HOME)/cargo-target
 export PATH := /usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help run test test-unit lint fmt up down status crds
+.PHONY: help run test test-unit lint fmt up down status crds images kind
 
 help:
 	@echo "make run     bring up the test world and show how to reach it"
 	@echo "make test    fmt check, clippy, unit and integration tests against the real test world"
 	@echo "make up | down | status   manage the test world (tests/env)"
 	@echo "make crds    regenerate crds/ from the Rust types"
+	@echo "make images  build the runner and operator images (docker, podman or buildah)"
+	@echo "make kind    the seed pipeline on a kind cluster (needs Docker; not runnable on our machines)"
 
 run:
 	@tests/env/up
@@ -45,3 +47,9 @@ status:
 crds:
 	cargo run --quiet -p millrace-api --bin crdgen > crds/millrace.io_streampipelines.yaml
 	cp crds/millrace.io_streampipelines.yaml charts/millrace/crds/
+
+images:
+	images/build
+
+kind:
+	scripts/kind-demo
