@@ -372,3 +372,128 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
     Ok(body.to_string())
 }
+
+/// With `millrace.io/node-runtime: podman`, the node agent runs the Pod's
+/// real image with podman: same env, Secret, ConfigMap volume, user and
+/// read-only root as the process mode, and the container goes when the Pod
+/// does. Needs `localhost/millrace-testpod:dev` (`images/build testpod`;
+/// `make test` builds it).
+#[tokio::test]
+async fn podman_mode_runs_the_pods_own_image() -> anyhow::Result<()> {
+    let image = "localhost/millrace-testpod:dev";
+    let exists = std::process::Command::new("podman")
+        .args(["--storage-driver", "vfs", "image", "exists", image])
+        .status()
+        .is_ok_and(|s| s.success());
+    anyhow::ensure!(
+        exists,
+        "{image} is not built: run `images/build testpod` (make test does)"
+    );
+    let client = world().kube_client().await?;
+    let ns = TestNamespace::create(&client, "smoke-podman").await?;
+    let secrets: Api<Secret> = ns.api();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "creds" }, "stringData": { "password": "from-a-secret" }
+            }))?,
+        )
+        .await?;
+    let cms: Api<ConfigMap> = ns.api();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": { "name": "settings" }, "data": { "app.conf": "mode=container\n" }
+        }))?,
+    )
+    .await?;
+    let pod_api: Api<Pod> = ns.api();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "boxed", "labels": { "app": "boxed" },
+                      "annotations": { "millrace.io/node-runtime": "podman" } },
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": "main",
+                "image": image,
+                "env": [
+                    { "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } },
+                    { "name": "PORT", "value": "8080" },
+                    { "name": "PASSWORD", "valueFrom": { "secretKeyRef": { "name": "creds", "key": "password" } } },
+                ],
+                "readinessProbe": { "httpGet": { "path": "/healthz", "port": 8080 }, "periodSeconds": 1 },
+                "volumeMounts": [{ "name": "settings", "mountPath": "/etc/testpod", "readOnly": true }],
+                "securityContext": {
+                    "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                    "capabilities": { "drop": ["ALL"] },
+                },
+            }],
+            "volumes": [{ "name": "settings", "configMap": { "name": "settings" } }],
+        }
+    }))?;
+    pod_api.create(&PostParams::default(), &pod).await?;
+    let ready = poll_until("the podman Pod to be Ready", Deadline::secs(90), || async {
+        let p = pod_api.get("boxed").await?;
+        Ok(pod_ready(&p).then_some(p))
+    })
+    .await?;
+    let ip = pod_ip(&ready).context("pod IP")?;
+    let addr = format!("{ip}:8080");
+    assert_eq!(http_get(&addr, "/env/PASSWORD").await?, "from-a-secret");
+    assert_eq!(
+        http_get(&addr, "/file?path=/etc/testpod/app.conf").await?,
+        "mode=container\n"
+    );
+    assert_eq!(http_get(&addr, "/uid").await?, "65532");
+    // Only the image's own files are there, not the host's.
+    assert!(std::path::Path::new("/etc/os-release").exists());
+    assert!(
+        http_get(&addr, "/file?path=/etc/os-release").await.is_err(),
+        "the container sees the image, not the host"
+    );
+
+    let uid: String = ready
+        .metadata
+        .uid
+        .clone()
+        .unwrap_or_default()
+        .chars()
+        .take(13)
+        .collect();
+    let name = format!("millrace-{uid}-main");
+    let ps = || {
+        std::process::Command::new("podman")
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--runtime",
+                "runc",
+                "--cgroup-manager",
+                "cgroupfs",
+                "ps",
+                "--format",
+                "{{.Names}}",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    assert!(
+        ps()?.lines().any(|l| l == name),
+        "a podman container {name} runs the Pod"
+    );
+
+    pod_api.delete("boxed", &DeleteParams::default()).await?;
+    poll_until(
+        "the Pod and its container to be gone",
+        Deadline::secs(60),
+        || async {
+            let gone =
+                pod_api.get_opt("boxed").await?.is_none() && !ps()?.lines().any(|l| l == name);
+            Ok(gone.then_some(()))
+        },
+    )
+    .await?;
+    ns.cleanup().await
+}
