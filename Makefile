@@ -8,7 +8,7 @@ export MILLRACE_HOME ?= $(HOME)/.cache/millrace
 export CARGO_TARGET_DIR ?= $(MILLRACE_HOME)/cargo-target
 export PATH := /usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help run test test-unit lint fmt up down status crds images kind
+.PHONY: help run test test-unit lint fmt up down status crds images kind bench
 
 help:
 	@echo "make run     bring up the test world and show how to reach it"
@@ -16,6 +16,7 @@ help:
 	@echo "make up | down | status   manage the test world (tests/env)"
 	@echo "make crds    regenerate crds/ from the Rust types"
 	@echo "make images  build the runner and operator images (docker, podman or buildah)"
+	@echo "make bench   benchmarks against the test world; writes bench/REPORT.md"
 	@echo "make kind    the seed pipeline on a kind cluster (needs Docker; not runnable on our machines)"
 
 run:
@@ -53,3 +54,7 @@ images:
 
 kind:
 	scripts/kind-demo
+
+bench:
+	@tests/env/status --check || tests/env/up
+	bench/run

@@ -1,0 +1,111 @@
+//! The Kafka produce ceiling: a plain rdkafka producer with the runner's
+//! producer settings (idempotent, acks=all, lz4, linger 5 ms) sending N
+//! randomuser-shaped records as fast as librdkafka takes them. The records
+//! are generated before the clock starts, so only producing is timed. Also
+//! fills the benchmark topic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Parser;
+use millrace_bench::users::Users;
+use millrace_bench::{Outcome, World, kafka, secs};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// The generator's seed: the same seed writes the same records.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Counts acknowledgements and failures from librdkafka's delivery reports.
+#[derive(Default)]
+struct Acks {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) if m.offset() >= 0 => self.ok.fetch_add(1, Ordering::Relaxed),
+            _ => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let world = World::from_env()?;
+    let mut users = Users::new(args.seed);
+    let records: Vec<(String, Vec<u8>)> = (0..args.records).map(|_| users.next_record()).collect();
+    let bytes: u64 = records.iter().map(|(_, v)| v.len() as u64).sum();
+
+    // The runner's settings (runner/src/kafka.rs), so this is the ceiling
+    // of the same producer configuration.
+    let producer: ThreadedProducer<Acks> = kafka::base_config(&world)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(Acks::default())?;
+    // Metadata first, so the timed part does not include the first lookup.
+    producer
+        .client()
+        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+
+    let started = Instant::now();
+    for (key, value) in &records {
+        let mut record = BaseRecord::to(&args.topic).key(key).payload(value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                // Back-pressure: librdkafka's queue is full; its own thread
+                // drains it, so wait a little and try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => bail!("produce: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let elapsed = started.elapsed();
+    let acks = producer.context();
+    let ok = acks.ok.load(Ordering::Relaxed);
+    let failed = acks.failed.load(Ordering::Relaxed);
+    if ok != args.records {
+        bail!(
+            "{ok} of {} records acknowledged, {failed} failed",
+            args.records
+        );
+    }
+    Outcome {
+        measurement: "kafka-produce-ceiling",
+        records: ok,
+        bytes,
+        seconds: secs(elapsed),
+        note:
+            "records generated before timing; timed from the first send to the last acknowledgement"
+                .into(),
+        extra: json!({"avg_record_bytes": bytes / args.records.max(1)}),
+    }
+    .print();
+    Ok(())
+}
