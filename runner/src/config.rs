@@ -1,0 +1,341 @@
+//! The runner's configuration: the pipeline document, with the overrides and
+//! credentials of `docs/runner-contract.md`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use millrace_api::{LogFormat, RowMapper, StreamPipelineSpec, validate_pipeline};
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// Why the runner cannot start with the configuration it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the pipeline file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the pipeline file {path} is not a StreamPipeline document: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("the pipeline file {path} has no metadata.name")]
+    NoName { path: PathBuf },
+    #[error("the pipeline {name} is invalid: {message}")]
+    PushPath { name: String, message: String },
+    #[error("the pipeline {name} is invalid: {source}")]
+    Invalid {
+        name: String,
+        source: millrace_api::InvalidSpec,
+    },
+}
+
+/// The parts of a StreamPipeline the runner reads; `apiVersion`, `kind` and
+/// `status` may be present and are ignored.
+#[derive(Deserialize)]
+struct Document {
+    metadata: ObjectMeta,
+    spec: StreamPipelineSpec,
+}
+
+/// A validated pipeline.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub namespace: String,
+    pub spec: StreamPipelineSpec,
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file (YAML or JSON).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let doc: Document = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name =
+            doc.metadata
+                .name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ConfigError::NoName {
+                    path: path.to_owned(),
+                })?;
+        let namespace = doc
+            .metadata
+            .namespace
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| "default".to_owned());
+        let invalid = |source| ConfigError::Invalid {
+            name: format!("{namespace}/{name}"),
+            source,
+        };
+        validate_pipeline(&name, &doc.spec).map_err(invalid)?;
+        RowMapper::new(&doc.spec.cassandra.table).map_err(invalid)?;
+        push_paths(&doc.spec).map_err(|message| ConfigError::PushPath {
+            name: format!("{namespace}/{name}"),
+            message,
+        })?;
+        Ok(Self {
+            name,
+            namespace,
+            spec: doc.spec,
+        })
+    }
+
+    /// The sink's consumer group, `millrace.NS.NAME`.
+    pub fn consumer_group(&self) -> String {
+        format!("millrace.{}.{}", self.namespace, self.name)
+    }
+}
+
+/// Paths the runner's HTTP server serves itself.
+const RESERVED_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
+/// Push sources need distinct paths of their own.
+fn push_paths(spec: &StreamPipelineSpec) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for source in &spec.sources {
+        let Some(push) = &source.http_push else {
+            continue;
+        };
+        if RESERVED_PATHS.contains(&push.path.as_str()) {
+            return Err(format!(
+                "httpPush source {}: path {} is the runner's own; choose another",
+                source.name, push.path
+            ));
+        }
+        if !seen.insert(push.path.as_str()) {
+            return Err(format!(
+                "httpPush source {}: another push source already uses path {}",
+                source.name, push.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A user name and password from the environment. `Debug` and `Display`
+/// never show the password.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Both variables set and non-empty, or none.
+    pub fn from_env(user_var: &str, password_var: &str) -> Option<Self> {
+        let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+        Some(Self {
+            username: get(user_var)?,
+            password: get(password_var)?,
+        })
+    }
+}
+
+/// Where the runner finds Kafka and Cassandra: the spec, overridden by flags
+/// or environment, plus credentials from the environment.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    pub kafka_bootstrap: String,
+    pub kafka_credentials: Option<Credentials>,
+    /// PEM of the CA that signed the brokers' certificates
+    /// (`MILLRACE_KAFKA_CA_PEM`), when the Secret has a `caKey`.
+    pub kafka_ca_pem: Option<String>,
+    pub cassandra_contact_points: Vec<String>,
+    pub cassandra_credentials: Option<Credentials>,
+}
+
+impl Connections {
+    pub fn new(
+        pipeline: &Pipeline,
+        kafka_bootstrap: Option<String>,
+        cassandra_contact_points: Option<String>,
+    ) -> Self {
+        let contact_points = match cassandra_contact_points {
+            Some(points) => points
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => pipeline.spec.cassandra.contact_points.clone(),
+        };
+        Self {
+            kafka_bootstrap: kafka_bootstrap
+                .unwrap_or_else(|| pipeline.spec.kafka.bootstrap_servers.clone()),
+            kafka_credentials: Credentials::from_env(
+                "MILLRACE_KAFKA_USERNAME",
+                "MILLRACE_KAFKA_PASSWORD",
+            ),
+            kafka_ca_pem: std::env::var("MILLRACE_KAFKA_CA_PEM")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            cassandra_contact_points: contact_points.iter().map(|p| with_port(p)).collect(),
+            cassandra_credentials: Credentials::from_env(
+                "MILLRACE_CASSANDRA_USERNAME",
+                "MILLRACE_CASSANDRA_PASSWORD",
+            ),
+        }
+    }
+
+    /// Base librdkafka settings: brokers and, when the spec names a
+    /// credentials Secret, its security protocol and SASL mechanism.
+    pub fn kafka_config(&self, pipeline: &Pipeline) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.kafka_bootstrap);
+        if let Some(creds) = &pipeline.spec.kafka.credentials_secret_ref {
+            cfg.set("security.protocol", creds.security_protocol.as_str());
+            if let Some(user) = &self.kafka_credentials {
+                cfg.set("sasl.mechanism", creds.mechanism.as_str());
+                cfg.set("sasl.username", &user.username);
+                cfg.set("sasl.password", &user.password);
+            }
+            if let Some(pem) = &self.kafka_ca_pem {
+                cfg.set("ssl.ca.pem", pem);
+            }
+        }
+        cfg
+    }
+
+    /// A CQL session to the pipeline's cluster, token-aware and preferring
+    /// the local datacenter.
+    pub async fn cassandra_session(
+        &self,
+        pipeline: &Pipeline,
+    ) -> Result<scylla::client::session::Session, scylla::errors::NewSessionError> {
+        use scylla::client::execution_profile::ExecutionProfile;
+        use scylla::policies::load_balancing::DefaultPolicy;
+        let policy = DefaultPolicy::builder()
+            .prefer_datacenter(pipeline.spec.cassandra.local_datacenter.clone())
+            .token_aware(true)
+            .permit_dc_failover(true)
+            .build();
+        let profile = ExecutionProfile::builder()
+            .load_balancing_policy(policy)
+            .build();
+        let mut builder = scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(&self.cassandra_contact_points)
+            .default_execution_profile_handle(profile.into_handle());
+        if let Some(creds) = &self.cassandra_credentials {
+            builder = builder.user(&creds.username, &creds.password);
+        }
+        builder.build().await
+    }
+}
+
+/// `host` or `host:port` (IPv6 in brackets), with Cassandra's port 9042
+/// when none is given.
+fn with_port(point: &str) -> String {
+    let has_port = match point.rfind(']') {
+        Some(close) => point[close..].contains(':'),
+        None => point.contains(':'),
+    };
+    if has_port {
+        point.to_owned()
+    } else {
+        format!("{point}:9042")
+    }
+}
+
+/// The log format: the flag or env, else the spec's.
+pub fn log_format(flag: Option<&str>, pipeline: Option<&Pipeline>) -> LogFormat {
+    match flag {
+        Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        _ => pipeline
+            .map(|p| p.spec.runner.log_format)
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const PIPELINE: &str = r#"
+apiVersion: millrace.io/v1alpha1
+kind: StreamPipeline
+metadata: {name: users, namespace: team-a}
+spec:
+  kafka: {bootstrapServers: "k:9092", topic: {name: users_created}}
+  cassandra:
+    contactPoints: ["c1", "c2:9043", "[::1]"]
+    keyspace: {name: ks, replication: {class: SimpleStrategy, replicationFactor: 1}}
+    table:
+      name: t
+      columns: [{name: id, type: uuid, from: /id}]
+      partitionKey: [id]
+"#;
+
+    #[test]
+    fn a_pipeline_document_loads_with_its_consumer_group() {
+        let p = Pipeline::parse(PIPELINE, Path::new("p.yaml")).unwrap();
+        assert_eq!(p.consumer_group(), "millrace.team-a.users");
+        let c = Connections::new(&p, None, None);
+        assert_eq!(c.kafka_bootstrap, "k:9092");
+        assert_eq!(
+            c.cassandra_contact_points,
+            ["c1:9042", "c2:9043", "[::1]:9042"]
+        );
+        let c = Connections::new(&p, Some("other:1".into()), Some("x:1, y".into()));
+        assert_eq!(c.kafka_bootstrap, "other:1");
+        assert_eq!(c.cassandra_contact_points, ["x:1", "y:9042"]);
+    }
+
+    #[test]
+    fn a_bad_pipeline_is_refused_with_the_reason() {
+        let bad = PIPELINE.replace("type: uuid", "type: uuidx");
+        let err = Pipeline::parse(&bad, Path::new("p.yaml")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("team-a/users") && text.contains("uuidx"),
+            "{text}"
+        );
+
+        let reserved =
+            format!("{PIPELINE}  sources: [{{name: e, httpPush: {{path: /metrics}}}}]\n");
+        let err = Pipeline::parse(&reserved, Path::new("p.yaml")).unwrap_err();
+        assert!(
+            err.to_string().contains("/metrics is the runner's own"),
+            "{err}"
+        );
+
+        let err = Pipeline::parse("spec: 3", Path::new("p.yaml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn credentials_never_show_the_password() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "s3cret".into(),
+        };
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

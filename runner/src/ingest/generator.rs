@@ -1,0 +1,326 @@
+//! The generator source: users shaped like randomuser.me's API results, at
+//! a set rate, for the offline demo and benchmarks.
+//!
+//! A generated record is retried until Kafka acknowledges it, so with a
+//! `limit` exactly that many records reach the topic (per process start).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use millrace_api::GeneratorSource;
+use rand::Rng;
+use rand::seq::IndexedRandom;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Ingest;
+
+/// Records produced but not yet acknowledged, at most.
+const MAX_UNACKNOWLEDGED: usize = 20_000;
+
+pub async fn run(
+    ingest: Arc<Ingest>,
+    name: String,
+    spec: GeneratorSource,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rate = f64::from(spec.records_per_second.max(1));
+    let limit = spec.limit.map(|l| l.max(0) as u64);
+    info!(source = %name, rate, ?limit, "generating");
+    let start = Instant::now();
+    let mut produced: u64 = 0;
+    let mut acknowledged: u64 = 0;
+    let mut unacked = FuturesUnordered::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let mut due = (start.elapsed().as_secs_f64() * rate) as u64 + 1;
+        if let Some(limit) = limit {
+            due = due.min(limit);
+        }
+        while produced < due && unacked.len() < MAX_UNACKNOWLEDGED {
+            let record = user(&mut rand::rng());
+            let (key, payload) = match ingest.key_and_payload(&record) {
+                Ok(kp) => kp,
+                Err(reason) => {
+                    // The pipeline's columns do not fit generated users.
+                    ingest.dead_letter(&name, &record, &reason).await;
+                    produced += 1;
+                    continue;
+                }
+            };
+            let ingest = ingest.clone();
+            unacked.push(async move {
+                let mut attempt = 0;
+                loop {
+                    match ingest
+                        .producer
+                        .send_waiting(&key, &payload, Duration::from_secs(5))
+                        .await
+                    {
+                        Ok(()) => return,
+                        Err(e) => {
+                            warn!(error = %e, attempt, "generated record not acknowledged; retrying");
+                            tokio::time::sleep(crate::backoff::delay(
+                                attempt,
+                                Duration::from_millis(200),
+                                Duration::from_secs(5),
+                            ))
+                            .await;
+                            attempt += 1;
+                        }
+                    }
+                }
+            });
+            produced += 1;
+        }
+        let done = limit.is_some_and(|l| produced >= l);
+        if done && unacked.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(()) = unacked.next(), if !unacked.is_empty() => {
+                acknowledged += 1;
+                ingest.metrics.ingested(&name, 1);
+                // Take every other finished send without waiting.
+                while let Some(Some(())) = futures::FutureExt::now_or_never(unacked.next()) {
+                    acknowledged += 1;
+                    ingest.metrics.ingested(&name, 1);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(5)), if !done => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Shutting down or at the limit: wait for what is still unacknowledged.
+    let waiting = unacked.len();
+    if waiting > 0 {
+        info!(source = %name, waiting, "waiting for kafka to acknowledge generated records");
+    }
+    let drain = async {
+        while unacked.next().await.is_some() {
+            acknowledged += 1;
+            ingest.metrics.ingested(&name, 1);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(20), drain)
+        .await
+        .is_err()
+    {
+        warn!(source = %name, "stopped before kafka acknowledged every generated record");
+    }
+    info!(source = %name, produced, acknowledged, "generator finished");
+}
+
+const FIRST_FEMALE: &[&str] = &[
+    "Zoë", "Léa", "Ana", "Maja", "Ingrid", "Aino", "Sofía", "Chloé", "Emma", "Olivia", "Ayşe",
+    "Nora", "Ella", "Mia", "Freja", "Ágnes", "Renée", "Lucía", "Hanna", "Zeynep",
+];
+const FIRST_MALE: &[&str] = &[
+    "Tomás", "Ægir", "Søren", "Noah", "Liam", "Mathéo", "Jesús", "Björn", "Oğuz", "Lukas", "Elias",
+    "Jonas", "Mateo", "Hugo", "Árni", "Emil", "Kai", "Oscar", "Iker", "Luca",
+];
+const LAST: &[&str] = &[
+    "Jørgensen",
+    "García",
+    "Müller",
+    "Smith",
+    "Öztürk",
+    "Dubois",
+    "Korhonen",
+    "Rossi",
+    "Novák",
+    "Silva",
+    "Nielsen",
+    "Fernández",
+    "Lefèvre",
+    "Jónsson",
+    "Brown",
+    "Kowalski",
+    "Yılmaz",
+    "Hansen",
+    "Moreau",
+    "Schäfer",
+];
+const STREETS: &[&str] = &[
+    "Mill Lane",
+    "Rue de la Paix",
+    "Hauptstraße",
+    "Calle Mayor",
+    "Kirkegade",
+    "Station Road",
+    "Via Roma",
+    "Mannerheimintie",
+    "Atatürk Cd",
+    "Church Street",
+];
+/// Country, state, city, nationality, and whether its postcodes are text.
+const PLACES: &[(&str, &str, &str, &str, bool)] = &[
+    ("United Kingdom", "Cornwall", "Truro", "GB", true),
+    ("Denmark", "Syddanmark", "Odense", "DK", false),
+    ("Germany", "Bayern", "München", "DE", false),
+    ("Spain", "Aragón", "Zaragoza", "ES", false),
+    ("France", "Gironde", "Bordeaux", "FR", false),
+    ("Canada", "Québec", "Montréal", "CA", true),
+    ("Finland", "Uusimaa", "Espoo", "FI", false),
+    ("Turkey", "İzmir", "Bergama", "TR", false),
+    ("Ireland", "Galway", "Tuam", "IE", true),
+    ("United States", "Oregon", "Salem", "US", false),
+];
+const WORDS: &[&str] = &[
+    "happy", "silver", "brave", "lazy", "quiet", "purple", "tiny", "golden", "wild", "calm",
+];
+const ANIMALS: &[&str] = &[
+    "otter", "fox", "koala", "panda", "swan", "lion", "tiger", "frog", "wolf", "bear",
+];
+
+fn pick<'a, R: Rng>(rng: &mut R, items: &'a [&'a str]) -> &'a str {
+    items.choose(rng).copied().unwrap_or_default()
+}
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_default()
+}
+
+/// One user, in the shape of a randomuser.me result.
+pub fn user<R: Rng>(rng: &mut R) -> Value {
+    let female = rng.random_bool(0.5);
+    let (gender, title, first, portraits) = if female {
+        (
+            "female",
+            pick(rng, &["Ms", "Mrs", "Miss"]),
+            pick(rng, FIRST_FEMALE),
+            "women",
+        )
+    } else {
+        ("male", "Mr", pick(rng, FIRST_MALE), "men")
+    };
+    let last = pick(rng, LAST);
+    let (country, state, city, nat, text_postcode) = *PLACES.choose(rng).unwrap_or(&PLACES[0]);
+    let postcode = if text_postcode {
+        json!(format!(
+            "{}{}{} {}{}{}",
+            (b'A' + rng.random_range(0..26)) as char,
+            (b'A' + rng.random_range(0..26)) as char,
+            rng.random_range(1..10),
+            rng.random_range(1..10),
+            (b'A' + rng.random_range(0..26)) as char,
+            (b'A' + rng.random_range(0..26)) as char,
+        ))
+    } else {
+        json!(rng.random_range(10_000..99_999))
+    };
+    let username = format!(
+        "{}{}{}",
+        pick(rng, WORDS),
+        pick(rng, ANIMALS),
+        rng.random_range(100..999)
+    );
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let year_ms: i64 = 365 * 24 * 3600 * 1000;
+    let dob_age = rng.random_range(18..80);
+    let dob = now_ms - dob_age * year_ms - rng.random_range(0..year_ms);
+    let reg_age = rng.random_range(0..20);
+    let registered = now_ms - reg_age * year_ms - rng.random_range(0..year_ms);
+    let phone = format!(
+        "0{}-{}-{}",
+        rng.random_range(10..99),
+        rng.random_range(100..999),
+        rng.random_range(1000..9999)
+    );
+    let portrait = rng.random_range(0..100);
+    json!({
+        "gender": gender,
+        "name": {"title": title, "first": first, "last": last},
+        "location": {
+            "street": {"number": rng.random_range(1..9999), "name": pick(rng, STREETS)},
+            "city": city,
+            "state": state,
+            "country": country,
+            "postcode": postcode,
+            "coordinates": {
+                "latitude": format!("{:.4}", rng.random_range(-90.0..90.0)),
+                "longitude": format!("{:.4}", rng.random_range(-180.0..180.0)),
+            },
+            "timezone": {"offset": "+1:00", "description": "Brussels, Copenhagen, Madrid, Paris"},
+        },
+        "email": format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase()),
+        "login": {
+            "uuid": uuid::Uuid::new_v4().to_string(),
+            "username": username,
+            "password": pick(rng, WORDS),
+        },
+        "dob": {"date": iso(dob), "age": dob_age},
+        "registered": {"date": iso(registered), "age": reg_age},
+        "phone": phone,
+        "cell": phone.replace('-', " "),
+        "id": {"name": nat, "value": format!("{}", rng.random_range(1_000_000..9_999_999))},
+        "picture": {
+            "large": format!("https://randomuser.me/api/portraits/{portraits}/{portrait}.jpg"),
+            "medium": format!("https://randomuser.me/api/portraits/med/{portraits}/{portrait}.jpg"),
+            "thumbnail": format!("https://randomuser.me/api/portraits/thumb/{portraits}/{portrait}.jpg"),
+        },
+        "nat": nat,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use millrace_api::{RowMapper, StreamPipelineSpec};
+
+    use super::*;
+
+    #[test]
+    fn generated_users_fit_the_example_pipeline() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/randomuser.yaml"
+        ))
+        .unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let spec: StreamPipelineSpec = serde_yaml::from_value(doc["spec"].clone()).unwrap();
+        let mapper = RowMapper::new(&spec.cassandra.table).unwrap();
+        let mut rng = rand::rng();
+        for _ in 0..1000 {
+            let user = user(&mut rng);
+            mapper.map(&user).unwrap();
+        }
+    }
+
+    #[test]
+    fn generated_users_look_like_the_api_sample() {
+        let sample: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../api/tests/fixtures/randomuser-sample.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let real = &sample["results"][0];
+        let ours = user(&mut rand::rng());
+        for pointer in [
+            "/gender",
+            "/name/first",
+            "/location/street/number",
+            "/location/city",
+            "/location/postcode",
+            "/email",
+            "/login/uuid",
+            "/login/username",
+            "/registered/date",
+            "/phone",
+            "/picture/medium",
+        ] {
+            assert!(real.pointer(pointer).is_some(), "sample lacks {pointer}");
+            assert!(ours.pointer(pointer).is_some(), "generated lacks {pointer}");
+        }
+    }
+}

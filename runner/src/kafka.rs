@@ -1,0 +1,257 @@
+//! The Kafka producer shared by ingest and the sink's dead-letter path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use tracing::{debug, warn};
+
+/// Headers of a dead-lettered record (`docs/runner-contract.md`).
+pub mod headers {
+    pub const ERROR: &str = "millrace.error";
+    pub const SOURCE_TOPIC: &str = "millrace.source.topic";
+    pub const SOURCE_PARTITION: &str = "millrace.source.partition";
+    pub const SOURCE_OFFSET: &str = "millrace.source.offset";
+    pub const SOURCE_NAME: &str = "millrace.source.name";
+    pub const STAGE: &str = "millrace.stage";
+}
+
+/// Where a dead-lettered record came from.
+#[derive(Clone, Debug)]
+pub enum Origin<'a> {
+    /// An ingest source, before the record reached Kafka.
+    Ingest { source: &'a str },
+    /// A message of the pipeline's topic.
+    Sink {
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+/// Why a send failed, as the push endpoint answers it.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The local queue is full: back-pressure.
+    #[error("the producer's queue is full")]
+    QueueFull,
+    /// Kafka did not acknowledge the record.
+    #[error("kafka did not acknowledge the record: {0}")]
+    Kafka(KafkaError),
+}
+
+/// An idempotent producer (acks=all), with a flag that says whether Kafka
+/// has metadata for the topic.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    topic: Arc<str>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Producer {
+    /// `delivery_timeout` bounds how long one record may wait for Kafka's
+    /// acknowledgement, retries included.
+    pub fn new(
+        mut config: ClientConfig,
+        topic: &str,
+        delivery_timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let inner: FutureProducer = config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .create()?;
+        Ok(Self {
+            inner,
+            topic: topic.into(),
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Whether the last metadata check found the topic.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Checks the topic's metadata every `period` until `shutdown`.
+    pub async fn watch_metadata(
+        self,
+        period: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let inner = self.inner.clone();
+            let topic = self.topic.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                match inner
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(3))
+                {
+                    Ok(md) => md.topics().iter().any(|t| {
+                        t.name() == &*topic && t.error().is_none() && !t.partitions().is_empty()
+                    }),
+                    Err(e) => {
+                        debug!(error = %e, "no metadata for the topic");
+                        false
+                    }
+                }
+            })
+            .await
+            .unwrap_or(false);
+            if ok != self.ready.swap(ok, Ordering::Relaxed) {
+                if ok {
+                    tracing::info!(topic = %self.topic, "kafka has the topic: ready");
+                } else {
+                    warn!(topic = %self.topic, "kafka or its topic is unreachable: not ready");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Produces one record to the pipeline's topic and waits for Kafka's
+    /// acknowledgement. A full queue is reported at once, without waiting.
+    pub async fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError> {
+        self.send_to(&self.topic, Some(key.as_bytes()), payload, None)
+            .await
+    }
+
+    /// Like [`Producer::send`], waiting up to `queue_wait` for room in a full
+    /// queue: for sources that can wait (generator, pull).
+    pub async fn send_waiting(
+        &self,
+        key: &str,
+        payload: &[u8],
+        queue_wait: Duration,
+    ) -> Result<(), SendError> {
+        let record = FutureRecord::to(&self.topic)
+            .key(key.as_bytes())
+            .payload(payload);
+        match self.inner.send(record, queue_wait).await {
+            Ok(_) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(SendError::QueueFull)
+            }
+            Err((e, _)) => Err(SendError::Kafka(e)),
+        }
+    }
+
+    async fn send_to(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), SendError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        let delivery = match self.inner.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(SendError::QueueFull);
+            }
+            Err((e, _)) => return Err(SendError::Kafka(e)),
+        };
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(SendError::Kafka(e)),
+            Err(_canceled) => Err(SendError::Kafka(KafkaError::Canceled)),
+        }
+    }
+
+    /// Sends a record to the dead-letter topic with headers that say why and
+    /// where it came from, retrying until Kafka acknowledges it: a record is
+    /// never dropped, so its offset is not stored before this returns.
+    pub async fn dead_letter(
+        &self,
+        dlq_topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: &str,
+        origin: Origin<'_>,
+    ) {
+        let mut attempt = 0u32;
+        loop {
+            let mut h = OwnedHeaders::new().insert(Header {
+                key: headers::ERROR,
+                value: Some(reason),
+            });
+            match &origin {
+                Origin::Ingest { source } => {
+                    h = h
+                        .insert(Header {
+                            key: headers::STAGE,
+                            value: Some("ingest"),
+                        })
+                        .insert(Header {
+                            key: headers::SOURCE_NAME,
+                            value: Some(*source),
+                        });
+                }
+                Origin::Sink {
+                    topic,
+                    partition,
+                    offset,
+                } => {
+                    h = h
+                        .insert(Header {
+                            key: headers::STAGE,
+                            value: Some("sink"),
+                        })
+                        .insert(Header {
+                            key: headers::SOURCE_TOPIC,
+                            value: Some(*topic),
+                        })
+                        .insert(Header {
+                            key: headers::SOURCE_PARTITION,
+                            value: Some(&partition.to_string()),
+                        })
+                        .insert(Header {
+                            key: headers::SOURCE_OFFSET,
+                            value: Some(&offset.to_string()),
+                        });
+                }
+            }
+            match self.send_to(dlq_topic, key, payload, Some(h)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(topic = dlq_topic, error = %e, attempt, "dead-lettering failed; retrying");
+                    tokio::time::sleep(crate::backoff::delay(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(10),
+                    ))
+                    .await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for queued records to be delivered.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.inner.flush(timeout) {
+            warn!(error = %e, "flushing the producer");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Prometheus metrics, named as in `docs/runner-contract.md`.
+//!
+//! Labels take a small fixed set of values (source names, partitions and the
+//! reasons below), never error text.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Why a record was rejected or dead-lettered (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Not JSON, or not a JSON object.
+    NotJson,
+    /// JSON that does not fit the table's columns.
+    Unmappable,
+    /// Cassandra refused the row, or kept failing after retries.
+    WriteFailed,
+    /// The push body was over the limit.
+    TooLarge,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotJson => "not_json",
+            Self::Unmappable => "unmappable",
+            Self::WriteFailed => "write_failed",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    records_ingested: Family<Labels, Counter>,
+    records_rejected: Family<Labels, Counter>,
+    pub rows_written: Counter,
+    pub rows_failed: Counter,
+    dead_lettered: Family<Labels, Counter>,
+    pub write_latency: Histogram,
+    consumer_lag: Family<Labels, Gauge>,
+    pull_runs: Family<Labels, Counter>,
+    pull_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("millrace");
+        let records_ingested = Family::<Labels, Counter>::default();
+        registry.register(
+            "records_ingested",
+            "Records a source produced to Kafka",
+            records_ingested.clone(),
+        );
+        let records_rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "records_rejected",
+            "Records a source refused or dead-lettered",
+            records_rejected.clone(),
+        );
+        let rows_written = Counter::default();
+        registry.register(
+            "rows_written",
+            "Rows written to Cassandra",
+            rows_written.clone(),
+        );
+        let rows_failed = Counter::default();
+        registry.register(
+            "rows_failed",
+            "Records the sink could not write (dead-lettered)",
+            rows_failed.clone(),
+        );
+        let dead_lettered = Family::<Labels, Counter>::default();
+        registry.register(
+            "records_dead_lettered",
+            "Records sent to the dead-letter topic",
+            dead_lettered.clone(),
+        );
+        let write_latency = Histogram::new(exponential_buckets(0.000_5, 2.0, 16));
+        registry.register(
+            "write_latency_seconds",
+            "Time to write one row, retries included",
+            write_latency.clone(),
+        );
+        let consumer_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Records of an assigned partition the sink has not written yet",
+            consumer_lag.clone(),
+        );
+        let pull_runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "pull_runs",
+            "Runs of an httpPull source by outcome",
+            pull_runs.clone(),
+        );
+        let pull_last_success = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "pull_last_success_timestamp_seconds",
+            "When an httpPull source last succeeded (Unix seconds)",
+            pull_last_success.clone(),
+        );
+        Self {
+            registry,
+            records_ingested,
+            records_rejected,
+            rows_written,
+            rows_failed,
+            dead_lettered,
+            write_latency,
+            consumer_lag,
+            pull_runs,
+            pull_last_success,
+        }
+    }
+
+    pub fn ingested(&self, source: &str, n: u64) {
+        self.records_ingested
+            .get_or_create(&vec![("source", source.to_owned())])
+            .inc_by(n);
+    }
+
+    pub fn rejected(&self, source: &str, reason: Reason, n: u64) {
+        self.records_rejected
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("reason", reason.as_str().to_owned()),
+            ])
+            .inc_by(n);
+    }
+
+    pub fn dead_lettered(&self, reason: Reason) {
+        self.dead_lettered
+            .get_or_create(&vec![("reason", reason.as_str().to_owned())])
+            .inc();
+    }
+
+    pub fn set_lag(&self, partition: i32, lag: i64) {
+        self.consumer_lag
+            .get_or_create(&vec![("partition", partition.to_string())])
+            .set(lag);
+    }
+
+    /// Forgets a partition's lag when it is no longer this consumer's.
+    pub fn clear_lag(&self, partition: i32) {
+        self.consumer_lag
+            .remove(&vec![("partition", partition.to_string())]);
+    }
+
+    pub fn pull_run(&self, source: &str, succeeded: bool, at_unix_seconds: f64) {
+        let outcome = if succeeded { "Succeeded" } else { "Failed" };
+        self.pull_runs
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+        if succeeded {
+            self.pull_last_success
+                .get_or_create(&vec![("source", source.to_owned())])
+                .set(at_unix_seconds);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_have_the_contract_names() {
+        let m = Metrics::new();
+        m.ingested("events", 2);
+        m.rejected("events", Reason::Unmappable, 1);
+        m.rows_written.inc();
+        m.rows_failed.inc();
+        m.dead_lettered(Reason::WriteFailed);
+        m.write_latency.observe(0.01);
+        m.set_lag(0, 5);
+        m.pull_run("api", true, 1.0);
+        let text = m.render();
+        for name in [
+            "millrace_records_ingested_total{source=\"events\"} 2",
+            "millrace_records_rejected_total{source=\"events\",reason=\"unmappable\"} 1",
+            "millrace_rows_written_total 1",
+            "millrace_rows_failed_total 1",
+            "millrace_records_dead_lettered_total{reason=\"write_failed\"} 1",
+            "millrace_write_latency_seconds_bucket",
+            "millrace_consumer_lag{partition=\"0\"} 5",
+            "millrace_pull_runs_total{source=\"api\",outcome=\"Succeeded\"} 1",
+            "millrace_pull_last_success_timestamp_seconds{source=\"api\"} 1",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

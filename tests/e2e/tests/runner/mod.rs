@@ -1,0 +1,531 @@
+//! What the runner scenario tests share: the runner binary started as a
+//! child process, a pipeline with its own topic, dead-letter topic, keyspace
+//! and table, and ways to look at what landed.
+//!
+//! Each test makes its own names and cleans up; nothing is mocked.
+
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::TryStreamExt;
+use millrace_api::{KeyspaceSpec, Replication, TableSpec, cql};
+use millrace_testsupport::{Deadline, World, poll_until, unique_cql_name, unique_name};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use scylla::client::session::Session;
+use serde_json::{Value, json};
+
+/// The namespace written into test pipelines (the consumer group is
+/// `millrace.NS.NAME`).
+pub const NAMESPACE: &str = "runner-tests";
+
+pub fn world() -> World {
+    World::discover().expect("the test world (run tests/env/up)")
+}
+
+/// Builds the runner once per test binary (incrementally, in the usual
+/// target directory) and returns its path.
+pub fn runner_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "millrace-runner",
+                "--bin",
+                "millrace-runner",
+                "--message-format=json",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo build -p millrace-runner");
+        assert!(out.status.success(), "building the runner failed");
+        out.stdout
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .find_map(|msg| {
+                (msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "millrace-runner")
+                    .then(|| msg["executable"].as_str().map(PathBuf::from))
+                    .flatten()
+            })
+            .expect("cargo reported the runner's executable")
+    })
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The seed's table, as in `examples/randomuser.yaml`.
+pub fn randomuser_table(name: &str) -> Value {
+    json!({
+        "name": name,
+        "columns": [
+            {"name": "id", "type": "uuid", "from": "/login/uuid"},
+            {"name": "first_name", "type": "text", "from": "/name/first"},
+            {"name": "last_name", "type": "text", "from": "/name/last"},
+            {"name": "gender", "type": "text", "from": "/gender"},
+            {"name": "address", "type": "text",
+             "template": "{/location/street/number} {/location/street/name}, {/location/city}, {/location/state}, {/location/country}"},
+            {"name": "post_code", "type": "text", "from": "/location/postcode"},
+            {"name": "email", "type": "text", "from": "/email"},
+            {"name": "username", "type": "text", "from": "/login/username"},
+            {"name": "registered_date", "type": "timestamp", "from": "/registered/date"},
+            {"name": "phone", "type": "text", "from": "/phone"},
+            {"name": "picture", "type": "text", "from": "/picture/medium"},
+        ],
+        "partitionKey": ["id"],
+    })
+}
+
+/// A pipeline's Kafka topics and Cassandra table, made for one test.
+pub struct Fixture {
+    pub world: World,
+    pub name: String,
+    pub topic: String,
+    pub dlq: String,
+    pub keyspace: String,
+    pub table: TableSpec,
+    pub session: Session,
+    pub dir: PathBuf,
+    cleaned: bool,
+}
+
+impl Fixture {
+    /// Creates the topic (`partitions`), the dead-letter topic, the keyspace
+    /// and the table, as the operator would.
+    pub async fn new(prefix: &str, partitions: i32, table: Value) -> anyhow::Result<Self> {
+        let world = world();
+        let name = unique_name(prefix);
+        let topic = format!("{name}.records");
+        let dlq = format!("{name}.dlq");
+        let admin = admin(&world)?;
+        let created = admin
+            .create_topics(
+                &[
+                    NewTopic::new(&topic, partitions, TopicReplication::Fixed(1)),
+                    NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+                ],
+                &admin_options(),
+            )
+            .await?;
+        for r in created {
+            r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+        }
+        let keyspace = unique_cql_name(&prefix.replace('-', "_"));
+        let table: TableSpec = serde_json::from_value(table)?;
+        let session = world.cassandra_session().await?;
+        let ks = KeyspaceSpec {
+            name: keyspace.clone(),
+            replication: Replication::simple(1),
+        };
+        session
+            .query_unpaged(cql::create_keyspace(&ks), &[])
+            .await?;
+        session
+            .query_unpaged(cql::create_table(&keyspace, &table)?, &[])
+            .await?;
+        session.await_schema_agreement().await?;
+        let dir = std::env::temp_dir().join(format!("millrace-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            world,
+            name,
+            topic,
+            dlq,
+            keyspace,
+            table,
+            session,
+            dir,
+            cleaned: false,
+        })
+    }
+
+    /// The StreamPipeline document for this fixture with `sources`.
+    pub fn pipeline(&self, sources: Value) -> Value {
+        json!({
+            "apiVersion": "millrace.io/v1alpha1",
+            "kind": "StreamPipeline",
+            "metadata": {"name": self.name, "namespace": NAMESPACE},
+            "spec": {
+                "kafka": {
+                    "bootstrapServers": self.world.kafka_bootstrap,
+                    "topic": {"name": self.topic},
+                },
+                "cassandra": {
+                    "contactPoints": self.world.cassandra_contact_points,
+                    "localDatacenter": self.world.cassandra_local_dc,
+                    "keyspace": {"name": self.keyspace, "replication": {"class": "SimpleStrategy", "replicationFactor": 1}},
+                    "table": self.table,
+                    "consistency": "LOCAL_QUORUM",
+                },
+                "sources": sources,
+                "runner": {"maxInFlight": 256, "logFormat": "text"},
+                "deadLetter": {"topic": self.dlq},
+            }
+        })
+    }
+
+    /// Writes `pipeline` to this fixture's directory and returns its path.
+    pub fn write_pipeline(&self, file: &str, pipeline: &Value) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(file);
+        std::fs::write(&path, serde_json::to_vec_pretty(pipeline)?)?;
+        Ok(path)
+    }
+
+    /// Environment for a runner of this fixture: Cassandra's credentials.
+    pub fn runner_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "MILLRACE_CASSANDRA_USERNAME".into(),
+                self.world.cassandra_username.clone(),
+            ),
+            (
+                "MILLRACE_CASSANDRA_PASSWORD".into(),
+                self.world.cassandra_password().to_owned(),
+            ),
+        ]
+    }
+
+    /// Starts a runner of this fixture in `role` with `pipeline`.
+    pub fn start(&self, role: &str, pipeline: &Value, label: &str) -> anyhow::Result<Runner> {
+        let path = self.write_pipeline(&format!("{label}.json"), pipeline)?;
+        Runner::start(
+            role,
+            &path,
+            &self.runner_env(),
+            &self.dir.join(format!("{label}.log")),
+        )
+    }
+
+    pub fn qualified_table(&self) -> String {
+        cql::qualified_table(&self.keyspace, &self.table.name)
+    }
+
+    /// Every value of the table's first partition key column, by paging.
+    pub async fn ids(&self) -> anyhow::Result<Vec<uuid::Uuid>> {
+        let mut query = scylla::statement::unprepared::Statement::new(format!(
+            "SELECT id FROM {}",
+            self.qualified_table()
+        ));
+        query.set_page_size(5000);
+        let rows = self
+            .session
+            .query_iter(query, &[])
+            .await?
+            .rows_stream::<(uuid::Uuid,)>()?;
+        Ok(rows.map_ok(|(id,)| id).try_collect().await?)
+    }
+
+    pub async fn row_count(&self) -> anyhow::Result<usize> {
+        Ok(self.ids().await?.len())
+    }
+
+    /// Waits until the table has exactly `n` rows.
+    pub async fn wait_for_rows(&self, n: usize, deadline: Deadline) -> anyhow::Result<()> {
+        poll_until(
+            &format!("{n} rows in {}", self.qualified_table()),
+            deadline,
+            || async {
+                let count = self.row_count().await?;
+                if count > n {
+                    bail!("{count} rows, more than {n}");
+                }
+                Ok((count == n).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// Produces `records` straight to the pipeline's topic (as ingest
+    /// would, keyed by `/login/uuid` when present).
+    pub async fn produce(&self, records: &[Vec<u8>]) -> anyhow::Result<()> {
+        produce_to(&self.world, &self.topic, records).await
+    }
+
+    /// Reads `n` messages of `topic` from the beginning.
+    pub async fn consume(
+        &self,
+        topic: &str,
+        n: usize,
+        deadline: Deadline,
+    ) -> anyhow::Result<Vec<OwnedMessage>> {
+        let consumer: StreamConsumer = self
+            .world
+            .kafka_config()
+            .set("group.id", unique_name("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let msg = tokio::time::timeout(deadline.remaining(), consumer.recv())
+                .await
+                .with_context(|| format!("only {} of {n} messages in {topic}", out.len()))??;
+            out.push(msg.detach());
+        }
+        Ok(out)
+    }
+
+    /// Messages in the topic: the sum of its partitions' high watermarks.
+    pub fn topic_size(&self, topic: &str) -> anyhow::Result<i64> {
+        let consumer: BaseConsumer = self.world.kafka_config().create()?;
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let mut total = 0;
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (low, high) =
+                    consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+                total += high - low;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The sink group's committed offsets and the topic's high watermarks,
+    /// per partition.
+    pub fn committed_and_end(&self) -> anyhow::Result<HashMap<i32, (i64, i64)>> {
+        let group = format!("millrace.{NAMESPACE}.{}", self.name);
+        let consumer: BaseConsumer = self.world.kafka_config().set("group.id", &group).create()?;
+        let md = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(&self.topic, p.id());
+                let (_, high) =
+                    consumer.fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))?;
+                ends.insert(p.id(), high);
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        let mut out = HashMap::new();
+        for e in committed.elements() {
+            let c = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            out.insert(e.partition(), (c, ends[&e.partition()]));
+        }
+        Ok(out)
+    }
+
+    /// Drops the keyspace, deletes the topics and the temporary directory.
+    pub async fn cleanup(mut self) -> anyhow::Result<()> {
+        self.cleaned = true;
+        remove(&self.world, &self.keyspace, &[&self.topic, &self.dlq]).await?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// A test that fails before `cleanup` still removes its keyspace and
+/// topics; its directory (the runners' logs) stays for reading.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let world = self.world.clone();
+        let keyspace = self.keyspace.clone();
+        let topics = [self.topic.clone(), self.dlq.clone()];
+        eprintln!("test failed: runner logs are in {}", self.dir.display());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(remove(&world, &keyspace, &[&topics[0], &topics[1]]))
+        })
+        .join();
+    }
+}
+
+async fn remove(world: &World, keyspace: &str, topics: &[&str]) -> anyhow::Result<()> {
+    let session = world.cassandra_session().await?;
+    session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
+        .await?;
+    admin(world)?
+        .delete_topics(topics, &admin_options())
+        .await?;
+    Ok(())
+}
+
+pub async fn produce_to(world: &World, topic: &str, records: &[Vec<u8>]) -> anyhow::Result<()> {
+    let producer: FutureProducer = world
+        .kafka_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?;
+    let sends = records.iter().map(|payload| {
+        let producer = producer.clone();
+        async move {
+            let key = serde_json::from_slice::<Value>(payload)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/login/uuid")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))
+        }
+    });
+    futures::future::try_join_all(sends).await?;
+    Ok(())
+}
+
+fn admin(world: &World) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    Ok(world.kafka_config().create()?)
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+/// A runner process. Killed when dropped.
+pub struct Runner {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Runner {
+    /// Starts `millrace-runner ROLE --pipeline PATH` on a free port, with
+    /// only `env` (and PATH) in its environment: no KUBECONFIG, so a pull
+    /// runs standalone unless `env` says otherwise.
+    pub fn start(
+        role: &str,
+        pipeline: &Path,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let port = free_port();
+        let log_file = std::fs::File::create(log)?;
+        let child = Command::new(runner_binary())
+            .args([role, "--pipeline"])
+            .arg(pipeline)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("starting the runner")?;
+        Ok(Self {
+            child,
+            port,
+            log: log.to_owned(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self, deadline: Deadline) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let url = self.url("/readyz");
+        let log = self.log.clone();
+        let child = &mut self.child;
+        poll_until("the runner to be ready", deadline, || {
+            let exited = child.try_wait().ok().flatten();
+            let request = client.get(&url).send();
+            let log = log.clone();
+            async move {
+                if let Some(status) = exited {
+                    bail!("the runner exited ({status}); log:\n{}", tail(&log));
+                }
+                Ok(request.await.ok().filter(|r| r.status() == 200).map(|_| ()))
+            }
+        })
+        .await
+    }
+
+    /// The runner's `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(self.url("/metrics")).await?.text().await?)
+    }
+
+    /// The value of one metric sample, such as
+    /// `millrace_rows_written_total`, or 0 when absent.
+    pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let text = self.metrics().await?;
+        Ok(text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+
+    /// SIGKILL: no draining, no commit.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub async fn terminate(&mut self, deadline: Deadline) -> anyhow::Result<ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let child = &mut self.child;
+        poll_until("the runner to exit after SIGTERM", deadline, || {
+            let exited = child.try_wait();
+            async move { Ok(exited?) }
+        })
+        .await
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last lines of a log file, for failure messages.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

@@ -1,0 +1,93 @@
+//! A second sink joins mid-stream: the first drains its in-flight writes and
+//! commits before giving partitions up, and together they write every
+//! record once the stream is read.
+
+mod runner;
+
+use std::collections::HashSet;
+
+use millrace_testsupport::{Deadline, poll_until};
+use runner::{Fixture, Runner, randomuser_table};
+use serde_json::{Value, json};
+
+const RECORDS: usize = 20_000;
+
+fn record(i: usize) -> Value {
+    let id = uuid::Uuid::from_u128(0x0b1a_0000_0000_4000_8000_0000_0000_0000 | i as u128);
+    json!({
+        "gender": "female",
+        "name": {"first": format!("Ingrid{i}"), "last": "Müller"},
+        "location": {"street": {"number": i, "name": "Hauptstraße"}, "city": "München",
+                     "state": "Bayern", "country": "Germany", "postcode": 80331},
+        "email": format!("ingrid{i}@example.com"),
+        "login": {"uuid": id.to_string(), "username": format!("ingrid{i}")},
+        "registered": {"date": "2012-01-01T00:00:00.000Z"},
+        "phone": "089 123456",
+        "picture": {"medium": "https://randomuser.me/api/portraits/med/women/2.jpg"},
+    })
+}
+
+async fn lag_is_zero(runner: &Runner) -> anyhow::Result<bool> {
+    let metrics = runner.metrics().await?;
+    let lags: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("millrace_consumer_lag{"))
+        .collect();
+    Ok(!lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sink_joining_mid_stream_loses_nothing() -> anyhow::Result<()> {
+    let fx = Fixture::new("rebalance", 4, randomuser_table("users")).await?;
+    let payloads: Vec<Vec<u8>> = (0..RECORDS)
+        .map(|i| record(i).to_string().into_bytes())
+        .collect();
+    fx.produce(&payloads).await?;
+    let pipeline = fx.pipeline(json!([]));
+    // The first sink writes one row at a time, so there is work left for
+    // the second when it joins.
+    let mut slow = pipeline.clone();
+    slow["spec"]["runner"]["maxInFlight"] = json!(1);
+
+    let mut first = fx.start("sink", &slow, "sink-a")?;
+    first.wait_ready(Deadline::secs(60)).await?;
+    poll_until(
+        "the first sink to write some rows",
+        Deadline::secs(120),
+        || async {
+            Ok((first.metric("millrace_rows_written_total").await? >= 2000.0).then_some(()))
+        },
+    )
+    .await?;
+    let mut second = fx.start("sink", &pipeline, "sink-b")?;
+    second.wait_ready(Deadline::secs(90)).await?;
+
+    fx.wait_for_rows(RECORDS, Deadline::secs(300)).await?;
+    let ids: HashSet<_> = fx.ids().await?.into_iter().collect();
+    assert_eq!(ids.len(), RECORDS);
+    assert!(
+        first
+            .log_text()
+            .contains("partitions revoked: draining in-flight writes"),
+        "the first sink gave partitions up"
+    );
+    assert!(
+        second.metric("millrace_rows_written_total").await? > 0.0,
+        "the second sink wrote too"
+    );
+
+    poll_until(
+        "both sinks to have read everything",
+        Deadline::secs(60),
+        || async { Ok((lag_is_zero(&first).await? && lag_is_zero(&second).await?).then_some(())) },
+    )
+    .await?;
+    for sink in [&mut second, &mut first] {
+        let status = sink.terminate(Deadline::secs(60)).await?;
+        assert!(status.success(), "{status}");
+    }
+    for (partition, (committed, end)) in fx.committed_and_end()? {
+        assert_eq!(committed, end, "partition {partition}");
+    }
+    fx.cleanup().await
+}
