@@ -1,11 +1,227 @@
-use clap::Parser;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// millrace operator: reconciles StreamPipelines.
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use millrace_operator::controller::{self, Config, Context};
+use millrace_operator::desired::deployment::RunnerDefaults;
+use millrace_operator::leader::LeaderElection;
+use millrace_operator::metrics::{self, Metrics};
+use tracing::{error, info};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// millrace operator: reconciles StreamPipelines into Kafka topics,
+/// Cassandra tables and runner Deployments.
 #[derive(Parser, Debug)]
 #[command(name = "millrace-operator", version, about)]
-struct Args {}
+struct Args {
+    /// The runner image for pipelines that do not set spec.runner.image.
+    #[arg(long, env = "MILLRACE_RUNNER_IMAGE", default_value = concat!("ghcr.io/millrace-io/millrace-runner:", env!("CARGO_PKG_VERSION")))]
+    runner_image: String,
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
+    /// An annotation for every runner Pod, as KEY=VALUE (repeatable, or
+    /// comma-separated in the environment variable).
+    #[arg(long = "runner-pod-annotation", env = "MILLRACE_RUNNER_POD_ANNOTATIONS", value_delimiter = ',', value_parser = key_value)]
+    runner_pod_annotations: Vec<(String, String)>,
+
+    /// Watch Secrets so a pipeline reacts at once when its credentials
+    /// Secret appears or changes (needs list/watch on Secrets).
+    #[arg(long, env = "MILLRACE_WATCH_SECRETS", default_value_t = false)]
+    watch_secrets: bool,
+
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "MILLRACE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+
+    /// Only one operator process reconciles at a time (a Lease decides).
+    #[arg(long, env = "MILLRACE_LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+
+    /// The namespace of the leader Lease (default: the watched namespace,
+    /// else POD_NAMESPACE, else "default").
+    #[arg(long, env = "MILLRACE_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+
+    /// The name of the leader Lease.
+    #[arg(long, env = "MILLRACE_LEASE_NAME", default_value = "millrace-operator")]
+    lease_name: String,
+
+    /// Watch StreamPipelines in this namespace only (default: all).
+    #[arg(long, env = "MILLRACE_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// How often reconciled pipelines are compared again with Kafka and
+    /// Cassandra, in seconds.
+    #[arg(long, env = "MILLRACE_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "MILLRACE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,rdkafka=warn,scylla=warn")
+    });
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_listen))?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(metrics::serve(listener, metrics.clone()));
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into()),
+            std::process::id()
+        )
+    });
+    metrics.set_ready(true);
+
+    // Stops the controller on SIGTERM/SIGINT, or when leadership is lost.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    let election = if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| args.namespace.clone())
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        let election = Arc::new(LeaderElection::new(
+            client.clone(),
+            &namespace,
+            &args.lease_name,
+            identity.clone(),
+            Duration::from_secs(15),
+        ));
+        info!(lease = %args.lease_name, %namespace, %identity, "waiting to become the leader");
+        let mut stop = stop_rx.clone();
+        loop {
+            match election.try_acquire().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => error!(error = %e, "leader election"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+        info!(%identity, "became the leader");
+        metrics.set_leader(true);
+        let renewing = election.clone();
+        let stop_tx = stop_tx.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut last_renewed = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(renewing.renew_interval()).await;
+                match renewing.try_acquire().await {
+                    Ok(true) => last_renewed = tokio::time::Instant::now(),
+                    Ok(false) => {
+                        error!("lost the leader Lease to another process; stopping");
+                        break;
+                    }
+                    Err(e) => {
+                        error!(error = %e, "renewing the leader Lease");
+                        if last_renewed.elapsed() > renewing.duration() {
+                            break;
+                        }
+                    }
+                }
+            }
+            metrics.set_leader(false);
+            let _ = stop_tx.send(true);
+        });
+        Some(election)
+    } else {
+        metrics.set_leader(true);
+        None
+    };
+
+    let ctx = Arc::new(Context::new(
+        client,
+        Config {
+            runner: RunnerDefaults {
+                image: args.runner_image,
+                pod_annotations: args.runner_pod_annotations.into_iter().collect(),
+            },
+            watch_secrets: args.watch_secrets,
+            resync: Duration::from_secs(args.resync_seconds.max(1)),
+            namespace: args.namespace,
+        },
+        metrics,
+        identity,
+    ));
+    info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, "starting the StreamPipeline controller");
+    let mut stop = stop_rx;
+    controller::run(ctx, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
+    if let Some(election) = election {
+        election.release().await;
+    }
+    info!("stopped");
     Ok(())
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -1,0 +1,382 @@
+//! The pipeline's Kafka topic and dead-letter topic, through the admin API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::EventType;
+use millrace_api::{KafkaCredentials, KafkaSpec, StreamPipelineSpec, TopicSpec, TopicStatus};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+
+use super::PartOutcome;
+use crate::controller::Context;
+use crate::desired::topic::{ObservedTopic, TopicAction, plan_dead_letter, plan_topic};
+use crate::desired::{Pipeline, fnv64};
+use crate::error::{Error, Result};
+use crate::metrics::Target;
+use crate::observe::Credentials;
+use crate::status::reasons;
+
+type Admin = AdminClient<DefaultClientContext>;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Admin clients, one per cluster and identity, reused across reconciles.
+#[derive(Default)]
+pub struct Clients {
+    cache: Mutex<HashMap<u64, Arc<Admin>>>,
+}
+
+pub type KafkaAuth = (Credentials, KafkaCredentials);
+
+impl Clients {
+    fn get(&self, spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> Result<Arc<Admin>> {
+        let mut key = spec.bootstrap_servers.clone();
+        if let Some((c, r)) = auth {
+            key.push_str(&format!(
+                "\0{}\0{}\0{}\0{}",
+                c.username,
+                c.password,
+                r.mechanism.as_str(),
+                r.security_protocol.as_str()
+            ));
+        }
+        let key = fnv64(key.as_bytes());
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(admin) = cache.get(&key) {
+            return Ok(admin.clone());
+        }
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.bootstrap_servers)
+            .set("allow.auto.create.topics", "false")
+            .set("socket.connection.setup.timeout.ms", "5000");
+        if let Some((c, r)) = auth {
+            config
+                .set("security.protocol", r.security_protocol.as_str())
+                .set("sasl.mechanism", r.mechanism.as_str())
+                .set("sasl.username", &c.username)
+                .set("sasl.password", &c.password);
+        }
+        let admin: Admin = config.create().map_err(|e| unavailable(spec, e))?;
+        let admin = Arc::new(admin);
+        cache.insert(key, admin.clone());
+        Ok(admin)
+    }
+}
+
+fn unavailable(spec: &KafkaSpec, e: impl std::fmt::Display) -> Error {
+    Error::Kafka {
+        bootstrap: spec.bootstrap_servers.clone(),
+        message: e.to_string(),
+    }
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(TIMEOUT))
+        .operation_timeout(Some(TIMEOUT))
+}
+
+/// A code the broker uses to refuse what the spec asks (retrying the same
+/// request cannot help).
+fn refused(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::InvalidReplicationFactor
+            | RDKafkaErrorCode::InvalidConfig
+            | RDKafkaErrorCode::InvalidPartitions
+            | RDKafkaErrorCode::InvalidRequest
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
+}
+
+fn op_error(spec: &KafkaSpec, what: String, code: RDKafkaErrorCode) -> Error {
+    if refused(code) {
+        Error::KafkaRejected(format!("{what}: {code}"))
+    } else {
+        unavailable(spec, format!("{what}: {code}"))
+    }
+}
+
+/// The topic as Kafka has it, or `None`.
+async fn observe(
+    admin: &Arc<Admin>,
+    spec: &KafkaSpec,
+    name: &str,
+) -> Result<Option<ObservedTopic>> {
+    let client = admin.clone();
+    let topic = name.to_owned();
+    // (error, partitions, replication factor), read on a blocking thread:
+    // librdkafka's metadata call blocks, and its result is not `Send`.
+    let found = tokio::task::spawn_blocking(move || {
+        client
+            .inner()
+            .fetch_metadata(Some(&topic), TIMEOUT)
+            .map(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| {
+                        let rf = t
+                            .partitions()
+                            .iter()
+                            .map(|p| p.replicas().len())
+                            .max()
+                            .unwrap_or(0) as i32;
+                        (t.error(), t.partitions().len() as i32, rf)
+                    })
+            })
+    })
+    .await
+    .map_err(|e| unavailable(spec, e))?
+    .map_err(|e| unavailable(spec, e))?;
+    let Some((error, partitions, replication_factor)) = found else {
+        return Ok(None);
+    };
+    match error {
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) | None => {}
+        Some(other) => {
+            return Err(unavailable(
+                spec,
+                format!("describing topic {name}: {other:?}"),
+            ));
+        }
+    }
+    if partitions == 0 {
+        return Ok(None);
+    }
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(name)], &options())
+        .await
+        .map_err(|e| unavailable(spec, e))?;
+    let mut config = BTreeMap::new();
+    for resource in described {
+        let resource = resource
+            .map_err(|code| op_error(spec, format!("describing config of {name}"), code))?;
+        for entry in resource.entries {
+            if entry.source == ConfigSource::DynamicTopic
+                && let Some(value) = entry.value
+            {
+                config.insert(entry.name, value);
+            }
+        }
+    }
+    Ok(Some(ObservedTopic {
+        partitions,
+        replication_factor,
+        config,
+    }))
+}
+
+async fn create(
+    ctx: &Context,
+    admin: &Admin,
+    spec: &KafkaSpec,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    config: &BTreeMap<String, String>,
+) -> Result<bool> {
+    let mut new = NewTopic::new(
+        name,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
+    for (k, v) in config {
+        new = new.set(k, v);
+    }
+    let results = admin
+        .create_topics([&new], &options())
+        .await
+        .map_err(|e| unavailable(spec, e))?;
+    ctx.metrics.write(Target::Kafka);
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
+            Err((t, code)) => return Err(op_error(spec, format!("creating topic {t}"), code)),
+        }
+    }
+    Ok(true)
+}
+
+async fn execute(
+    ctx: &Context,
+    admin: &Admin,
+    spec: &KafkaSpec,
+    name: &str,
+    action: &TopicAction,
+) -> Result<String> {
+    match action {
+        TopicAction::Create {
+            partitions,
+            replication_factor,
+            config,
+        } => {
+            create(
+                ctx,
+                admin,
+                spec,
+                name,
+                *partitions,
+                *replication_factor,
+                config,
+            )
+            .await?;
+            Ok(format!(
+                "created topic {name} with {partitions} partitions, replication factor {replication_factor}"
+            ))
+        }
+        TopicAction::IncreasePartitions(n) => {
+            let results = admin
+                .create_partitions([&NewPartitions::new(name, *n as usize)], &options())
+                .await
+                .map_err(|e| unavailable(spec, e))?;
+            ctx.metrics.write(Target::Kafka);
+            for r in results {
+                r.map_err(|(t, code)| op_error(spec, format!("adding partitions to {t}"), code))?;
+            }
+            Ok(format!("raised the partitions of topic {name} to {n}"))
+        }
+        TopicAction::SetConfig(config) => {
+            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+            for (k, v) in config {
+                alter = alter.set(k, v);
+            }
+            let results = admin
+                .alter_configs([&alter], &options())
+                .await
+                .map_err(|e| unavailable(spec, e))?;
+            ctx.metrics.write(Target::Kafka);
+            for r in results {
+                r.map_err(|(_, code)| op_error(spec, format!("setting config of {name}"), code))?;
+            }
+            let shown: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Ok(format!(
+                "set the config of topic {name} to the declared one ({})",
+                if shown.is_empty() {
+                    "broker defaults".to_owned()
+                } else {
+                    shown.join(", ")
+                }
+            ))
+        }
+    }
+}
+
+pub async fn reconcile_topic(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    auth: Option<&KafkaAuth>,
+) -> PartOutcome<TopicStatus> {
+    let spec = &p.sp.spec;
+    match reconcile_inner(ctx, p, spec, auth).await {
+        Ok(outcome) => outcome,
+        Err(e) => PartOutcome::failed(e, &format!("topic {}", spec.kafka.topic.name)),
+    }
+}
+
+async fn reconcile_inner(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    spec: &StreamPipelineSpec,
+    auth: Option<&KafkaAuth>,
+) -> Result<PartOutcome<TopicStatus>> {
+    let kafka = &spec.kafka;
+    let declared: &TopicSpec = &kafka.topic;
+    let admin = ctx.kafka.get(kafka, auth)?;
+    let observed = observe(&admin, kafka, &declared.name).await?;
+    let plan = plan_topic(declared, observed.as_ref());
+    for action in &plan.actions {
+        let note = execute(ctx, &admin, kafka, &declared.name, action).await?;
+        let reason = match action {
+            TopicAction::Create { .. } => "TopicCreated",
+            TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
+            TopicAction::SetConfig(_) => "TopicConfigApplied",
+        };
+        ctx.event(p.sp, EventType::Normal, reason, &note).await;
+    }
+    let dlq = spec.dead_letter_topic();
+    let dlq_exists = observe(&admin, kafka, &dlq).await?.is_some();
+    if let Some(action) = plan_dead_letter(declared, dlq_exists) {
+        let note = execute(ctx, &admin, kafka, &dlq, &action).await?;
+        ctx.event(p.sp, EventType::Normal, "DeadLetterTopicCreated", &note)
+            .await;
+    }
+    let partitions = match &observed {
+        Some(o) => o.partitions.max(declared.partitions),
+        None => declared.partitions,
+    };
+    let status = TopicStatus {
+        name: declared.name.clone(),
+        partitions: Some(partitions),
+        dead_letter_topic: Some(dlq.clone()),
+    };
+    Ok(if plan.unsupported.is_empty() {
+        PartOutcome {
+            ready: true,
+            reason: reasons::RECONCILED.to_owned(),
+            message: format!(
+                "topic {} has {partitions} partitions, replication factor {} and the declared config; dead letters go to {dlq}",
+                declared.name, declared.replication_factor
+            ),
+            usable: true,
+            status: Some(status),
+            error: None,
+        }
+    } else {
+        PartOutcome {
+            ready: false,
+            reason: reasons::NOT_SUPPORTED.to_owned(),
+            message: plan.unsupported.join("; "),
+            usable: true,
+            status: Some(status),
+            error: None,
+        }
+    })
+}
+
+/// `deletionPolicy: Delete`: removes the topic and the dead-letter topic.
+pub async fn delete_topics(
+    ctx: &Context,
+    spec: &StreamPipelineSpec,
+    auth: Option<&KafkaAuth>,
+) -> Result<()> {
+    let kafka = &spec.kafka;
+    let admin = ctx.kafka.get(kafka, auth)?;
+    let dlq = spec.dead_letter_topic();
+    let mut names = Vec::new();
+    for name in [kafka.topic.name.as_str(), dlq.as_str()] {
+        if observe(&admin, kafka, name).await?.is_some() {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let results = admin
+        .delete_topics(&names, &options())
+        .await
+        .map_err(|e: KafkaError| unavailable(kafka, e))?;
+    ctx.metrics.write(Target::Kafka);
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((t, code)) => return Err(op_error(kafka, format!("deleting topic {t}"), code)),
+        }
+    }
+    Ok(())
+}

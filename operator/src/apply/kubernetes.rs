@@ -1,0 +1,209 @@
+//! Server-side apply (field manager `millrace-operator`) of the runner's
+//! objects. An object is written only when it is missing or its
+//! `millrace.io/desired-hash` differs from what the operator would write
+//! now, so a steady-state resync writes nothing.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use millrace_api::RunnerStatus;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::PartOutcome;
+use crate::controller::Context;
+use crate::desired::deployment::{self, Role};
+use crate::desired::{
+    FIELD_MANAGER, Pipeline, config_map, desired_hash, rbac, service, with_desired_hash,
+};
+use crate::error::{Error, Result};
+use crate::metrics::Target;
+use crate::status::reasons;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    Created,
+    Updated,
+}
+
+/// Applies `desired` unless the live object already is what the operator
+/// last applied (and `in_sync` agrees, for fields others may edit).
+pub async fn ensure<K>(
+    ctx: &Context,
+    desired: K,
+    in_sync: impl Fn(&K) -> bool,
+) -> Result<(K, Change)>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let desired = with_desired_hash(desired)?;
+    let name = desired.name_any();
+    let namespace = desired
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = api.get_opt(&name).await?;
+    if let Some(live) = &existing
+        && desired_hash(live) == desired_hash(&desired)
+        && live.meta().deletion_timestamp.is_none()
+        && in_sync(live)
+    {
+        return Ok((live.clone(), Change::None));
+    }
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await?;
+    ctx.metrics.write(Target::Kubernetes);
+    let change = if existing.is_some() {
+        Change::Updated
+    } else {
+        Change::Created
+    };
+    Ok((applied, change))
+}
+
+/// The runner's objects. Deployments are created only once the topic and
+/// table can be used (`dependencies_ready`); once they exist they follow
+/// the spec (so `suspend` always scales them down).
+pub async fn reconcile_runner(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    dependencies_ready: bool,
+) -> PartOutcome<RunnerStatus> {
+    match reconcile_runner_inner(ctx, p, dependencies_ready).await {
+        Ok(outcome) => outcome,
+        Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
+    }
+}
+
+async fn reconcile_runner_inner(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    dependencies_ready: bool,
+) -> Result<PartOutcome<RunnerStatus>> {
+    let mut changed: Vec<String> = Vec::new();
+    let mut note = |kind: &str, name: String, change: Change| {
+        if change != Change::None {
+            let verb = if change == Change::Created {
+                "created"
+            } else {
+                "updated"
+            };
+            changed.push(format!("{verb} {kind} {name}"));
+        }
+    };
+    let (_, c) = ensure(ctx, config_map::config_map(p)?, |_| true).await?;
+    note("ConfigMap", p.config_map_name(), c);
+    let (_, c) = ensure(ctx, rbac::service_account(p), |_| true).await?;
+    note("ServiceAccount", p.runner_name(), c);
+    let (_, c) = ensure(ctx, rbac::role(p), |_| true).await?;
+    note("Role", p.runner_name(), c);
+    let (_, c) = ensure(ctx, rbac::role_binding(p), |_| true).await?;
+    note("RoleBinding", p.runner_name(), c);
+    let (_, c) = ensure(ctx, service::service(p), |_| true).await?;
+    note("Service", p.service_name(), c);
+
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &p.namespace);
+    let mut live = Vec::new();
+    for role in Role::ALL {
+        let name = p.deployment_name(role);
+        let exists = deployments.get_opt(&name).await?.is_some();
+        if !dependencies_ready && !exists {
+            continue;
+        }
+        let desired = deployment::deployment(p, role, &ctx.config.runner);
+        let want = deployment::replicas(&p.sp.spec, role);
+        let (applied, c) = ensure(ctx, desired, |d: &Deployment| {
+            d.spec.as_ref().and_then(|s| s.replicas) == Some(want)
+        })
+        .await?;
+        note("Deployment", name, c);
+        live.push((role, want, applied));
+    }
+    if !changed.is_empty() {
+        ctx.event(
+            p.sp,
+            EventType::Normal,
+            "RunnerApplied",
+            &changed.join(", "),
+        )
+        .await;
+    }
+
+    let mut status = RunnerStatus {
+        service: Some(p.service_name()),
+        ..RunnerStatus::default()
+    };
+    if live.len() < Role::ALL.len() {
+        return Ok(PartOutcome {
+            ready: false,
+            reason: reasons::WAITING_FOR_DEPENDENCIES.to_owned(),
+            message: "the runner starts once the topic and the table are ready".to_owned(),
+            usable: false,
+            status: Some(status),
+            error: None,
+        });
+    }
+    let mut all_ready = true;
+    let mut parts = Vec::new();
+    for (role, want, d) in &live {
+        let s = d.status.clone().unwrap_or_default();
+        let ready = s.ready_replicas.unwrap_or(0);
+        let current = d.metadata.generation.unwrap_or(0) <= s.observed_generation.unwrap_or(-1);
+        let rolled = s.updated_replicas.unwrap_or(0) >= *want && s.replicas.unwrap_or(0) == *want;
+        all_ready &= current && rolled && ready >= *want;
+        parts.push(format!("{} {ready}/{want}", role.as_str()));
+        match role {
+            Role::Ingest => {
+                status.ingest_deployment = Some(d.name_any());
+                status.ingest_ready_replicas = Some(ready);
+            }
+            Role::Sink => {
+                status.sink_deployment = Some(d.name_any());
+                status.sink_ready_replicas = Some(ready);
+            }
+        }
+    }
+    let replicas = format!("ready replicas: {}", parts.join(", "));
+    Ok(if p.sp.spec.suspend {
+        PartOutcome {
+            ready: false,
+            reason: reasons::SUSPENDED.to_owned(),
+            message: format!("spec.suspend is true: the runner is scaled to zero ({replicas})"),
+            usable: true,
+            status: Some(status),
+            error: None,
+        }
+    } else if all_ready {
+        PartOutcome {
+            ready: true,
+            reason: reasons::RECONCILED.to_owned(),
+            message: format!("the runner is up ({replicas})"),
+            usable: true,
+            status: Some(status),
+            error: None,
+        }
+    } else {
+        PartOutcome {
+            ready: false,
+            reason: reasons::PROGRESSING.to_owned(),
+            message: format!("waiting for the runner's Pods ({replicas})"),
+            usable: true,
+            status: Some(status),
+            error: None,
+        }
+    })
+}

@@ -1,0 +1,371 @@
+//! `NAME-ingest` and `NAME-sink`: the runner's two roles, as the runner
+//! contract (`docs/runner-contract.md`) describes their Pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use millrace_api::StreamPipelineSpec;
+
+use super::{GENERATION_ANNOTATION, Pipeline};
+
+pub const PIPELINE_DIR: &str = "/etc/millrace";
+pub const PIPELINE_FILE: &str = "/etc/millrace/pipeline.yaml";
+pub const RUNNER_UID: i64 = 65532;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Sink,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Ingest, Role::Sink];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+/// Replicas for a role: none while suspended, and no ingest without sources.
+pub fn replicas(spec: &StreamPipelineSpec, role: Role) -> i32 {
+    if spec.suspend {
+        return 0;
+    }
+    match role {
+        Role::Ingest if spec.sources.is_empty() => 0,
+        Role::Ingest => spec.runner.ingest_replicas,
+        Role::Sink => spec.runner.sink_replicas,
+    }
+}
+
+/// The image from the spec, else the operator's default.
+pub fn image<'a>(spec: &'a StreamPipelineSpec, default_image: &'a str) -> &'a str {
+    spec.runner.image.as_deref().unwrap_or(default_image)
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The container's environment: downward API, listen address, and
+/// credentials only by `secretKeyRef`.
+pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_IP", "status.podIP"),
+        EnvVar {
+            name: "MILLRACE_LISTEN".to_owned(),
+            value: Some("$(POD_IP):8080".to_owned()),
+            ..EnvVar::default()
+        },
+    ];
+    if let Some(creds) = &spec.kafka.credentials_secret_ref {
+        env.push(secret_env(
+            "MILLRACE_KAFKA_USERNAME",
+            &creds.name,
+            &creds.username_key,
+        ));
+        env.push(secret_env(
+            "MILLRACE_KAFKA_PASSWORD",
+            &creds.name,
+            &creds.password_key,
+        ));
+    }
+    if let Some(creds) = &spec.cassandra.credentials_secret_ref {
+        env.push(secret_env(
+            "MILLRACE_CASSANDRA_USERNAME",
+            &creds.name,
+            &creds.username_key,
+        ));
+        env.push(secret_env(
+            "MILLRACE_CASSANDRA_PASSWORD",
+            &creds.name,
+            &creds.password_key,
+        ));
+    }
+    env
+}
+
+fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failure_threshold),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+/// The operator's defaults for every runner: the image (when the spec has
+/// none) and extra annotations for the Pod template (`--runner-pod-annotation`).
+#[derive(Clone, Debug, Default)]
+pub struct RunnerDefaults {
+    pub image: String,
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> Deployment {
+    let default_image = defaults.image.as_str();
+    let spec = &p.sp.spec;
+    let labels = p.labels(Some(role.as_str()));
+    let selector: BTreeMap<String, String> = labels
+        .iter()
+        .filter(|(k, _)| *k != "app.kubernetes.io/managed-by")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let container = Container {
+        name: "runner".to_owned(),
+        image: Some(image(spec, default_image).to_owned()),
+        image_pull_policy: spec.runner.image_pull_policy.map(|p| p.as_str().to_owned()),
+        args: Some(vec![
+            role.as_str().to_owned(),
+            "--pipeline".to_owned(),
+            PIPELINE_FILE.to_owned(),
+        ]),
+        env: Some(env(spec)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: 8080,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(http_probe("/readyz", 2, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        resources: spec.runner.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUNNER_UID),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "pipeline".to_owned(),
+            mount_path: PIPELINE_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: p.meta(p.deployment_name(role), Some(role.as_str())),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas(spec, role)),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some({
+                        let mut annotations = defaults.pod_annotations.clone();
+                        annotations
+                            .insert(GENERATION_ANNOTATION.to_owned(), p.generation.to_string());
+                        annotations
+                    }),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(p.runner_name()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUNNER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    termination_grace_period_seconds: Some(30),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "pipeline".to_owned(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: p.config_map_name(),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::fixtures;
+    use millrace_api::CassandraCredentials;
+
+    fn container(d: &Deployment) -> &Container {
+        &d.spec
+            .as_ref()
+            .expect("spec")
+            .template
+            .spec
+            .as_ref()
+            .expect("pod")
+            .containers[0]
+    }
+
+    #[test]
+    fn the_sink_pod_follows_the_runner_contract() {
+        let mut sp = fixtures::seed();
+        sp.spec.cassandra.credentials_secret_ref = Some(CassandraCredentials {
+            name: "cassandra-creds".into(),
+            username_key: "username".into(),
+            password_key: "password".into(),
+        });
+        sp.spec.runner.sink_replicas = 2;
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let defaults = RunnerDefaults {
+            image: "ghcr.io/millrace-io/millrace-runner:0.1.0".into(),
+            pod_annotations: BTreeMap::from([(
+                "millrace.io/node-runtime".to_owned(),
+                "podman".to_owned(),
+            )]),
+        };
+        let d = deployment(&p, Role::Sink, &defaults);
+        assert_eq!(d.metadata.name.as_deref(), Some("randomuser-sink"));
+        let spec = d.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        let c = container(&d);
+        assert_eq!(c.name, "runner");
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/millrace-io/millrace-runner:0.1.0")
+        );
+        assert_eq!(
+            c.args.as_deref(),
+            Some(&["sink".to_owned(), "--pipeline".into(), PIPELINE_FILE.into()][..])
+        );
+        let env = c.env.as_ref().expect("env");
+        let password = env
+            .iter()
+            .find(|e| e.name == "MILLRACE_CASSANDRA_PASSWORD")
+            .expect("password env");
+        assert!(password.value.is_none(), "never a literal credential");
+        let key_ref = password
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("secretKeyRef");
+        assert_eq!(key_ref.name, "cassandra-creds");
+        assert!(
+            env.iter().any(
+                |e| e.name == "MILLRACE_LISTEN" && e.value.as_deref() == Some("$(POD_IP):8080")
+            )
+        );
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.as_deref()),
+            Some("/readyz")
+        );
+        let template = &spec.template;
+        assert_eq!(
+            template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .expect("annotations")[GENERATION_ANNOTATION],
+            "4"
+        );
+        let pod = template.spec.as_ref().expect("pod");
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("randomuser-runner")
+        );
+        assert_eq!(
+            pod.volumes.as_ref().expect("volumes")[0]
+                .config_map
+                .as_ref()
+                .map(|c| c.name.as_str()),
+            Some("randomuser-pipeline")
+        );
+    }
+
+    #[test]
+    fn suspend_and_a_pipeline_without_sources_scale_to_zero() {
+        let mut sp = fixtures::seed();
+        assert_eq!(replicas(&sp.spec, Role::Ingest), 1);
+        sp.spec.sources.clear();
+        assert_eq!(replicas(&sp.spec, Role::Ingest), 0);
+        assert_eq!(replicas(&sp.spec, Role::Sink), 1);
+        sp.spec.suspend = true;
+        assert_eq!(replicas(&sp.spec, Role::Sink), 0);
+    }
+
+    #[test]
+    fn the_spec_image_wins_over_the_operator_default() {
+        let mut sp = fixtures::seed();
+        sp.spec.runner.image = Some("localhost/millrace-runner:dev".into());
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let defaults = RunnerDefaults {
+            image: "default:1".into(),
+            ..RunnerDefaults::default()
+        };
+        let d = deployment(&p, Role::Ingest, &defaults);
+        assert_eq!(
+            container(&d).image.as_deref(),
+            Some("localhost/millrace-runner:dev")
+        );
+    }
+}

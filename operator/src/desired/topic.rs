@@ -1,0 +1,167 @@
+//! What it takes to bring a Kafka topic to the declared one.
+
+use std::collections::BTreeMap;
+
+use millrace_api::TopicSpec;
+
+/// A topic as Kafka describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedTopic {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Configs set on the topic itself (source `DYNAMIC_TOPIC_CONFIG`).
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicAction {
+    Create {
+        partitions: i32,
+        replication_factor: i32,
+        config: BTreeMap<String, String>,
+    },
+    IncreasePartitions(i32),
+    /// Sets the topic's own config to exactly this (undeclared overrides are
+    /// removed: a manual change is reverted).
+    SetConfig(BTreeMap<String, String>),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicPlan {
+    pub actions: Vec<TopicAction>,
+    /// Declared changes Kafka cannot make, each explained.
+    pub unsupported: Vec<String>,
+}
+
+pub fn plan_topic(declared: &TopicSpec, observed: Option<&ObservedTopic>) -> TopicPlan {
+    let mut plan = TopicPlan::default();
+    let Some(observed) = observed else {
+        plan.actions.push(TopicAction::Create {
+            partitions: declared.partitions,
+            replication_factor: declared.replication_factor,
+            config: declared.config.clone(),
+        });
+        return plan;
+    };
+    if declared.partitions > observed.partitions {
+        plan.actions
+            .push(TopicAction::IncreasePartitions(declared.partitions));
+    } else if declared.partitions < observed.partitions {
+        plan.unsupported.push(format!(
+            "topic {:?} has {} partitions and the spec declares {}: Kafka cannot remove partitions; declare {} or more, or use a new topic",
+            declared.name, observed.partitions, declared.partitions, observed.partitions
+        ));
+    }
+    if declared.replication_factor != observed.replication_factor {
+        plan.unsupported.push(format!(
+            "topic {:?} has replication factor {} and the spec declares {}: the operator does not reassign replicas; change it with Kafka's reassignment tool or declare {}",
+            declared.name,
+            observed.replication_factor,
+            declared.replication_factor,
+            observed.replication_factor
+        ));
+    }
+    if declared.config != observed.config {
+        plan.actions
+            .push(TopicAction::SetConfig(declared.config.clone()));
+    }
+    plan
+}
+
+/// The dead-letter topic is created like the main one, and otherwise left
+/// as it is.
+pub fn plan_dead_letter(declared: &TopicSpec, exists: bool) -> Option<TopicAction> {
+    (!exists).then(|| TopicAction::Create {
+        partitions: declared.partitions,
+        replication_factor: declared.replication_factor,
+        config: BTreeMap::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared() -> TopicSpec {
+        let mut t = TopicSpec::named("users_created");
+        t.partitions = 3;
+        t.config.insert("retention.ms".into(), "604800000".into());
+        t
+    }
+
+    fn observed(partitions: i32, rf: i32, config: &[(&str, &str)]) -> ObservedTopic {
+        ObservedTopic {
+            partitions,
+            replication_factor: rf,
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_missing_topic_is_created_as_declared() {
+        let plan = plan_topic(&declared(), None);
+        assert_eq!(
+            plan.actions,
+            [TopicAction::Create {
+                partitions: 3,
+                replication_factor: 1,
+                config: declared().config
+            }]
+        );
+    }
+
+    #[test]
+    fn a_matching_topic_is_adopted_without_writes() {
+        let plan = plan_topic(
+            &declared(),
+            Some(&observed(3, 1, &[("retention.ms", "604800000")])),
+        );
+        assert_eq!(plan, TopicPlan::default());
+    }
+
+    #[test]
+    fn more_partitions_and_a_changed_config_are_applied() {
+        let mut d = declared();
+        d.partitions = 6;
+        let plan = plan_topic(
+            &d,
+            Some(&observed(
+                3,
+                1,
+                &[("retention.ms", "1000"), ("cleanup.policy", "compact")],
+            )),
+        );
+        assert_eq!(
+            plan.actions,
+            [
+                TopicAction::IncreasePartitions(6),
+                TopicAction::SetConfig(d.config.clone())
+            ]
+        );
+        assert!(plan.unsupported.is_empty());
+    }
+
+    #[test]
+    fn fewer_partitions_or_another_replication_factor_is_not_supported() {
+        let mut d = declared();
+        d.partitions = 2;
+        d.replication_factor = 3;
+        let plan = plan_topic(&d, Some(&observed(3, 1, &[("retention.ms", "604800000")])));
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.unsupported.len(), 2, "{:?}", plan.unsupported);
+        assert!(plan.unsupported[0].contains("cannot remove partitions"));
+        assert!(plan.unsupported[1].contains("replication factor 1"));
+    }
+
+    #[test]
+    fn the_dead_letter_topic_is_only_created() {
+        assert!(plan_dead_letter(&declared(), true).is_none());
+        assert!(matches!(
+            plan_dead_letter(&declared(), false),
+            Some(TopicAction::Create { partitions: 3, .. })
+        ));
+    }
+}

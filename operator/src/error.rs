@@ -1,0 +1,125 @@
+//! What can go wrong in a reconcile, each kind with a fixed class (does
+//! retrying help?) and a static category for metrics.
+
+use millrace_api::InvalidSpec;
+
+/// Whether retrying soon can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The spec or something it points at is wrong; a person must act.
+    /// Retried slowly (the object's own changes trigger a reconcile anyway).
+    User,
+    /// A service was unreachable or refused for now; retried with back-off.
+    Transient,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidSpec(#[from] InvalidSpec),
+
+    #[error("Secret {namespace}/{name} does not exist")]
+    SecretNotFound { namespace: String, name: String },
+
+    #[error("Secret {namespace}/{name} has no key {key:?}")]
+    SecretKeyMissing {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("Kafka at {bootstrap}: {message}")]
+    Kafka { bootstrap: String, message: String },
+
+    #[error("Kafka refused: {0}")]
+    KafkaRejected(String),
+
+    #[error("Cassandra at {contact_points}: {message}")]
+    Cassandra {
+        contact_points: String,
+        message: String,
+    },
+
+    #[error("Cassandra refused: {0}")]
+    CassandraRejected(String),
+
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+
+    #[error("could not render {what}: {message}")]
+    Render { what: &'static str, message: String },
+
+    #[error("the StreamPipeline has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+impl Error {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::InvalidSpec(_)
+            | Self::SecretNotFound { .. }
+            | Self::SecretKeyMissing { .. }
+            | Self::KafkaRejected(_)
+            | Self::CassandraRejected(_)
+            | Self::Render { .. }
+            | Self::MissingMetadata(_) => ErrorClass::User,
+            Self::Kube(_) | Self::Kafka { .. } | Self::Cassandra { .. } | Self::Finalizer(_) => {
+                ErrorClass::Transient
+            }
+        }
+    }
+
+    /// A small fixed set of labels for the failure metric.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "invalid_spec",
+            Self::SecretNotFound { .. } | Self::SecretKeyMissing { .. } => "secret",
+            Self::Kube(_) => "kubernetes",
+            Self::Kafka { .. } => "kafka_unavailable",
+            Self::KafkaRejected(_) => "kafka_rejected",
+            Self::Cassandra { .. } => "cassandra_unavailable",
+            Self::CassandraRejected(_) => "cassandra_rejected",
+            Self::Finalizer(_) => "finalizer",
+            Self::Render { .. } | Self::MissingMetadata(_) => "internal",
+        }
+    }
+
+    /// The condition reason this error shows as.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::SecretNotFound { .. } | Self::SecretKeyMissing { .. } => "SecretNotFound",
+            Self::Kube(_) => "KubernetesError",
+            Self::Kafka { .. } | Self::Cassandra { .. } => "Unavailable",
+            Self::KafkaRejected(_) | Self::CassandraRejected(_) => "Rejected",
+            Self::Finalizer(_) => "FinalizerError",
+            Self::Render { .. } | Self::MissingMetadata(_) => "InternalError",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_services_are_transient_and_bad_secrets_are_user_errors() {
+        let kafka = Error::Kafka {
+            bootstrap: "k:9092".into(),
+            message: "timed out".into(),
+        };
+        assert_eq!(kafka.class(), ErrorClass::Transient);
+        assert_eq!(kafka.reason(), "Unavailable");
+        let secret = Error::SecretNotFound {
+            namespace: "ns".into(),
+            name: "creds".into(),
+        };
+        assert_eq!(secret.class(), ErrorClass::User);
+        assert_eq!(secret.category(), "secret");
+    }
+}

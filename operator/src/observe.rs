@@ -1,0 +1,88 @@
+//! Observe: read what the spec points at (the credentials Secrets). Values
+//! are held in memory only; `Debug` never shows a password.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use millrace_api::{CassandraSpec, KafkaSpec};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn read(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    username_key: &str,
+    password_key: &str,
+) -> Result<Credentials> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::SecretNotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })?;
+    let value = |key: &str| -> Result<String> {
+        let missing = || Error::SecretKeyMissing {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key: key.to_owned(),
+        };
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|s| s.clone().into_bytes())
+            })
+            .ok_or_else(missing)?;
+        String::from_utf8(bytes).map_err(|_| missing())
+    };
+    Ok(Credentials {
+        username: value(username_key)?,
+        password: value(password_key)?,
+    })
+}
+
+pub async fn kafka_credentials(
+    client: &kube::Client,
+    namespace: &str,
+    kafka: &KafkaSpec,
+) -> Result<Option<(Credentials, millrace_api::KafkaCredentials)>> {
+    let Some(r) = &kafka.credentials_secret_ref else {
+        return Ok(None);
+    };
+    let creds = read(client, namespace, &r.name, &r.username_key, &r.password_key).await?;
+    Ok(Some((creds, r.clone())))
+}
+
+pub async fn cassandra_credentials(
+    client: &kube::Client,
+    namespace: &str,
+    cassandra: &CassandraSpec,
+) -> Result<Option<Credentials>> {
+    let Some(r) = &cassandra.credentials_secret_ref else {
+        return Ok(None);
+    };
+    Ok(Some(
+        read(client, namespace, &r.name, &r.username_key, &r.password_key).await?,
+    ))
+}

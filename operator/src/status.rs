@@ -1,0 +1,236 @@
+//! Report: conditions with reasons and messages a person can act on,
+//! `observedGeneration`, and what was created. The status is patched only
+//! when it changes, and each condition change is published as an Event.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use millrace_api::{StreamPipeline, StreamPipelineStatus, condition_type};
+use serde_json::json;
+
+use crate::controller::Context;
+use crate::desired::FIELD_MANAGER;
+use crate::error::{Error, Result};
+use crate::metrics::Target;
+
+pub const RUNNER_READY: &str = "RunnerReady";
+pub const SUSPENDED: &str = "Suspended";
+
+pub mod reasons {
+    pub use millrace_api::condition_reason::*;
+    pub const WAITING_FOR_DEPENDENCIES: &str = "WaitingForDependencies";
+    pub const RESUMED: &str = "Resumed";
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+}
+
+/// One condition as the reconcile decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: &'static str,
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(type_: &'static str, ready: bool, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            ready,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `Ready` from the parts: true only when topic, table and runner are, and
+/// not suspended; otherwise the first part that is not, with its reason.
+pub fn ready(parts: &[&Cond], suspended: bool) -> Cond {
+    if suspended {
+        return Cond::new(
+            condition_type::READY,
+            false,
+            reasons::SUSPENDED,
+            "the pipeline is suspended: topic and table are kept, ingest and sink are scaled to zero",
+        );
+    }
+    match parts.iter().find(|c| !c.ready) {
+        None => Cond::new(
+            condition_type::READY,
+            true,
+            reasons::RECONCILED,
+            "topic, table and runner are ready",
+        ),
+        Some(c) => Cond::new(
+            condition_type::READY,
+            false,
+            &c.reason,
+            format!("{}: {}", c.type_, c.message),
+        ),
+    }
+}
+
+pub fn suspended(suspend: bool) -> Cond {
+    if suspend {
+        Cond::new(
+            SUSPENDED,
+            true,
+            reasons::SUSPENDED,
+            "spec.suspend is true: ingest and sink are scaled to zero",
+        )
+    } else {
+        Cond::new(
+            SUSPENDED,
+            false,
+            reasons::RESUMED,
+            "the runner follows spec.runner",
+        )
+    }
+}
+
+/// Metav1 conditions, keeping a condition's `lastTransitionTime` while its
+/// status does not change, and any condition types not decided now.
+pub fn merge(old: &[Condition], new: &[Cond], generation: i64, now: &Time) -> Vec<Condition> {
+    let mut out: Vec<Condition> = new
+        .iter()
+        .map(|c| {
+            let status = if c.ready { "True" } else { "False" }.to_owned();
+            let last = old
+                .iter()
+                .find(|o| o.type_ == c.type_ && o.status == status)
+                .map(|o| o.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: c.type_.to_owned(),
+                status,
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                observed_generation: Some(generation),
+                last_transition_time: last,
+            }
+        })
+        .collect();
+    for o in old {
+        if !out.iter().any(|c| c.type_ == o.type_) {
+            out.push(o.clone());
+        }
+    }
+    out
+}
+
+/// Conditions whose status or reason changed, for Events.
+pub fn changed<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition> {
+    new.iter()
+        .filter(|c| {
+            !old.iter()
+                .any(|o| o.type_ == c.type_ && o.status == c.status && o.reason == c.reason)
+        })
+        .collect()
+}
+
+/// Writes the status if it differs from the one the object has.
+pub async fn update(ctx: &Context, sp: &StreamPipeline, new: StreamPipelineStatus) -> Result<()> {
+    let old = sp.status.clone().unwrap_or_default();
+    if old == new {
+        return Ok(());
+    }
+    let namespace = sp
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let api: Api<StreamPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = json!({
+        "apiVersion": "millrace.io/v1alpha1",
+        "kind": "StreamPipeline",
+        "status": new,
+    });
+    api.patch_status(
+        &sp.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.metrics.write(Target::Kubernetes);
+    for c in changed(&old.conditions, &new.conditions) {
+        let quiet = [
+            reasons::PROGRESSING,
+            reasons::WAITING_FOR_DEPENDENCIES,
+            reasons::SUSPENDED,
+            reasons::RESUMED,
+        ];
+        let type_ = if c.status == "True" || quiet.contains(&c.reason.as_str()) {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.event(
+            sp,
+            type_,
+            &c.reason,
+            &format!("{} is {}: {}", c.type_, c.status, c.message),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    #[test]
+    fn ready_names_the_first_part_that_is_not() {
+        let topic = Cond::new("TopicReady", true, "Reconciled", "ok");
+        let table = Cond::new("TableReady", false, "NotSupported", "gender changed type");
+        let runner = Cond::new("RunnerReady", true, "Reconciled", "ok");
+        let r = ready(&[&topic, &table, &runner], false);
+        assert!(!r.ready);
+        assert_eq!(r.reason, "NotSupported");
+        assert_eq!(r.message, "TableReady: gender changed type");
+        assert!(ready(&[&topic, &runner], false).ready);
+        assert_eq!(ready(&[&topic, &runner], true).reason, "Suspended");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_does() {
+        let first = merge(
+            &[],
+            &[Cond::new("TopicReady", false, "Unavailable", "down")],
+            1,
+            &at(10),
+        );
+        let same = merge(
+            &first,
+            &[Cond::new("TopicReady", false, "Unavailable", "still down")],
+            2,
+            &at(20),
+        );
+        assert_eq!(same[0].last_transition_time, at(10));
+        assert_eq!(same[0].observed_generation, Some(2));
+        assert!(
+            changed(&first, &same).is_empty(),
+            "same status and reason: no Event"
+        );
+        let up = merge(
+            &same,
+            &[Cond::new("TopicReady", true, "Reconciled", "up")],
+            2,
+            &at(30),
+        );
+        assert_eq!(up[0].last_transition_time, at(30));
+        assert_eq!(changed(&same, &up).len(), 1);
+    }
+
+    #[test]
+    fn an_unchanged_reconcile_gives_an_identical_status() {
+        let conds = [Cond::new("Ready", true, "Reconciled", "ok")];
+        let a = merge(&[], &conds, 3, &at(1));
+        let b = merge(&a, &conds, 3, &at(99));
+        assert_eq!(a, b);
+    }
+}

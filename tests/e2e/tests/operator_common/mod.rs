@@ -1,0 +1,451 @@
+//! What the operator scenarios share: the CRD installed from `crds/`, the
+//! operator binary started as a child process scoped to the test's own
+//! namespace, the seed's pipeline pointed at the test world, and views of
+//! the topic and table as Kafka and Cassandra have them.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use millrace_api::StreamPipeline;
+use millrace_testsupport::{
+    Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const RUNNER_IMAGE: &str = "localhost/millrace-runner:dev";
+pub const SECRET: &str = "cassandra-creds";
+
+pub fn world() -> World {
+    World::discover().expect("the test world (run tests/env/up)")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Installs the CRD from `crds/` by server-side apply (idempotent) and
+/// waits until it is Established.
+pub async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(repo().join("crds/millrace.io_streampipelines.yaml"))?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&text)?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().context("CRD name")?;
+    api.patch(
+        &name,
+        &PatchParams::apply("millrace-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    poll_until("the CRD to be Established", Deadline::secs(30), || async {
+        let crd = api.get(&name).await?;
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        Ok(established.then_some(()))
+    })
+    .await
+}
+
+/// The operator binary, built once per test binary (incrementally).
+pub fn operator_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "--quiet", "-p", "millrace-operator"])
+                .current_dir(repo())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("cargo build -p millrace-operator: {status}"));
+            }
+            // target/debug/deps/<test> -> target/debug/millrace-operator
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .ok_or("no target dir")?;
+            Ok(dir.join("millrace-operator"))
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// An operator process, killed when dropped.
+pub struct Operator {
+    child: tokio::process::Child,
+    pub metrics_addr: String,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator for one namespace with a short resync, so drift
+    /// in Kafka and Cassandra (which send no events) is seen quickly.
+    pub async fn start(world: &World, namespace: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let binary = operator_binary()?;
+        let port = free_port()?;
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("{}-{port}.log", namespace));
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.args([
+            "--namespace",
+            namespace,
+            "--runner-image",
+            RUNNER_IMAGE,
+            "--metrics-listen",
+            &metrics_addr,
+            "--resync-seconds",
+            "3",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info,millrace_operator=debug,kube=warn")
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true);
+        if let Some(kc) = &world.kubeconfig {
+            cmd.env("KUBECONFIG", kc);
+        }
+        let child = cmd.spawn()?;
+        let op = Self {
+            child,
+            metrics_addr,
+            log,
+        };
+        poll_until("the operator's /healthz", Deadline::secs(30), || async {
+            Ok(http_get(&op.metrics_addr, "/healthz").await.ok())
+        })
+        .await?;
+        Ok(op)
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        http_get(&self.metrics_addr, "/metrics").await
+    }
+
+    /// One sample of `/metrics`, by its full name with labels.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let text = self.metrics().await?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .with_context(|| format!("no {series} in /metrics"))
+    }
+
+    pub async fn writes(&self) -> anyhow::Result<[f64; 3]> {
+        Ok([
+            self.metric("millrace_operator_writes_total{target=\"kubernetes\"}")
+                .await?,
+            self.metric("millrace_operator_writes_total{target=\"kafka\"}")
+                .await?,
+            self.metric("millrace_operator_writes_total{target=\"cassandra\"}")
+                .await?,
+        ])
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()?;
+        }
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .context("the operator did not stop within 20s of SIGTERM")??;
+        Ok(())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8(buf)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("HTTP reply")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    Ok(body.to_string())
+}
+
+/// One scenario's world: a namespace with the Cassandra credentials
+/// Secret, and unique topic and keyspace names.
+pub struct Scenario {
+    pub world: World,
+    pub client: kube::Client,
+    pub ns: TestNamespace,
+    pub topic: String,
+    pub keyspace: String,
+}
+
+impl Scenario {
+    pub async fn new(prefix: &str) -> anyhow::Result<Self> {
+        let world = world();
+        let client = world.kube_client().await?;
+        install_crd(&client).await?;
+        let ns = TestNamespace::create(&client, prefix).await?;
+        let secrets: Api<Secret> = ns.api();
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": { "name": SECRET },
+                    "stringData": {
+                        "username": world.cassandra_username,
+                        "password": world.cassandra_password(),
+                    }
+                }))?,
+            )
+            .await?;
+        Ok(Self {
+            topic: unique_name(&format!("{prefix}-users")),
+            keyspace: unique_cql_name(&format!("{prefix}_ks")).replace('-', "_"),
+            world,
+            client,
+            ns,
+        })
+    }
+
+    pub fn pipelines(&self) -> Api<StreamPipeline> {
+        self.ns.api()
+    }
+
+    /// The seed's pipeline (`examples/randomuser.yaml`) pointed at the test
+    /// world, with this scenario's topic and keyspace.
+    pub fn seed_pipeline(&self, name: &str) -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(repo().join("examples/randomuser.yaml"))?;
+        let mut sp: Value = serde_yaml::from_str(&text)?;
+        sp["metadata"]["name"] = json!(name);
+        let spec = &mut sp["spec"];
+        spec["kafka"]["bootstrapServers"] = json!(self.world.kafka_bootstrap);
+        spec["kafka"]["topic"]["name"] = json!(self.topic);
+        spec["kafka"]["topic"]["config"] = json!({ "retention.ms": "604800000" });
+        spec["cassandra"]["contactPoints"] = json!(self.world.cassandra_contact_points);
+        spec["cassandra"]["localDatacenter"] = json!(self.world.cassandra_local_dc);
+        spec["cassandra"]["keyspace"]["name"] = json!(self.keyspace);
+        spec["cassandra"]["credentialsSecretRef"] = json!({ "name": SECRET });
+        Ok(sp)
+    }
+
+    pub async fn apply(&self, sp: &Value) -> anyhow::Result<StreamPipeline> {
+        let name = sp["metadata"]["name"].as_str().context("name")?.to_owned();
+        let mut body = sp.clone();
+        body["apiVersion"] = json!("millrace.io/v1alpha1");
+        body["kind"] = json!("StreamPipeline");
+        Ok(self
+            .pipelines()
+            .patch(
+                &name,
+                &PatchParams::apply("millrace-e2e").force(),
+                &Patch::Apply(&body),
+            )
+            .await?)
+    }
+
+    pub async fn merge(&self, name: &str, patch: Value) -> anyhow::Result<StreamPipeline> {
+        Ok(self
+            .pipelines()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?)
+    }
+
+    /// Waits until condition `type_` has `status` (and `reason`, if given)
+    /// for the pipeline's current generation.
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+        secs: u64,
+    ) -> anyhow::Result<(StreamPipeline, Condition)> {
+        let api = self.pipelines();
+        poll_until(
+            &format!("{name}: {type_}={status} {reason:?}"),
+            Deadline::secs(secs),
+            || async {
+                let sp = api.get(name).await?;
+                let generation = sp.metadata.generation;
+                let found = condition(&sp, type_).filter(|c| {
+                    c.status == status
+                        && reason.is_none_or(|r| c.reason == r)
+                        && c.observed_generation == generation
+                });
+                match found {
+                    Some(c) => Ok(Some((sp, c))),
+                    None => bail!(
+                        "now: {:?}",
+                        condition(&sp, type_).map(|c| (c.status, c.reason, c.message))
+                    ),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Deletes the pipeline and waits until its finalizer has run.
+    pub async fn delete_pipeline(&self, name: &str, secs: u64) -> anyhow::Result<Duration> {
+        let api = self.pipelines();
+        let start = Instant::now();
+        api.delete(name, &Default::default()).await?;
+        poll_until(
+            &format!("{name} to be gone"),
+            Deadline::secs(secs),
+            || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+        )
+        .await?;
+        Ok(start.elapsed())
+    }
+
+    pub async fn kafka_topic(&self, name: &str) -> anyhow::Result<Option<TopicView>> {
+        describe_topic(&self.world, name).await
+    }
+
+    pub async fn table_columns(&self, table: &str) -> anyhow::Result<Vec<ColumnView>> {
+        let session = self.world.cassandra_session().await?;
+        let rows = session
+            .query_unpaged(
+                "SELECT column_name, type, kind FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
+                (self.keyspace.as_str(), table),
+            )
+            .await?
+            .into_rows_result()?;
+        let mut out = Vec::new();
+        for row in rows.rows::<(String, String, String)>()? {
+            let (name, cql_type, kind) = row?;
+            out.push(ColumnView {
+                name,
+                cql_type,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes what the scenario left in Kafka and Cassandra, and the
+    /// namespace.
+    pub async fn cleanup(self) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.world.kafka_config().create()?;
+        let dlq = format!("{}.dlq", self.topic);
+        let _ = admin
+            .delete_topics(&[&self.topic, &dlq], &AdminOptions::new())
+            .await;
+        if let Ok(session) = self.world.cassandra_session().await {
+            let _ = session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.keyspace), &[])
+                .await;
+        }
+        self.ns.cleanup().await
+    }
+}
+
+pub fn condition(sp: &StreamPipeline, type_: &str) -> Option<Condition> {
+    sp.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicView {
+    pub partitions: usize,
+    pub replication_factor: usize,
+    /// Configs set on the topic itself.
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnView {
+    pub name: String,
+    pub cql_type: String,
+    pub kind: String,
+}
+
+pub async fn describe_topic(world: &World, topic: &str) -> anyhow::Result<Option<TopicView>> {
+    let admin: AdminClient<DefaultClientContext> = world
+        .kafka_config()
+        .set("allow.auto.create.topics", "false")
+        .create()?;
+    let admin = std::sync::Arc::new(admin);
+    let (a, t) = (admin.clone(), topic.to_owned());
+    let found = tokio::task::spawn_blocking(move || {
+        let md = a
+            .inner()
+            .fetch_metadata(Some(&t), Duration::from_secs(10))?;
+        anyhow::Ok(md.topics().iter().find(|x| x.name() == t).and_then(|x| {
+            (x.error().is_none() && !x.partitions().is_empty())
+                .then(|| (x.partitions().len(), x.partitions()[0].replicas().len()))
+        }))
+    })
+    .await??;
+    let Some((partitions, replication_factor)) = found else {
+        return Ok(None);
+    };
+    let mut config = BTreeMap::new();
+    for r in admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await?
+    {
+        let r = r.map_err(|e| anyhow::anyhow!("describe configs: {e}"))?;
+        for e in r.entries {
+            if e.source == ConfigSource::DynamicTopic
+                && let Some(v) = e.value
+            {
+                config.insert(e.name, v);
+            }
+        }
+    }
+    Ok(Some(TopicView {
+        partitions,
+        replication_factor,
+        config,
+    }))
+}
+
+/// Measures how long `f` took, for the report.
+pub async fn timed<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, Duration)> {
+    let start = Instant::now();
+    let v = f.await?;
+    Ok((v, start.elapsed()))
+}

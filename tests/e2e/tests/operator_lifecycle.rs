@@ -1,0 +1,283 @@
+//! Suspend and resume; deletion with `Retain` and `Delete`; deletion while
+//! Cassandra cannot be reached.
+
+mod operator_common;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams};
+use millrace_testsupport::{Deadline, poll_until};
+use operator_common::{Operator, Scenario};
+use serde_json::json;
+
+const DEAD_CASSANDRA: &str = "127.0.0.1:1";
+
+#[tokio::test]
+async fn suspend_scales_the_runner_to_zero_and_resume_brings_it_back() -> anyhow::Result<()> {
+    let s = Scenario::new("op-suspend").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    s.apply(&s.seed_pipeline(name)?).await?;
+    s.wait_condition(name, "Ready", "True", None, 180).await?;
+
+    s.merge(name, json!({"spec": {"suspend": true}})).await?;
+    let (_, suspended) = s
+        .wait_condition(name, "Suspended", "True", Some("Suspended"), 60)
+        .await?;
+    println!("Suspended: {}", suspended.message);
+    let (_, ready) = s
+        .wait_condition(name, "Ready", "False", Some("Suspended"), 60)
+        .await?;
+    println!("Ready: {}", ready.message);
+    let deployments = s.ns.api::<Deployment>();
+    for role in ["ingest", "sink"] {
+        let d = deployments.get(&format!("{name}-{role}")).await?;
+        assert_eq!(d.spec.and_then(|s| s.replicas), Some(0), "{role}");
+    }
+    let pods = s.ns.api::<Pod>();
+    poll_until("the runner's Pods to stop", Deadline::secs(90), || async {
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=randomuser"))
+            .await?;
+        Ok(list.items.is_empty().then_some(()))
+    })
+    .await?;
+    assert!(
+        s.kafka_topic(&s.topic).await?.is_some(),
+        "suspend keeps the topic"
+    );
+
+    s.merge(name, json!({"spec": {"suspend": false}})).await?;
+    s.wait_condition(name, "Suspended", "False", None, 60)
+        .await?;
+    s.wait_condition(name, "Ready", "True", None, 180).await?;
+    for role in ["ingest", "sink"] {
+        let d = deployments.get(&format!("{name}-{role}")).await?;
+        assert_eq!(d.spec.and_then(|s| s.replicas), Some(1), "{role}");
+    }
+
+    s.delete_pipeline(name, 60).await?;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+#[tokio::test]
+async fn delete_policy_removes_topic_and_table() -> anyhow::Result<()> {
+    let s = Scenario::new("op-delete").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["deletionPolicy"] = json!("Delete");
+    s.apply(&sp).await?;
+    s.wait_condition(name, "TopicReady", "True", None, 60)
+        .await?;
+    s.wait_condition(name, "TableReady", "True", None, 60)
+        .await?;
+    s.wait_condition(name, "RunnerReady", "True", None, 180)
+        .await?;
+
+    let took = s.delete_pipeline(name, 90).await?;
+    println!("delete (Delete) -> gone {took:?}");
+    assert!(
+        s.kafka_topic(&s.topic).await?.is_none(),
+        "the topic is deleted"
+    );
+    assert!(
+        s.kafka_topic(&format!("{}.dlq", s.topic)).await?.is_none(),
+        "the dead-letter topic is deleted"
+    );
+    assert!(
+        s.table_columns("created_users").await?.is_empty(),
+        "the table is dropped"
+    );
+    // The runner's objects go with their owner.
+    let deployments = s.ns.api::<Deployment>();
+    poll_until(
+        "the Deployments to be collected",
+        Deadline::secs(60),
+        || async {
+            Ok(deployments
+                .list(&ListParams::default())
+                .await?
+                .items
+                .is_empty()
+                .then_some(()))
+        },
+    )
+    .await?;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+#[tokio::test]
+async fn deleting_while_cassandra_is_unreachable_says_why_and_finishes_once_it_is_back()
+-> anyhow::Result<()> {
+    let s = Scenario::new("op-unreach").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["deletionPolicy"] = json!("Delete");
+    s.apply(&sp).await?;
+    s.wait_condition(name, "TableReady", "True", None, 60)
+        .await?;
+
+    // Cassandra goes away (for this pipeline: its contact point is dead).
+    let good = sp["spec"]["cassandra"]["contactPoints"].clone();
+    s.merge(
+        name,
+        json!({"spec": {"cassandra": {"contactPoints": [DEAD_CASSANDRA]}}}),
+    )
+    .await?;
+    let (_, table) = s
+        .wait_condition(name, "TableReady", "False", Some("Unavailable"), 60)
+        .await?;
+    assert!(table.message.contains(DEAD_CASSANDRA), "{}", table.message);
+    println!("TableReady: {}", table.message);
+
+    s.pipelines().delete(name, &DeleteParams::default()).await?;
+    let blocked = poll_until(
+        "the deletion to be reported as blocked",
+        Deadline::secs(60),
+        || async {
+            let sp = s.pipelines().get(name).await?;
+            Ok(operator_common::condition(&sp, "Ready").filter(|c| c.reason == "DeletionBlocked"))
+        },
+    )
+    .await?;
+    println!("Ready: {}", blocked.message);
+    assert!(
+        blocked.message.contains(DEAD_CASSANDRA),
+        "{}",
+        blocked.message
+    );
+    assert!(
+        blocked.message.contains("millrace.io/force-delete"),
+        "{}",
+        blocked.message
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert!(
+        s.pipelines().get_opt(name).await?.is_some(),
+        "the pipeline waits for its table to be dropped"
+    );
+
+    // Cassandra is back: the deletion finishes and the table is dropped.
+    s.merge(
+        name,
+        json!({"spec": {"cassandra": {"contactPoints": good}}}),
+    )
+    .await?;
+    poll_until("the pipeline to be gone", Deadline::secs(120), || async {
+        Ok(s.pipelines().get_opt(name).await?.is_none().then_some(()))
+    })
+    .await?;
+    assert!(
+        s.table_columns("created_users").await?.is_empty(),
+        "the table is dropped"
+    );
+    op.stop().await?;
+    s.cleanup().await
+}
+
+#[tokio::test]
+async fn the_runner_waits_for_the_table_and_force_delete_lets_a_pipeline_go() -> anyhow::Result<()>
+{
+    let s = Scenario::new("op-force").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["deletionPolicy"] = json!("Delete");
+    sp["spec"]["cassandra"]["contactPoints"] = json!([DEAD_CASSANDRA]);
+    s.apply(&sp).await?;
+    s.wait_condition(name, "TopicReady", "True", None, 60)
+        .await?;
+    s.wait_condition(name, "TableReady", "False", Some("Unavailable"), 60)
+        .await?;
+    let (_, runner) = s
+        .wait_condition(
+            name,
+            "RunnerReady",
+            "False",
+            Some("WaitingForDependencies"),
+            60,
+        )
+        .await?;
+    println!("RunnerReady: {}", runner.message);
+    assert!(
+        s.ns.api::<Deployment>()
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty(),
+        "no runner before its table exists"
+    );
+
+    s.pipelines().delete(name, &DeleteParams::default()).await?;
+    poll_until(
+        "the deletion to be reported as blocked",
+        Deadline::secs(60),
+        || async {
+            let sp = s.pipelines().get(name).await?;
+            Ok(operator_common::condition(&sp, "Ready").filter(|c| c.reason == "DeletionBlocked"))
+        },
+    )
+    .await?;
+    s.merge(
+        name,
+        json!({"metadata": {"annotations": {"millrace.io/force-delete": "true"}}}),
+    )
+    .await?;
+    poll_until("the forced deletion", Deadline::secs(60), || async {
+        Ok(s.pipelines().get_opt(name).await?.is_none().then_some(()))
+    })
+    .await?;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+/// Deleting the namespace also deletes the credentials Secret; the
+/// `Delete` cleanup still reaches Cassandra with the credentials the
+/// operator last used, and the namespace goes away.
+#[tokio::test]
+async fn deleting_the_namespace_still_applies_the_delete_policy() -> anyhow::Result<()> {
+    let s = Scenario::new("op-nsdel").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["deletionPolicy"] = json!("Delete");
+    s.apply(&sp).await?;
+    s.wait_condition(name, "TableReady", "True", None, 60)
+        .await?;
+    s.wait_condition(name, "TopicReady", "True", None, 60)
+        .await?;
+
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(s.client.clone());
+    namespaces
+        .delete(&s.ns.name, &DeleteParams::background())
+        .await?;
+    poll_until("the namespace to be gone", Deadline::secs(120), || async {
+        Ok(namespaces
+            .get_opt(&s.ns.name)
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    assert!(
+        s.table_columns("created_users").await?.is_empty(),
+        "the table is dropped"
+    );
+    assert!(
+        s.kafka_topic(&s.topic).await?.is_none(),
+        "the topic is deleted"
+    );
+    op.stop().await?;
+    s.cleanup().await.or_else(|e| {
+        // The namespace is already gone.
+        if e.to_string().contains("not found") {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
