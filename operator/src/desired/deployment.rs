@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -122,6 +123,34 @@ pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
     env
 }
 
+/// Pull headers from Secrets (`headersFromSecret`): every key of the Secret
+/// becomes `MILLRACE_PULL_HEADER_<SOURCE>_<key>`, which the runner sends as
+/// the header `<key>` for that source. Only the ingest role pulls.
+pub fn env_from(spec: &StreamPipelineSpec, role: Role) -> Option<Vec<EnvFromSource>> {
+    if role != Role::Ingest {
+        return None;
+    }
+    let from: Vec<EnvFromSource> = spec
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let secret = s.http_pull.as_ref()?.headers_from_secret.as_ref()?;
+            Some(EnvFromSource {
+                prefix: Some(format!(
+                    "MILLRACE_PULL_HEADER_{}_",
+                    s.name.to_uppercase().replace('-', "_")
+                )),
+                secret_ref: Some(SecretEnvSource {
+                    name: secret.name.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvFromSource::default()
+            })
+        })
+        .collect();
+    (!from.is_empty()).then_some(from)
+}
+
 fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -163,6 +192,7 @@ pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> De
             PIPELINE_FILE.to_owned(),
         ]),
         env: Some(env(spec)),
+        env_from: env_from(spec, role),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
             container_port: 8080,
@@ -367,5 +397,34 @@ mod tests {
             container(&d).image.as_deref(),
             Some("localhost/millrace-runner:dev")
         );
+    }
+
+    #[test]
+    fn pull_headers_from_a_secret_reach_only_the_ingest_container() {
+        let mut sp = fixtures::seed();
+        let mut pull = millrace_api::HttpPullSource::new("https://api.example/users", "5m");
+        pull.headers_from_secret = Some(millrace_api::SecretReference {
+            name: "api-token".into(),
+        });
+        sp.spec.sources.push(millrace_api::SourceSpec {
+            name: "random-user".into(),
+            http_pull: Some(pull),
+            http_push: None,
+            generator: None,
+        });
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let ingest = deployment(&p, Role::Ingest, &RunnerDefaults::default());
+        let from = container(&ingest).env_from.clone().expect("envFrom");
+        assert_eq!(from.len(), 1);
+        assert_eq!(
+            from[0].prefix.as_deref(),
+            Some("MILLRACE_PULL_HEADER_RANDOM_USER_")
+        );
+        assert_eq!(
+            from[0].secret_ref.as_ref().map(|s| s.name.as_str()),
+            Some("api-token")
+        );
+        let sink = deployment(&p, Role::Sink, &RunnerDefaults::default());
+        assert!(container(&sink).env_from.is_none());
     }
 }
