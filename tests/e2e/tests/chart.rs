@@ -2,32 +2,14 @@
 //! what they render is accepted by the real apiserver (server-side dry run).
 //! Uses the helm and kubectl the test world built.
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::Context;
-use millrace_testsupport::World;
-
-fn tool(world: &World, name: &str) -> PathBuf {
-    let bin = world
-        .var("MILLRACE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = bin.join(name);
-    if path.exists() {
-        path
-    } else {
-        PathBuf::from(name)
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use millrace_testsupport::{World, repo_root};
 
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd
-        .current_dir(repo())
+        .current_dir(repo_root())
         .output()
         .with_context(|| format!("running {cmd:?}"))?;
     Ok(out)
@@ -45,7 +27,7 @@ fn text(out: &Output) -> String {
 fn charts_are_lint_clean() -> anyhow::Result<()> {
     let world = World::discover()?;
     for chart in ["charts/millrace", "charts/millrace-dev-backends"] {
-        let out = run(Command::new(tool(&world, "helm")).args(["lint", "--strict", chart]))?;
+        let out = run(Command::new(world.tool("helm")).args(["lint", "--strict", chart]))?;
         assert!(out.status.success(), "helm lint {chart}:\n{}", text(&out));
     }
     Ok(())
@@ -53,9 +35,10 @@ fn charts_are_lint_clean() -> anyhow::Result<()> {
 
 #[test]
 fn the_chart_ships_the_generated_crd() -> anyhow::Result<()> {
-    let generated = std::fs::read_to_string(repo().join("crds/millrace.io_streampipelines.yaml"))?;
+    let generated =
+        std::fs::read_to_string(repo_root().join("crds/millrace.io_streampipelines.yaml"))?;
     let shipped = std::fs::read_to_string(
-        repo().join("charts/millrace/crds/millrace.io_streampipelines.yaml"),
+        repo_root().join("charts/millrace/crds/millrace.io_streampipelines.yaml"),
     )?;
     assert!(
         generated == shipped,
@@ -85,7 +68,7 @@ fn values_schema_refuses_bad_values() -> anyhow::Result<()> {
         ("unknownSetting=1", "additional properties"),
     ];
     for (set, expected) in cases {
-        let out = run(Command::new(tool(&world, "helm")).args([
+        let out = run(Command::new(world.tool("helm")).args([
             "template",
             "t",
             "charts/millrace",
@@ -119,7 +102,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
         ("charts/millrace-dev-backends", &[]),
     ];
     for (chart, extra) in renders {
-        let rendered = run(Command::new(tool(&world, "helm"))
+        let rendered = run(Command::new(world.tool("helm"))
             .args([
                 "template",
                 "millrace",
@@ -135,7 +118,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
             "helm template {chart}: {}",
             text(&rendered)
         );
-        let mut apply = Command::new(tool(&world, "kubectl"))
+        let mut apply = Command::new(world.tool("kubectl"))
             .args(["--kubeconfig"])
             .arg(&kubeconfig)
             .args(["apply", "--dry-run=server", "-f", "-"])

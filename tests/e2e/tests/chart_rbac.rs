@@ -1,28 +1,10 @@
 //! What the chart lets the operator do, asked of the real apiserver with
 //! `kubectl auth can-i --as=system:serviceaccount:…`: only what it needs.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Context;
-use millrace_testsupport::{TestNamespace, World, unique_name};
-
-fn tool(world: &World, name: &str) -> PathBuf {
-    let bin = world
-        .var("MILLRACE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = bin.join(name);
-    if path.exists() {
-        path
-    } else {
-        PathBuf::from(name)
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use millrace_testsupport::{TestNamespace, World, repo_root, unique_name};
 
 struct Release<'a> {
     world: &'a World,
@@ -33,11 +15,11 @@ struct Release<'a> {
 impl Release<'_> {
     fn helm(&self, args: &[&str]) -> anyhow::Result<String> {
         let kubeconfig = self.world.kubeconfig.clone().context("KUBECONFIG")?;
-        let out = Command::new(tool(self.world, "helm"))
+        let out = Command::new(self.world.tool("helm"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(args)
-            .current_dir(repo())
+            .current_dir(repo_root())
             .output()?;
         let text = format!(
             "{}{}",
@@ -52,7 +34,7 @@ impl Release<'_> {
     fn can_i(&self, verb: &str, resource: &str, ns: Option<&str>) -> anyhow::Result<bool> {
         let kubeconfig = self.world.kubeconfig.clone().context("KUBECONFIG")?;
         let who = format!("system:serviceaccount:{}:{}", self.namespace, self.name);
-        let mut cmd = Command::new(tool(self.world, "kubectl"));
+        let mut cmd = Command::new(self.world.tool("kubectl"));
         cmd.arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["auth", "can-i", verb, resource, "--as", &who]);

@@ -9,7 +9,6 @@
 
 mod operator_common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Context;
@@ -19,37 +18,20 @@ use kube::api::{Api, ListParams, PostParams};
 use millrace_api::StreamPipeline;
 use millrace_testsupport::kube_helpers::{pod_ready, pods};
 use millrace_testsupport::{
-    Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
+    Deadline, TestNamespace, World, poll_until, repo_root, unique_cql_name, unique_name,
 };
 use operator_common::install_crd;
 use serde_json::json;
 
 const RUNTIME: &str = "millrace\\.io/node-runtime=podman";
 
-fn tool(world: &World, name: &str) -> PathBuf {
-    let bin = world
-        .var("MILLRACE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let path = bin.join(name);
-    if path.exists() {
-        path
-    } else {
-        PathBuf::from(name)
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn helm(world: &World, args: &[&str]) -> anyhow::Result<String> {
     let kubeconfig = world.kubeconfig.clone().context("KUBECONFIG")?;
-    let out = Command::new(tool(world, "helm"))
+    let out = Command::new(world.tool("helm"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
-        .current_dir(repo())
+        .current_dir(repo_root())
         .output()?;
     let text = format!(
         "{}{}",

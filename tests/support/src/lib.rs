@@ -15,4 +15,4 @@ pub mod world;
 pub use kube_helpers::TestNamespace;
 pub use names::{unique_cql_name, unique_name};
 pub use wait::{Deadline, poll_until};
-pub use world::World;
+pub use world::{World, repo_root};

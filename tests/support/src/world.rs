@@ -96,6 +96,18 @@ impl World {
         self.vars.get(name).map(String::as_str)
     }
 
+    /// A program the world built (helm, kubectl, ...) from `MILLRACE_BIN`,
+    /// else the one on PATH.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        let built = self
+            .var("MILLRACE_BIN")
+            .map(|bin| Path::new(bin).join(name));
+        match built {
+            Some(path) if path.exists() => path,
+            _ => PathBuf::from(name),
+        }
+    }
+
     pub fn cassandra_password(&self) -> &str {
         &self.cassandra_password
     }
@@ -135,6 +147,11 @@ impl World {
             })?;
         Ok(session)
     }
+}
+
+/// The repository's root (tests run with their crate's directory as cwd).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn env_file_path() -> PathBuf {
