@@ -4,7 +4,8 @@
 use std::process::Command;
 
 use anyhow::Context;
-use millrace_testsupport::{TestNamespace, World, repo_root, unique_name};
+use millrace_testsupport::tools::helm;
+use millrace_testsupport::{TestNamespace, World, unique_name};
 
 struct Release<'a> {
     world: &'a World,
@@ -14,20 +15,7 @@ struct Release<'a> {
 
 impl Release<'_> {
     fn helm(&self, args: &[&str]) -> anyhow::Result<String> {
-        let kubeconfig = self.world.kubeconfig.clone().context("KUBECONFIG")?;
-        let out = Command::new(self.world.tool("helm"))
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .current_dir(repo_root())
-            .output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        anyhow::ensure!(out.status.success(), "helm {args:?}: {text}");
-        Ok(text)
+        helm(self.world, args)
     }
 
     /// `kubectl auth can-i VERB RESOURCE -n NS --as=<the operator's ServiceAccount>`

@@ -9,67 +9,28 @@
 
 mod operator_common;
 
-use std::process::Command;
-
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use millrace_api::StreamPipeline;
 use millrace_testsupport::kube_helpers::{pod_ready, pods};
+use millrace_testsupport::tools::{helm, podman, podman_ps};
 use millrace_testsupport::{
-    Deadline, TestNamespace, World, poll_until, repo_root, unique_cql_name, unique_name,
+    Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
 };
 use operator_common::install_crd;
 use serde_json::json;
 
 const RUNTIME: &str = "millrace\\.io/node-runtime=podman";
 
-fn helm(world: &World, args: &[&str]) -> anyhow::Result<String> {
-    let kubeconfig = world.kubeconfig.clone().context("KUBECONFIG")?;
-    let out = Command::new(world.tool("helm"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .current_dir(repo_root())
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    anyhow::ensure!(out.status.success(), "helm {args:?}: {text}");
-    Ok(text)
-}
-
 fn podman_containers() -> anyhow::Result<Vec<String>> {
-    let out = Command::new("podman")
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--runtime",
-            "runc",
-            "--cgroup-manager",
-            "cgroupfs",
-            "ps",
-            "--format",
-            "{{.Names}} {{.Image}}",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "podman ps: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect())
+    podman_ps("{{.Names}} {{.Image}}")
 }
 
 fn image_exists(image: &str) -> bool {
-    Command::new("podman")
-        .args(["--storage-driver", "vfs", "image", "exists", image])
+    podman()
+        .args(["image", "exists", image])
         .status()
         .is_ok_and(|s| s.success())
 }

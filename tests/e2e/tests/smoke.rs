@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods, restart_count};
+use millrace_testsupport::tools::{podman, podman_ps};
 use millrace_testsupport::{
     Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
 };
@@ -80,23 +81,7 @@ async fn controller_manager_garbage_collects_dependents() -> anyhow::Result<()> 
 async fn deployment_pods_run_on_the_node_agent_and_restart() -> anyhow::Result<()> {
     let client = world().kube_client().await?;
     let ns = TestNamespace::create(&client, "smoke-pod").await?;
-    let secrets: Api<Secret> = ns.api();
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "creds" }, "stringData": { "password": "from-a-secret" }
-            }))?,
-        )
-        .await?;
-    let cms: Api<ConfigMap> = ns.api();
-    cms.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({
-            "metadata": { "name": "settings" }, "data": { "app.conf": "mode=test\n" }
-        }))?,
-    )
-    .await?;
+    create_creds_and_settings(&ns, "mode=test\n").await?;
     let deployments: Api<Deployment> = ns.api();
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": "testpod" },
@@ -358,6 +343,29 @@ async fn cassandra_stores_rows_behind_a_password() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Secret `creds` (password `from-a-secret`) and ConfigMap `settings`
+/// (`app.conf`) that the testpod Pods read.
+async fn create_creds_and_settings(ns: &TestNamespace, app_conf: &str) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = ns.api();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "creds" }, "stringData": { "password": "from-a-secret" }
+            }))?,
+        )
+        .await?;
+    let cms: Api<ConfigMap> = ns.api();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": { "name": "settings" }, "data": { "app.conf": app_conf }
+        }))?,
+    )
+    .await?;
+    Ok(())
+}
+
 async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
@@ -381,8 +389,8 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
 #[tokio::test]
 async fn podman_mode_runs_the_pods_own_image() -> anyhow::Result<()> {
     let image = "localhost/millrace-testpod:dev";
-    let exists = std::process::Command::new("podman")
-        .args(["--storage-driver", "vfs", "image", "exists", image])
+    let exists = podman()
+        .args(["image", "exists", image])
         .status()
         .is_ok_and(|s| s.success());
     anyhow::ensure!(
@@ -391,23 +399,7 @@ async fn podman_mode_runs_the_pods_own_image() -> anyhow::Result<()> {
     );
     let client = world().kube_client().await?;
     let ns = TestNamespace::create(&client, "smoke-podman").await?;
-    let secrets: Api<Secret> = ns.api();
-    secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "creds" }, "stringData": { "password": "from-a-secret" }
-            }))?,
-        )
-        .await?;
-    let cms: Api<ConfigMap> = ns.api();
-    cms.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({
-            "metadata": { "name": "settings" }, "data": { "app.conf": "mode=container\n" }
-        }))?,
-    )
-    .await?;
+    create_creds_and_settings(&ns, "mode=container\n").await?;
     let pod_api: Api<Pod> = ns.api();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": { "name": "boxed", "labels": { "app": "boxed" },
@@ -463,24 +455,9 @@ async fn podman_mode_runs_the_pods_own_image() -> anyhow::Result<()> {
         .take(13)
         .collect();
     let name = format!("millrace-{uid}-main");
-    let ps = || {
-        std::process::Command::new("podman")
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--runtime",
-                "runc",
-                "--cgroup-manager",
-                "cgroupfs",
-                "ps",
-                "--format",
-                "{{.Names}}",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-    };
+    let ps = || podman_ps("{{.Names}}");
     assert!(
-        ps()?.lines().any(|l| l == name),
+        ps()?.contains(&name),
         "a podman container {name} runs the Pod"
     );
 
@@ -489,8 +466,7 @@ async fn podman_mode_runs_the_pods_own_image() -> anyhow::Result<()> {
         "the Pod and its container to be gone",
         Deadline::secs(60),
         || async {
-            let gone =
-                pod_api.get_opt("boxed").await?.is_none() && !ps()?.lines().any(|l| l == name);
+            let gone = pod_api.get_opt("boxed").await?.is_none() && !ps()?.contains(&name);
             Ok(gone.then_some(()))
         },
     )

@@ -4,11 +4,12 @@
 //! `tests/env/up`, or from variables pointing at any other cluster such as a
 //! kind cluster), `wait` polls with deadlines, `names` makes names unique per
 //! test, and `node_agent` is the kubelet stand-in that runs Pods as local
-//! processes.
+//! processes, `tools` runs helm and podman as the tests need them.
 
 pub mod kube_helpers;
 pub mod names;
 pub mod node_agent;
+pub mod tools;
 pub mod wait;
 pub mod world;
 

@@ -1,0 +1,56 @@
+//! The command-line tools tests drive as users would: helm against the
+//! world's apiserver, and podman with the flags our machines need.
+
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::node_agent::process::PODMAN_GLOBAL;
+use crate::world::{World, repo_root};
+
+/// Runs `helm ARGS` against the world's cluster from the repository root (so
+/// chart paths such as `charts/millrace` resolve) and returns its combined
+/// output; a failure carries that output, which is where helm explains itself.
+pub fn helm(world: &World, args: &[&str]) -> anyhow::Result<String> {
+    let kubeconfig = world.kubeconfig.clone().context("KUBECONFIG")?;
+    let out = Command::new(world.tool("helm"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .context("running helm")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "helm {args:?}: {text}");
+    Ok(text)
+}
+
+/// `podman` with the global flags the node agent uses, so tests see the same
+/// container store.
+pub fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.args(PODMAN_GLOBAL);
+    cmd
+}
+
+/// One line per running container, formatted by a Go template such as
+/// `{{.Names}} {{.Image}}`.
+pub fn podman_ps(format: &str) -> anyhow::Result<Vec<String>> {
+    let out = podman()
+        .args(["ps", "--format", format])
+        .output()
+        .context("running podman ps")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "podman ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
