@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods, restart_count};
-use millrace_testsupport::tools::{podman, podman_ps};
+use millrace_testsupport::tools::{http_get, podman, podman_ps};
 use millrace_testsupport::{
     Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
 };
@@ -364,21 +364,6 @@ async fn create_creds_and_settings(ns: &TestNamespace, app_conf: &str) -> anyhow
     )
     .await?;
     Ok(())
-}
-
-async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8(buf)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("HTTP reply")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    Ok(body.to_string())
 }
 
 /// With `millrace.io/node-runtime: podman`, the node agent runs the Pod's

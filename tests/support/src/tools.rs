@@ -1,5 +1,6 @@
-//! The command-line tools tests drive as users would: helm against the
-//! world's apiserver, and podman with the flags our machines need.
+//! The tools tests drive as users would: helm against the world's
+//! apiserver, podman with the flags our machines need, and a bare HTTP GET
+//! for a Pod's metrics and health endpoints.
 
 use std::process::Command;
 
@@ -53,4 +54,22 @@ pub fn podman_ps(format: &str) -> anyhow::Result<Vec<String>> {
         .lines()
         .map(str::to_string)
         .collect())
+}
+
+/// `GET path` on `addr` (host:port) over plain HTTP/1.1; the body of a 200,
+/// an error with the status line otherwise. Enough for metrics and health
+/// endpoints without pulling an HTTP client into every test.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8(buf)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("HTTP reply")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    Ok(body.to_string())
 }

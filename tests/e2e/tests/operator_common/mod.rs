@@ -23,7 +23,6 @@ use millrace_testsupport::{
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const RUNNER_IMAGE: &str = "localhost/millrace-runner:dev";
 pub const SECRET: &str = "cassandra-creds";
@@ -193,19 +192,7 @@ impl Operator {
     }
 }
 
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8(buf)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("HTTP reply")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    Ok(body.to_string())
-}
+pub use millrace_testsupport::tools::http_get;
 
 /// One scenario's world: a namespace with the Cassandra credentials
 /// Secret, and unique topic and keyspace names.
