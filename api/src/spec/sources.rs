@@ -193,16 +193,23 @@ pub struct GeneratorSource {
     #[serde(default)]
     pub profile: GeneratorProfile,
 
-    /// Records generated per second, across all ingest replicas.
+    /// Records generated per second by each ingest replica.
     #[serde(default = "default_records_per_second")]
     #[schemars(range(min = limits::RECORDS_PER_SECOND.0, max = limits::RECORDS_PER_SECOND.1))]
     pub records_per_second: i32,
 
-    /// Stop after this many records; unset generates for as long as the
-    /// pipeline runs.
+    /// Stop after this many records. With a limit the records are a fixed
+    /// sequence (see `seed`): a restarted or second ingest replica produces
+    /// the same records again, so the table ends with exactly `limit` rows.
+    /// Unset generates fresh records for as long as the pipeline runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub limit: Option<i64>,
+
+    /// Seed of the sequence when `limit` is set; unset derives it from the
+    /// pipeline's namespace, name and this source's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
 }
 
 fn default_records_per_second() -> i32 {
@@ -215,6 +222,7 @@ impl Default for GeneratorSource {
             profile: GeneratorProfile::default(),
             records_per_second: default_records_per_second(),
             limit: None,
+            seed: None,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The generator source: users shaped like randomuser.me's API results, at
 //! a set rate, for the offline demo and benchmarks.
 //!
-//! A generated record is retried until Kafka acknowledges it, so with a
-//! `limit` exactly that many records reach the topic (per process start).
+//! A generated record is retried until Kafka acknowledges it. With a
+//! `limit` the records are the first `limit` of a seeded sequence, so a
+//! restarted process (or a second replica) produces the same records again
+//! and the table still ends with exactly `limit` rows: replays are
+//! idempotent, where fresh random records would add rows on every restart.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +13,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use millrace_api::GeneratorSource;
-use rand::Rng;
+use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -29,7 +33,15 @@ pub async fn run(
 ) {
     let rate = f64::from(spec.records_per_second.max(1));
     let limit = spec.limit.map(|l| l.max(0) as u64);
-    info!(source = %name, rate, ?limit, "generating");
+    let seed = spec.seed.map(|s| s as u64).unwrap_or_else(|| {
+        let p = &ingest.pipeline;
+        default_seed(&p.namespace, &p.name, &name)
+    });
+    if limit.is_some() {
+        info!(source = %name, rate, ?limit, seed, "generating a seeded sequence");
+    } else {
+        info!(source = %name, rate, "generating");
+    }
     let start = Instant::now();
     let mut produced: u64 = 0;
     let mut acknowledged: u64 = 0;
@@ -43,7 +55,10 @@ pub async fn run(
             due = due.min(limit);
         }
         while produced < due && unacked.len() < MAX_UNACKNOWLEDGED {
-            let record = user(&mut rand::rng());
+            let record = match limit {
+                Some(_) => nth_user(seed, produced),
+                None => user(&mut rand::rng()),
+            };
             let (key, payload) = match ingest.key_and_payload(&record) {
                 Ok(kp) => kp,
                 Err(reason) => {
@@ -188,8 +203,35 @@ fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A stable seed for a source (FNV-1a of its identity): the same pipeline
+/// gets the same sequence in every process and every release.
+fn default_seed(namespace: &str, pipeline: &str, source: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in [namespace, pipeline, source].join("/").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Dates in a seeded sequence are relative to this instant (2026-01-01T00:00Z)
+/// rather than the clock, so a replayed record is the same record.
+const SEQUENCE_EPOCH_MS: i64 = 1_767_225_600_000;
+
+/// The `index`-th user of the sequence `seed`: the same in any process.
+pub fn nth_user(seed: u64, index: u64) -> Value {
+    let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    user_at(&mut rng, SEQUENCE_EPOCH_MS)
+}
+
 /// One user, in the shape of a randomuser.me result.
 pub fn user<R: Rng>(rng: &mut R) -> Value {
+    user_at(rng, jiff::Timestamp::now().as_millisecond())
+}
+
+/// One user whose dates of birth and registration lie before `now_ms`, every
+/// field drawn from `rng`.
+fn user_at<R: Rng>(rng: &mut R, now_ms: i64) -> Value {
     let female = rng.random_bool(0.5);
     let (gender, title, first, portraits) = if female {
         (
@@ -222,7 +264,6 @@ pub fn user<R: Rng>(rng: &mut R) -> Value {
         pick(rng, ANIMALS),
         rng.random_range(100..999)
     );
-    let now_ms = jiff::Timestamp::now().as_millisecond();
     let year_ms: i64 = 365 * 24 * 3600 * 1000;
     let dob_age = rng.random_range(18..80);
     let dob = now_ms - dob_age * year_ms - rng.random_range(0..year_ms);
@@ -252,7 +293,7 @@ pub fn user<R: Rng>(rng: &mut R) -> Value {
         },
         "email": format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase()),
         "login": {
-            "uuid": uuid::Uuid::new_v4().to_string(),
+            "uuid": uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string(),
             "username": username,
             "password": pick(rng, WORDS),
         },
@@ -292,6 +333,31 @@ mod tests {
             let user = user(&mut rng);
             mapper.map(&user).unwrap();
         }
+    }
+
+    #[test]
+    fn a_seeded_sequence_is_the_same_in_every_process() {
+        let first: Vec<Value> = (0..50).map(|i| nth_user(7, i)).collect();
+        let again: Vec<Value> = (0..50).map(|i| nth_user(7, i)).collect();
+        assert_eq!(first, again);
+        let ids: std::collections::HashSet<&str> = first
+            .iter()
+            .map(|u| u["login"]["uuid"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 50, "distinct records within a sequence");
+        assert_ne!(
+            nth_user(8, 0),
+            nth_user(7, 0),
+            "another seed, another sequence"
+        );
+        assert_eq!(
+            default_seed("ns", "users", "gen"),
+            default_seed("ns", "users", "gen")
+        );
+        assert_ne!(
+            default_seed("ns", "users", "gen"),
+            default_seed("ns", "user", "sgen")
+        );
     }
 
     #[test]

@@ -261,3 +261,73 @@ async fn generator_fifty_thousand_records_become_exactly_fifty_thousand_rows() -
     );
     fx.cleanup().await
 }
+
+/// Given a generator with a limit, when its ingest process is killed -9
+/// part-way and started again, then it produces the same sequence again
+/// from the start: the topic holds more records than the limit, but exactly
+/// `limit` distinct ones, each replayed record identical to its first copy,
+/// and the table ends with exactly `limit` rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_generator_replays_its_sequence_and_the_table_keeps_the_limit()
+-> anyhow::Result<()> {
+    const LIMIT: usize = 6_000;
+    let fx = Fixture::new("gen-replay", 3, randomuser_table("users")).await?;
+    let pipeline = fx.pipeline(json!([
+        {"name": "synthetic", "generator": {"profile": "randomuser", "recordsPerSecond": 1500, "limit": LIMIT}}
+    ]));
+    let ingested = "millrace_records_ingested_total{source=\"synthetic\"}";
+
+    let mut first = fx.start("ingest", &pipeline, "ingest-1")?;
+    first.wait_ready(Deadline::secs(60)).await?;
+    poll_until(
+        "part of the sequence to be produced",
+        Deadline::secs(120),
+        || async { Ok((first.metric(ingested).await? >= 1_000.0).then_some(())) },
+    )
+    .await?;
+    first.kill9()?;
+    let before_restart = fx.topic_size(&fx.topic)?;
+    assert!(
+        (1_000..LIMIT as i64).contains(&before_restart),
+        "killed part-way: {before_restart} records"
+    );
+
+    let mut second = fx.start("ingest", &pipeline, "ingest-2")?;
+    second.wait_ready(Deadline::secs(60)).await?;
+    poll_until(
+        "the whole sequence to be produced",
+        Deadline::secs(180),
+        || async { Ok((second.metric(ingested).await? >= LIMIT as f64).then_some(())) },
+    )
+    .await?;
+    let status = second.terminate(Deadline::secs(60)).await?;
+    assert!(status.success(), "ingest exits cleanly: {status}");
+
+    let total = fx.topic_size(&fx.topic)?;
+    assert_eq!(
+        total,
+        before_restart + LIMIT as i64,
+        "the restart replays from the start"
+    );
+    let messages = fx
+        .consume(&fx.topic, total as usize, Deadline::secs(120))
+        .await?;
+    let mut by_id: HashMap<uuid::Uuid, Vec<u8>> = HashMap::new();
+    for m in &messages {
+        let payload = m.payload().unwrap_or_default();
+        let v: Value = serde_json::from_slice(payload)?;
+        let (id, _) = expected(&v);
+        let first_copy = by_id.entry(id).or_insert_with(|| payload.to_vec());
+        assert_eq!(
+            first_copy.as_slice(),
+            payload,
+            "a replayed record is the same record"
+        );
+    }
+    assert_eq!(by_id.len(), LIMIT, "exactly `limit` distinct records");
+
+    let _sink = fx.start("sink", &pipeline, "sink")?;
+    fx.wait_for_rows(LIMIT, Deadline::secs(300)).await?;
+    assert_eq!(fx.row_count().await?, LIMIT, "exactly `limit` rows");
+    fx.cleanup().await
+}
