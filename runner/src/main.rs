@@ -69,6 +69,35 @@ struct RunArgs {
     /// `json` or `text`; default spec.runner.logFormat.
     #[arg(long, env = "MILLRACE_LOG_FORMAT", value_parser = ["json", "text"])]
     log_format: Option<String>,
+    /// Seconds a client has to send a request's headers before the
+    /// connection is closed.
+    #[arg(long, env = "MILLRACE_HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_header_timeout_seconds: u64,
+    /// Seconds a client has to send a push request's body (else 408).
+    #[arg(long, env = "MILLRACE_HTTP_BODY_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_body_timeout_seconds: u64,
+    /// HTTP connections served at once; more are answered 503 and closed.
+    #[arg(long, env = "MILLRACE_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    http_max_connections: u64,
+    /// Push requests handled at once; more are answered 503 (Retry-After).
+    #[arg(long, env = "MILLRACE_PUSH_MAX_CONCURRENT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    push_max_concurrent: u64,
+    /// Push body bytes held in memory at once, across all requests.
+    #[arg(long, env = "MILLRACE_PUSH_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=4 * 1024 * 1024 * 1024))]
+    push_max_buffered_bytes: u64,
+}
+
+impl RunArgs {
+    fn http_limits(&self) -> http::HttpLimits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        http::HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_seconds),
+            body_timeout: std::time::Duration::from_secs(self.http_body_timeout_seconds),
+            max_connections: size(self.http_max_connections),
+            max_concurrent_pushes: size(self.push_max_concurrent),
+            max_buffered_body_bytes: size(self.push_max_buffered_bytes),
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -130,6 +159,7 @@ async fn run_role(is_sink: bool, pipeline: Pipeline, run: RunArgs) -> anyhow::Re
         run.cassandra_contact_points.clone(),
     );
     let metrics = Arc::new(Metrics::new());
+    let limits = run.http_limits();
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -144,7 +174,11 @@ async fn run_role(is_sink: bool, pipeline: Pipeline, run: RunArgs) -> anyhow::Re
             metrics.clone(),
             Arc::new(move || check_ready.load(Ordering::Relaxed)),
         );
-        let (_, server) = http::serve(&run.listen, router, stop_rx.clone()).await?;
+        let (_, server) = http::serve(&run.listen, router, stop_rx.clone(), limits).await?;
+        if !wait_for_cassandra_login(&pipeline, &connections, stop_rx.clone()).await? {
+            server.abort();
+            return Ok(());
+        }
         sink::run(pipeline, connections, metrics, ready, stop_rx)
             .await
             .context("sink")?;
@@ -153,8 +187,8 @@ async fn run_role(is_sink: bool, pipeline: Pipeline, run: RunArgs) -> anyhow::Re
         let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone())?;
         let producer = ingest.producer.clone();
         let router = http::router(metrics, Arc::new(move || producer.ready()));
-        let router = ingest::push::routes(router, &ingest);
-        let (_, server) = http::serve(&run.listen, router, stop_rx.clone()).await?;
+        let router = ingest::push::routes(router, &ingest, limits);
+        let (_, server) = http::serve(&run.listen, router, stop_rx.clone(), limits).await?;
         let tasks = ingest.start(&stop_rx).await?;
         let mut stop = stop_rx.clone();
         let _ = stop.wait_for(|s| *s).await;
@@ -178,6 +212,54 @@ async fn run_role(is_sink: bool, pipeline: Pipeline, run: RunArgs) -> anyhow::Re
     Ok(())
 }
 
+/// Whether a driver error is Cassandra refusing the username or password.
+fn is_login_refused(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("authentication failed")
+        || e.contains("bad credentials")
+        || e.contains("and/or password are incorrect")
+}
+
+/// How long the sink waits for Cassandra to accept its credentials before
+/// exiting, so that a restarted container reads a fixed Secret.
+const LOGIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits, not ready, while Cassandra refuses the credentials: restarting
+/// every few seconds would only bury the reason in a crash loop. After
+/// [`LOGIN_PATIENCE`] it gives up with an error, since credentials from a
+/// Secret reach a container only when it starts. Other errors are left to
+/// the sink. `Ok(false)` if stopped while waiting.
+async fn wait_for_cassandra_login(
+    pipeline: &Pipeline,
+    connections: &Connections,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_secs(5);
+    loop {
+        let refused = match connections.cassandra_session(pipeline).await {
+            Err(e) if is_login_refused(&e.to_string()) => e,
+            _ => return Ok(true),
+        };
+        if started.elapsed() >= LOGIN_PATIENCE {
+            anyhow::bail!(
+                "Cassandra refused the credentials for {} s: {refused}",
+                LOGIN_PATIENCE.as_secs()
+            );
+        }
+        error!(
+            error = %refused,
+            retry_in_seconds = pause.as_secs(),
+            "Cassandra refused the credentials (MILLRACE_CASSANDRA_USERNAME / MILLRACE_CASSANDRA_PASSWORD, from the pipeline's Secret): not ready"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(false),
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(60));
+    }
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -197,5 +279,21 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refused_logins_are_told_from_other_errors() {
+        assert!(super::is_login_refused(
+            "Control connection pool error: Authentication failed - bad credentials"
+        ));
+        assert!(super::is_login_refused(
+            "Provided username cassandra and/or password are incorrect"
+        ));
+        assert!(!super::is_login_refused(
+            "Connection refused (os error 111)"
+        ));
     }
 }

@@ -1,0 +1,491 @@
+//! The push endpoint against hostile clients, with the real Kafka behind
+//! it: malformed, mistyped, invalid UTF-8, deeply nested and oversized
+//! bodies; clients that trickle their headers or body; more clients than
+//! the runner serves at once. Each is answered with a status and a reason
+//! (or closed, for a client that never finishes its headers), the runner
+//! never crashes, fast clients keep being served during an attack, and the
+//! runner's peak memory stays under the bound `docs/security.md` states.
+
+mod runner;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use millrace_testsupport::{Deadline, poll_until};
+use runner::{Fixture, Runner, randomuser_table};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+const BODY_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_CONNECTIONS: usize = 400;
+const MAX_CONCURRENT_PUSHES: usize = 256;
+const MAX_BODY: usize = 1024 * 1024;
+
+fn record(i: usize) -> Value {
+    json!({
+        "login": {"uuid": uuid::Uuid::new_v4().to_string(), "username": format!("u{i}")},
+        "name": {"first": "Maja", "last": "Berg"},
+        "email": "maja@example.org",
+        "registered": {"date": "2015-05-03T10:00:00Z"},
+    })
+}
+
+/// What a raw HTTP exchange ended with.
+#[derive(Debug)]
+struct Answer {
+    status: Option<u16>,
+    head: String,
+    body: String,
+    took: Duration,
+}
+
+/// Sends `head` then `body` on a new connection and reads until the server
+/// closes it or `wait` passes.
+async fn exchange(port: u16, head: &str, body: &[u8], wait: Duration) -> anyhow::Result<Answer> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(head.as_bytes()).await?;
+    // The server may answer (and stop reading) before the body is sent.
+    let _ = stream.write_all(body).await;
+    Ok(read_answer(&mut stream, wait, start).await)
+}
+
+async fn read_answer(stream: &mut TcpStream, wait: Duration, start: Instant) -> Answer {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if complete(&buf) {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Answer {
+        status: head.split_whitespace().nth(1).and_then(|s| s.parse().ok()),
+        head: head.to_owned(),
+        body: body.to_owned(),
+        took: start.elapsed(),
+    }
+}
+
+/// Whether `buf` holds a whole response with a Content-Length.
+fn complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        })
+        .is_some_and(|len| body.len() >= len)
+}
+
+fn post_head(length: Option<usize>, extra: &str) -> String {
+    let length = length.map_or_else(
+        || "transfer-encoding: chunked\r\n".to_owned(),
+        |n| format!("content-length: {n}\r\n"),
+    );
+    format!(
+        "POST /v1/records HTTP/1.1\r\nhost: runner\r\ncontent-type: application/json\r\n{length}{extra}\r\n"
+    )
+}
+
+async fn push(port: u16, body: &[u8]) -> anyhow::Result<Answer> {
+    exchange(
+        port,
+        &post_head(Some(body.len()), "connection: close\r\n"),
+        body,
+        Duration::from_secs(20),
+    )
+    .await
+}
+
+/// The runner's pid, found by the pipeline file on its command line.
+fn pid_of(pipeline: &Path) -> anyhow::Result<u32> {
+    let wanted = pipeline.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("millrace-runner")) && args.contains(&wanted) {
+            return Ok(pid);
+        }
+    }
+    anyhow::bail!("no runner process with {wanted}")
+}
+
+/// (current RSS, peak RSS) in MiB, from /proc.
+fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |field: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .ok_or_else(|| anyhow::anyhow!("no {field}"))?;
+        Ok(line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0))
+    };
+    Ok((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+}
+
+/// A client that sends `head_part` and then one byte of `trickle` every
+/// 500 ms, until the server answers or closes the connection.
+async fn trickler(port: u16, head_part: String, trickle: u8) -> anyhow::Result<Answer> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(head_part.as_bytes()).await?;
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if complete(&got) { break; }
+                }
+            },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if stream.write_all(&[trickle]).await.is_err() {
+                    // Closed: read what the server said, if anything.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read_to_end(&mut got)).await;
+                    break;
+                }
+            }
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "a slow client was held for 30 s"
+        );
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok(Answer {
+        status: head.split_whitespace().nth(1).and_then(|s| s.parse().ok()),
+        head: head.to_owned(),
+        body: body.to_owned(),
+        took: start.elapsed(),
+    })
+}
+
+/// Sends a chunked body of `total` bytes as fast as the server takes it.
+async fn huge_chunked(port: u16, total: usize) -> anyhow::Result<Answer> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(post_head(None, "").as_bytes()).await?;
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < total {
+        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        if stream.write_all(&frame).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    Ok(read_answer(&mut stream, Duration::from_secs(10), start).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_pushes_are_answered_and_memory_stays_bounded() -> anyhow::Result<()> {
+    let fx = Fixture::new("push-bad", 2, randomuser_table("users")).await?;
+    let pipeline = fx.pipeline(json!([{"name": "events", "httpPush": {"maxBodyBytes": MAX_BODY}}]));
+    let path = fx.write_pipeline("ingest.json", &pipeline)?;
+    let mut env = fx.runner_env();
+    for (k, v) in [
+        (
+            "MILLRACE_HTTP_HEADER_TIMEOUT_SECONDS",
+            HEADER_TIMEOUT.as_secs().to_string(),
+        ),
+        (
+            "MILLRACE_HTTP_BODY_TIMEOUT_SECONDS",
+            BODY_TIMEOUT.as_secs().to_string(),
+        ),
+        ("MILLRACE_HTTP_MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
+        (
+            "MILLRACE_PUSH_MAX_CONCURRENT",
+            MAX_CONCURRENT_PUSHES.to_string(),
+        ),
+    ] {
+        env.push((k.to_owned(), v));
+    }
+    let mut ingest = Runner::start("ingest", &path, &env, &fx.dir.join("ingest.log"))?;
+    ingest.wait_ready(Deadline::secs(60)).await?;
+    let port = ingest.port;
+    let pid = pid_of(&path)?;
+    let (baseline, _) = rss_mib(pid)?;
+
+    // One bad body at a time: the status and the words of the reason.
+    let mut wrong_type = record(0);
+    wrong_type["login"]["uuid"] = json!(12345);
+    let mut nested_record = record(1);
+    nested_record["name"]["first"] = json!([[[[[[["deep but legal"]]]]]]]);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            b"{\"a\": }".to_vec(),
+            400,
+            "neither JSON nor NDJSON",
+        ),
+        (
+            "truncated JSON",
+            b"[{\"a\": 1}".to_vec(),
+            400,
+            "EOF while parsing",
+        ),
+        ("a JSON string", b"\"hello\"".to_vec(), 400, "got a string"),
+        (
+            "wrong type for a column",
+            wrong_type.to_string().into_bytes(),
+            422,
+            "expected a UUID string, found a number",
+        ),
+        (
+            "an array for a text column",
+            nested_record.to_string().into_bytes(),
+            202,
+            "accepted",
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"name\": \"\xc3\x28\"}".to_vec(),
+            400,
+            "not UTF-8: invalid byte at offset 10",
+        ),
+        (
+            "100 000 nested arrays",
+            deep.into_bytes(),
+            400,
+            "recursion limit exceeded",
+        ),
+        (
+            "many bad NDJSON lines",
+            "x\n".repeat(100_000).into_bytes(),
+            400,
+            "100000 bad lines",
+        ),
+    ];
+    for (what, body, want, words) in cases {
+        let answer = push(port, &body).await?;
+        assert_eq!(answer.status, Some(want), "{what}: {answer:?}");
+        assert!(
+            answer.body.contains(words),
+            "{what}: {} lacks {words}",
+            answer.body
+        );
+        assert!(
+            answer.body.len() < 8192,
+            "{what}: a {} byte answer",
+            answer.body.len()
+        );
+        println!(
+            "{what}: {want} {}",
+            answer.body.chars().take(160).collect::<String>()
+        );
+    }
+
+    // Too large, declared: refused from the headers alone, body never sent.
+    let answer = exchange(
+        port,
+        &post_head(Some(512 * 1024 * 1024), ""),
+        b"",
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    assert!(
+        answer.body.contains("larger than 1048576 bytes"),
+        "{answer:?}"
+    );
+    assert!(answer.took < Duration::from_secs(2), "{answer:?}");
+    // Too large, undeclared (chunked): refused once past the limit.
+    let answer = huge_chunked(port, 8 * MAX_BODY).await?;
+    assert_eq!(answer.status, Some(413), "{answer:?}");
+    println!("chunked 8 MiB: 413 after {:?}", answer.took);
+
+    // A client that trickles its headers is closed; one that trickles its
+    // body is answered 408.
+    let slow_head = trickler(
+        port,
+        "POST /v1/records HTTP/1.1\r\nhost: runner\r\nx-slow: ".into(),
+        b'a',
+    )
+    .await?;
+    assert!(slow_head.status.is_none_or(|s| s == 408), "{slow_head:?}");
+    assert!(
+        slow_head.took < HEADER_TIMEOUT + Duration::from_secs(3),
+        "{slow_head:?}"
+    );
+    let slow_body = trickler(port, post_head(Some(100_000), ""), b' ').await?;
+    assert_eq!(slow_body.status, Some(408), "{slow_body:?}");
+    assert!(
+        slow_body.body.contains("did not arrive within 3 s"),
+        "{slow_body:?}"
+    );
+    assert!(
+        slow_body.took < BODY_TIMEOUT + Duration::from_secs(3),
+        "{slow_body:?}"
+    );
+    // A kept-alive connection left idle is closed too.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).await?;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: runner\r\n\r\n")
+        .await?;
+    let first = read_answer(&mut idle, Duration::from_secs(5), Instant::now()).await;
+    assert_eq!(first.status, Some(200), "{first:?}");
+    let closed = read_answer(
+        &mut idle,
+        HEADER_TIMEOUT + Duration::from_secs(10),
+        Instant::now(),
+    )
+    .await;
+    assert!(
+        closed.took < HEADER_TIMEOUT + Duration::from_secs(3),
+        "idle connection held: {closed:?}"
+    );
+    println!(
+        "slow headers closed after {:?}; slow body 408 after {:?}; idle keep-alive closed after {:?}",
+        slow_head.took, slow_body.took, closed.took
+    );
+
+    // The attack mix: 200 clients at once, while a fast client keeps
+    // pushing and must be served promptly.
+    let mut attackers = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        match i % 4 {
+            0 => {
+                attackers.spawn(trickler(
+                    port,
+                    "POST /v1/records HTTP/1.1\r\nhost: r\r\nx: ".into(),
+                    b'a',
+                ));
+            }
+            1 => {
+                attackers.spawn(trickler(port, post_head(Some(MAX_BODY), ""), b' '));
+            }
+            2 => {
+                attackers.spawn(huge_chunked(port, 2 * MAX_BODY));
+            }
+            _ => {
+                let body = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000)).into_bytes();
+                attackers.spawn(async move { push(port, &body).await });
+            }
+        }
+    }
+    let mut slowest = Duration::ZERO;
+    let mut accepted = 0;
+    let attack_started = Instant::now();
+    while attack_started.elapsed() < BODY_TIMEOUT + Duration::from_secs(1) {
+        let batch: Vec<Value> = (0..10).map(record).collect();
+        let answer = push(port, Value::from(batch).to_string().as_bytes()).await?;
+        assert_eq!(
+            answer.status,
+            Some(202),
+            "a fast client during the attack: {answer:?}"
+        );
+        slowest = slowest.max(answer.took);
+        accepted += 10;
+    }
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    while let Some(result) = attackers.join_next().await {
+        let answer = result??;
+        *outcomes
+            .entry(answer.status.map_or("closed".into(), |s| s.to_string()))
+            .or_default() += 1;
+    }
+    let (after, peak) = rss_mib(pid)?;
+    println!(
+        "attack of 200: outcomes {outcomes:?}; fast client: {accepted} records accepted, slowest push {slowest:?}; \
+         runner RSS baseline {baseline:.1} MiB, peak {peak:.1} MiB, after {after:.1} MiB"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "fast pushes slowed to {slowest:?}"
+    );
+    assert!(!outcomes.contains_key("500"), "{outcomes:?}");
+    // The bound of docs/security.md for these settings is far above this;
+    // a regression that buffers whole bodies per connection goes past it.
+    assert!(peak < 400.0, "peak RSS {peak:.1} MiB");
+
+    // Overload: more push requests than it handles at once get 503 with
+    // Retry-After; more connections than it serves get 503 and are closed.
+    let mut holders = Vec::new();
+    for _ in 0..MAX_CONCURRENT_PUSHES {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(post_head(Some(1000), "").as_bytes()).await?;
+        s.write_all(b"[").await?;
+        holders.push(s);
+    }
+    let busy = poll_until(
+        "a push to be refused as busy",
+        Deadline::secs(10),
+        || async {
+            let answer = push(port, record(9).to_string().as_bytes()).await?;
+            Ok((answer.status == Some(503)).then_some(answer))
+        },
+    )
+    .await?;
+    assert!(
+        busy.head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{busy:?}"
+    );
+    assert!(busy.body.contains("too many push requests"), "{busy:?}");
+    for _ in 0..(MAX_CONNECTIONS - MAX_CONCURRENT_PUSHES + 10) {
+        holders.push(TcpStream::connect(("127.0.0.1", port)).await?);
+    }
+    let refused = poll_until(
+        "a connection over the cap to be refused",
+        Deadline::secs(10),
+        || async {
+            let answer = push(port, record(10).to_string().as_bytes()).await?;
+            Ok(
+                (answer.status == Some(503) && answer.body.contains("too many connections"))
+                    .then_some(answer),
+            )
+        },
+    )
+    .await?;
+    assert!(
+        refused.head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused:?}"
+    );
+    // The slow ones time out and the runner serves again, unharmed.
+    poll_until(
+        "pushes to be accepted again",
+        Deadline::secs(20),
+        || async {
+            let answer = push(port, record(11).to_string().as_bytes()).await?;
+            Ok((answer.status == Some(202)).then_some(()))
+        },
+    )
+    .await?;
+    drop(holders);
+    let ready = reqwest::get(ingest.url("/readyz")).await?;
+    assert_eq!(ready.status(), 200);
+    let log = ingest.log_text();
+    assert!(!log.contains("panicked"), "the runner panicked:\n{log}");
+    println!("overload: {:?} / {:?}", busy.body, refused.body);
+
+    drop(ingest);
+    fx.cleanup().await
+}
