@@ -22,8 +22,11 @@ use tracing::{info, warn};
 
 use super::Ingest;
 
-/// Records produced but not yet acknowledged, at most.
-const MAX_UNACKNOWLEDGED: usize = 20_000;
+/// Records produced but not yet acknowledged, at most. Each holds its
+/// payload twice (here, for a retry, and in librdkafka's queue), so this
+/// bounds the generator's memory: 5,000 is ~11 MB, and still several
+/// times what Kafka acknowledges per linger interval at full rate.
+const MAX_UNACKNOWLEDGED: usize = 5_000;
 
 pub async fn run(
     ingest: Arc<Ingest>,

@@ -1,11 +1,12 @@
 //! The sink: the pipeline's topic into its Cassandra table.
 //!
 //! One consumer reads; each record is mapped and written by its own task,
-//! at most `maxInFlight` at once (a semaphore). An offset is stored only when
-//! every earlier record of its partition is written or dead-lettered
-//! ([`offsets`]); librdkafka commits stored offsets every second. On revoke
-//! and on SIGTERM, in-flight writes are drained within a deadline and the
-//! stored offsets committed.
+//! at most `maxInFlight` at once (a semaphore). An offset becomes safe only
+//! when every earlier record of its partition is written or dead-lettered
+//! ([`offsets`]); safe offsets are stored every [`STORE_INTERVAL`] and
+//! librdkafka commits stored offsets every second. On revoke and on SIGTERM,
+//! in-flight writes are drained within a deadline, the safe offsets stored
+//! and committed.
 
 pub mod offsets;
 pub mod row;
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use millrace_api::{RowMapper, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -23,7 +25,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::statement::prepared::PreparedStatement;
@@ -39,11 +41,42 @@ use offsets::{OffsetTracker, Ticket};
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 /// Retries of a write that timed out or found too few replicas.
 const WRITE_RETRIES: u32 = 8;
+/// How often safe offsets are handed to librdkafka, which commits them
+/// every second: well inside that, so commits are not delayed.
+const STORE_INTERVAL: Duration = Duration::from_millis(100);
 
 type Tracker = Arc<Mutex<OffsetTracker>>;
 
 fn lock(tracker: &Tracker) -> std::sync::MutexGuard<'_, OffsetTracker> {
     tracker.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Stores the safe offsets that moved (of `only`, else of every partition)
+/// as the next offsets to read. Under the tracker's lock, so a lower safe
+/// offset is never stored after a higher one.
+fn store_safe(
+    consumer: &impl Consumer<SinkContext>,
+    topic: &str,
+    tracker: &Tracker,
+    only: Option<&[i32]>,
+) {
+    let mut t = lock(tracker);
+    let safe = t.take_safe(only);
+    if safe.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::with_capacity(safe.len());
+    for (partition, offset) in safe {
+        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1)) {
+            warn!(error = %e, partition, "cannot store the offset");
+        }
+    }
+    // Fails only for partitions revoked meanwhile, whose offsets the revoke
+    // has committed already.
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        debug!(error = %e, "storing offsets");
+    }
+    drop(t);
 }
 
 /// Reacts to rebalances and statistics of the sink's consumer.
@@ -113,6 +146,7 @@ impl ConsumerContext for SinkContext {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
+        store_safe(consumer, &self.topic, &self.tracker, Some(&partitions));
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             debug!(error = %e, "commit on revoke (nothing to commit is fine)");
         }
@@ -187,7 +221,9 @@ impl Writer {
             partition: record.partition,
             offset: record.offset,
         };
-        let value: serde_json::Value = match serde_json::from_slice(&record.payload) {
+        // Only the fields the columns read are parsed (RowMapper::parse):
+        // JSON parsing was the largest part of the sink's CPU per row.
+        let value = match self.mapper.parse(&record.payload) {
             Ok(v) => v,
             Err(e) => {
                 self.fail(&record, Reason::NotJson, &format!("not JSON: {e}"), origin)
@@ -336,6 +372,22 @@ pub async fn run(
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false")
+        // librdkafka prefetches up to 64 MiB and 100,000 records by default,
+        // which alone put the sink far above its 50 MB memory budget. 8 MiB
+        // is still a quarter of a second of records at full rate, ahead of
+        // the writes, which are the bottleneck.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("queued.min.messages", "10000")
+        // With the smaller queue full, librdkafka postpones the next fetch
+        // by this much (default 1 s, which would let the queue run dry).
+        .set("fetch.queue.backoff.ms", "20")
+        // A sink that dies without leaving the group (kill -9, a lost node)
+        // holds its partitions until the session times out: the default
+        // 45 s stalled those partitions for most of a minute in the fault
+        // suite. Heartbeats come from librdkafka's own thread, unaffected by
+        // slow writes, so 10 s is safe for a process without GC pauses.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
         .create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     let consumer = Arc::new(consumer);
@@ -352,52 +404,68 @@ pub async fn run(
     });
     let max_in_flight = spec.runner.max_in_flight.max(1) as u32;
     let permits = Arc::new(Semaphore::new(max_in_flight as usize));
+    let storer = {
+        let (consumer, tracker, topic) = (consumer.clone(), tracker.clone(), topic.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(STORE_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                store_safe(&*consumer, &topic, &tracker, None);
+            }
+        })
+    };
 
+    // Permits are taken `chunk` at a time, with as many records as are
+    // ready: a finishing write then wakes this loop once per `chunk` rows,
+    // not once per row (a cross-thread wake-up per row was a visible part
+    // of the profile).
+    let chunk = (max_in_flight / 16).clamp(1, 32);
     loop {
         let next = async {
-            let permit = permits.clone().acquire_owned().await;
-            (permit, consumer.recv().await)
+            let batch = permits.clone().acquire_many_owned(chunk).await;
+            (batch, consumer.recv().await)
         };
-        let (permit, message) = tokio::select! {
+        let (batch, first) = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             next = next => next,
         };
-        let Ok(permit) = permit else { break };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "kafka consumer error");
-                continue;
-            }
-        };
-        let record = Record {
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().unwrap_or_default().to_vec(),
-        };
-        drop(message);
-        let ticket: Ticket = lock(&tracker).start(record.partition, record.offset);
-        let writer = writer.clone();
-        let tracker = tracker.clone();
-        let consumer = consumer.clone();
-        let topic = topic.clone();
-        tokio::spawn(async move {
-            writer.handle(record).await;
-            // Stored under the lock, so a lower safe offset computed by
-            // another task can never be stored after a higher one.
-            let mut t = lock(&tracker);
-            if let Some(offset) = t.finish(ticket) {
-                // Fails only when the partition was revoked meanwhile.
-                if let Err(e) = consumer.store_offset(&topic, ticket.partition, offset) {
-                    debug!(error = %e, "storing offset");
+        let Ok(mut batch) = batch else { break };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Ok(message) => {
+                    let record = Record {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                    };
+                    drop(message);
+                    // Always one: a record is read only while the batch has
+                    // a permit left. Never a reason to drop the record.
+                    let permit = batch.split(1);
+                    let ticket: Ticket = lock(&tracker).start(record.partition, record.offset);
+                    let writer = writer.clone();
+                    let tracker = tracker.clone();
+                    tokio::spawn(async move {
+                        writer.handle(record).await;
+                        // The offset is stored by the storer task, once every
+                        // earlier record of the partition is done too.
+                        lock(&tracker).finish(ticket);
+                        drop(permit);
+                    });
                 }
+                Err(e) => warn!(error = %e, "kafka consumer error"),
             }
-            drop(t);
-            drop(permit);
-        });
+            if batch.num_permits() > 0 {
+                // Only a record that is already there: never wait holding
+                // permits a finished write could use.
+                next = consumer.recv().now_or_never();
+            }
+        }
     }
 
     ready.store(false, Ordering::Relaxed);
@@ -410,6 +478,8 @@ pub async fn run(
             "writes still in flight after the deadline; they will be replayed"
         ),
     }
+    storer.abort();
+    store_safe(&*consumer, &topic, &tracker, None);
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         debug!(error = %e, "final commit (nothing to commit is fine)");
     }

@@ -5,6 +5,10 @@
 //! partition keeps the offsets still in flight. An assignment gets an epoch;
 //! a write that finishes after its partition was revoked carries the old
 //! epoch and is ignored, so it cannot move a later owner's offsets.
+//!
+//! Safe offsets are handed to librdkafka in batches ([`OffsetTracker::take_safe`]):
+//! storing one per written row cost a topic-partition list and librdkafka's
+//! locks per row, for offsets it only commits once a second anyway.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -17,6 +21,8 @@ struct PartitionState {
     highest_started: Option<i64>,
     /// The offset last reported as safe to store.
     stored: Option<i64>,
+    /// Whether `stored` moved since the last [`OffsetTracker::take_safe`].
+    unstored: bool,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +77,26 @@ impl OffsetTracker {
             return None;
         }
         state.stored = Some(safe);
+        state.unstored = true;
         Some(safe)
+    }
+
+    /// The safe offsets that moved since the last call, per partition of
+    /// `only` (every partition when `None`), for the consumer to store.
+    /// Called under the same lock as [`OffsetTracker::finish`], so a lower
+    /// safe offset is never stored after a higher one.
+    pub fn take_safe(&mut self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+        let mut out = Vec::new();
+        for (partition, state) in &mut self.partitions {
+            if !state.unstored || only.is_some_and(|o| !o.contains(partition)) {
+                continue;
+            }
+            state.unstored = false;
+            if let Some(offset) = state.stored {
+                out.push((*partition, offset));
+            }
+        }
+        out
     }
 
     /// Records still being written in `partition`.
@@ -129,6 +154,34 @@ mod tests {
         assert_eq!(t.finish(b), Some(8));
         assert_eq!(t.in_flight(0), 1);
         assert_eq!(t.finish(a), Some(3));
+    }
+
+    #[test]
+    fn safe_offsets_are_taken_once_and_only_when_they_moved() {
+        let mut t = OffsetTracker::default();
+        let a = t.start(0, 10);
+        let b = t.start(1, 20);
+        let c = t.start(1, 21);
+        assert!(t.take_safe(None).is_empty(), "nothing written yet");
+        t.finish(c);
+        assert!(t.take_safe(None).is_empty(), "20 is still in flight");
+        t.finish(a);
+        t.finish(b);
+        let mut safe = t.take_safe(None);
+        safe.sort_unstable();
+        assert_eq!(safe, [(0, 10), (1, 21)]);
+        assert!(t.take_safe(None).is_empty(), "already taken");
+        let d = t.start(0, 11);
+        let e = t.start(1, 22);
+        t.finish(d);
+        t.finish(e);
+        assert_eq!(t.take_safe(Some(&[1])), [(1, 22)]);
+        assert_eq!(t.take_safe(None), [(0, 11)]);
+        t.revoke(0);
+        assert!(
+            t.take_safe(None).is_empty(),
+            "a revoked partition is forgotten"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub type Bound = MaybeUnset<Option<CqlValue>>;
 /// The insert's values: the row's cells in column order, then the write
 /// timestamp (microseconds) for `USING TIMESTAMP ?`.
 pub fn bind(row: Vec<Cell>, write_timestamp_micros: i64) -> Vec<Bound> {
-    let mut values: Vec<Bound> = row.into_iter().map(cell).collect();
+    // Sized for the timestamp too: collecting and then pushing reallocated
+    // (and copied) every row.
+    let mut values: Vec<Bound> = Vec::with_capacity(row.len() + 1);
+    values.extend(row.into_iter().map(cell));
     values.push(MaybeUnset::Set(Some(CqlValue::BigInt(
         write_timestamp_micros,
     ))));
