@@ -969,6 +969,121 @@ mod tests {
         }
     }
 
+    /// Injection attempts: (what, the text). Every one is refused in every
+    /// field that ends up in CQL, a Kafka request or an object name; the
+    /// e2e test `operator_admission` sends the same table to the apiserver.
+    const INJECTIONS: &[(&str, &str)] = &[
+        ("quote and statement", "x\"; DROP KEYSPACE x; --"),
+        ("semicolon", "users; DROP TABLE users"),
+        ("single quotes", "users' OR '1'='1"),
+        ("line comment", "users -- x"),
+        ("block comment", "users/**/"),
+        ("double-quoted", "\"users\""),
+        ("backtick", "`users`"),
+        ("space", "user name"),
+        ("newline", "users\nDROP"),
+        ("NUL byte", "users\u{0}"),
+        ("zero-width space", "users\u{200b}"),
+        ("accented letters", "ünïcode"),
+        ("CJK", "用户"),
+        ("right-to-left override", "users\u{202e}"),
+        ("fullwidth semicolon", "users；drop"),
+        ("dot path", "../etc"),
+        ("empty", ""),
+        ("leading digit", "1users"),
+        (
+            "too long",
+            "a_very_long_identifier_that_goes_past_forty_eight_chars",
+        ),
+    ];
+
+    #[test]
+    fn identifier_injection_is_refused_in_every_field() {
+        for (what, attempt) in INJECTIONS {
+            let mut s = spec();
+            s.cassandra.keyspace.name = (*attempt).into();
+            s.cassandra.table.name = (*attempt).into();
+            s.cassandra.table.columns[1].name = (*attempt).into();
+            s.kafka.topic.name = (*attempt).into();
+            s.sources[0].name = (*attempt).into();
+            s.cassandra.local_datacenter = (*attempt).into();
+            s.cassandra.credentials_secret_ref = Some(crate::spec::CassandraCredentials {
+                name: (*attempt).into(),
+                ..serde_json::from_value(serde_json::json!({"name": "x"})).unwrap()
+            });
+            let found = problems(&s);
+            let has = |field: &str, f: fn(&Problem) -> bool| {
+                found.iter().any(|p| p.field == field && f(&p.problem))
+            };
+            let identifier: fn(&Problem) -> bool = |p| matches!(p, Problem::CqlIdentifier(_));
+            assert!(
+                has("spec.cassandra.keyspace.name", identifier),
+                "{what}: {found:?}"
+            );
+            assert!(
+                has("spec.cassandra.table.name", identifier),
+                "{what}: {found:?}"
+            );
+            assert!(
+                has("spec.cassandra.table.columns[1].name", identifier),
+                "{what}: {found:?}"
+            );
+            // Some attempts ("1users", "a_very_long…") are fine topic,
+            // datacenter and source names: they cannot inject anything there.
+            let topic_ok = is_topic_name(attempt);
+            assert_eq!(
+                has("spec.kafka.topic.name", |p| matches!(
+                    p,
+                    Problem::TopicName(_)
+                )),
+                !topic_ok,
+                "{what}: {found:?}"
+            );
+            assert_eq!(
+                has("spec.cassandra.localDatacenter", |p| matches!(
+                    p,
+                    Problem::Datacenter(_)
+                )),
+                !is_datacenter(attempt),
+                "{what}: {found:?}"
+            );
+            assert_eq!(
+                has("spec.sources[0].name", |p| matches!(
+                    p,
+                    Problem::DnsLabel(_)
+                )),
+                !is_dns_label(attempt, limits::SOURCE_NAME_MAX),
+                "{what}: {found:?}"
+            );
+            assert_eq!(
+                has("spec.cassandra.credentialsSecretRef.name", |p| matches!(
+                    p,
+                    Problem::SecretName(_)
+                )),
+                !is_secret_name(attempt),
+                "{what}: {found:?}"
+            );
+            // Whatever passes as a topic, datacenter, source or Secret name
+            // is only plain ASCII letters, digits and . _ -.
+            for ok in [
+                is_topic_name(attempt),
+                is_datacenter(attempt),
+                is_secret_name(attempt),
+            ] {
+                assert!(
+                    !ok || attempt
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
+                    "{what}"
+                );
+            }
+            assert!(
+                validate_pipeline(attempt, &spec()).is_err(),
+                "{what}: pipeline name"
+            );
+        }
+    }
+
     #[test]
     fn kafka_topic_injection_is_refused() {
         for attempt in [".", "..", "a b", "a,b", "a\"b", "a/b", "", &"t".repeat(250)] {

@@ -238,3 +238,111 @@ async fn the_apiserver_refuses_invalid_pipelines_each_with_its_own_message() -> 
     .await?;
     ns.cleanup().await
 }
+
+/// Injection attempts, as in `millrace_api::validate`'s unit tests.
+const INJECTIONS: &[(&str, &str)] = &[
+    ("quote and statement", "x\"; DROP KEYSPACE x; --"),
+    ("semicolon", "users; DROP TABLE users"),
+    ("single quotes", "users' OR '1'='1"),
+    ("line comment", "users -- x"),
+    ("block comment", "users/**/"),
+    ("double-quoted", "\"users\""),
+    ("backtick", "`users`"),
+    ("space", "user name"),
+    ("newline", "users\nDROP"),
+    ("NUL byte", "users\u{0}"),
+    ("zero-width space", "users\u{200b}"),
+    ("accented letters", "ünïcode"),
+    ("CJK", "用户"),
+    ("right-to-left override", "users\u{202e}"),
+    ("fullwidth semicolon", "users；drop"),
+    ("dot path", "../etc"),
+    ("empty", ""),
+    ("leading digit", "1users"),
+    (
+        "too long",
+        "a_very_long_identifier_that_goes_past_forty_eight_chars",
+    ),
+];
+
+/// Every injection attempt in every identifier field is refused by the
+/// apiserver (the CRD's OpenAPI patterns and CEL rules) and, independently,
+/// by the operator's own validation of the same object.
+#[tokio::test]
+async fn identifier_injection_is_refused_at_admission_and_by_the_operator() -> anyhow::Result<()> {
+    let client = world().kube_client().await?;
+    install_crd(&client).await?;
+    let ns = TestNamespace::create(&client, "op-inject").await?;
+    let resource = ApiResource::erase::<StreamPipeline>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource);
+
+    type Set = fn(&mut Value, &str);
+    let fields: [(&str, Set, &str); 5] = [
+        (
+            "keyspace",
+            |o, v| o["spec"]["cassandra"]["keyspace"]["name"] = json!(v),
+            "must be a CQL identifier",
+        ),
+        (
+            "table",
+            |o, v| o["spec"]["cassandra"]["table"]["name"] = json!(v),
+            "must be a CQL identifier",
+        ),
+        (
+            "column",
+            |o, v| o["spec"]["cassandra"]["table"]["columns"][1]["name"] = json!(v),
+            "must be a CQL identifier",
+        ),
+        (
+            "topic",
+            |o, v| o["spec"]["kafka"]["topic"]["name"] = json!(v),
+            "must be a Kafka topic name",
+        ),
+        ("pipeline name", |o, v| o["metadata"]["name"] = json!(v), ""),
+    ];
+    let mut refused = 0;
+    for (what, attempt) in INJECTIONS {
+        for (field, set, words) in &fields {
+            if *field == "topic" && millrace_api::validate::is_topic_name(attempt) {
+                continue; // "1users" is a fine topic name
+            }
+            let mut sp = example();
+            sp["metadata"]["name"] = json!(format!("inject-{refused}"));
+            set(&mut sp, attempt);
+            // The operator's own check, as if admission had not run.
+            let spec: millrace_api::StreamPipelineSpec =
+                serde_json::from_value(sp["spec"].clone())?;
+            let name = sp["metadata"]["name"].as_str().unwrap_or_default();
+            assert!(
+                millrace_api::validate_pipeline(name, &spec).is_err(),
+                "{field} {what}: the operator's validation accepted it"
+            );
+            let object: DynamicObject = serde_json::from_value(sp)?;
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => panic!("{field} {what}: the apiserver accepted {attempt:?}"),
+                Err(kube::Error::Api(status)) => {
+                    assert!(
+                        status.code == 422 || (*field == "pipeline name" && status.code == 400),
+                        "{field} {what}: {status:?}"
+                    );
+                    // The OpenAPI length bound speaks before the pattern.
+                    assert!(
+                        status.message.contains(words) || status.message.contains("Too long"),
+                        "{field} {what}: expected {words:?} in: {}",
+                        status.message
+                    );
+                }
+                Err(e) => panic!("{field} {what}: {e}"),
+            }
+            refused += 1;
+        }
+    }
+    println!("{refused} injection attempts refused by the apiserver and by validate_pipeline");
+    // A reserved word is a fine column name: it is always quoted in CQL.
+    let mut reserved = example();
+    reserved["metadata"]["name"] = json!("reserved-word");
+    reserved["spec"]["cassandra"]["table"]["columns"][1]["name"] = json!("select");
+    api.create(&PostParams::default(), &serde_json::from_value(reserved)?)
+        .await?;
+    ns.cleanup().await
+}
