@@ -51,6 +51,8 @@ pub struct Config {
     pub resync: Duration,
     /// The namespace to watch, or all.
     pub namespace: Option<String>,
+    /// Reconciles that may run at once (0: no limit).
+    pub concurrency: u16,
 }
 
 pub struct Context {
@@ -237,9 +239,10 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     }
 
     // Observe: the credentials the spec points at.
-    let kafka_auth = observe::kafka_credentials(&ctx.client, &p.namespace, &sp.spec.kafka).await;
-    let cassandra_auth =
-        observe::cassandra_credentials(&ctx.client, &p.namespace, &sp.spec.cassandra).await;
+    let (kafka_auth, cassandra_auth) = tokio::join!(
+        observe::kafka_credentials(&ctx.client, &p.namespace, &sp.spec.kafka),
+        observe::cassandra_credentials(&ctx.client, &p.namespace, &sp.spec.cassandra),
+    );
 
     // Apply: topic and table first, then the runner that needs them.
     if let Ok(auth) = &kafka_auth {
@@ -248,14 +251,24 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     if let Ok(auth) = &cassandra_auth {
         ctx.remember(&p.uid, |r| r.cassandra = auth.clone());
     }
-    let topic = match &kafka_auth {
-        Ok(auth) => apply::kafka::reconcile_topic(ctx, &p, auth.as_ref()).await,
-        Err(_) => credentials_failed(kafka_auth.as_ref().err(), "Kafka credentials"),
-    };
-    let table = match &cassandra_auth {
-        Ok(auth) => apply::cassandra::reconcile_table(ctx, &p, auth.as_ref()).await,
-        Err(_) => credentials_failed(cassandra_auth.as_ref().err(), "Cassandra credentials"),
-    };
+    // Topic and table do not depend on each other: one's round trips
+    // overlap the other's.
+    let (topic, table) = tokio::join!(
+        async {
+            match &kafka_auth {
+                Ok(auth) => apply::kafka::reconcile_topic(ctx, &p, auth.as_ref()).await,
+                Err(_) => credentials_failed(kafka_auth.as_ref().err(), "Kafka credentials"),
+            }
+        },
+        async {
+            match &cassandra_auth {
+                Ok(auth) => apply::cassandra::reconcile_table(ctx, &p, auth.as_ref()).await,
+                Err(_) => {
+                    credentials_failed(cassandra_auth.as_ref().err(), "Cassandra credentials")
+                }
+            }
+        },
+    );
     let runner = apply::kubernetes::reconcile_runner(ctx, &p, topic.usable && table.usable).await;
 
     // Report.
@@ -494,6 +507,9 @@ pub async fn run(
         controller
     };
     controller
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

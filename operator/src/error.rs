@@ -37,6 +37,17 @@ pub enum Error {
     #[error("Kafka refused: {0}")]
     KafkaRejected(String),
 
+    /// Kafka refused the identity from the Secret (wrong SASL username or
+    /// password, or a mechanism the broker does not offer).
+    #[error(
+        "Kafka at {bootstrap} refused the SASL credentials from Secret {secret}: {message}; check the Secret's username and password"
+    )]
+    KafkaAuth {
+        bootstrap: String,
+        secret: String,
+        message: String,
+    },
+
     #[error("Cassandra at {contact_points}: {message}")]
     Cassandra {
         contact_points: String,
@@ -45,6 +56,17 @@ pub enum Error {
 
     #[error("Cassandra refused: {0}")]
     CassandraRejected(String),
+
+    /// Cassandra refused the identity (wrong username or password).
+    #[error(
+        "Cassandra at {contact_points} refused the credentials{from}: {message}; check the username and password"
+    )]
+    CassandraAuth {
+        contact_points: String,
+        /// ` from Secret NAME`, or empty without a Secret.
+        from: String,
+        message: String,
+    },
 
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -64,6 +86,8 @@ impl Error {
             | Self::SecretKeyMissing { .. }
             | Self::KafkaRejected(_)
             | Self::CassandraRejected(_)
+            | Self::KafkaAuth { .. }
+            | Self::CassandraAuth { .. }
             | Self::Render { .. }
             | Self::MissingMetadata(_) => ErrorClass::User,
             Self::Kube(_) | Self::Kafka { .. } | Self::Cassandra { .. } | Self::Finalizer(_) => {
@@ -82,6 +106,8 @@ impl Error {
             Self::KafkaRejected(_) => "kafka_rejected",
             Self::Cassandra { .. } => "cassandra_unavailable",
             Self::CassandraRejected(_) => "cassandra_rejected",
+            Self::KafkaAuth { .. } => "kafka_auth",
+            Self::CassandraAuth { .. } => "cassandra_auth",
             Self::Finalizer(_) => "finalizer",
             Self::Render { .. } | Self::MissingMetadata(_) => "internal",
         }
@@ -95,6 +121,8 @@ impl Error {
             Self::Kube(_) => "KubernetesError",
             Self::Kafka { .. } | Self::Cassandra { .. } => "Unavailable",
             Self::KafkaRejected(_) | Self::CassandraRejected(_) => "Rejected",
+            Self::KafkaAuth { .. } => "KafkaAuthFailed",
+            Self::CassandraAuth { .. } => "CassandraAuthFailed",
             Self::Finalizer(_) => "FinalizerError",
             Self::Render { .. } | Self::MissingMetadata(_) => "InternalError",
         }
@@ -121,5 +149,28 @@ mod tests {
         };
         assert_eq!(secret.class(), ErrorClass::User);
         assert_eq!(secret.category(), "secret");
+    }
+
+    #[test]
+    fn refused_credentials_are_user_errors_with_their_own_reasons() {
+        let kafka = Error::KafkaAuth {
+            bootstrap: "k:9094".into(),
+            secret: "ns/kafka-creds".into(),
+            message: "SASL authentication error".into(),
+        };
+        assert_eq!(kafka.class(), ErrorClass::User);
+        assert_eq!(kafka.reason(), "KafkaAuthFailed");
+        assert!(
+            kafka.to_string().contains("Secret ns/kafka-creds"),
+            "{kafka}"
+        );
+        let cassandra = Error::CassandraAuth {
+            contact_points: "c:9042".into(),
+            from: " from Secret ns/cassandra-creds".into(),
+            message: "Authentication failed - bad credentials".into(),
+        };
+        assert_eq!(cassandra.class(), ErrorClass::User);
+        assert_eq!(cassandra.reason(), "CassandraAuthFailed");
+        assert_eq!(cassandra.category(), "cassandra_auth");
     }
 }

@@ -31,29 +31,78 @@ pub fn consumer_group(namespace: &str, name: &str) -> String {
     format!("millrace.{namespace}.{name}")
 }
 
+/// At most this many lag readers are kept. A group's committed offsets can
+/// only be read by a client of that group, so there is one reader per
+/// pipeline; each is a librdkafka client with about four threads and its
+/// own broker connections, which at hundreds of pipelines came to thousands
+/// of threads and sockets. Past this many, the least recently used reader
+/// is closed (and made again on that pipeline's next refresh, at most every
+/// [`REFRESH`]).
+pub const MAX_LAG_READERS: usize = 32;
+
 /// Consumers used only to read a group's committed offsets (they never
 /// join the group).
 #[derive(Default)]
 pub struct LagReaders {
-    cache: Mutex<HashMap<u64, Arc<BaseConsumer>>>,
+    cache: Mutex<ReaderCache>,
+}
+
+#[derive(Default)]
+struct ReaderCache {
+    clock: u64,
+    /// Reader and when it was last used (by `clock`).
+    readers: HashMap<u64, (Arc<BaseConsumer>, u64)>,
 }
 
 impl LagReaders {
+    /// The reader for the group, and a reader evicted to make room (to be
+    /// closed off the async threads: closing a librdkafka client joins its
+    /// threads).
     fn get(
         &self,
         kafka: &KafkaSpec,
         group: &str,
         auth: Option<&KafkaAuth>,
-    ) -> Option<Arc<BaseConsumer>> {
+    ) -> (Option<Arc<BaseConsumer>>, Option<Arc<BaseConsumer>>) {
         let mut key = format!("{}\0{group}", kafka.bootstrap_servers);
         if let Some((c, _)) = auth {
             key.push_str(&format!("\0{}\0{}", c.username, c.password));
         }
         let key = fnv64(key.as_bytes());
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cache.get(&key) {
-            return Some(c.clone());
+        cache.clock += 1;
+        let now = cache.clock;
+        if let Some((c, used)) = cache.readers.get_mut(&key) {
+            *used = now;
+            return (Some(c.clone()), None);
         }
+        let evicted = if cache.readers.len() >= MAX_LAG_READERS {
+            let oldest = cache
+                .readers
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k);
+            oldest
+                .and_then(|k| cache.readers.remove(&k))
+                .map(|(c, _)| c)
+        } else {
+            None
+        };
+        (
+            self.create(kafka, group, auth, key, now, &mut cache),
+            evicted,
+        )
+    }
+
+    fn create(
+        &self,
+        kafka: &KafkaSpec,
+        group: &str,
+        auth: Option<&KafkaAuth>,
+        key: u64,
+        now: u64,
+        cache: &mut ReaderCache,
+    ) -> Option<Arc<BaseConsumer>> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &kafka.bootstrap_servers)
@@ -69,8 +118,21 @@ impl LagReaders {
         }
         let consumer: BaseConsumer = config.create().ok()?;
         let consumer = Arc::new(consumer);
-        cache.insert(key, consumer.clone());
+        cache.readers.insert(key, (consumer.clone(), now));
         Some(consumer)
+    }
+
+    /// Readers kept now.
+    pub fn len(&self) -> usize {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .readers
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -164,14 +226,18 @@ pub async fn flow(
         }
     }
     let mut new = old.cloned().unwrap_or_default();
-    if let Some(partitions) = partitions
-        && let Some(consumer) = readers.get(&spec.kafka, &consumer_group(namespace, name), auth)
-    {
-        let topic = spec.kafka.topic.name.clone();
-        if let Ok(Some(lag)) =
-            tokio::task::spawn_blocking(move || lag(&consumer, &topic, partitions)).await
-        {
-            new.sink_lag = Some(lag);
+    if let Some(partitions) = partitions {
+        let (consumer, evicted) = readers.get(&spec.kafka, &consumer_group(namespace, name), auth);
+        if let Some(evicted) = evicted {
+            tokio::task::spawn_blocking(move || drop(evicted));
+        }
+        if let Some(consumer) = consumer {
+            let topic = spec.kafka.topic.name.clone();
+            if let Ok(Some(lag)) =
+                tokio::task::spawn_blocking(move || lag(&consumer, &topic, partitions)).await
+            {
+                new.sink_lag = Some(lag);
+            }
         }
     }
     new.last_pulls = last_pulls(client, namespace, name, spec).await;
@@ -190,6 +256,23 @@ pub async fn flow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_readers_are_bounded_and_the_least_recently_used_goes() {
+        let kafka = crate::desired::fixtures::seed().spec.kafka;
+        let readers = LagReaders::default();
+        for i in 0..MAX_LAG_READERS {
+            let (reader, evicted) = readers.get(&kafka, &format!("g{i}"), None);
+            assert!(reader.is_some() && evicted.is_none());
+        }
+        // g0 is used again, so g1 is now the least recently used.
+        assert!(readers.get(&kafka, "g0", None).1.is_none());
+        let (_, evicted) = readers.get(&kafka, "another", None);
+        assert!(evicted.is_some(), "one reader is closed to make room");
+        assert_eq!(readers.len(), MAX_LAG_READERS);
+        let (again, evicted) = readers.get(&kafka, "g0", None);
+        assert!(again.is_some() && evicted.is_none(), "g0 was kept");
+    }
 
     #[test]
     fn the_group_is_named_after_namespace_and_pipeline() {

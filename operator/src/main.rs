@@ -61,6 +61,14 @@ struct Args {
     #[arg(long, env = "MILLRACE_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
 
+    /// Reconciles that may run at once (0: no limit). Each makes about a
+    /// dozen apiserver requests and a few Kafka and Cassandra round trips;
+    /// without a limit, hundreds of pipelines created together become
+    /// hundreds of simultaneous apiserver connections, and the apiserver
+    /// times out (504) instead of getting through them.
+    #[arg(long, env = "MILLRACE_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+
     /// Log format.
     #[arg(long, env = "MILLRACE_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -179,11 +187,12 @@ async fn main() -> anyhow::Result<()> {
             watch_secrets: args.watch_secrets,
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             namespace: args.namespace,
+            concurrency: args.concurrency,
         },
         metrics,
         identity,
     ));
-    info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, "starting the StreamPipeline controller");
+    info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, concurrency = ctx.config.concurrency, "starting the StreamPipeline controller");
     let mut stop = stop_rx;
     controller::run(ctx, async move {
         let _ = stop.wait_for(|s| *s).await;

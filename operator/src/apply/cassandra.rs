@@ -26,6 +26,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Default)]
 pub struct Sessions {
     cache: tokio::sync::Mutex<HashMap<u64, Arc<Session>>>,
+    /// Held while changing a schema. Pipelines often share a keyspace (and
+    /// may share a table): when many are created at once, each would
+    /// otherwise see the keyspace missing and send its own CREATE, and a
+    /// node applies schema changes one at a time anyway (each waits for
+    /// agreement). Under the lock the schema is read again, so only the
+    /// first pipeline changes it and the others find it made.
+    ddl: tokio::sync::Mutex<()>,
 }
 
 fn unavailable(spec: &CassandraSpec, e: impl std::fmt::Display) -> Error {
@@ -33,6 +40,41 @@ fn unavailable(spec: &CassandraSpec, e: impl std::fmt::Display) -> Error {
         contact_points: spec.contact_points.join(","),
         message: e.to_string(),
     }
+}
+
+/// An unreachable-looking error that is in fact Cassandra refusing the
+/// username or password: a person must fix the Secret, so it gets its own
+/// reason and is not retried quickly.
+fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
+    match e {
+        Error::Cassandra {
+            contact_points,
+            message,
+        } if is_auth_failure(&message) => Error::CassandraAuth {
+            contact_points,
+            from: p
+                .sp
+                .spec
+                .cassandra
+                .credentials_secret_ref
+                .as_ref()
+                .map(|r| format!(" from Secret {}/{}", p.namespace, r.name))
+                .unwrap_or_default(),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// How the driver words a refused login (the server's AuthenticationError,
+/// or a PasswordAuthenticator challenge that was not answered).
+fn is_auth_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("authentication failed")
+        || m.contains("bad credentials")
+        || m.contains("and/or password are incorrect")
+        || m.contains("authentication error")
+        || m.contains("requires authentication")
 }
 
 fn key(spec: &CassandraSpec, creds: Option<&Credentials>) -> u64 {
@@ -163,6 +205,7 @@ pub async fn reconcile_table(
             if matches!(e, Error::Cassandra { .. }) {
                 ctx.cassandra.forget(spec, creds).await;
             }
+            let e = refused_credentials(e, p);
             PartOutcome::failed(
                 e,
                 &format!("table {}.{}", spec.keyspace.name, spec.table.name),
@@ -191,18 +234,41 @@ async fn reconcile_inner(
     creds: Option<&Credentials>,
 ) -> Result<PartOutcome<TableStatus>> {
     let session = ctx.cassandra.get(spec, creds).await?;
+    let plan_for = |observed: &ObservedTable| {
+        plan_table(spec, observed).map_err(|e| Error::Render {
+            what: "the table",
+            message: e.to_string(),
+        })
+    };
     let mut observed = observe(&session, spec).await?;
-    let plan = plan_table(spec, &observed).map_err(|e| Error::Render {
-        what: "the table",
-        message: e.to_string(),
-    })?;
-    for statement in &plan.statements {
-        execute(ctx, &session, spec, &statement.cql).await?;
-        ctx.event(p.sp, EventType::Normal, statement.reason, &statement.note)
-            .await;
-    }
+    let mut plan = plan_for(&observed)?;
     if !plan.statements.is_empty() {
+        let ddl = ctx.cassandra.ddl.lock().await;
         observed = observe(&session, spec).await?;
+        plan = plan_for(&observed)?;
+        let mut done = Vec::new();
+        let mut failed = None;
+        for statement in &plan.statements {
+            match execute(ctx, &session, spec, &statement.cql).await {
+                Ok(()) => done.push(statement),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Events go to the apiserver: not while others wait for the lock.
+        drop(ddl);
+        for statement in done {
+            ctx.event(p.sp, EventType::Normal, statement.reason, &statement.note)
+                .await;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !plan.statements.is_empty() {
+            observed = observe(&session, spec).await?;
+        }
     }
     let ks = &spec.keyspace.name;
     let name = &spec.table.name;
@@ -257,4 +323,19 @@ pub async fn drop_table(
         ctx.cassandra.forget(spec, creds).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refused_logins_are_told_from_unreachable_clusters() {
+        assert!(super::is_auth_failure(
+            "Control connection pool error: Authentication failed - bad credentials"
+        ));
+        assert!(super::is_auth_failure(
+            "Provided username cassandra and/or password are incorrect"
+        ));
+        assert!(!super::is_auth_failure("Connection refused (os error 111)"));
+        assert!(!super::is_auth_failure("timed out connecting"));
+    }
 }

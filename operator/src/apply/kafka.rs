@@ -11,8 +11,10 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
     ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::PartOutcome;
@@ -25,6 +27,70 @@ use crate::observe::Credentials;
 use crate::status::reasons;
 
 type Admin = AdminClient<DefaultClientContext>;
+
+/// Notices librdkafka reporting a refused SASL login. The admin client
+/// cannot tell: its log and error events go to a queue nothing polls, and
+/// its request just fails as if the broker were unreachable. So when a
+/// request with credentials fails, [`probe_refusal`] connects a short-lived
+/// producer with this context and polls it.
+#[derive(Default)]
+pub struct AuthContext {
+    refused: Mutex<Option<String>>,
+}
+
+impl AuthContext {
+    /// The last refusal seen.
+    fn refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note(&self, message: &str) {
+        let lower = message.to_ascii_lowercase();
+        if !(lower.contains("sasl authentication error") || lower.contains("authentication failed"))
+        {
+            return;
+        }
+        // From "...: SASL authentication error: Authentication failed ...
+        // (after 12ms in state AUTH_REQ)": the part a person can act on.
+        let text = message
+            .find("SASL authentication error")
+            .map_or(message, |at| &message[at..]);
+        let text = text.split(" (after ").next().unwrap_or(text).to_owned();
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        *refused = Some(text);
+    }
+}
+
+impl ClientContext for AuthContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.note(message);
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "{fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            if reason.to_ascii_lowercase().contains("authentication") {
+                self.note(reason);
+            } else {
+                self.note(&format!("SASL authentication error: {reason}"));
+            }
+        }
+        tracing::error!(target: "librdkafka", "{error}: {reason}");
+    }
+}
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,23 +119,65 @@ impl Clients {
         if let Some(admin) = cache.get(&key) {
             return Ok(admin.clone());
         }
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &spec.bootstrap_servers)
-            .set("allow.auto.create.topics", "false")
-            .set("socket.connection.setup.timeout.ms", "5000");
-        if let Some((c, r)) = auth {
-            config
-                .set("security.protocol", r.security_protocol.as_str())
-                .set("sasl.mechanism", r.mechanism.as_str())
-                .set("sasl.username", &c.username)
-                .set("sasl.password", &c.password);
-        }
+        let config = client_config(spec, auth);
         let admin: Admin = config.create().map_err(|e| unavailable(spec, e))?;
         let admin = Arc::new(admin);
         cache.insert(key, admin.clone());
         Ok(admin)
     }
+}
+
+fn client_config(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &spec.bootstrap_servers)
+        .set("allow.auto.create.topics", "false")
+        .set("socket.connection.setup.timeout.ms", "5000")
+        // librdkafka's log level follows the `log` crate's, which nothing
+        // raises here: without this the refused login is not logged at all.
+        .set_log_level(RDKafkaLogLevel::Warning);
+    if let Some((c, r)) = auth {
+        config
+            .set("security.protocol", r.security_protocol.as_str())
+            .set("sasl.mechanism", r.mechanism.as_str())
+            .set("sasl.username", &c.username)
+            .set("sasl.password", &c.password);
+    }
+    config
+}
+
+impl ProducerContext for AuthContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// How long [`probe_refusal`] waits for the broker to answer the login.
+const PROBE: Duration = Duration::from_secs(4);
+
+/// Whether the broker refuses `auth`: librdkafka's words for it, from a
+/// short-lived producer that logs in with the same settings.
+async fn probe_refusal(spec: &KafkaSpec, auth: &KafkaAuth) -> Option<String> {
+    let config = client_config(spec, Some(auth));
+    tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer<AuthContext> =
+            config.create_with_context(AuthContext::default()).ok()?;
+        // Asking for metadata makes it connect and log in.
+        let _ = producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(1));
+        let deadline = std::time::Instant::now() + PROBE;
+        while std::time::Instant::now() < deadline {
+            producer.poll(Duration::from_millis(100));
+            if let Some(refusal) = producer.context().refusal() {
+                return Some(refusal);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 fn unavailable(spec: &KafkaSpec, e: impl std::fmt::Display) -> Error {
@@ -283,8 +391,25 @@ pub async fn reconcile_topic(
     auth: Option<&KafkaAuth>,
 ) -> PartOutcome<TopicStatus> {
     let spec = &p.sp.spec;
-    match reconcile_inner(ctx, p, spec, auth).await {
+    let result = reconcile_inner(ctx, p, spec, auth).await;
+    // Only a failed request with credentials can be a refused login.
+    let refusal = match (&result, auth) {
+        (Err(Error::Kafka { .. }), Some(auth)) => probe_refusal(&spec.kafka, auth).await,
+        _ => None,
+    };
+    match result {
         Ok(outcome) => outcome,
+        Err(Error::Kafka { bootstrap, message }) if refusal.is_some() => PartOutcome::failed(
+            Error::KafkaAuth {
+                bootstrap,
+                secret: spec.kafka.credentials_secret_ref.as_ref().map_or_else(
+                    || "(none)".to_owned(),
+                    |r| format!("{}/{}", p.namespace, r.name),
+                ),
+                message: format!("{} ({message})", refusal.unwrap_or_default()),
+            },
+            &format!("topic {}", spec.kafka.topic.name),
+        ),
         Err(e) => PartOutcome::failed(e, &format!("topic {}", spec.kafka.topic.name)),
     }
 }
@@ -379,4 +504,25 @@ pub async fn delete_topics(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::AuthContext;
+
+    #[test]
+    fn a_refused_login_in_librdkafka_log_is_noticed() {
+        let ctx = AuthContext::default();
+        ctx.note("sasl_plaintext://127.0.0.1:19094/bootstrap: Connection refused");
+        assert_eq!(ctx.refusal(), None);
+        ctx.note(
+            "sasl_plaintext://127.0.0.1:19094/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 3ms in state AUTH_REQ)",
+        );
+        assert_eq!(
+            ctx.refusal().as_deref(),
+            Some(
+                "SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
+            )
+        );
+    }
 }

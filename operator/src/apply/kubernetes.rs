@@ -45,13 +45,34 @@ where
         + DeserializeOwned
         + Debug,
 {
+    let namespace = desired
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = api.get_opt(&desired.name_any()).await?;
+    ensure_from(ctx, desired, existing, in_sync).await
+}
+
+/// [`ensure`], with the live object (or its absence) already read.
+pub async fn ensure_from<K>(
+    ctx: &Context,
+    desired: K,
+    existing: Option<K>,
+    in_sync: impl Fn(&K) -> bool,
+) -> Result<(K, Change)>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
     let desired = with_desired_hash(desired)?;
     let name = desired.name_any();
     let namespace = desired
         .namespace()
         .ok_or(Error::MissingMetadata("metadata.namespace"))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = api.get_opt(&name).await?;
     if let Some(live) = &existing
         && desired_hash(live) == desired_hash(&desired)
         && live.meta().deletion_timestamp.is_none()
@@ -105,28 +126,32 @@ async fn reconcile_runner_inner(
             changed.push(format!("{verb} {kind} {name}"));
         }
     };
-    let (_, c) = ensure(ctx, config_map::config_map(p)?, |_| true).await?;
-    note("ConfigMap", p.config_map_name(), c);
-    let (_, c) = ensure(ctx, rbac::service_account(p), |_| true).await?;
-    note("ServiceAccount", p.runner_name(), c);
-    let (_, c) = ensure(ctx, rbac::role(p), |_| true).await?;
-    note("Role", p.runner_name(), c);
-    let (_, c) = ensure(ctx, rbac::role_binding(p), |_| true).await?;
-    note("RoleBinding", p.runner_name(), c);
-    let (_, c) = ensure(ctx, service::service(p), |_| true).await?;
-    note("Service", p.service_name(), c);
+    // Independent objects: their round trips overlap. The Deployments,
+    // which name the ConfigMap and the ServiceAccount, come after.
+    let (cm, sa, role, binding, svc) = futures::try_join!(
+        ensure(ctx, config_map::config_map(p)?, |_| true),
+        ensure(ctx, rbac::service_account(p), |_| true),
+        ensure(ctx, rbac::role(p), |_| true),
+        ensure(ctx, rbac::role_binding(p), |_| true),
+        ensure(ctx, service::service(p), |_| true),
+    )?;
+    note("ConfigMap", p.config_map_name(), cm.1);
+    note("ServiceAccount", p.runner_name(), sa.1);
+    note("Role", p.runner_name(), role.1);
+    note("RoleBinding", p.runner_name(), binding.1);
+    note("Service", p.service_name(), svc.1);
 
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &p.namespace);
     let mut live = Vec::new();
     for role in Role::ALL {
         let name = p.deployment_name(role);
-        let exists = deployments.get_opt(&name).await?.is_some();
-        if !dependencies_ready && !exists {
+        let existing = deployments.get_opt(&name).await?;
+        if !dependencies_ready && existing.is_none() {
             continue;
         }
         let desired = deployment::deployment(p, role, &ctx.config.runner);
         let want = deployment::replicas(&p.sp.spec, role);
-        let (applied, c) = ensure(ctx, desired, |d: &Deployment| {
+        let (applied, c) = ensure_from(ctx, desired, existing, |d: &Deployment| {
             d.spec.as_ref().and_then(|s| s.replicas) == Some(want)
         })
         .await?;

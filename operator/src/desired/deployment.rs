@@ -246,6 +246,11 @@ pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> De
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(p.runner_name()),
+                    // Only a pulling ingest uses the API (its Lease); every
+                    // other runner Pod gets no token to lose.
+                    automount_service_account_token: Some(
+                        role == Role::Ingest && spec.sources.iter().any(|s| s.http_pull.is_some()),
+                    ),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(RUNNER_UID),
@@ -289,6 +294,33 @@ mod tests {
             .as_ref()
             .expect("pod")
             .containers[0]
+    }
+
+    #[test]
+    fn only_a_pulling_ingest_gets_a_service_account_token() {
+        let automount = |sp: &millrace_api::StreamPipeline, role| {
+            let p = Pipeline::new(sp).expect("pipeline");
+            deployment(&p, role, &RunnerDefaults::default())
+                .spec
+                .and_then(|s| s.template.spec)
+                .and_then(|p| p.automount_service_account_token)
+        };
+        let mut sp = fixtures::seed();
+        assert_eq!(automount(&sp, Role::Sink), Some(false));
+        assert_eq!(
+            automount(&sp, Role::Ingest),
+            Some(false),
+            "generator and push"
+        );
+        sp.spec.sources.push(
+            serde_json::from_value(serde_json::json!({
+                "name": "api",
+                "httpPull": {"url": "https://example.org/api", "schedule": "*/5 * * * *"},
+            }))
+            .expect("source"),
+        );
+        assert_eq!(automount(&sp, Role::Ingest), Some(true));
+        assert_eq!(automount(&sp, Role::Sink), Some(false));
     }
 
     #[test]
