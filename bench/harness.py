@@ -25,6 +25,9 @@ import math
 import os
 import platform
 import shlex
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -99,6 +102,30 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
+class LoadSampler(threading.Thread):
+    """/proc/loadavg every 10 s through the run: the machine is shared, so
+    the report says how busy it was while the figures were taken."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples = []
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            except (OSError, ValueError):
+                pass
+            self.stop.wait(10)
+
+    def summary(self):
+        if not self.samples:
+            return {}
+        return {"min": min(self.samples), "median": statistics.median(self.samples),
+                "max": max(self.samples), "n": len(self.samples)}
+
+
 class Ctx:
     def __init__(self):
         self.records = int(os.environ.get("BENCH_RECORDS", "200000"))
@@ -109,6 +136,7 @@ class Ctx:
         self.keyspace = f"millrace_bench_{self.run_id}"
         self.commands = {}  # measurement -> the first command line it ran
         self.groups = []  # consumer groups measurements left in Kafka
+        self.topics = []  # topics measurements created beside the pre-filled one
         self.log = WORK / "logs" / self.run_id
         self.log.mkdir(parents=True, exist_ok=True)
 
@@ -237,112 +265,308 @@ def m_seed_spark(ctx, rep):
     return _checked(ctx, r, table)
 
 
-def _runner_pipeline_file(ctx, table, path):
-    """examples/randomuser.yaml, pointed at the run's topic and a fresh
-    table. Edited as text (the harness has no YAML library); each line
-    replaced must exist exactly once, so a changed example fails loudly."""
+RUNNER = Path(os.environ.get("BENCH_RUNNER") or TARGET / "millrace-runner")
+# The runner as it was before the performance work (a pinned revision,
+# built by bench/run into the bench cache), measured beside the current one.
+RUNNER_BEFORE = os.environ.get("BENCH_RUNNER_BEFORE", "")
+RUNNER_BEFORE_REV = os.environ.get("BENCH_RUNNER_BEFORE_REV", "")
+PUSH_BATCH = int(os.environ.get("BENCH_PUSH_BATCH", "500"))
+PUSH_CONCURRENCY = int(os.environ.get("BENCH_PUSH_CONCURRENCY", "4"))
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))
+LATENCY_LEVELS = (0.2, 0.5, 0.8)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pipeline_file(ctx, name, topic, table, sources, path):
+    """examples/randomuser.yaml, pointed at `topic` and `table`, with its
+    sources replaced by `sources` (YAML text of the list items, or "").
+    Edited as text (the harness has no YAML library); each line replaced
+    must exist exactly once, so a changed example fails loudly."""
     text = (REPO / "examples/randomuser.yaml").read_text()
     for old, new in [
-        ("  name: randomuser\n", f"  name: bench-{ctx.run_id}-{table.replace('_', '-')}\n"),
-        ("      name: users_created\n", f"      name: {ctx.topic}\n"),
+        ("  name: randomuser\n", f"  name: bench-{ctx.run_id}-{name.replace('_', '-')}\n"),
+        ("      name: users_created\n", f"      name: {topic}\n"),
         ("      name: spark_streams\n", f"      name: {ctx.keyspace}\n"),
         ("      name: created_users\n", f"      name: {table}\n"),
     ]:
         if text.count(old) != 1:
             raise RuntimeError(f"examples/randomuser.yaml: expected one {old.strip()!r}")
         text = text.replace(old, new)
+    cut = text.find("  sources:\n")
+    if cut < 0:
+        raise RuntimeError("examples/randomuser.yaml: no sources section")
+    text = text[:cut] + ("  sources:\n" + sources if sources else "")
     path.write_text(text)
+    return f"millrace.default.bench-{ctx.run_id}-{name.replace('_', '-')}"
 
 
-def _rows_written(url):
-    """The runner's rows_written counter from its /metrics, or None."""
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            for line in r.read().decode().splitlines():
-                name, _, value = line.partition(" ")
-                if name.split("{")[0] in ("rows_written_total", "millrace_rows_written_total",
-                                          "rows_written", "millrace_rows_written"):
-                    return int(float(value))
-    except (OSError, ValueError):
-        return None
-    return None
+PUSH_SOURCE = "    - name: events\n      httpPush: {path: /v1/records, maxBodyBytes: 16777216}\n"
 
 
-def m_runner_sink(ctx, rep):
-    """The runner's sink (`millrace-runner sink`) on the pre-filled topic,
-    writing a fresh table, until its rows_written metric reaches N. Timed
-    from the first row written to the N-th (the metric polled every 50 ms),
-    like the ceilings: connecting and the group join are excluded (their
-    cost is the wall column). Opt-in while the runner is being written:
-    BENCH_RUNNER=<path of a release millrace-runner>."""
-    binary = os.environ.get("BENCH_RUNNER")
-    if not binary:
-        return pending("runner sink: not yet measured")
-    table = f"runner_sink_{rep}"
-    ctx.bench_tool("create-table", ctx.keyspace, table)
-    # The runner's consumer group (millrace.<namespace>.<name>), deleted at cleanup.
-    ctx.groups.append(f"millrace.default.bench-{ctx.run_id}-{table.replace('_', '-')}")
-    pipeline = ctx.log / f"{table}.yaml"
-    _runner_pipeline_file(ctx, table, pipeline)
-    port = 18900 + rep
-    metrics = f"http://127.0.0.1:{port}/metrics"
-    argv = [binary, "sink", "--pipeline", str(pipeline), "--listen", f"127.0.0.1:{port}",
-            "--log-format", "json"]
-    ctx.commands.setdefault("runner-sink", ({}, argv))
-    errlog = ctx.log / "runner-sink.stderr"
-    started = time.time()
-    with open(errlog, "ab") as err:
-        proc = subprocess.Popen(argv, stdout=err, stderr=err)
-        sampler = RssSampler(proc.pid)
-        sampler.start()
-        first = last = None
+class Runner:
+    """One millrace-runner process of a measurement: started, read through
+    its /metrics and /readyz, its RSS sampled, stopped with SIGTERM (so its
+    drain and final commit run) and reaped with wait4 for its exact peak."""
+
+    def __init__(self, ctx, label, binary, role, pipeline):
+        self.port = _free_port()
+        self.argv = [str(binary), role, "--pipeline", str(pipeline),
+                     "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"]
+        ctx.commands.setdefault(label, ({}, self.argv))
+        self.errlog = ctx.log / f"{label}.stderr"
+        self.usage = None
+
+    def __enter__(self):
+        self.err = open(self.errlog, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=self.err, stderr=self.err)
+        self.sampler = RssSampler(self.proc.pid)
+        self.sampler.start()
+        self.started = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def check(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.argv[1]} exited {self.proc.returncode}; see {self.errlog}")
+
+    def metric(self, name, labels=""):
+        """The sum of a metric's samples whose labels contain `labels`, or
+        None when /metrics does not answer."""
         try:
-            deadline = started + 1800
-            while time.time() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"runner sink exited {proc.returncode}; see {errlog}")
-                n = _rows_written(metrics)
-                now = time.time()
-                if n and first is None:
-                    first = (now, n)
-                if n is not None and n >= ctx.records:
-                    last = (now, n)
-                    break
-                time.sleep(0.05)
-            else:
-                raise RuntimeError(f"runner sink: rows_written below {ctx.records} after 30 min")
-        finally:
-            proc.terminate()
+            with urllib.request.urlopen(self.url("/metrics"), timeout=1) as r:
+                text = r.read().decode()
+        except (OSError, ValueError):
+            return None
+        total = 0.0
+        for line in text.splitlines():
+            key, _, value = line.rpartition(" ")
+            if key.split("{")[0] == name and labels in key:
+                total += float(value)
+        return total
+
+    def wait_ready(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.check()
             try:
-                _, _, usage = os.wait4(proc.pid, 0)
-            except ChildProcessError:
-                usage = None
-            sampler.stop.set()
-            sampler.join()
-    # Rows counted from the first poll that saw any: those before it are
-    # not in the timed interval.
-    records = last[1] - first[1]
-    seconds = last[0] - first[0]
-    maxrss = usage.ru_maxrss if usage else 0
+                with urllib.request.urlopen(self.url("/readyz"), timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.argv[1]} not ready after {timeout} s; see {self.errlog}")
+
+    def wait_metric(self, name, target, labels="", timeout=1800):
+        """Polls a counter every 50 ms until it reaches `target`; returns
+        (time, value) of the first poll that saw it above zero and of the
+        one that saw it reach the target."""
+        first = None
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.check()
+            n = self.metric(name, labels)
+            now = time.time()
+            if n and first is None:
+                first = (now, n)
+            if n is not None and n >= target:
+                return first, (now, n)
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} below {target} after {timeout} s; see {self.errlog}")
+
+    def stop(self):
+        if self.usage is not None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        killer = threading.Timer(40, self.proc.kill)
+        killer.start()
+        try:
+            _, _, self.usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:
+            self.usage = False
+        finally:
+            killer.cancel()
+            self.sampler.stop.set()
+            self.sampler.join()
+            self.err.close()
+
+    def figures(self):
+        maxrss = self.usage.ru_maxrss if self.usage else 0
+        return {
+            "peak_rss_mib": max(self.sampler.peak_tree_kb, maxrss) / 1024,
+            "maxrss_main_mib": maxrss / 1024,
+            "peak_tree_sampled_mib": self.sampler.peak_tree_kb / 1024,
+            "peak_process_hwm_mib": self.sampler.peak_process_kb / 1024,
+            "cpu_seconds": (self.usage.ru_utime + self.usage.ru_stime) if self.usage else None,
+        }
+
+
+def _sink(ctx, rep, name, binary, perf=None):
+    """A runner sink on the pre-filled topic, writing a fresh table, until
+    its rows_written metric reaches N. Timed from the first row written to
+    the N-th (the metric polled every 50 ms), like the ceilings: connecting
+    and the group join are excluded (their cost is in the wall column)."""
+    table = f"{name.replace('-', '_')}_{rep}"
+    ctx.bench_tool("create-table", ctx.keyspace, table)
+    pipeline = ctx.log / f"{table}.yaml"
+    ctx.groups.append(_pipeline_file(ctx, table, ctx.topic, table, "", pipeline))
+    with Runner(ctx, name, binary, "sink", pipeline) as r:
+        if perf:
+            perf(r.proc.pid)
+        first, last = r.wait_metric("millrace_rows_written_total", ctx.records)
+        r.stop()
+    records, seconds = last[1] - first[1], last[0] - first[0]
     result = {
-        "measurement": "runner-sink", "records": records, "seconds": seconds,
+        "measurement": name, "records": records, "seconds": seconds,
         "rate": records / seconds if seconds > 0 else 0.0,
         "note": "rows_written metric, first row to the N-th, polled every 50 ms",
         "extra": {"rows_before_timing": first[1]},
-        "wall_seconds": last[0] - started,
-        "peak_rss_mib": max(sampler.peak_tree_kb, maxrss) / 1024,
-        "maxrss_main_mib": maxrss / 1024,
-        "peak_tree_sampled_mib": sampler.peak_tree_kb / 1024,
-        "peak_process_hwm_mib": sampler.peak_process_kb / 1024,
-        "cpu_seconds": (usage.ru_utime + usage.ru_stime) if usage else None,
+        "wall_seconds": last[0] - r.started, **r.figures(),
     }
     return _checked(ctx, result, table)
 
 
-def m_runner_ingest(ctx, rep):
-    # To do: the push endpoint and the generator into a fresh topic,
-    # records/s, beside kafka-produce-ceiling.
-    return pending("runner ingest (push endpoint, generator): not yet measured")
+def m_runner_sink(ctx, rep):
+    """The runner's sink, `millrace-runner sink`, as built from this tree."""
+    return _sink(ctx, rep, "runner-sink", RUNNER)
+
+
+def m_runner_sink_before(ctx, rep):
+    """The same with the runner before the performance work (bench/run
+    builds it once from the pinned revision)."""
+    if not RUNNER_BEFORE or not Path(RUNNER_BEFORE).exists():
+        return pending("runner before the performance work: not built (BENCH_RUNNER_BEFORE)")
+    return _sink(ctx, rep, "runner-sink-before", RUNNER_BEFORE)
+
+
+def _topic(ctx, suffix):
+    topic = f"{ctx.topic}_{suffix}"
+    ctx.bench_tool("create-topic", topic, "--partitions", str(ctx.partitions))
+    ctx.topics.append(topic)
+    return topic
+
+
+def m_runner_ingest_push(ctx, rep):
+    """`millrace-runner ingest` with one httpPush source into a fresh topic,
+    loaded by bench/src/bin/push-load.rs (NDJSON batches, several
+    connections). The rate is the client's: first request to last 202,
+    each 202 meaning Kafka acknowledged every record of the request. RSS is
+    the runner's."""
+    topic = _topic(ctx, f"push_{rep}")
+    pipeline = ctx.log / f"push_{rep}.yaml"
+    _pipeline_file(ctx, f"push_{rep}", topic, "unused", PUSH_SOURCE, pipeline)
+    with Runner(ctx, "runner-ingest", RUNNER, "ingest", pipeline) as r:
+        r.wait_ready()
+        load = ctx.run("push-load", [
+            ctx.tool("push-load"), "--url", r.url("/v1/records"), "--records", str(ctx.records),
+            "--batch", str(PUSH_BATCH), "--concurrency", str(PUSH_CONCURRENCY),
+            "--seed", str(200 + rep)])
+        ingested = r.metric("millrace_records_ingested_total", 'source="events"')
+        r.stop()
+    if ingested != ctx.records:
+        raise RuntimeError(f"push: the runner counted {ingested} records ingested, expected {ctx.records}")
+    client = {f"client_{k}": load[k] for k in ("peak_rss_mib", "cpu_seconds")}
+    return {**load, **r.figures(), "extra": {**load.get("extra", {}), **client}}
+
+
+def m_runner_ingest_generator(ctx, rep):
+    """`millrace-runner ingest` with one generator source at its highest
+    rate (1,000,000 records/s, limit N) into a fresh topic; timed by the
+    records_ingested metric (acknowledged by Kafka) from the first poll
+    that saw any to N."""
+    topic = _topic(ctx, f"gen_{rep}")
+    pipeline = ctx.log / f"gen_{rep}.yaml"
+    source = ("    - name: synthetic\n      generator: {profile: randomuser, "
+              f"recordsPerSecond: 1000000, limit: {ctx.records}}}\n")
+    _pipeline_file(ctx, f"gen_{rep}", topic, "unused", source, pipeline)
+    with Runner(ctx, "runner-generator", RUNNER, "ingest", pipeline) as r:
+        first, last = r.wait_metric("millrace_records_ingested_total", ctx.records,
+                                    'source="synthetic"')
+        r.stop()
+    records, seconds = last[1] - first[1], last[0] - first[0]
+    if records <= 0:
+        # Done before a second poll (a small N): count from the start.
+        records, seconds = last[1], last[0] - r.started
+    return {"measurement": "runner-ingest-generator", "records": records, "seconds": seconds,
+            "rate": records / seconds if seconds > 0 else 0.0,
+            "note": "records_ingested metric, first poll above 0 to N, polled every 50 ms",
+            "wall_seconds": last[0] - r.started, **r.figures()}
+
+
+def m_runner_e2e(ctx, rep):
+    """Push -> row, both roles running: an ingest runner (push source) and
+    a sink runner on one fresh topic and table.
+
+    1. Throughput: push-load sends N records flat out; timed from its first
+       request to the sink's rows_written reaching N.
+    2. Latency at 20/50/80% of that rate, BENCH_LATENCY_SECONDS each:
+       bench/src/bin/e2e-latency.rs sends one request every 20 ms and reads
+       the first record of each back from Cassandra every 2 ms; latency is
+       202 received -> row readable. Each level starts once the sink has
+       caught up with the previous one."""
+    topic = _topic(ctx, f"e2e_{rep}")
+    table = f"e2e_{rep}"
+    ctx.bench_tool("create-table", ctx.keyspace, table)
+    pipeline = ctx.log / f"e2e_{rep}.yaml"
+    ctx.groups.append(_pipeline_file(ctx, f"e2e_{rep}", topic, table, PUSH_SOURCE, pipeline))
+    with Runner(ctx, "e2e-ingest", RUNNER, "ingest", pipeline) as ingest, \
+            Runner(ctx, "e2e-sink", RUNNER, "sink", pipeline) as sink:
+        ingest.wait_ready()
+        sink.wait_ready()
+        box = {}
+
+        def push():
+            try:
+                box["load"] = ctx.run("e2e-push-load", [
+                    ctx.tool("push-load"), "--url", ingest.url("/v1/records"),
+                    "--records", str(ctx.records), "--batch", str(PUSH_BATCH),
+                    "--concurrency", str(PUSH_CONCURRENCY), "--seed", str(300 + rep)])
+            except Exception as e:  # reported below, from the main thread
+                box["error"] = e
+
+        pusher = threading.Thread(target=push)
+        pusher.start()
+        _, last = sink.wait_metric("millrace_rows_written_total", ctx.records)
+        pusher.join()
+        if "error" in box:
+            raise box["error"]
+        started = box["load"]["extra"]["started_unix"]
+        seconds = last[0] - started
+        rate = ctx.records / seconds
+        expected = ctx.records
+        latency = {}
+        for level in LATENCY_LEVELS:
+            r = ctx.run(f"e2e-latency-{int(level * 100)}", [
+                ctx.tool("e2e-latency"), "--url", ingest.url("/v1/records"),
+                "--keyspace", ctx.keyspace, "--table", table, "--rate", f"{level * rate:.0f}",
+                "--seconds", str(LATENCY_SECONDS), "--seed", str(1000 * rep + int(level * 100))])
+            expected += r["records"]
+            sink.wait_metric("millrace_rows_written_total", expected, timeout=120)
+            latency[str(int(level * 100))] = {"rate": r["rate"], **r["extra"]}
+        ingest.stop()
+        sink.stop()
+    result = {"measurement": "runner-e2e", "records": ctx.records, "seconds": seconds,
+              "rate": rate, "wall_seconds": last[0] - ingest.started,
+              "note": "push-load's first request to the sink's N-th row",
+              "extra": {"latency": latency,
+                        "ingest": ingest.figures(), "sink": sink.figures()},
+              "peak_rss_mib": max(ingest.figures()["peak_rss_mib"], sink.figures()["peak_rss_mib"])}
+    rows = int(ctx.bench_tool("count", ctx.keyspace, table))
+    result["rows_in_table"] = rows
+    if rows != expected:
+        raise RuntimeError(f"{table}: {rows} rows, expected {expected}")
+    return result
 
 
 # name -> (function, label, what it is)
@@ -357,9 +581,89 @@ MEASUREMENTS = {
                     "plain scylla-driver loop, prepared INSERT, 256 in flight, LOCAL_QUORUM; rows pre-mapped"),
     "seed-spark": (m_seed_spark, "Seed's Spark job",
                    "pyspark 3.5.3 local[2], Kafka source + spark-cassandra-connector, availableNow"),
-    "runner-sink": (m_runner_sink, "Runner sink", "millrace runner, Kafka -> Cassandra"),
-    "runner-ingest": (m_runner_ingest, "Runner ingest", "millrace runner, push/generator -> Kafka"),
+    "runner-sink-before": (m_runner_sink_before, "Runner sink, before",
+                           "`millrace-runner sink` before the performance work (pinned revision), Kafka -> Cassandra"),
+    "runner-sink": (m_runner_sink, "Runner sink",
+                    "`millrace-runner sink` of this tree, Kafka -> Cassandra, maxInFlight 256"),
+    "runner-ingest-push": (m_runner_ingest_push, "Runner ingest: push",
+                           "`millrace-runner ingest`, httpPush: NDJSON POSTs -> Kafka (202 = acks=all)"),
+    "runner-ingest-generator": (m_runner_ingest_generator, "Runner ingest: generator",
+                                "`millrace-runner ingest`, generator source at 1,000,000/s -> Kafka"),
+    "runner-e2e": (m_runner_e2e, "Push -> row (end to end)",
+                   "ingest + sink runners together: first POST to the N-th row in Cassandra"),
 }
+
+
+# Profile of the sink at full rate: one extra, untimed run of the sink under
+# `perf record`, folded with inferno into bench/sink-flamegraph.svg.
+PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
+INFERNO = Path.home() / ".cargo/bin"
+
+
+def profile_sink(ctx):
+    perf = shutil.which("perf")
+    collapse, flame = INFERNO / "inferno-collapse-perf", INFERNO / "inferno-flamegraph"
+    if not perf or not collapse.exists() or not flame.exists():
+        return {"pending": "perf or inferno is missing (bench/run installs inferno; perf: apt-get install linux-perf)"}
+    data = ctx.log / "sink.perf.data"
+    box = {}
+
+    def attach(pid):
+        # Sampling starts at once: the connect and group join are a small
+        # part of the samples, the full-rate write loop the rest.
+        box["perf"] = subprocess.Popen(
+            [perf, "record", "-F", "499", "--call-graph", "dwarf,16384", "-g",
+             "-o", str(data), "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=open(ctx.log / "perf.stderr", "ab"))
+
+    r = _sink(ctx, "profile", "runner-sink-profiled", RUNNER, perf=attach)
+    p = box.get("perf")
+    if p:
+        p.wait(timeout=120)
+    script = subprocess.run([perf, "script", "-i", str(data)], capture_output=True, check=True)
+    folded = subprocess.run([str(collapse)], input=script.stdout, capture_output=True,
+                            check=True).stdout
+    (ctx.log / "sink.folded").write_bytes(folded)
+    svg = subprocess.run([str(flame), "--title", "millrace-runner sink at full rate",
+                          "--width", "1400"], input=folded, capture_output=True, check=True).stdout
+    (BENCH / "sink-flamegraph.svg").write_bytes(svg)
+    return {"rate": r["rate"], "categories": fold_categories(folded.decode(errors="replace"))}
+
+
+# What a sample is spent on, by the innermost frame that names it. Checked
+# in order: the first pattern found in a stack wins.
+CATEGORIES = [
+    ("JSON parse (serde_json)", ("serde_json::de", "serde_json::read", "serde::de::")),
+    ("record -> row mapping (millrace_api)", ("millrace_api::",)),
+    ("CQL driver: serialise, send, receive (scylla)", ("scylla::", "scylla_cql::")),
+    ("Kafka consumer (librdkafka)", ("rd_kafka", "rdkafka::")),
+    ("tracking offsets, spawning, metrics (runner)", ("millrace_runner::",)),
+    ("async runtime (tokio)", ("tokio::",)),
+    ("allocator", ("malloc", "free", "realloc", "cfree")),
+    ("kernel (syscalls, network)", ("[k]", "entry_SYSCALL", "do_syscall")),
+]
+
+
+def fold_categories(folded):
+    """Share of samples per category: a sample counts for the first
+    category whose pattern appears in its stack, read from the leaf up."""
+    totals, total = {}, 0
+    for line in folded.splitlines():
+        stack, _, n = line.rpartition(" ")
+        try:
+            n = int(n)
+        except ValueError:
+            continue
+        total += n
+        frames = stack.split(";")[::-1]
+        label = "other"
+        for frame in frames:
+            hit = next((c for c, pats in CATEGORIES if any(p in frame for p in pats)), None)
+            if hit:
+                label = hit
+                break
+        totals[label] = totals.get(label, 0) + n
+    return {k: v / total for k, v in sorted(totals.items(), key=lambda kv: -kv[1])} if total else {}
 
 
 # -------------------------------------------------------------- report ---
@@ -466,101 +770,305 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "n/a"
 
 
-def write_report(ctx, info, results, summary, errors, started, finished):
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _spread(values, fmt="{:,.0f}"):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+# 50 MB, the memory goal of a runner, in MiB.
+RUNNER_RSS_GOAL_MIB = 50e6 / 2**20
+
+
+def write_report(ctx, info, results, summary, errors, started, finished, profile=None):
     s = lambda k: summary.get(k) or {}  # noqa: E731
+    ok = lambda k: [r for r in results.get(k) or [] if "pending" not in r]  # noqa: E731
+    home = str(Path.home())
     md = []
     md.append("# millrace benchmarks\n")
     md.append(
         "Written by `make bench` (bench/run -> bench/harness.py); do not edit by hand. "
         "Every measurement ran in the same run, interleaved repetition by repetition, "
         "on one pre-filled topic, against the test world's single-node Kafka and Cassandra "
-        "on the same machine. The machine is shared and noisy: compare the ratios, "
-        "not the absolute figures.\n"
+        "on the same 2-core machine. The machine is shared and noisy (other builds and test "
+        "suites ran at the same time; the load average is below): compare the ratios, "
+        "which are taken within this run, not the absolute figures.\n"
     )
     md.append("## Machine and run\n")
     md.append(f"- CPU: {info['cpu']}, nproc {info['nproc']}; memory {info['memory_gib']} GiB; "
               f"kernel {info['kernel']}")
-    md.append(f"- load average before the run: {' '.join(info['load_before'])}")
+    during = info.get("load_during") or {}
+    load = f"- load average (1 min) before the run: {' '.join(info['load_before'])}"
+    if during:
+        load += (f"; during it (every 10 s): median {during['median']:.2f}, "
+                 f"min {during['min']:.2f}, max {during['max']:.2f}")
+    if info.get("load_after"):
+        load += f"; after: {' '.join(info['load_after'])}"
+    md.append(load)
+    for note in info.get("notes", []):
+        md.append(f"- {note}")
     md.append(f"- run `{ctx.run_id}`, {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))}"
-              f"-{time.strftime('%H:%M UTC', time.gmtime(finished))}; "
+              f"-{time.strftime('%H:%M UTC', time.gmtime(finished))} "
+              f"({(finished - started) / 60:.1f} min); "
               f"{ctx.records:,} records, {ctx.partitions} partitions, {ctx.reps} repetitions")
     avg = (results.get("kafka-produce-ceiling") or [{}])[0].get("extra", {}).get("avg_record_bytes")
     if avg:
         md.append(f"- records: randomuser.me-shaped JSON, {avg} bytes on average "
                   "(seeded generator, bench/src/users.rs); 11 columns per row (examples/randomuser.yaml)")
+    before_rev = RUNNER_BEFORE_REV or ""
+    if before_rev:
+        md.append(f"- \"before\": the runner at revision `{before_rev[:12]}` (before the sink's "
+                  "performance work), built by bench/run into the bench cache and run beside "
+                  "this tree's runner in every repetition")
     md.append("")
+
+    cq, kc, km = s("cql-ceiling").get("median"), s("kafka-ceiling").get("median"), s("kafka-ceiling-map").get("median")
+    sp, rs, rb = s("seed-spark").get("median"), s("runner-sink").get("median"), s("runner-sink-before").get("median")
+    kp = s("kafka-produce-ceiling").get("median")
+    push, gen, e2e = (s("runner-ingest-push").get("median"), s("runner-ingest-generator").get("median"),
+                      s("runner-e2e").get("median"))
+    ceiling = min(x for x in (cq, kc) if x) if (cq or kc) else None
+    lat = {}
+    for r in ok("runner-e2e"):
+        for level, v in r["extra"]["latency"].items():
+            lat.setdefault(level, []).append(v)
+    roles = {
+        "sink at full rate (runner-sink)": [r["peak_rss_mib"] for r in ok("runner-sink")],
+        "ingest under push load (runner-ingest-push)": [r["peak_rss_mib"] for r in ok("runner-ingest-push")],
+        "ingest, generator at full rate": [r["peak_rss_mib"] for r in ok("runner-ingest-generator")],
+        "ingest, end to end (push load + latency runs)": [r["extra"]["ingest"]["peak_rss_mib"] for r in ok("runner-e2e")],
+        "sink, end to end": [r["extra"]["sink"]["peak_rss_mib"] for r in ok("runner-e2e")],
+    }
+    worst_rss = max((max(v) for v in roles.values() if v), default=None)
+
+    md.append("## Goals\n")
+    md.append("| goal | measured (median of this run) | met |")
+    md.append("|---|---|---|")
+
+    def goal(name, value, target, cmp):
+        if value is None:
+            md.append(f"| {name} | **not measured** | - |")
+        else:
+            md.append(f"| {name} | {value} | {'yes' if cmp else '**no**'} |")
+
+    goal("runner sink / min(CQL ceiling, Kafka consume ceiling) >= 0.90",
+         f"{rs / ceiling:.2f} ({rs:,.0f} / {ceiling:,.0f} records/s)" if rs and ceiling else None,
+         0.9, rs and ceiling and rs / ceiling >= 0.9)
+    goal("runner sink / seed Spark >= 5", f"{rs / sp:.1f}" if rs and sp else None, 5,
+         rs and sp and rs / sp >= 5)
+    rrss, srss = s("runner-sink").get("rss"), s("seed-spark").get("rss")
+    goal("runner sink peak RSS / Spark peak RSS <= 0.10",
+         f"{rrss / srss:.3f} ({rrss:.0f} / {srss:.0f} MiB)" if rrss and srss else None, 0.1,
+         rrss and srss and rrss / srss <= 0.1)
+    p99_20 = _median([v["accepted_to_row"]["p99_ms"] for v in lat.get("20", [])])
+    goal("end-to-end p99 < 50 ms at 20% of the max push->row rate",
+         f"{p99_20:.1f} ms" if p99_20 is not None else None, 50, p99_20 is not None and p99_20 < 50)
+    goal("every runner role's peak RSS <= 50 MB (47.7 MiB)",
+         f"{worst_rss:.1f} MiB (the highest of any role and repetition)" if worst_rss else None,
+         RUNNER_RSS_GOAL_MIB, worst_rss is not None and worst_rss <= RUNNER_RSS_GOAL_MIB)
+    md.append("")
+
     md.append("## Throughput\n")
     md.append("| measurement | median records/s | min-max | timed s (median) | wall s (median) | "
-              "peak RSS MiB (median, max) | what |")
-    md.append("|---|---:|---:|---:|---:|---:|---|")
+              "peak RSS MiB (median, max) | CPU s of the process (median) | what |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, (_, label, what) in MEASUREMENTS.items():
         if name in errors:
-            md.append(f"| {label} | **failed** | | | | | {errors[name]} |")
+            md.append(f"| {label} | **failed** | | | | | | {errors[name]} |")
         elif not summary.get(name):
             why = (results.get(name) or [{}])
             reason = next((r.get("pending") for r in why if r.get("pending")), "not run")
-            md.append(f"| {label} | **{reason}** | | | | | {what} |")
+            md.append(f"| {label} | **{reason}** | | | | | | {what} |")
         else:
             x = summary[name]
+            cpu = _median([r.get("cpu_seconds") for r in ok(name)])
             md.append(f"| {label} | {x['median']:,.0f} | {x['min']:,.0f}-{x['max']:,.0f} | "
-                      f"{x['seconds']:.2f} | {x['wall']:.1f} | {x['rss']:.0f}, {x['rss_max']:.0f} | {what} |")
+                      f"{x['seconds']:.2f} | {x['wall']:.1f} | {x['rss']:.0f}, {x['rss_max']:.0f} | "
+                      f"{f'{cpu:.1f}' if cpu is not None else ''} | {what} |")
     md.append("")
     md.append("![records/s](throughput.svg)\n")
     md.append(
         "Timed part: the ceilings time only their own work (records are generated, read or "
-        "mapped before the clock starts; see each binary's header). The Spark job's timed "
-        "part is Spark's own `triggerExecution` of the batches that carried rows (reading, "
-        "parsing and writing; not the JVM and session start, which the wall column includes). "
-        "Peak RSS is max(the process tree's summed VmRSS sampled every 100 ms, the main process's "
-        "exact `ru_maxrss`); for Spark the tree is the JVM and its python driver, with the "
-        "default 1 GiB driver heap. The ceilings' RSS is not a figure to compare: they hold "
-        "all N records (produce) or all N bound rows and their tasks (CQL) in memory by design, "
-        "so that only the I/O is timed.\n"
+        "mapped before the clock starts; see each binary's header). The runner sinks are timed "
+        "by their `millrace_rows_written_total` metric from the first poll that saw a row to "
+        "the N-th (polled every 50 ms; connecting and the group join are in the wall column), "
+        "and every table is checked to hold exactly N rows afterwards. The push figure is the "
+        "client's (bench/src/bin/push-load.rs: NDJSON bodies of "
+        f"{PUSH_BATCH} records built before timing, {PUSH_CONCURRENCY} keep-alive connections, "
+        "first request to last `202`, each `202` meaning Kafka acknowledged every record with "
+        "acks=all); its RSS and CPU columns are the runner's. The generator is timed by "
+        "`millrace_records_ingested_total` (acknowledged records). The Spark job's timed "
+        "part is Spark's own `triggerExecution` of the batches that carried rows (not the JVM "
+        "and SparkSession start, which the wall column includes). Peak RSS is max(the process tree's "
+        "summed VmRSS sampled every 100 ms, the main process's exact `ru_maxrss`); for Spark the "
+        "tree is the JVM and its python driver, with the default 1 GiB driver heap. The ceilings' "
+        "RSS is not a figure to compare: they hold all N records (produce) or all N bound rows "
+        "(CQL) in memory by design, so that only the I/O is timed.\n"
     )
+
     md.append("## Ratios (medians of this run)\n")
-    cq, kc, km = s("cql-ceiling").get("median"), s("kafka-ceiling").get("median"), s("kafka-ceiling-map").get("median")
-    sp, rs = s("seed-spark").get("median"), s("runner-sink").get("median")
-    ceiling = min(x for x in (cq, kc) if x) if (cq or kc) else None
     md.append(f"- sink ceiling min(CQL, Kafka consume) = {ceiling:,.0f} records/s" if ceiling else
               "- sink ceiling: n/a")
+    md.append(f"- **runner sink / sink ceiling: {ratio(rs, ceiling)}** (goal >= 0.90); "
+              f"per repetition: {', '.join(ratio(a['rate'], c['rate']) for a, c in zip(ok('runner-sink'), ok('cql-ceiling')))} "
+              "(each against the CQL ceiling of the same repetition)")
+    md.append(f"- **runner sink / seed Spark: {ratio(rs, sp)}** (goal >= 5)")
+    if rrss and srss:
+        md.append(f"- **runner sink peak RSS / seed Spark peak RSS: {rrss / srss:.3f}** (goal <= 0.10)")
+    md.append(f"- runner sink now / before the performance work: {ratio(rs, rb)}")
     md.append(f"- CQL ceiling / Kafka consume ceiling: {ratio(cq, kc)}")
-    md.append(f"- Kafka consume + map / Kafka consume: {ratio(km, kc)} (the cost of parsing and mapping)")
+    md.append(f"- Kafka consume + map / Kafka consume: {ratio(km, kc)} (the cost of parsing and mapping, "
+              "single-threaded)")
     md.append(f"- seed Spark / sink ceiling: {ratio(sp, ceiling)}")
     if sp and s("seed-spark").get("wall"):
         md.append(f"- seed Spark rate over its whole wall time (JVM start included): "
                   f"{ctx.records / s('seed-spark')['wall']:,.0f} records/s")
-    md.append(f"- runner sink / sink ceiling (goal >= 0.90): "
-              f"{ratio(rs, ceiling) if rs else '**runner sink: not yet measured**'}")
-    md.append(f"- runner sink / seed Spark (goal >= 5): "
-              f"{ratio(rs, sp) if rs else '**runner sink: not yet measured**'}")
-    if s("seed-spark").get("rss"):
-        md.append(f"- runner peak RSS / seed Spark peak RSS (goal <= 0.10): "
-                  + (ratio(s('runner-sink')['rss'], s('seed-spark')['rss']) if rs
-                     else "**runner sink: not yet measured**"))
+    md.append(f"- runner push endpoint / Kafka produce ceiling: {ratio(push, kp)}")
+    md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
+    md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
+              "load client share the 2 cores with Kafka and Cassandra)")
     md.append("")
-    md.append("## Not yet measured\n")
-    if not summary.get("runner-sink"):
-        md.append("- **runner sink: not yet measured** (`m_runner_sink` in bench/harness.py is ready "
-                  "and opt-in: `BENCH_RUNNER=<release millrace-runner> bench/run`)")
-    md.append("- runner ingest: push endpoint and generator into Kafka (placeholder `m_runner_ingest`)")
-    md.append("- end-to-end latency p50/p99/max at fixed rates; operator scale; operator RSS; "
-              "profiles of the sink at full rate (issue 8, items 3-5)")
+
+    md.append("## End-to-end latency: push accepted -> row readable\n")
+    if lat:
+        md.append(
+            "Method (bench/src/bin/e2e-latency.rs, run by `m_runner_e2e`): an ingest runner "
+            "(push source) and a sink runner on one fresh topic and table; first the "
+            "push->row maximum is measured (push-load sends N records flat out; first request "
+            "to the sink's N-th row, the \"Push -> row\" line above), then for "
+            f"{LATENCY_SECONDS:g} s (BENCH_LATENCY_SECONDS; see the notes above for a re-run) at "
+            "each of 20%, 50% and 80% of that repetition's maximum "
+            "one NDJSON request is sent every 20 ms with the records due; the first record of "
+            "each request is a probe whose id is read back with `SELECT id ... WHERE id = ?` "
+            "(consistency ONE) every 2 ms from the moment its request is answered `202` "
+            "(Kafka acknowledged it: the record is accepted) until the row is there. Latency "
+            "is 202 -> row first seen (so it includes up to 2 ms of polling); \"from send\" adds "
+            "the push request itself. Each level starts after the sink has caught up with the "
+            "previous one. Medians of the repetitions, with min-max.\n")
+        md.append("| level | target records/s | sent records/s | probes | p50 ms | p99 ms | max ms | "
+                  "p50 / p99 ms from send | push request p50 / p99 ms |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for level in sorted(lat, key=int):
+            v = lat[level]
+            acc = lambda k, v=v: [x["accepted_to_row"][k] for x in v]  # noqa: E731
+            snd = lambda k, v=v: [x["sent_to_row"][k] for x in v]  # noqa: E731
+            req = lambda k, v=v: [x["push_request"][k] for x in v]  # noqa: E731
+            md.append(
+                f"| {level}% | {_median([x['target_rate'] for x in v]):,.0f} | "
+                f"{_median([x['rate'] for x in v]):,.0f} | {_median([x['probes'] for x in v]):.0f} | "
+                f"{_spread(acc('p50_ms'), '{:.1f}')} | {_spread(acc('p99_ms'), '{:.1f}')} | "
+                f"{_spread(acc('max_ms'), '{:.1f}')} | {_median(snd('p50_ms')):.1f} / "
+                f"{_median(snd('p99_ms')):.1f} | {_median(req('p50_ms')):.1f} / {_median(req('p99_ms')):.1f} |")
+        md.append("")
+    else:
+        md.append("**not measured** in this run (`runner-e2e` did not run or failed).\n")
+
+    md.append("## Memory: peak RSS of each runner role\n")
+    md.append("Goal: <= 50 MB (47.7 MiB) per runner process. Peak RSS as above (the runner is one "
+              "process; `ru_maxrss` from wait4 after SIGTERM, so the drain is included).\n")
+    md.append("| role | peak RSS MiB, median (min-max) | goal met |")
+    md.append("|---|---:|---|")
+    for role, v in roles.items():
+        if v:
+            md.append(f"| {role} | {_spread(v, '{:.1f}')} | "
+                      f"{'yes' if max(v) <= RUNNER_RSS_GOAL_MIB else '**no**'} |")
+        else:
+            md.append(f"| {role} | **not measured** | - |")
     md.append("")
+
+    md.append("## Profile of the sink at full rate\n")
+    if profile and "pending" not in profile:
+        md.append(
+            "One extra run of this tree's sink over the same N records under "
+            "`perf record -F 499 --call-graph dwarf` (perf slows it: "
+            f"{profile['rate']:,.0f} records/s while profiled), folded with inferno: "
+            "[sink-flamegraph.svg](sink-flamegraph.svg). Share of the sink's CPU samples "
+            "(all its threads) by what the innermost recognisable frame belongs to:\n")
+        md.append("| spent in | share of samples |")
+        md.append("|---|---:|")
+        for cat, share in profile["categories"].items():
+            md.append(f"| {cat} | {share * 100:.1f}% |")
+        md.append("")
+    else:
+        md.append(f"**not measured** in this run: {(profile or {}).get('pending', 'BENCH_PROFILE=0')}. "
+                  "The last flamegraph is bench/sink-flamegraph.svg if present.\n")
+
+    analysis = BENCH / "ANALYSIS.md"
+    if analysis.exists():
+        md.append(analysis.read_text().rstrip() + "\n")
+    if rb and rs:
+        md.append("### Before and after, measured side by side in this run\n")
+        md.append("| | before | now | now / before |")
+        md.append("|---|---:|---:|---:|")
+        md.append(f"| sink records/s, median (min-max) | {_spread([r['rate'] for r in ok('runner-sink-before')])} | "
+                  f"{_spread([r['rate'] for r in ok('runner-sink')])} | {rs / rb:.2f} |")
+        if ceiling:
+            md.append(f"| / sink ceiling | {rb / ceiling:.2f} | {rs / ceiling:.2f} | |")
+        cb = _median([r.get("cpu_seconds") for r in ok("runner-sink-before")])
+        cn = _median([r.get("cpu_seconds") for r in ok("runner-sink")])
+        if cb and cn:
+            per = lambda c: c / ctx.records * 1e6  # noqa: E731
+            md.append(f"| sink CPU µs per row (whole process, connect included) | {per(cb):.1f} | "
+                      f"{per(cn):.1f} | {cn / cb:.2f} |")
+        md.append(f"| sink peak RSS MiB | {s('runner-sink-before').get('rss', 0):.1f} | "
+                  f"{s('runner-sink').get('rss', 0):.1f} | |")
+        md.append("")
+
+    md.append("## Operator\n")
+    op = BENCH / "results/operator-scale.json"
+    if op.exists():
+        try:
+            data = json.loads(op.read_text())
+            md.append("Measured separately by `bench/operator-scale`; the full write-up is "
+                      "[OPERATOR-SCALE.md](OPERATOR-SCALE.md). From bench/results/operator-scale.json:\n")
+            md.append("| series | pipelines | apply -> all Ready s | apply -> Ready p99 s | operator peak RSS MiB "
+                      "| steady RSS MiB | steady writes (k8s/Kafka/CQL) |")
+            md.append("|---|---:|---:|---:|---:|---:|---|")
+            for series, body in data.items():
+                for run in (body.get("runs") or []) if isinstance(body, dict) else []:
+                    a, st = run.get("apply") or {}, run.get("steady") or {}
+                    w = st.get("writes") or {}
+                    md.append(f"| {series} | {run.get('pipelines', '?')} | {a.get('all_ready_seconds', '?')} | "
+                              f"{(a.get('apply_to_ready_seconds') or {}).get('p99', '?')} | "
+                              f"{a.get('rss_peak_mib', '?')} | {st.get('rss_mib', '?')} | "
+                              f"{w.get('kubernetes', '?')}/{w.get('kafka', '?')}/{w.get('cassandra', '?')} |")
+        except (OSError, ValueError) as e:
+            md.append(f"bench/results/operator-scale.json is unreadable ({e}); see bench/OPERATOR-SCALE.md.")
+    else:
+        md.append("see bench/OPERATOR-SCALE.md")
+    md.append("")
+
+    missing = [f"- {MEASUREMENTS[n][1]}: {errors[n]}" for n in errors]
+    missing += [f"- {MEASUREMENTS[n][1]}: {next(r['pending'] for r in results[n] if 'pending' in r)}"
+                for n in results if not summary.get(n) and n not in errors and results[n]]
+    missing += [f"- {MEASUREMENTS[n][1]}: not run (BENCH_ONLY)" for n in MEASUREMENTS if n not in results]
+    if missing:
+        md.append("## Not measured in this run\n")
+        md.extend(missing)
+        md.append("")
+
     md.append("## Exact commands\n")
     md.append("```sh")
-    md.append("source ~/.cache/millrace/world/env")
-    md.append(f"BENCH_RECORDS={ctx.records} BENCH_REPS={ctx.reps} nice -n 10 bench/run   # or: make bench")
+    md.append("make bench   # = tests/env/status --check || tests/env/up; bench/run")
+    md.append(f"BENCH_RECORDS={ctx.records} BENCH_REPS={ctx.reps} bench/run   # this run's settings")
     md.append("# set-up (untimed):")
-    md.append((f"{ctx.tool('bench-tool')} create-topic {ctx.topic} --partitions {ctx.partitions}").replace(str(Path.home()), "~"))
-    md.append((f"{ctx.tool('kafka-produce-ceiling')} --topic {ctx.topic} --records {ctx.records} --seed 1").replace(str(Path.home()), "~"))
-    md.append((f"{ctx.tool('bench-tool')} create-table {ctx.keyspace} spark_<rep>").replace(str(Path.home()), "~"))
-    md.append("# measurements (repetition 0; the others differ in table names and seeds):")
+    md.append((f"{ctx.tool('bench-tool')} create-topic {ctx.topic} --partitions {ctx.partitions}").replace(home, "~"))
+    md.append((f"{ctx.tool('kafka-produce-ceiling')} --topic {ctx.topic} --records {ctx.records} --seed 1").replace(home, "~"))
+    md.append((f"{ctx.tool('bench-tool')} create-table {ctx.keyspace} <measurement>_<rep>").replace(home, "~"))
+    md.append("# measurements (repetition 0; the others differ in table and topic names and seeds;")
+    md.append("# the runner's pipeline files are examples/randomuser.yaml re-pointed, in the log dir):")
     for name, (env, argv) in ctx.commands.items():
         if name != "fill":
             md.append(readable(env, argv))
     md.append("```\n")
-    md.append(f"Raw results (all RSS figures per repetition; `cpu_seconds` of the measured process in runs after 20261125161403): `bench/results/last.json`. "
-              f"Logs: `{str(ctx.log).replace(str(Path.home()), '~')}`.\n")
+    md.append("Raw results (every repetition, all RSS figures, CPU seconds, latency percentiles): "
+              f"`bench/results/last.json`. Logs and pipeline files: `{str(ctx.log).replace(home, '~')}`.\n")
     (BENCH / "REPORT.md").write_text("\n".join(md) + "\n")
 
 
@@ -577,8 +1085,10 @@ def rerender():
     ctx.topic = ctx.keyspace = f"millrace_bench_{ctx.run_id}"
     ctx.log = Path(d["log"])
     ctx.commands = {k: tuple(v) for k, v in d["commands"].items()}
+    ctx.topics, ctx.groups = [], []
     svg_bars(d["summary"], BENCH / "throughput.svg")
-    write_report(ctx, d["machine"], d["results"], d["summary"], d["errors"], d["started"], d["finished"])
+    write_report(ctx, d["machine"], d["results"], d["summary"], d["errors"], d["started"],
+                 d["finished"], d.get("profile"))
     return 0
 
 
@@ -589,11 +1099,14 @@ def main():
     only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
     names = [n for n in MEASUREMENTS if not only or n in only]
     info = machine()
+    loads = LoadSampler()
+    loads.start()
     started = time.time()
     print(f"bench: run {ctx.run_id}: {ctx.records} records, {ctx.reps} reps: {', '.join(names)}",
           flush=True)
     results = {n: [] for n in names}
     errors = {}
+    profile = None
     try:
         ctx.bench_tool("create-topic", ctx.topic, "--partitions", str(ctx.partitions))
         ctx.bench_tool("create-topic", ctx.topic + "_produce", "--partitions", str(ctx.partitions))
@@ -617,9 +1130,18 @@ def main():
                 print(f"bench: rep {rep} {name}: {r['rate']:,.0f} records/s "
                       f"({r['seconds']:.2f} s timed, {r['wall_seconds']:.1f} s wall, "
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB)", flush=True)
+        if PROFILE and (not only or "profile" in only):
+            try:
+                profile = profile_sink(ctx)
+                if "pending" not in profile:
+                    print(f"bench: profiled the sink ({profile['rate']:,.0f} records/s under perf): "
+                          f"bench/sink-flamegraph.svg", flush=True)
+            except Exception as e:
+                profile = {"pending": f"profiling failed: {e}"}
+                print(f"bench: profile failed: {e}", flush=True)
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
-            for t in (ctx.topic, ctx.topic + "_produce"):
+            for t in (ctx.topic, ctx.topic + "_produce", *ctx.topics):
                 subprocess.run([ctx.tool("bench-tool"), "delete-topic", t], check=False)
             subprocess.run([ctx.tool("bench-tool"), "drop-keyspace", ctx.keyspace], check=False)
             for g in ctx.groups:
@@ -630,16 +1152,20 @@ def main():
                      '--delete --group "$1"', "bash", g],
                     cwd=REPO, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finished = time.time()
+    loads.stop.set()
+    info["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    info["load_during"] = loads.summary()
     summary = {n: summarize([r for r in rs if "pending" not in r]) if any("pending" not in r for r in rs)
                else None for n, rs in results.items()}
     (BENCH / "results").mkdir(exist_ok=True)
     (BENCH / "results/last.json").write_text(json.dumps(
         {"run": ctx.run_id, "machine": info, "records": ctx.records, "reps": ctx.reps,
          "partitions": ctx.partitions, "started": started, "finished": finished,
-         "log": str(ctx.log), "commands": ctx.commands,
+         "log": str(ctx.log), "commands": ctx.commands, "profile": profile,
+         "runner_before_rev": RUNNER_BEFORE_REV,
          "results": results, "errors": errors, "summary": summary}, indent=1) + "\n")
     svg_bars(summary, BENCH / "throughput.svg")
-    write_report(ctx, info, results, summary, errors, started, finished)
+    write_report(ctx, info, results, summary, errors, started, finished, profile)
     print(f"bench: wrote {BENCH / 'REPORT.md'}", flush=True)
     return 1 if errors else 0
 

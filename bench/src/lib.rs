@@ -7,6 +7,7 @@
 //! straightforward client of the same libraries would write.
 
 pub mod cql;
+pub mod http;
 pub mod kafka;
 pub mod users;
 
