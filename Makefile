@@ -8,11 +8,12 @@ export MILLRACE_HOME ?= $(HOME)/.cache/millrace
 export CARGO_TARGET_DIR ?= $(MILLRACE_HOME)/cargo-target
 export PATH := /usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help run test test-unit lint fmt up down status crds images kind bench
+.PHONY: help run test test-unit lint fmt up down status crds images kind bench test-faults
 
 help:
 	@echo "make run     bring up the test world and show how to reach it"
 	@echo "make test    fmt check, clippy, unit and integration tests against the real test world"
+	@echo "make test-faults  the fault-injection suite in a second world of its own (~25 min; not in CI)"
 	@echo "make up | down | status   manage the test world (tests/env)"
 	@echo "make crds    regenerate crds/ from the Rust types"
 	@echo "make images  build the runner and operator images (docker, podman or buildah)"
@@ -25,6 +26,9 @@ run:
 
 test:
 	@tests/run-all
+
+test-faults:
+	@tests/faults/run
 
 test-unit:
 	cargo test --workspace --lib --bins

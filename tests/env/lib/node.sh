@@ -3,6 +3,8 @@
 
 NODE_NAME="${MILLRACE_NODE_NAME:-millrace-node}"
 NODE_STATE="$MILLRACE_WORLD/node"
+# N in the Pods' loopback addresses 127.N.x.y; another N for a second world.
+POD_IP_OCTET="${MILLRACE_POD_IP_OCTET:-10}"
 
 cargo_target_dir() {
   (cd "$MILLRACE_REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
@@ -17,19 +19,27 @@ node_build() {
   log "cargo build took $((SECONDS - t0))s"
 }
 
+# Where the node agent and the Pods' binaries are taken from: the cargo
+# target dir, or MILLRACE_NODE_BIN_DIR (a copy, so a long run is not changed
+# under its feet by someone rebuilding the shared target dir).
+node_bin_dir() {
+  if [[ -n "${MILLRACE_NODE_BIN_DIR:-}" ]]; then echo "$MILLRACE_NODE_BIN_DIR"; else echo "$(cargo_target_dir)/debug"; fi
+}
+
 node_images() {
-  local dir; dir="$(cargo_target_dir)/debug"
+  local dir; dir="$(node_bin_dir)"
   echo "millrace-testpod=$dir/millrace-testpod,millrace-runner=$dir/millrace-runner,millrace-operator=$dir/millrace-operator"
 }
 
 node_start() {
-  local dir; dir="$(cargo_target_dir)/debug"
+  local dir; dir="$(node_bin_dir)"
   mkdir -p "$NODE_STATE"
   RUST_LOG="${MILLRACE_NODE_LOG:-info}" start_daemon node-agent "$dir/millrace-node-agent" \
     --kubeconfig "$MILLRACE_WORLD/kubeconfig-node" \
     --node-name "$NODE_NAME" \
     --state-dir "$NODE_STATE" \
     --apiserver-port "$APISERVER_PORT" \
+    --pod-ip-octet "$POD_IP_OCTET" \
     --image "$(node_images)"
 }
 

@@ -22,7 +22,8 @@ world_provision() {
   etcd_build
   k8s_build
   helm_build
-  node_build
+  # Binaries handed over ready-made (a copy) need no build.
+  [[ -n "${MILLRACE_NODE_BIN_DIR:-}" ]] || node_build
   if ! wait "$data_pid"; then
     cat "$MILLRACE_HOME/provision-data.log" >&2
     die "provisioning Kafka/Cassandra failed"

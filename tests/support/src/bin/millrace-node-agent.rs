@@ -32,6 +32,11 @@ struct Args {
     apiserver_host: String,
     #[arg(long, env = "MILLRACE_APISERVER_PORT", default_value_t = 16443)]
     apiserver_port: u16,
+    /// N in the Pods' loopback addresses 127.N.x.y; a second test world on
+    /// the same machine takes another N so the two never share an address.
+    #[arg(long, env = "MILLRACE_POD_IP_OCTET", default_value_t = node_agent::DEFAULT_POD_IP_OCTET,
+          value_parser = clap::value_parser!(u8).range(1..=254))]
+    pod_ip_octet: u8,
 }
 
 #[tokio::main]
@@ -54,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         state_dir: args.state_dir,
         apiserver_host: args.apiserver_host,
         apiserver_port: args.apiserver_port,
+        pod_ip_octet: args.pod_ip_octet,
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -76,14 +76,32 @@ impl AgentCtx {
     }
 }
 
-/// Loopback addresses for Pods: 127.10.0.2 upwards, one per Pod, kept in
-/// the Pod's directory so a restarted agent gives a Pod the same address.
-#[derive(Default)]
+/// The second octet of Pod addresses unless configured otherwise.
+pub const DEFAULT_POD_IP_OCTET: u8 = 10;
+
+/// Loopback addresses for Pods: 127.N.0.2 upwards (N = 10 by default), one
+/// per Pod, kept in the Pod's directory so a restarted agent gives a Pod the
+/// same address. A second world on the same machine uses another N, so its
+/// Pods never bind the addresses (and ports) of the first world's Pods.
 pub struct IpPool {
+    octet: u8,
     by_uid: HashMap<String, Ipv4Addr>,
 }
 
+impl Default for IpPool {
+    fn default() -> Self {
+        Self::new(DEFAULT_POD_IP_OCTET)
+    }
+}
+
 impl IpPool {
+    pub fn new(octet: u8) -> Self {
+        Self {
+            octet,
+            by_uid: HashMap::new(),
+        }
+    }
+
     pub fn allocate(&mut self, uid: &str, pod: &Pod, pod_dir: &Path) -> String {
         if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
             return "127.0.0.1".into();
@@ -96,13 +114,14 @@ impl IpPool {
             .ok()
             .and_then(|s| s.trim().parse::<Ipv4Addr>().ok());
         let used: HashSet<Ipv4Addr> = self.by_uid.values().copied().collect();
+        let octet = self.octet;
         let ip = remembered
-            .filter(|ip| !used.contains(ip))
+            .filter(|ip| ip.octets()[1] == octet && !used.contains(ip))
             .unwrap_or_else(|| {
                 (2u32..=0xffff)
-                    .map(|n| Ipv4Addr::new(127, 10, (n >> 8) as u8, (n & 0xff) as u8))
+                    .map(|n| Ipv4Addr::new(127, octet, (n >> 8) as u8, (n & 0xff) as u8))
                     .find(|ip| !used.contains(ip))
-                    .unwrap_or(Ipv4Addr::new(127, 10, 255, 254))
+                    .unwrap_or(Ipv4Addr::new(127, octet, 255, 254))
             });
         let _ = std::fs::create_dir_all(pod_dir);
         let _ = std::fs::write(&file, ip.to_string());
@@ -121,6 +140,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub apiserver_host: String,
     pub apiserver_port: u16,
+    /// N in the Pods' loopback addresses 127.N.x.y.
+    pub pod_ip_octet: u8,
 }
 
 /// Runs the agent until `shutdown` resolves; then stops every container
@@ -146,7 +167,7 @@ pub async fn run(
         state_dir: cfg.state_dir,
         apiserver_host: cfg.apiserver_host,
         apiserver_port: cfg.apiserver_port,
-        ips: Mutex::new(IpPool::default()),
+        ips: Mutex::new(IpPool::new(cfg.pod_ip_octet)),
     });
     node::register(&client, &ctx.node_name).await?;
     let heartbeat = tokio::spawn(node::heartbeat(client.clone(), ctx.node_name.clone()));
@@ -240,5 +261,28 @@ fn kill_orphans(pods_dir: &Path) {
             }
             let _ = std::fs::remove_file(f.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_addresses_use_the_configured_octet_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(crate::unique_name("ip-pool"));
+        let pod = Pod::default();
+        let mut pool = IpPool::new(11);
+        let a = pool.allocate("uid-a", &pod, &dir.join("a"));
+        let b = pool.allocate("uid-b", &pod, &dir.join("b"));
+        assert_eq!((a.as_str(), b.as_str()), ("127.11.0.2", "127.11.0.3"));
+        // A restarted agent gives a Pod its remembered address, but never
+        // one of another world's range.
+        assert_eq!(IpPool::new(11).allocate("uid-b", &pod, &dir.join("b")), b);
+        assert_eq!(
+            IpPool::new(10).allocate("uid-b", &pod, &dir.join("b")),
+            "127.10.0.2"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
