@@ -6,41 +6,23 @@
 mod operator_common;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use operator_common::{Operator, Scenario};
 use serde_json::json;
 
 #[tokio::test]
 async fn kafka_sasl_credentials_come_from_a_secret_and_are_never_shown() -> anyhow::Result<()> {
     let s = Scenario::new("op-creds").await?;
-    let (Some(bootstrap), Some(username), Some(password), Some(mechanism)) = (
-        s.world
-            .var("MILLRACE_KAFKA_SASL_BOOTSTRAP")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_USERNAME")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_PASSWORD")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_MECHANISM")
-            .map(str::to_owned),
-    ) else {
+    let Some(sasl) = s.kafka_sasl() else {
         println!("the world has no SASL listener; skipping");
         return s.cleanup().await;
     };
     let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
     let name = "randomuser";
     let mut sp = s.seed_pipeline(name)?;
-    sp["spec"]["kafka"]["bootstrapServers"] = json!(bootstrap);
-    sp["spec"]["kafka"]["credentialsSecretRef"] = json!({
-        "name": "kafka-creds",
-        "mechanism": mechanism,
-        "securityProtocol": "SASL_PLAINTEXT",
-    });
+    sasl.use_in(&mut sp, "kafka-creds");
     s.apply(&sp).await?;
 
     // The Secret does not exist yet: a condition says so, nothing crashes.
@@ -55,14 +37,7 @@ async fn kafka_sasl_credentials_come_from_a_secret_and_are_never_shown() -> anyh
     println!("TopicReady: {}", missing.message);
 
     // Once it exists, the topic is made over SASL.
-    s.ns.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "kafka-creds" },
-                "stringData": { "username": username, "password": password },
-            }))?,
-        )
+    s.create_credentials_secret("kafka-creds", &sasl.username, &sasl.password)
         .await?;
     s.wait_condition(name, "TopicReady", "True", None, 120)
         .await?;
@@ -90,7 +65,7 @@ async fn kafka_sasl_credentials_come_from_a_secret_and_are_never_shown() -> anyh
     }
 
     // No password anywhere the operator writes or logs.
-    let secrets = [password.as_str(), s.world.cassandra_password()];
+    let secrets = [sasl.password.as_str(), s.world.cassandra_password()];
     let status = serde_json::to_string(&s.pipelines().get(name).await?.status)?;
     let events = serde_json::to_string(&s.ns.api::<Event>().list(&ListParams::default()).await?)?;
     let config_maps =
@@ -129,18 +104,12 @@ async fn with_watch_secrets_a_new_secret_is_picked_up_at_once() -> anyhow::Resul
     // Past the immediate retries, so only the watch can be quick.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
 
-    s.ns.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "late-creds" },
-                "stringData": {
-                    "username": s.world.cassandra_username,
-                    "password": s.world.cassandra_password(),
-                },
-            }))?,
-        )
-        .await?;
+    s.create_credentials_secret(
+        "late-creds",
+        &s.world.cassandra_username,
+        s.world.cassandra_password(),
+    )
+    .await?;
     let created = std::time::Instant::now();
     s.wait_condition(name, "TableReady", "True", None, 10)
         .await?;

@@ -19,7 +19,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use millrace_testsupport::kube_helpers::{pod_ready, pods};
 use millrace_testsupport::{Deadline, TestNamespace, World, poll_until};
@@ -180,39 +180,16 @@ async fn everything_visible(s: &Scenario, op: &Operator) -> anyhow::Result<Vec<(
 async fn secrets_never_leak_the_runner_has_least_privilege_and_pods_run_restricted()
 -> anyhow::Result<()> {
     let s = Scenario::new("sec-secrets").await?;
-    let (Some(bootstrap), Some(username), Some(kafka_password), Some(mechanism)) = (
-        s.world
-            .var("MILLRACE_KAFKA_SASL_BOOTSTRAP")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_USERNAME")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_PASSWORD")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_MECHANISM")
-            .map(str::to_owned),
-    ) else {
+    let Some(sasl) = s.kafka_sasl() else {
         println!("the world has no SASL listener; skipping");
         return s.cleanup().await;
     };
-    s.ns.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "kafka-creds" },
-                "stringData": { "username": username, "password": kafka_password },
-            }))?,
-        )
+    s.create_credentials_secret("kafka-creds", &sasl.username, &sasl.password)
         .await?;
     let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
     let name = "randomuser";
     let mut sp = s.seed_pipeline(name)?;
-    sp["spec"]["kafka"]["bootstrapServers"] = json!(bootstrap);
-    sp["spec"]["kafka"]["credentialsSecretRef"] = json!({
-        "name": "kafka-creds", "mechanism": mechanism, "securityProtocol": "SASL_PLAINTEXT",
-    });
+    sasl.use_in(&mut sp, "kafka-creds");
     // A pull source, so the ingest gets its Lease and a token: nothing
     // listens at its URL, and a failed pull changes nothing here.
     sp["spec"]["sources"]
@@ -352,7 +329,7 @@ async fn secrets_never_leak_the_runner_has_least_privilege_and_pods_run_restrict
 
     // No secret value anywhere it could be read.
     let secrets = [
-        ("the Kafka SASL password", kafka_password.as_str()),
+        ("the Kafka SASL password", sasl.password.as_str()),
         ("the Cassandra password", s.world.cassandra_password()),
     ];
     let seen = everything_visible(&s, &op).await?;

@@ -10,8 +10,8 @@ mod operator_common;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use millrace_testsupport::kube_helpers::restart_count;
 use millrace_testsupport::unique_name;
 use operator_common::{Operator, Scenario, condition};
@@ -34,17 +34,7 @@ async fn auth_failures(op: &Operator) -> f64 {
 #[tokio::test]
 async fn wrong_passwords_are_clear_conditions_without_a_crash_loop() -> anyhow::Result<()> {
     let s = Scenario::new("sec-badpw").await?;
-    let (Some(bootstrap), Some(username), Some(mechanism)) = (
-        s.world
-            .var("MILLRACE_KAFKA_SASL_BOOTSTRAP")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_USERNAME")
-            .map(str::to_owned),
-        s.world
-            .var("MILLRACE_KAFKA_SASL_MECHANISM")
-            .map(str::to_owned),
-    ) else {
+    let Some(sasl) = s.kafka_sasl() else {
         println!("the world has no SASL listener; skipping");
         return s.cleanup().await;
     };
@@ -56,17 +46,9 @@ async fn wrong_passwords_are_clear_conditions_without_a_crash_loop() -> anyhow::
             s.world.cassandra_username.as_str(),
             wrong_cassandra.as_str(),
         ),
-        ("bad-kafka", username.as_str(), wrong_kafka.as_str()),
+        ("bad-kafka", sasl.username.as_str(), wrong_kafka.as_str()),
     ] {
-        s.ns.api::<Secret>()
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": { "name": secret },
-                    "stringData": { "username": user, "password": password },
-                }))?,
-            )
-            .await?;
+        s.create_credentials_secret(secret, user, password).await?;
     }
     let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
 
@@ -76,10 +58,7 @@ async fn wrong_passwords_are_clear_conditions_without_a_crash_loop() -> anyhow::
     let mut kafka = s.seed_pipeline("bad-kafka")?;
     kafka["spec"]["kafka"]["topic"]["name"] = json!(format!("{}-k", s.topic));
     kafka["spec"]["cassandra"]["table"]["name"] = json!("users_k");
-    kafka["spec"]["kafka"]["bootstrapServers"] = json!(bootstrap);
-    kafka["spec"]["kafka"]["credentialsSecretRef"] = json!({
-        "name": "bad-kafka", "mechanism": mechanism, "securityProtocol": "SASL_PLAINTEXT",
-    });
+    sasl.use_in(&mut kafka, "bad-kafka");
     s.apply(&kafka).await?;
 
     let (_, table) = s

@@ -210,25 +210,51 @@ impl Scenario {
         let client = world.kube_client().await?;
         install_crd(&client).await?;
         let ns = TestNamespace::create(&client, prefix).await?;
-        let secrets: Api<Secret> = ns.api();
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": { "name": SECRET },
-                    "stringData": {
-                        "username": world.cassandra_username,
-                        "password": world.cassandra_password(),
-                    }
-                }))?,
-            )
-            .await?;
-        Ok(Self {
+        let s = Self {
             topic: unique_name(&format!("{prefix}-users")),
             keyspace: unique_cql_name(&format!("{prefix}_ks")).replace('-', "_"),
             world,
             client,
             ns,
+        };
+        s.create_credentials_secret(
+            SECRET,
+            &s.world.cassandra_username,
+            s.world.cassandra_password(),
+        )
+        .await?;
+        Ok(s)
+    }
+
+    /// A Secret `name` in the scenario's namespace with the keys the
+    /// pipeline's `credentialsSecretRef` reads by default.
+    pub async fn create_credentials_secret(
+        &self,
+        name: &str,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        self.ns
+            .api::<Secret>()
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": { "name": name },
+                    "stringData": { "username": username, "password": password },
+                }))?,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The world's SASL listener, if it has one.
+    pub fn kafka_sasl(&self) -> Option<KafkaSasl> {
+        let var = |name: &str| self.world.var(name).map(str::to_owned);
+        Some(KafkaSasl {
+            bootstrap: var("MILLRACE_KAFKA_SASL_BOOTSTRAP")?,
+            username: var("MILLRACE_KAFKA_SASL_USERNAME")?,
+            password: var("MILLRACE_KAFKA_SASL_PASSWORD")?,
+            mechanism: var("MILLRACE_KAFKA_SASL_MECHANISM")?,
         })
     }
 
@@ -362,6 +388,25 @@ impl Scenario {
                 .await;
         }
         self.ns.cleanup().await
+    }
+}
+
+/// The test world's SASL_PLAINTEXT Kafka listener and its user.
+pub struct KafkaSasl {
+    pub bootstrap: String,
+    pub username: String,
+    pub password: String,
+    pub mechanism: String,
+}
+
+impl KafkaSasl {
+    /// Points a pipeline's Kafka at this listener, with the credentials in
+    /// the Secret `secret`.
+    pub fn use_in(&self, sp: &mut Value, secret: &str) {
+        sp["spec"]["kafka"]["bootstrapServers"] = json!(self.bootstrap);
+        sp["spec"]["kafka"]["credentialsSecretRef"] = json!({
+            "name": secret, "mechanism": self.mechanism, "securityProtocol": "SASL_PLAINTEXT",
+        });
     }
 }
 
