@@ -15,6 +15,14 @@ mod kafka;
 mod metrics;
 mod sink;
 
+// The sink allocates a few small buffers per record on tokio's and
+// librdkafka's threads; with the system allocator that was about a third
+// of its CPU (bench/REPORT.md, profile) and its per-thread arenas kept
+// memory after a backlog drained. mimalloc is measured against it in
+// bench/ANALYSIS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
