@@ -64,7 +64,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_concurrent_pushes: 256,
-            max_buffered_body_bytes: 64 * 1024 * 1024,
+            max_buffered_body_bytes: 8 * 1024 * 1024,
         }
     }
 }

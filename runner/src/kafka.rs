@@ -67,7 +67,13 @@ impl Producer {
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "200000")
+            // The queue holds copies of payloads not yet acknowledged; each
+            // source bounds what it hands over (push: its body budget;
+            // generator and pull: a few thousand records), and these are
+            // the backstop that turns anything beyond into QueueFull
+            // rather than memory.
+            .set("queue.buffering.max.messages", "100000")
+            .set("queue.buffering.max.kbytes", "32768")
             .set(
                 "message.timeout.ms",
                 delivery_timeout.as_millis().to_string(),
@@ -124,11 +130,31 @@ impl Producer {
         }
     }
 
-    /// Produces one record to the pipeline's topic and waits for Kafka's
-    /// acknowledgement. A full queue is reported at once, without waiting.
-    pub async fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError> {
-        self.send_to(&self.topic, Some(key.as_bytes()), payload, None)
-            .await
+    /// Hands one record for the pipeline's topic to librdkafka, which keeps
+    /// its own copy (the caller may free `payload` at once), and returns the
+    /// wait for Kafka's acknowledgement. A full queue is reported at once.
+    pub fn enqueue(
+        &self,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<impl Future<Output = Result<(), SendError>> + use<>, SendError> {
+        let record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .key(key.as_bytes())
+            .payload(payload);
+        let delivery = match self.inner.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(SendError::QueueFull);
+            }
+            Err((e, _)) => return Err(SendError::Kafka(e)),
+        };
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(SendError::Kafka(e)),
+                Err(_canceled) => Err(SendError::Kafka(KafkaError::Canceled)),
+            }
+        })
     }
 
     /// Like [`Producer::send`], waiting up to `queue_wait` for room in a full

@@ -91,7 +91,7 @@ struct RunArgs {
     #[arg(long, env = "MILLRACE_PUSH_MAX_CONCURRENT", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
     push_max_concurrent: u64,
     /// Push body bytes held in memory at once, across all requests.
-    #[arg(long, env = "MILLRACE_PUSH_MAX_BUFFERED_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=4 * 1024 * 1024 * 1024))]
+    #[arg(long, env = "MILLRACE_PUSH_MAX_BUFFERED_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=4 * 1024 * 1024 * 1024))]
     push_max_buffered_bytes: u64,
 }
 

@@ -94,6 +94,21 @@ impl Ingest {
         Ok((key, payload))
     }
 
+    /// The Kafka key of a record given as JSON text, checked the way the
+    /// sink will read it: parsed with [`RowMapper::parse`] (only the mapped
+    /// fields are kept) and mapped. The text itself is the payload, so what
+    /// is checked here is byte for byte what the sink gets.
+    pub fn key_of_raw(&self, raw: &[u8]) -> Result<String, String> {
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err("the record is not a JSON object".to_owned());
+        }
+        let record = self.mapper.parse(raw).map_err(|e| e.to_string())?;
+        let row = self.mapper.map(&record).map_err(|e| e.to_string())?;
+        self.mapper
+            .partition_key_of_row(&row)
+            .ok_or_else(|| "the record has no partition key".to_owned())
+    }
+
     /// Sends a record that does not fit to the dead-letter topic.
     pub async fn dead_letter(&self, source: &str, record: &Value, reason: &str) {
         let payload = serde_json::to_vec(record).unwrap_or_default();

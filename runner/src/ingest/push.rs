@@ -26,9 +26,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
+use millrace_api::HttpPushSource;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Ingest;
 use crate::http::HttpLimits;
@@ -37,7 +39,7 @@ use crate::metrics::Reason;
 
 /// Records accepted but not yet acknowledged by Kafka, across all requests;
 /// above this the endpoint answers 429.
-pub const MAX_PENDING_RECORDS: usize = 50_000;
+pub const MAX_PENDING_RECORDS: usize = 20_000;
 
 /// Per-line or per-record reasons in one reply; the count says how many
 /// there were in all. A body of a million bad lines gets a short answer.
@@ -57,14 +59,11 @@ struct Shared {
 /// Adds a route for each push source of the pipeline.
 pub fn routes(mut router: Router, ingest: &Arc<Ingest>, limits: HttpLimits) -> Router {
     let parsers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let budget = body_budget(&limits, &ingest.push_sources);
     let shared = Arc::new(Shared {
         limits,
         requests: Arc::new(Semaphore::new(limits.max_concurrent_pushes.max(1))),
-        body_bytes: Arc::new(Semaphore::new(
-            limits
-                .max_buffered_body_bytes
-                .clamp(1, Semaphore::MAX_PERMITS),
-        )),
+        body_bytes: Arc::new(Semaphore::new(budget.clamp(1, Semaphore::MAX_PERMITS))),
         parsing: Semaphore::new(parsers),
     });
     for (name, spec) in &ingest.push_sources {
@@ -83,6 +82,25 @@ pub fn routes(mut router: Router, ingest: &Arc<Ingest>, limits: HttpLimits) -> R
         );
     }
     router
+}
+
+/// The shared body budget: the configured one, raised to the largest
+/// `maxBodyBytes` of the pipeline's push sources, since a budget below a
+/// source's own limit would refuse that source's largest bodies forever.
+fn body_budget(limits: &HttpLimits, sources: &[(String, HttpPushSource)]) -> usize {
+    let largest = sources
+        .iter()
+        .map(|(_, spec)| usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(0);
+    if largest > limits.max_buffered_body_bytes {
+        info!(
+            configured = limits.max_buffered_body_bytes,
+            budget = largest,
+            "push body budget raised to the largest maxBodyBytes"
+        );
+    }
+    limits.max_buffered_body_bytes.max(largest)
 }
 
 struct PushState {
@@ -140,10 +158,17 @@ impl PushState {
     /// Reads the body frame by frame, charging each byte to the shared
     /// budget, within the size limit and the body timeout.
     #[allow(clippy::result_large_err)]
-    async fn read_body(&self, body: Body) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
+    async fn read_body(
+        &self,
+        body: Body,
+        declared: Option<usize>,
+    ) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
         let deadline = tokio::time::Instant::now() + self.shared.limits.body_timeout;
         let mut frames = body.into_data_stream();
-        let mut bytes = Vec::new();
+        // With a Content-Length the buffer is sized once: growing it by
+        // doubling would hold up to twice the bytes charged to the budget.
+        // Reserved pages only take memory as the bytes arrive.
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(self.max_body));
         let mut held = self
             .shared
             .body_bytes
@@ -215,7 +240,7 @@ impl PushState {
         }
         // Held until Kafka has answered: the payloads sent are copies of
         // about the body's size.
-        let (bytes, _body_permit) = match self.read_body(body).await {
+        let (bytes, _body_permit) = match self.read_body(body, declared).await {
             Ok(read) => read,
             Err(response) => return response,
         };
@@ -226,7 +251,6 @@ impl PushState {
             };
             self.check(&bytes)
         };
-        drop(bytes);
         let keyed = match checked {
             Ok(keyed) => keyed,
             Err(response) => return response,
@@ -239,13 +263,27 @@ impl PushState {
                 json!({"accepted": 0, "error": "too many records are waiting for kafka; retry later"}),
             );
         };
-        let sends = keyed
-            .iter()
-            .map(|(key, payload)| self.ingest.producer.send(key, payload));
-        let results = futures::future::join_all(sends).await;
+        let total = keyed.len();
+        let mut acks = Vec::with_capacity(total);
+        let mut refused = None;
+        for (key, payload) in &keyed {
+            match self.ingest.producer.enqueue(key, payload) {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        // librdkafka holds its own copies now: while the request waits for
+        // Kafka it holds its records once (still charged to the budget),
+        // not twice.
+        drop(keyed);
+        drop(bytes);
+        let results = futures::future::join_all(acks).await;
         let acknowledged = results.iter().filter(|r| r.is_ok()).count();
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            warn!(source = %self.source, error = %error, acknowledged, total = keyed.len(), "push not acknowledged by kafka");
+        if let Some(error) = refused.or_else(|| results.into_iter().find_map(Result::err)) {
+            warn!(source = %self.source, error = %error, acknowledged, total, "push not acknowledged by kafka");
             let status = match error {
                 SendError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
                 SendError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -258,15 +296,14 @@ impl PushState {
                 json!({"accepted": 0, "error": format!("kafka did not acknowledge every record ({error}); retry the request")}),
             );
         }
-        metrics.ingested(&self.source, keyed.len() as u64);
-        reply(StatusCode::ACCEPTED, json!({"accepted": keyed.len()}))
+        metrics.ingested(&self.source, total as u64);
+        reply(StatusCode::ACCEPTED, json!({"accepted": total}))
     }
 
-    /// Parses the body and checks every record against the table: the
-    /// records' Kafka keys and payloads, or the refusal. The parsed values
-    /// are dropped before waiting for Kafka.
+    /// Splits the body and checks every record against the table: each
+    /// record's Kafka key and its text within the body, or the refusal.
     #[allow(clippy::result_large_err)]
-    fn check(&self, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Response> {
+    fn check<'b>(&self, bytes: &'b [u8]) -> Result<Vec<(String, &'b [u8])>, Response> {
         let metrics = &self.ingest.metrics;
         let records = match parse_body(bytes) {
             Ok(records) => records,
@@ -278,9 +315,9 @@ impl PushState {
         let mut keyed = Vec::with_capacity(records.len());
         let mut errors = Vec::new();
         let mut rejected = 0usize;
-        for (index, record) in records.iter().enumerate() {
-            match self.ingest.key_and_payload(record) {
-                Ok(kp) if rejected == 0 => keyed.push(kp),
+        for (index, record) in records.into_iter().enumerate() {
+            match self.ingest.key_of_raw(record) {
+                Ok(key) if rejected == 0 => keyed.push((key, record)),
                 Ok(_) => {}
                 Err(reason) => {
                     rejected += 1;
@@ -309,6 +346,11 @@ pub enum BodyProblem {
     /// The body is not UTF-8 (JSON must be); the offset of the first bad byte.
     NotUtf8(usize),
     NotRecords(&'static str),
+    /// Nested deeper than [`MAX_DEPTH`]: where, 1-based.
+    TooDeep {
+        line: usize,
+        column: usize,
+    },
     /// NDJSON lines (1-based) that are not JSON: the first
     /// [`MAX_REPORTED_ERRORS`] of them, and how many there are.
     Lines {
@@ -327,6 +369,9 @@ impl BodyProblem {
             Self::NotRecords(what) => json!({"accepted": 0, "error": format!(
                 "expected a JSON object, an array of objects, or NDJSON (one object per line); got {what}"
             )}),
+            Self::TooDeep { line, column } => json!({"accepted": 0, "error": format!(
+                "recursion limit exceeded at line {line} column {column}: JSON nested deeper than {MAX_DEPTH} levels"
+            )}),
             Self::Lines { first, total } => json!({
                 "accepted": 0,
                 "error": format!("the body is neither JSON nor NDJSON ({total} bad lines)"),
@@ -336,8 +381,57 @@ impl BodyProblem {
     }
 }
 
-/// The records of a body: one object, an array, or NDJSON.
-pub fn parse_body(bytes: &[u8]) -> Result<Vec<Value>, BodyProblem> {
+/// How deep a body may nest arrays and objects: serde_json's own recursion
+/// limit, which a full parse of a record (a column that takes the whole
+/// record, or any other consumer of the topic) would hit.
+pub const MAX_DEPTH: usize = 127;
+
+/// Where a body first nests deeper than [`MAX_DEPTH`], if it does. One pass
+/// over the bytes: skipping a value does not check its depth in serde_json
+/// (it needs no recursion to), and such a record is refused at the door.
+fn too_deep(bytes: &[u8]) -> Option<BodyProblem> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let before = &bytes[..offset];
+                    let line_start = before
+                        .iter()
+                        .rposition(|&c| c == b'\n')
+                        .map_or(0, |i| i + 1);
+                    return Some(BodyProblem::TooDeep {
+                        line: before.iter().filter(|&&c| c == b'\n').count() + 1,
+                        column: offset - line_start + 1,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            // A new NDJSON line starts at depth 0 whatever the last one did.
+            b'\n' => depth = 0,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits a body into its records, as JSON text: one object, an array of
+/// them, or NDJSON (one per line; blank lines are skipped). Every record is
+/// checked to be JSON but not built into a value: each is parsed once, by
+/// the table's mapping, in [`PushState::check`], and its text is sent as it
+/// came. serde_json's recursion limit (128) holds for skipped values too.
+pub fn parse_body(bytes: &[u8]) -> Result<Vec<&[u8]>, BodyProblem> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyProblem::Empty);
     }
@@ -346,16 +440,31 @@ pub fn parse_body(bytes: &[u8]) -> Result<Vec<Value>, BodyProblem> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(BodyProblem::NotUtf8(e.valid_up_to()));
     }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Array(items)) if items.is_empty() => {
-            Err(BodyProblem::NotRecords("an empty array"))
+    if let Some(problem) = too_deep(bytes) {
+        return Err(problem);
+    }
+    match serde_json::from_slice::<&RawValue>(bytes) {
+        Ok(whole) => {
+            let text = whole.get();
+            match text.as_bytes().first() {
+                Some(b'[') => {
+                    let items: Vec<&RawValue> =
+                        serde_json::from_str(text).map_err(|e| BodyProblem::Lines {
+                            first: vec![(1, e.to_string())],
+                            total: 1,
+                        })?;
+                    if items.is_empty() {
+                        return Err(BodyProblem::NotRecords("an empty array"));
+                    }
+                    Ok(items.into_iter().map(|i| i.get().as_bytes()).collect())
+                }
+                Some(b'{') => Ok(vec![text.as_bytes()]),
+                Some(b'"') => Err(BodyProblem::NotRecords("a string")),
+                Some(b't' | b'f') => Err(BodyProblem::NotRecords("a boolean")),
+                Some(b'n') => Err(BodyProblem::NotRecords("null")),
+                _ => Err(BodyProblem::NotRecords("a number")),
+            }
         }
-        Ok(Value::Array(items)) => Ok(items),
-        Ok(object @ Value::Object(_)) => Ok(vec![object]),
-        Ok(Value::String(_)) => Err(BodyProblem::NotRecords("a string")),
-        Ok(Value::Number(_)) => Err(BodyProblem::NotRecords("a number")),
-        Ok(Value::Bool(_)) => Err(BodyProblem::NotRecords("a boolean")),
-        Ok(Value::Null) => Err(BodyProblem::NotRecords("null")),
         Err(whole) => {
             let mut records = Vec::new();
             let mut first = Vec::new();
@@ -366,8 +475,8 @@ pub fn parse_body(bytes: &[u8]) -> Result<Vec<Value>, BodyProblem> {
                     continue;
                 }
                 lines += 1;
-                match serde_json::from_slice::<Value>(line) {
-                    Ok(v) if total == 0 => records.push(v),
+                match serde_json::from_slice::<&RawValue>(line) {
+                    Ok(v) if total == 0 => records.push(v.get().as_bytes()),
                     Ok(_) => {}
                     Err(e) => {
                         // Refused anyway: stop holding the good lines.
@@ -400,16 +509,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_body_budget_fits_the_largest_body_a_source_accepts() {
+        let limits = HttpLimits::default();
+        let source = |max| {
+            (
+                "s".to_owned(),
+                HttpPushSource {
+                    path: "/v1/records".to_owned(),
+                    max_body_bytes: max,
+                },
+            )
+        };
+        assert_eq!(body_budget(&limits, &[]), limits.max_buffered_body_bytes);
+        assert_eq!(
+            body_budget(&limits, &[source(1 << 20)]),
+            limits.max_buffered_body_bytes
+        );
+        assert_eq!(
+            body_budget(&limits, &[source(1 << 20), source(32 << 20)]),
+            32 << 20
+        );
+    }
+
+    #[test]
     fn objects_arrays_and_ndjson_are_records() {
-        assert_eq!(parse_body(br#"{"a":1}"#).unwrap(), vec![json!({"a":1})]);
-        assert_eq!(
-            parse_body(br#"[{"a":1},{"a":2}]"#).unwrap(),
-            vec![json!({"a":1}), json!({"a":2})]
-        );
-        assert_eq!(
-            parse_body(b"{\"a\":1}\n\n{\"a\":2}\r\n").unwrap(),
-            vec![json!({"a":1}), json!({"a":2})]
-        );
+        let a: &[u8] = br#"{"a":1}"#;
+        let b: &[u8] = br#"{"a": 2}"#;
+        assert_eq!(parse_body(br#" {"a":1} "#).unwrap(), [a]);
+        assert_eq!(parse_body(br#"[{"a":1}, {"a": 2}]"#).unwrap(), [a, b]);
+        assert_eq!(parse_body(b"{\"a\":1}\n\n{\"a\": 2}\r\n").unwrap(), [a, b]);
+        // Not records, but JSON: refused per record by the check.
+        assert_eq!(parse_body(b"[1]").unwrap(), [b"1"]);
     }
 
     #[test]
@@ -449,14 +579,37 @@ mod tests {
     fn deep_nesting_is_refused_by_the_recursion_limit_without_overflowing() {
         // Far deeper than the stack could take if parsing recursed freely.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        match parse_body(deep.as_bytes()) {
-            Err(BodyProblem::Lines { first, total: 1 }) => {
-                assert!(first[0].1.contains("recursion limit exceeded"), "{first:?}");
+        let problem = parse_body(deep.as_bytes()).unwrap_err();
+        assert_eq!(
+            problem,
+            BodyProblem::TooDeep {
+                line: 1,
+                column: 128
             }
-            other => panic!("{other:?}"),
-        }
+        );
+        assert!(
+            problem
+                .to_json()
+                .to_string()
+                .contains("recursion limit exceeded at line 1 column 128"),
+            "{problem:?}"
+        );
+        // serde_json's own limit is the same: one level less parses.
+        let at = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(serde_json::from_str::<Value>(&at(MAX_DEPTH + 1)).is_err());
+        assert!(serde_json::from_str::<Value>(&at(MAX_DEPTH)).is_ok());
+        // Deep in an unmapped field of the second NDJSON line, and brackets
+        // inside strings are text, not nesting.
+        let hidden = format!("{{\"a\":\"[[[\\\"[[\"}}\n{{\"b\":{}}}", at(MAX_DEPTH));
+        assert_eq!(
+            parse_body(hidden.as_bytes()),
+            Err(BodyProblem::TooDeep {
+                line: 2,
+                column: 132
+            })
+        );
         // Within the limit, nesting is just data.
-        let ok = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        let ok = format!("{{\"a\":{}}}", at(100));
         assert_eq!(parse_body(ok.as_bytes()).unwrap().len(), 1);
     }
 
