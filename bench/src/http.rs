@@ -51,14 +51,19 @@ impl Client {
     }
 
     /// POSTs `body`; returns the status code. Reconnects once if the server
-    /// closed the kept-alive connection.
+    /// closed the kept-alive connection. After an error the connection is
+    /// dropped, so the caller's next `post` starts on a fresh one (a server
+    /// that refuses a request early closes the connection mid-body).
     pub async fn post(&mut self, content_type: &str, body: &[u8]) -> anyhow::Result<u16> {
         for attempt in 0..2 {
             match self.try_post(content_type, body).await {
                 Ok(status) => return Ok(status),
-                // A kept-alive connection the server closed: reconnect.
-                Err(_) if attempt == 0 => self.stream = None,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.stream = None;
+                    if attempt == 1 {
+                        return Err(e);
+                    }
+                }
             }
         }
         bail!("unreachable")
