@@ -84,6 +84,43 @@ pub fn routes(mut router: Router, ingest: &Arc<Ingest>, limits: HttpLimits) -> R
     router
 }
 
+/// Bodies up to this size are read and dropped before an early refusal.
+const DRAIN_MAX_BYTES: usize = 64 * 1024;
+/// How long a refused body may take to arrive before the connection is
+/// closed anyway.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Answers a request refused before its body was read. Closing a socket
+/// with unread bytes in it makes the kernel send a reset, which can destroy
+/// the answer in flight: under load the client then sees a dropped
+/// connection instead of the 503 and its `Retry-After`. So a small body
+/// (the common push) is read and dropped first, briefly and outside every
+/// budget, and the connection stays usable; a large or unknown one is not
+/// read, and the answer says `Connection: close`.
+async fn refuse_unread(body: Body, declared: Option<usize>, mut refusal: Response) -> Response {
+    if declared.is_some_and(|len| len <= DRAIN_MAX_BYTES) {
+        let mut frames = body.into_data_stream();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            let mut read = 0usize;
+            while let Some(Ok(frame)) = frames.next().await {
+                read += frame.len();
+                if read > DRAIN_MAX_BYTES {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        if drained == Ok(true) {
+            return refusal;
+        }
+    }
+    refusal
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    refusal
+}
+
 /// The shared body budget: the configured one, raised to the largest
 /// `maxBodyBytes` of the pipeline's push sources, since a budget below a
 /// source's own limit would refuse that source's largest bodies forever.
@@ -211,9 +248,14 @@ impl PushState {
                 })
                 .ok_or(())
             else {
-                return Err(busy(
-                    "the runner holds too many request bodies at once; retry later",
-                ));
+                // The rest of the body is not read: the connection cannot be
+                // reused.
+                let mut refusal =
+                    busy("the runner holds too many request bodies at once; retry later");
+                refusal
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Err(refusal);
             };
             held.merge(more);
             bytes.extend_from_slice(&frame);
@@ -230,13 +272,15 @@ impl PushState {
             return self.too_large();
         }
         let Ok(_request) = self.shared.requests.clone().try_acquire_owned() else {
-            return busy("too many push requests at once; retry later");
+            let refusal = busy("too many push requests at once; retry later");
+            return refuse_unread(body, declared, refusal).await;
         };
         if !self.ingest.producer.ready() {
-            return reply(
+            let refusal = reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"accepted": 0, "error": "kafka is unavailable; retry later"}),
             );
+            return refuse_unread(body, declared, refusal).await;
         }
         // Held until Kafka has answered: the payloads sent are copies of
         // about the body's size.
