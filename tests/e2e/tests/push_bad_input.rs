@@ -224,6 +224,13 @@ async fn hostile_pushes_are_answered_and_memory_stays_bounded() -> anyhow::Resul
             BODY_TIMEOUT.as_secs().to_string(),
         ),
         ("MILLRACE_HTTP_MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
+        // The overload phase below tests the request bound: each of its
+        // held requests must get a request permit, and none be refused by
+        // the body budget (which the chunked attackers exercise).
+        (
+            "MILLRACE_PUSH_MAX_BUFFERED_BYTES",
+            (64u64 << 20).to_string(),
+        ),
         (
             "MILLRACE_PUSH_MAX_CONCURRENT",
             MAX_CONCURRENT_PUSHES.to_string(),
@@ -446,7 +453,10 @@ async fn hostile_pushes_are_answered_and_memory_stays_bounded() -> anyhow::Resul
         Deadline::secs(10),
         || async {
             let answer = push(port, record(9).to_string().as_bytes()).await?;
-            Ok((answer.status == Some(503)).then_some(answer))
+            if answer.status == Some(503) {
+                return Ok(Some(answer));
+            }
+            anyhow::bail!("answered {answer:?}")
         },
     )
     .await?;
