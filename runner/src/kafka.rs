@@ -44,6 +44,16 @@ pub enum SendError {
     Kafka(KafkaError),
 }
 
+impl From<KafkaError> for SendError {
+    /// A full queue is its own case: the caller answers 429 or waits.
+    fn from(e: KafkaError) -> Self {
+        match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => Self::QueueFull,
+            e => Self::Kafka(e),
+        }
+    }
+}
+
 /// An idempotent producer (acks=all), with a flag that says whether Kafka
 /// has metadata for the topic.
 #[derive(Clone)]
@@ -141,13 +151,17 @@ impl Producer {
         let record = FutureRecord::<[u8], [u8]>::to(&self.topic)
             .key(key.as_bytes())
             .payload(payload);
-        let delivery = match self.inner.send_result(record) {
-            Ok(delivery) => delivery,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                return Err(SendError::QueueFull);
-            }
-            Err((e, _)) => return Err(SendError::Kafka(e)),
-        };
+        self.enqueue_record(record)
+    }
+
+    fn enqueue_record(
+        &self,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<impl Future<Output = Result<(), SendError>> + use<>, SendError> {
+        let delivery = self
+            .inner
+            .send_result(record)
+            .map_err(|(e, _)| SendError::from(e))?;
         Ok(async move {
             match delivery.await {
                 Ok(Ok(_)) => Ok(()),
@@ -157,7 +171,8 @@ impl Producer {
         })
     }
 
-    /// Like [`Producer::send`], waiting up to `queue_wait` for room in a full
+    /// Sends one record and waits for Kafka's acknowledgement, waiting up to
+    /// `queue_wait` for room in a full
     /// queue: for sources that can wait (generator, pull).
     pub async fn send_waiting(
         &self,
@@ -170,10 +185,7 @@ impl Producer {
             .payload(payload);
         match self.inner.send(record, queue_wait).await {
             Ok(_) => Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                Err(SendError::QueueFull)
-            }
-            Err((e, _)) => Err(SendError::Kafka(e)),
+            Err((e, _)) => Err(SendError::from(e)),
         }
     }
 
@@ -191,18 +203,7 @@ impl Producer {
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        let delivery = match self.inner.send_result(record) {
-            Ok(delivery) => delivery,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                return Err(SendError::QueueFull);
-            }
-            Err((e, _)) => return Err(SendError::Kafka(e)),
-        };
-        match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(SendError::Kafka(e)),
-            Err(_canceled) => Err(SendError::Kafka(KafkaError::Canceled)),
-        }
+        self.enqueue_record(record)?.await
     }
 
     /// Sends a record to the dead-letter topic with headers that say why and
