@@ -14,7 +14,7 @@ it cannot run yet: the report then shows a marked placeholder.
 
 Environment (all optional):
   BENCH_RECORDS   records in the pre-filled topic          (200000)
-  BENCH_REPS      repetitions of every measurement           (3)
+  BENCH_REPS      repetitions of every measurement           (4)
   BENCH_PARTITIONS partitions of the topic (the example's)   (3)
   BENCH_ONLY      comma-separated measurement names to run  (all)
   BENCH_KEEP=1    keep the topic and keyspace afterwards
@@ -126,10 +126,74 @@ class LoadSampler(threading.Thread):
                 "max": max(self.samples), "n": len(self.samples)}
 
 
+# ------------------------------------------------------------ settling ---
+
+WORLD = Path(os.environ.get("MILLRACE_WORLD", HOME / "world"))
+# A server counts as idle below this share of one core, over two samples
+# of SETTLE_SAMPLE_S in a row.
+SETTLE_IDLE = float(os.environ.get("BENCH_SETTLE_IDLE", "0.15"))
+SETTLE_SAMPLE_S = 1.0
+SETTLE_TIMEOUT_S = float(os.environ.get("BENCH_SETTLE_TIMEOUT", "120"))
+
+
+def _tree_cpu_seconds(pid, kids):
+    """User plus system CPU of a process and its descendants."""
+    ticks, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                # Fields after the command's closing ')': state is 0, utime 11, stime 12.
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+        todo.extend(kids.get(p, []))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _world_pid(name):
+    try:
+        return int((WORLD / "pids" / f"{name}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def settle():
+    """Waits until the world's Cassandra and Kafka are idle, and returns
+    the seconds waited and the busiest share of a core last seen.
+
+    Every measurement writes a few hundred MB: Cassandra goes on flushing
+    memtables and compacting (one compactor) for seconds after the writer
+    has finished, and whichever measurement runs next would pay for it.
+    Starting each one on idle servers keeps that cost out of the ratios."""
+    pids = {n: p for n in ("cassandra", "kafka") if (p := _world_pid(n))}
+    if not pids:
+        return {"settle_s": 0.0, "settle_busy": None}
+    started = time.time()
+    kids = _children_map()
+    last = {n: _tree_cpu_seconds(p, kids) for n, p in pids.items()}
+    last_t, quiet, busy = time.time(), 0, None
+    while time.time() - started < SETTLE_TIMEOUT_S:
+        time.sleep(SETTLE_SAMPLE_S)
+        kids = _children_map()
+        now = {n: _tree_cpu_seconds(p, kids) for n, p in pids.items()}
+        t = time.time()
+        busy = max((now[n] - last[n]) / (t - last_t) for n in pids)
+        last, last_t = now, t
+        quiet = quiet + 1 if busy < SETTLE_IDLE else 0
+        if quiet >= 2:
+            break
+    else:
+        print(f"bench: servers still busy ({busy:.2f} of a core) after {SETTLE_TIMEOUT_S:.0f} s; "
+              "measuring anyway", flush=True)
+    return {"settle_s": time.time() - started, "settle_busy": busy}
+
+
 class Ctx:
     def __init__(self):
         self.records = int(os.environ.get("BENCH_RECORDS", "200000"))
-        self.reps = int(os.environ.get("BENCH_REPS", "3"))
+        self.reps = int(os.environ.get("BENCH_REPS", "4"))
         self.partitions = int(os.environ.get("BENCH_PARTITIONS", "3"))
         self.run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self.topic = f"millrace_bench_{self.run_id}"
@@ -217,12 +281,17 @@ def m_kafka_ceiling_map(ctx, rep):
     return ctx.run("kafka-ceiling-map", [ctx.tool("kafka-ceiling"), "--topic", ctx.topic, "--map"])
 
 
-def _checked(ctx, result, table):
-    """Adds the table's row count; a measurement that lost rows is void."""
+def _checked(ctx, result, table, expected=None):
+    """Adds the table's row count; a measurement that lost rows is void.
+    The table is dropped once counted (unless BENCH_KEEP=1), so its
+    memtables and compactions do not weigh on the measurements after it."""
+    expected = ctx.records if expected is None else expected
     rows = int(ctx.bench_tool("count", ctx.keyspace, table))
     result["rows_in_table"] = rows
-    if rows != ctx.records:
-        raise RuntimeError(f"{table}: {rows} rows, expected {ctx.records}")
+    if rows != expected:
+        raise RuntimeError(f"{table}: {rows} rows, expected {expected}")
+    if os.environ.get("BENCH_KEEP") != "1":
+        ctx.bench_tool("drop-table", ctx.keyspace, table)
     return result
 
 
@@ -305,7 +374,10 @@ def _pipeline_file(ctx, name, topic, table, sources, path):
     return f"millrace.default.bench-{ctx.run_id}-{name.replace('_', '-')}"
 
 
-PUSH_SOURCE = "    - name: events\n      httpPush: {path: /v1/records, maxBodyBytes: 16777216}\n"
+# The push source as users get it: the default maxBodyBytes (1 MiB), so the
+# runner is measured with its default body budget (8 MiB). A body of
+# BENCH_PUSH_BATCH records must fit: about 900 randomuser records at most.
+PUSH_SOURCE = "    - name: events\n      httpPush: {path: /v1/records}\n"
 
 
 class Runner:
@@ -562,11 +634,7 @@ def m_runner_e2e(ctx, rep):
               "extra": {"latency": latency,
                         "ingest": ingest.figures(), "sink": sink.figures()},
               "peak_rss_mib": max(ingest.figures()["peak_rss_mib"], sink.figures()["peak_rss_mib"])}
-    rows = int(ctx.bench_tool("count", ctx.keyspace, table))
-    result["rows_in_table"] = rows
-    if rows != expected:
-        raise RuntimeError(f"{table}: {rows} rows, expected {expected}")
-    return result
+    return _checked(ctx, result, table, expected)
 
 
 # name -> (function, label, what it is)
@@ -794,8 +862,11 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     md.append("# millrace benchmarks\n")
     md.append(
         "Written by `make bench` (bench/run -> bench/harness.py); do not edit by hand. "
-        "Every measurement ran in the same run, interleaved repetition by repetition, "
-        "on one pre-filled topic, against the test world's single-node Kafka and Cassandra "
+        "Every measurement ran in the same run, interleaved repetition by repetition "
+        "(odd repetitions in the reverse order), each started once Kafka and Cassandra were "
+        f"idle (below {SETTLE_IDLE:.0%} of a core for two seconds: the previous measurement's "
+        "memtable flushes and compactions done) and each table dropped once its rows were "
+        "counted, on one pre-filled topic, against the test world's single-node Kafka and Cassandra "
         "on the same 2-core machine. The machine is shared and noisy (other builds and test "
         "suites ran at the same time; the load average is below): compare the ratios, "
         "which are taken within this run, not the absolute figures.\n"
@@ -1120,11 +1191,15 @@ def main():
         print(f"bench: filled {ctx.topic}: {fill['records']} records in {fill['seconds']:.1f} s",
               flush=True)
         for rep in range(ctx.reps):
-            for name in names:
+            # Counterbalanced: odd repetitions run the measurements in the
+            # reverse order, so no measurement always follows the same one.
+            for name in names if rep % 2 == 0 else names[::-1]:
                 if name in errors:
                     continue
                 try:
+                    settled = settle()
                     r = MEASUREMENTS[name][0](ctx, rep)
+                    r.update(settled)
                 except Exception as e:  # one broken measurement must not void the others
                     errors[name] = str(e)
                     print(f"bench: {name} failed: {e}", flush=True)
@@ -1137,6 +1212,7 @@ def main():
                       f"peak RSS {r['peak_rss_mib']:.0f} MiB)", flush=True)
         if PROFILE and (not only or "profile" in only):
             try:
+                settle()
                 profile = profile_sink(ctx)
                 if "pending" not in profile:
                     print(f"bench: profiled the sink ({profile['rate']:,.0f} records/s under perf): "

@@ -2,6 +2,7 @@
 //! counts. Kept in Rust so the harness needs no JVM tool start per step.
 
 use clap::{Parser, Subcommand};
+use millrace_api::quote_cql_identifier as quote;
 use millrace_bench::{World, cql, example_table, kafka};
 
 #[derive(Parser)]
@@ -35,6 +36,11 @@ enum Command {
     DropKeyspace {
         keyspace: String,
     },
+    /// Drops one table (its rows are counted and no longer needed).
+    DropTable {
+        keyspace: String,
+        table: String,
+    },
 }
 
 #[tokio::main]
@@ -56,15 +62,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::DropKeyspace { keyspace } => {
             let session = cql::session(&world).await?;
-            session
-                .query_unpaged(
-                    format!(
-                        "DROP KEYSPACE IF EXISTS {}",
-                        millrace_api::quote_cql_identifier(&keyspace)
-                    ),
-                    (),
-                )
-                .await?;
+            let statement = format!("DROP KEYSPACE IF EXISTS {}", quote(&keyspace));
+            session.query_unpaged(statement, ()).await?;
+        }
+        Command::DropTable { keyspace, table } => {
+            let session = cql::session(&world).await?;
+            let statement = format!("DROP TABLE IF EXISTS {}.{}", quote(&keyspace), quote(&table));
+            session.query_unpaged(statement, ()).await?;
         }
     }
     Ok(())
