@@ -439,14 +439,17 @@ class Runner:
             time.sleep(0.1)
         raise RuntimeError(f"{self.argv[1]} not ready after {timeout} s; see {self.errlog}")
 
-    def wait_metric(self, name, target, labels="", timeout=1800):
+    def wait_metric(self, name, target, labels="", timeout=1800, failed=lambda: None):
         """Polls a counter every 50 ms until it reaches `target`; returns
         (time, value) of the first poll that saw it above zero and of the
-        one that saw it reach the target."""
+        one that saw it reach the target. `failed` returns an exception
+        to raise instead, when what feeds the counter has failed."""
         first = None
         deadline = time.time() + timeout
         while time.time() < deadline:
             self.check()
+            if (e := failed()) is not None:
+                raise e
             n = self.metric(name, labels)
             now = time.time()
             if n and first is None:
@@ -609,7 +612,8 @@ def m_runner_e2e(ctx, rep):
 
         pusher = threading.Thread(target=push)
         pusher.start()
-        _, last = sink.wait_metric("millrace_rows_written_total", ctx.records)
+        _, last = sink.wait_metric("millrace_rows_written_total", ctx.records,
+                                   failed=lambda: box.get("error"))
         pusher.join()
         if "error" in box:
             raise box["error"]
@@ -636,6 +640,10 @@ def m_runner_e2e(ctx, rep):
               "peak_rss_mib": max(ingest.figures()["peak_rss_mib"], sink.figures()["peak_rss_mib"])}
     return _checked(ctx, result, table, expected)
 
+
+# Measurements that write rows into Cassandra, which want it warmed up.
+CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_runner_sink, m_runner_sink_before, m_runner_e2e}
+WARMUP = os.environ.get("BENCH_WARMUP", "1") != "0"
 
 # name -> (function, label, what it is)
 MEASUREMENTS = {
@@ -1175,6 +1183,9 @@ def main():
     only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
     names = [n for n in MEASUREMENTS if not only or n in only]
     info = machine()
+    info.setdefault("notes", []).append(
+        f"runner measured: `{str(RUNNER).replace(str(Path.home()), '~')}`"
+        + (" (the runner image's static musl binary, as users run it)" if "musl" in str(RUNNER) else ""))
     loads = LoadSampler()
     loads.start()
     started = time.time()
@@ -1190,6 +1201,17 @@ def main():
                                 "--records", str(ctx.records), "--seed", "1"])
         print(f"bench: filled {ctx.topic}: {fill['records']} records in {fill['seconds']:.1f} s",
               flush=True)
+        if WARMUP and any(MEASUREMENTS[n][0] in CASSANDRA_WRITERS for n in names):
+            # Cassandra's JVM compiles its write path while the first few
+            # hundred thousand rows go in: whichever measurement wrote first
+            # ran at half speed. One untimed pass of the CQL ceiling first.
+            settle()
+            w = m_cql_ceiling(ctx, "warmup")
+            print(f"bench: warm-up: {w['rate']:,.0f} rows/s (not counted)", flush=True)
+            info.setdefault("notes", []).append(
+                f"warm-up before the first repetition: one untimed CQL ceiling pass of the "
+                f"{ctx.records:,} rows ({w['rate']:,.0f} rows/s), so Cassandra's JVM has "
+                "compiled its write path before anything is measured")
         for rep in range(ctx.reps):
             # Counterbalanced: odd repetitions run the measurements in the
             # reverse order, so no measurement always follows the same one.
