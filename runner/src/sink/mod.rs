@@ -1,8 +1,7 @@
 //! The sink: the pipeline's topic into its Cassandra table.
 //!
-//! One consumer reads; records are mapped and written concurrently, at
-//! most `maxInFlight` at once (a semaphore), by one task per chunk of
-//! records read together. An offset becomes safe only
+//! One consumer reads; each record is mapped and written by its own task,
+//! at most `maxInFlight` at once (a semaphore). An offset becomes safe only
 //! when every earlier record of its partition is written or dead-lettered
 //! ([`offsets`]); safe offsets are stored every [`STORE_INTERVAL`] and
 //! librdkafka commits stored offsets every second. On revoke and on SIGTERM,
@@ -17,8 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
-use futures::StreamExt as _;
-use futures::stream::FuturesUnordered;
 use millrace_api::{RowMapper, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -435,61 +432,40 @@ pub async fn run(
             next = next => next,
         };
         let Ok(mut batch) = batch else { break };
-        let mut records = Vec::with_capacity(chunk as usize);
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Ok(message) => records.push(Record {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    timestamp_ms: message.timestamp().to_millis(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                }),
+                Ok(message) => {
+                    let record = Record {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                    };
+                    drop(message);
+                    // Always one: a record is read only while the batch has
+                    // a permit left. Never a reason to drop the record.
+                    let permit = batch.split(1);
+                    let ticket: Ticket = lock(&tracker).start(record.partition, record.offset);
+                    let writer = writer.clone();
+                    let tracker = tracker.clone();
+                    tokio::spawn(async move {
+                        writer.handle(record).await;
+                        // The offset is stored by the storer task, once every
+                        // earlier record of the partition is done too.
+                        lock(&tracker).finish(ticket);
+                        drop(permit);
+                    });
+                }
                 Err(e) => warn!(error = %e, "kafka consumer error"),
             }
-            if records.len() < chunk as usize {
+            if batch.num_permits() > 0 {
                 // Only a record that is already there: never wait holding
                 // permits a finished write could use.
                 next = consumer.recv().now_or_never();
             }
         }
-        if records.is_empty() {
-            continue; // the unused permits go back with `batch`
-        }
-        let writes: Vec<_> = {
-            let mut t = lock(&tracker);
-            records
-                .into_iter()
-                .map(|record| {
-                    let ticket: Ticket = t.start(record.partition, record.offset);
-                    // One permit per record, released when its own write is
-                    // done, so a slow row holds back only itself.
-                    (record, ticket, batch.split(1))
-                })
-                .collect()
-        };
-        drop(batch);
-        let writer = writer.clone();
-        let tracker = tracker.clone();
-        // One task for the chunk's writes, which run concurrently inside
-        // it: a task per row cost its spawn, scheduling and teardown.
-        tokio::spawn(async move {
-            let writer = &*writer;
-            let mut pending: FuturesUnordered<_> = writes
-                .into_iter()
-                .map(|(record, ticket, permit)| async move {
-                    writer.handle(record).await;
-                    (ticket, permit)
-                })
-                .collect();
-            while let Some((ticket, permit)) = pending.next().await {
-                // The offset is stored by the storer task, once every
-                // earlier record of the partition is done too.
-                lock(&tracker).finish(ticket);
-                drop(permit);
-            }
-        });
     }
 
     ready.store(false, Ordering::Relaxed);
