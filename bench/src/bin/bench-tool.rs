@@ -67,7 +67,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::DropTable { keyspace, table } => {
             let session = cql::session(&world).await?;
-            let statement = format!("DROP TABLE IF EXISTS {}.{}", quote(&keyspace), quote(&table));
+            let statement = format!(
+                "DROP TABLE IF EXISTS {}.{}",
+                quote(&keyspace),
+                quote(&table)
+            );
             session.query_unpaged(statement, ()).await?;
         }
     }
