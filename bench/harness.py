@@ -18,6 +18,8 @@ Environment (all optional):
   BENCH_PARTITIONS partitions of the topic (the example's)   (3)
   BENCH_ONLY      comma-separated measurement names to run  (all)
   BENCH_KEEP=1    keep the topic and keyspace afterwards
+  BENCH_WARMUP=0  skip the untimed CQL pass that warms Cassandra up first
+  BENCH_SETTLE_IDLE, BENCH_SETTLE_TIMEOUT  when Kafka and Cassandra count as idle (0.15 of a core; at most 120 s)
 """
 
 import json
