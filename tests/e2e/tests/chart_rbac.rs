@@ -1,11 +1,14 @@
 //! What the chart lets the operator do, asked of the real apiserver with
 //! `kubectl auth can-i --as=system:serviceaccount:…`: only what it needs.
 
+mod operator_common;
+
 use std::process::Command;
 
 use anyhow::Context;
 use millrace_testsupport::tools::helm;
 use millrace_testsupport::{TestNamespace, World, unique_name};
+use operator_common::install_crd;
 
 struct Release<'a> {
     world: &'a World,
@@ -101,6 +104,9 @@ fn check_rights(release: &Release<'_>, ns: &str) -> anyhow::Result<Vec<String>> 
 async fn the_operator_gets_least_privilege_cluster_wide() -> anyhow::Result<()> {
     let world = World::discover()?;
     let client = world.kube_client().await?;
+    // kubectl maps `streampipelines.millrace.io` to its API group through
+    // discovery: without the CRD it asks about another resource altogether.
+    install_crd(&client).await?;
     let ns = TestNamespace::create(&client, "rbac").await?;
     let release = Release {
         world: &world,
@@ -136,6 +142,9 @@ async fn the_operator_gets_least_privilege_cluster_wide() -> anyhow::Result<()> 
 async fn a_namespaced_operator_has_no_rights_elsewhere() -> anyhow::Result<()> {
     let world = World::discover()?;
     let client = world.kube_client().await?;
+    // kubectl maps `streampipelines.millrace.io` to its API group through
+    // discovery: without the CRD it asks about another resource altogether.
+    install_crd(&client).await?;
     let ns = TestNamespace::create(&client, "rbac-ns").await?;
     let watched = TestNamespace::create(&client, "rbac-watched").await?;
     let elsewhere = TestNamespace::create(&client, "rbac-elsewhere").await?;
