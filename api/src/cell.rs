@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use num_bigint::BigInt;
 use uuid::Uuid;
 
 /// What the sink writes into one column of a row.
@@ -70,24 +71,16 @@ pub struct Varint {
 impl Varint {
     /// Parses an optionally signed string of decimal digits.
     pub fn parse(text: &str) -> Option<Self> {
-        let (negative, digits) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
+        // Checked here because BigInt's own parser also takes '_' between
+        // digits, which a record's varint must not hold.
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let digits = digits.trim_start_matches('0');
-        let zero = digits.is_empty();
-        let canonical = match (zero, negative) {
-            (true, _) => "0".to_owned(),
-            (false, true) => format!("-{digits}"),
-            (false, false) => digits.to_owned(),
-        };
+        let value = BigInt::parse_bytes(text.as_bytes(), 10)?;
         Some(Self {
-            bytes: twos_complement_be(digits, negative && !zero),
-            digits: canonical,
+            digits: value.to_string(),
+            bytes: value.to_signed_bytes_be(),
         })
     }
 
@@ -107,46 +100,6 @@ impl fmt::Display for Varint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.digits)
     }
-}
-
-/// Big-endian two's complement of a decimal magnitude, in as few bytes as
-/// keep the sign.
-fn twos_complement_be(magnitude_digits: &str, negative: bool) -> Vec<u8> {
-    // The leading zero byte leaves room for the sign bit either way.
-    let mut bytes = vec![0u8];
-    for digit in magnitude_digits.bytes() {
-        let mut carry = u16::from(digit - b'0');
-        for byte in bytes.iter_mut().rev() {
-            let v = u16::from(*byte) * 10 + carry;
-            *byte = (v & 0xff) as u8;
-            carry = v >> 8;
-        }
-        if carry > 0 {
-            bytes.insert(0, carry as u8);
-        }
-        if bytes[0] != 0 {
-            bytes.insert(0, 0);
-        }
-    }
-    if negative {
-        for byte in &mut bytes {
-            *byte = !*byte;
-        }
-        for byte in bytes.iter_mut().rev() {
-            let (v, overflow) = byte.overflowing_add(1);
-            *byte = v;
-            if !overflow {
-                break;
-            }
-        }
-    }
-    let redundant = |b: &[u8]| {
-        b.len() > 1 && ((b[0] == 0 && b[1] & 0x80 == 0) || (b[0] == 0xff && b[1] & 0x80 != 0))
-    };
-    while redundant(&bytes) {
-        bytes.remove(0);
-    }
-    bytes
 }
 
 /// A decimal number: `unscaled × 10^-scale` (CQL `decimal`).

@@ -10,7 +10,22 @@ use std::fmt::Write as _;
 
 use crate::cql_type::{CqlType, CqlTypeError};
 use crate::spec::{KeyspaceSpec, Replication, ReplicationClass, TableSpec};
-use crate::validate::quote_cql_identifier;
+
+/// Quotes a CQL identifier: wraps it in double quotes and doubles any double
+/// quote inside, so it is read as one identifier whatever it holds, and its
+/// case is kept.
+pub fn quote_cql_identifier(identifier: &str) -> String {
+    let mut quoted = String::with_capacity(identifier.len() + 2);
+    quoted.push('"');
+    for c in identifier.chars() {
+        if c == '"' {
+            quoted.push('"');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
 
 /// `"keyspace"."table"`.
 pub fn qualified_table(keyspace: &str, table: &str) -> String {
@@ -284,5 +299,30 @@ mod tests {
             create_keyspace(&ks),
             "CREATE KEYSPACE IF NOT EXISTS \"a\"\"b\" WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1'': 1}; DROP KEYSPACE prod; --': 1}"
         );
+    }
+
+    #[test]
+    fn quoting_doubles_inner_quotes_and_keeps_case() {
+        assert_eq!(quote_cql_identifier("users"), "\"users\"");
+        assert_eq!(quote_cql_identifier("firstName"), "\"firstName\"");
+        assert_eq!(quote_cql_identifier("select"), "\"select\"");
+        assert_eq!(quote_cql_identifier(""), "\"\"");
+        assert_eq!(quote_cql_identifier("a\"b"), "\"a\"\"b\"");
+        assert_eq!(
+            quote_cql_identifier("x\"; DROP KEYSPACE prod; --"),
+            "\"x\"\"; DROP KEYSPACE prod; --\""
+        );
+        // However many quotes go in, the result is one quoted identifier:
+        // inside the outer quotes, quotes only come in pairs.
+        for attempt in ["\"", "\"\"", "a\"\"\"b", "\";\""] {
+            let quoted = quote_cql_identifier(attempt);
+            let inner = &quoted[1..quoted.len() - 1];
+            assert_eq!(
+                inner.replace("\"\"", "").matches('"').count(),
+                0,
+                "{attempt:?}"
+            );
+            assert_eq!(inner.replace("\"\"", "\""), attempt);
+        }
     }
 }

@@ -1,5 +1,9 @@
 //! CQL column types, parsed from the spec's `type` strings and from what
 //! Cassandra reports in `system_schema.columns`.
+//!
+//! Hand-written: crates that parse CQL types come with a driver (scylla-cql)
+//! or a whole CQL grammar, while this crate needs only the types millrace can
+//! write and must refuse the rest (frozen, nested, tuple, user-defined).
 
 use std::fmt;
 use std::str::FromStr;

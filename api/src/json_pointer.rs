@@ -1,4 +1,8 @@
 //! JSON pointers (RFC 6901), parsed once and then looked up per record.
+//!
+//! Kept instead of serde_json's `Value::pointer`, which re-splits the text on
+//! every lookup and silently accepts bad escapes such as `~2` that the spec
+//! check must report.
 
 use std::fmt;
 use std::str::FromStr;

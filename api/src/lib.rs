@@ -5,12 +5,12 @@
 //!
 //! - [`spec`] and [`status`]: the custom resource, with its admission rules
 //!   (OpenAPI bounds and CEL) beside the fields; [`crd_yaml`] renders it.
-//! - [`validate`]: the operator's own check of a spec, and
-//!   [`quote_cql_identifier`].
+//! - [`validate`]: the operator's own check of a spec.
 //! - [`mapping`]: a [`RowMapper`] compiled from the table spec turns a JSON
 //!   record into a row of [`Cell`]s, using [`json_pointer`], [`template`],
 //!   [`cql_type`] and [`mod@coerce`].
-//! - [`cql`] builds the keyspace, table and insert statements;
+//! - [`cql`] builds the keyspace, table and insert statements, quoting
+//!   identifiers with [`quote_cql_identifier`];
 //!   [`schema_diff`] compares the declared table with the one Cassandra has.
 //! - [`schedule`]: when a pull source runs.
 

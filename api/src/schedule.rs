@@ -1,5 +1,9 @@
 //! When a pull source runs: a five-field cron expression (UTC) or a fixed
 //! interval.
+//!
+//! Hand-written rather than the `cron` or `croner` crate: `cron` wants a
+//! seconds field, `croner` also takes `L`, `W` and `#` that a spec must not
+//! hold, and both compute times with chrono where this crate has jiff.
 
 use std::fmt;
 use std::str::FromStr;

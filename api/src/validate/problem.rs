@@ -1,0 +1,142 @@
+//! What a failed check reports: each problem with the field it is about.
+
+use std::fmt;
+
+use crate::cql_type::CqlTypeError;
+use crate::json_pointer::JsonPointerError;
+use crate::schedule::ScheduleError;
+use crate::template::TemplateError;
+
+/// Everything wrong with a spec, each problem with the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidSpec {
+    /// The problems, in the order of the spec's fields.
+    pub problems: Vec<SpecProblem>,
+}
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "invalid StreamPipeline: {one}"),
+            many => {
+                write!(f, "invalid StreamPipeline ({} problems): ", many.len())?;
+                for (i, problem) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One problem, and the field it is about (`spec.cassandra.table.name`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct SpecProblem {
+    /// Path of the field, as `kubectl explain` spells it.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+/// What is wrong with a field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error(
+        "{0:?} is not a CQL identifier: it must start with a letter and have only letters, digits and underscores, at most 48 characters"
+    )]
+    CqlIdentifier(String),
+    #[error(
+        "{0:?} is not a Kafka topic name: it must be 1 to 249 letters, digits, '.', '_' or '-', and not '.' or '..'"
+    )]
+    TopicName(String),
+    #[error(
+        "{0:?} is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+    )]
+    DnsLabel(String),
+    #[error(
+        "{0:?} is not a valid StreamPipeline name: it must start with a letter, have only lower-case letters, digits and '-', and be at most 50 characters"
+    )]
+    PipelineName(String),
+    #[error("{0:?} is not a valid Secret name")]
+    SecretName(String),
+    #[error("{0:?} is not a valid key of a Secret: use letters, digits, '-', '_' and '.'")]
+    SecretKey(String),
+    #[error(
+        "{0:?} is not a valid Kafka configuration name: use lower-case letters, digits and '.'"
+    )]
+    TopicConfigName(String),
+    #[error("must differ from kafka.topic.name ({0:?})")]
+    DeadLetterIsTopic(String),
+    #[error(
+        "{0:?} is not a comma-separated list of host:port, such as kafka-0.kafka:9092,kafka-1.kafka:9092"
+    )]
+    BootstrapServers(String),
+    #[error("{0:?} is not host or host:port, such as cassandra.db.svc:9042")]
+    ContactPoint(String),
+    #[error("{0:?} is not a datacenter name: use letters, digits, '.', '_' and '-'")]
+    Datacenter(String),
+    #[error("SimpleStrategy takes replicationFactor and not dataCenters")]
+    SimpleStrategyFields,
+    #[error(
+        "NetworkTopologyStrategy takes dataCenters (a replication factor per datacenter) and not replicationFactor"
+    )]
+    NetworkTopologyFields,
+    #[error("column {0:?} is declared more than once")]
+    DuplicateColumn(String),
+    #[error("{0:?} is not the name of a column in columns")]
+    UnknownColumn(String),
+    #[error("partitionKey must name at least one column")]
+    NoPartitionKey,
+    #[error("column {0:?} appears more than once in the primary key")]
+    RepeatedKeyColumn(String),
+    #[error("column {column:?} is {cql_type}; primary key columns cannot be list, set or map")]
+    CollectionInKey { column: String, cql_type: String },
+    #[error(transparent)]
+    CqlType(#[from] CqlTypeError),
+    #[error("set exactly one of from, template or wholeRecord: true ({0} are set)")]
+    ColumnSourceCount(usize),
+    #[error(transparent)]
+    Pointer(#[from] JsonPointerError),
+    #[error("from must point into the record; use wholeRecord: true for the whole record")]
+    RootPointer,
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("a wholeRecord column holds JSON text, so its type must be text, not {0}")]
+    WholeRecordNotText(String),
+    #[error("set exactly one of httpPull, httpPush or generator ({0} are set)")]
+    SourceKindCount(usize),
+    #[error("source name {0:?} is used more than once")]
+    DuplicateSource(String),
+    #[error("path {0:?} is used by more than one httpPush source")]
+    DuplicatePushPath(String),
+    #[error(
+        "{0:?} is not an HTTP path: it must start with '/' and have only letters, digits and / . _ ~ -"
+    )]
+    PushPath(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("{0:?} is not an absolute http or https URL")]
+    Url(String),
+    #[error("{0:?} is not a valid HTTP header name")]
+    HeaderName(String),
+    #[error("the value of header {0:?} has a line break or control character")]
+    HeaderValue(String),
+    #[error("{value} is outside the allowed range {min} to {max}")]
+    OutOfRange { value: i64, min: i64, max: i64 },
+    #[error("has {len} entries; at most {max} are allowed")]
+    TooMany { len: usize, max: usize },
+    #[error("must not be empty")]
+    Empty,
+    #[error("is longer than {max} characters")]
+    TooLong { max: usize },
+    #[error("cannot change from {old:?} to {new:?}: {why}")]
+    Immutable {
+        old: String,
+        new: String,
+        why: &'static str,
+    },
+}

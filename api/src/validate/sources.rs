@@ -1,0 +1,154 @@
+//! Checks of `spec.sources`: one kind per source, unique names and push
+//! paths, and each pull source's URL, schedule and headers.
+
+use std::collections::BTreeSet;
+
+use super::accumulator::Problems;
+use super::names::{is_dns_label, is_header_name, is_http_url, is_secret_name};
+use super::problem::Problem;
+use crate::json_pointer::JsonPointer;
+use crate::schedule::Schedule;
+use crate::spec::{HttpPullSource, SourceSpec, limits};
+
+pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
+    v.count("spec.sources", sources.len(), limits::SOURCES_MAX);
+    let mut names = BTreeSet::new();
+    let mut push_paths = BTreeSet::new();
+    for (i, source) in sources.iter().enumerate() {
+        let at = format!("spec.sources[{i}]");
+        if !is_dns_label(&source.name, limits::SOURCE_NAME_MAX) {
+            v.push(format!("{at}.name"), Problem::DnsLabel(source.name.clone()));
+        }
+        if !names.insert(source.name.as_str()) {
+            v.push(
+                format!("{at}.name"),
+                Problem::DuplicateSource(source.name.clone()),
+            );
+        }
+        let kinds = usize::from(source.http_pull.is_some())
+            + usize::from(source.http_push.is_some())
+            + usize::from(source.generator.is_some());
+        if kinds != 1 {
+            v.push(at.clone(), Problem::SourceKindCount(kinds));
+        }
+        if let Some(pull) = &source.http_pull {
+            check_http_pull(v, pull, &format!("{at}.httpPull"));
+        }
+        if let Some(push) = &source.http_push {
+            let field = format!("{at}.httpPush.path");
+            let path_ok = push.path.len() <= 256
+                && push.path.starts_with('/')
+                && push
+                    .path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/._~-".contains(&b));
+            if !path_ok {
+                v.push(field.clone(), Problem::PushPath(push.path.clone()));
+            }
+            if !push_paths.insert(push.path.as_str()) {
+                v.push(field, Problem::DuplicatePushPath(push.path.clone()));
+            }
+            v.range(
+                format!("{at}.httpPush.maxBodyBytes"),
+                push.max_body_bytes,
+                limits::MAX_BODY_BYTES,
+            );
+        }
+        if let Some(generator) = &source.generator {
+            v.range(
+                format!("{at}.generator.recordsPerSecond"),
+                generator.records_per_second.into(),
+                limits::RECORDS_PER_SECOND,
+            );
+            if let Some(limit) = generator.limit {
+                v.range(format!("{at}.generator.limit"), limit, (1, i64::MAX));
+            }
+        }
+    }
+}
+
+fn check_http_pull(v: &mut Problems, pull: &HttpPullSource, at: &str) {
+    if !is_http_url(&pull.url) {
+        v.push(format!("{at}.url"), Problem::Url(pull.url.clone()));
+    }
+    if pull.schedule.len() > limits::SCHEDULE_MAX {
+        v.push(
+            format!("{at}.schedule"),
+            Problem::TooLong {
+                max: limits::SCHEDULE_MAX,
+            },
+        );
+    } else if let Err(e) = Schedule::parse(&pull.schedule) {
+        v.push(format!("{at}.schedule"), e.into());
+    }
+    if !pull.records_path.is_empty()
+        && let Err(e) = JsonPointer::parse(&pull.records_path)
+    {
+        v.push(format!("{at}.recordsPath"), e.into());
+    }
+    v.count(
+        format!("{at}.headers"),
+        pull.headers.len(),
+        limits::HEADERS_MAX,
+    );
+    for (name, value) in &pull.headers {
+        if !is_header_name(name) {
+            v.push(format!("{at}.headers"), Problem::HeaderName(name.clone()));
+        }
+        // A line break in a value would let the spec write its own headers
+        // (or a request) into the HTTP stream.
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            v.push(format!("{at}.headers"), Problem::HeaderValue(name.clone()));
+        }
+    }
+    if let Some(secret) = &pull.headers_from_secret
+        && !is_secret_name(&secret.name)
+    {
+        v.push(
+            format!("{at}.headersFromSecret.name"),
+            Problem::SecretName(secret.name.clone()),
+        );
+    }
+    v.range(
+        format!("{at}.timeoutSeconds"),
+        pull.timeout_seconds.into(),
+        limits::TIMEOUT_SECONDS,
+    );
+    v.range(
+        format!("{at}.maxRetries"),
+        pull.max_retries.into(),
+        limits::MAX_RETRIES,
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::schedule::ScheduleError;
+    use crate::spec::HttpPushSource;
+    use crate::validate::Problem;
+    use crate::validate::fixture::{problems, spec};
+
+    #[test]
+    fn sources_are_checked() {
+        let mut s = spec();
+        s.sources[0].http_push = Some(HttpPushSource::default());
+        s.sources[2].name = "synthetic".into();
+        let pull = s.sources[1].http_pull.as_mut().unwrap();
+        pull.url = "file:///etc/passwd".into();
+        pull.schedule = "*/1 * * *".into();
+        pull.headers
+            .insert("Authorization".into(), "Bearer x\r\nHost: evil".into());
+        let found: Vec<Problem> = problems(&s).into_iter().map(|p| p.problem).collect();
+        assert!(found.contains(&Problem::SourceKindCount(2)));
+        assert!(found.contains(&Problem::DuplicateSource("synthetic".into())));
+        assert!(found.contains(&Problem::DuplicatePushPath("/v1/records".into())));
+        assert!(found.contains(&Problem::Url("file:///etc/passwd".into())));
+        assert!(
+            found
+                .iter()
+                .any(|p| matches!(p, Problem::Schedule(ScheduleError::Unrecognised(_))))
+        );
+        assert!(found.contains(&Problem::HeaderValue("Authorization".into())));
+    }
+}
