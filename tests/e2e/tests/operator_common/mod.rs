@@ -93,23 +93,83 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// How to start an operator process; `Launch::default()` is what the
+/// operator scenarios use.
+pub struct Launch<'a> {
+    /// The binary to run; by default the one `operator_binary` builds.
+    pub binary: Option<PathBuf>,
+    /// Arguments after the usual ones.
+    pub extra: &'a [&'a str],
+    /// A log file to append to (its directory must exist), so restarts of
+    /// one run share it; by default a new file in the temp directory.
+    pub log: Option<PathBuf>,
+    pub rust_log: &'a str,
+    /// How long the operator may take to answer `/healthz`.
+    pub healthz_secs: u64,
+    /// Where to leave the process's pid (removed when the `Operator` is
+    /// dropped), for a script that must stop it should the test die first.
+    pub pid_file: Option<PathBuf>,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            extra: &[],
+            log: None,
+            rust_log: "info,millrace_operator=debug,kube=warn",
+            healthz_secs: 30,
+            pid_file: None,
+        }
+    }
+}
+
 /// An operator process, killed when dropped.
 pub struct Operator {
     child: tokio::process::Child,
     pub metrics_addr: String,
     pub log: PathBuf,
+    pid_file: Option<PathBuf>,
 }
 
 impl Operator {
     /// Starts the operator for one namespace with a short resync, so drift
     /// in Kafka and Cassandra (which send no events) is seen quickly.
     pub async fn start(world: &World, namespace: &str, extra: &[&str]) -> anyhow::Result<Self> {
-        let binary = operator_binary()?;
+        Self::launch(
+            world,
+            namespace,
+            &Launch {
+                extra,
+                ..Launch::default()
+            },
+        )
+        .await
+    }
+
+    /// `start`, with the choices `Launch` offers.
+    pub async fn launch(world: &World, namespace: &str, how: &Launch<'_>) -> anyhow::Result<Self> {
+        let binary = match &how.binary {
+            Some(b) => b.clone(),
+            None => operator_binary()?,
+        };
         let port = free_port()?;
         let metrics_addr = format!("127.0.0.1:{port}");
-        let log = std::env::temp_dir().join(format!("{}-{port}.log", namespace));
-        let file = std::fs::File::create(&log)?;
-        let mut cmd = tokio::process::Command::new(binary);
+        let (log, file) = match &how.log {
+            Some(log) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)?;
+                (log.clone(), file)
+            }
+            None => {
+                let log = std::env::temp_dir().join(format!("{}-{port}.log", namespace));
+                let file = std::fs::File::create(&log)?;
+                (log, file)
+            }
+        };
+        let mut cmd = tokio::process::Command::new(&binary);
         cmd.args([
             "--namespace",
             namespace,
@@ -120,25 +180,34 @@ impl Operator {
             "--resync-seconds",
             "3",
         ])
-        .args(extra)
-        .env("RUST_LOG", "info,millrace_operator=debug,kube=warn")
+        .args(how.extra)
+        .env("RUST_LOG", how.rust_log)
         .stdout(Stdio::from(file.try_clone()?))
         .stderr(Stdio::from(file))
         .kill_on_drop(true);
         if let Some(kc) = &world.kubeconfig {
             cmd.env("KUBECONFIG", kc);
         }
-        let child = cmd.spawn()?;
-        let op = Self {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        if let (Some(pid_file), Some(pid)) = (&how.pid_file, child.id()) {
+            std::fs::write(pid_file, pid.to_string())?;
+        }
+        // An operator that never answers is killed with its dropped child;
+        // its pid file stays, and whoever reads it checks the command line.
+        poll_until(
+            "the operator's /healthz",
+            Deadline::secs(how.healthz_secs),
+            || async { Ok(http_get(&metrics_addr, "/healthz").await.ok()) },
+        )
+        .await?;
+        Ok(Self {
             child,
             metrics_addr,
             log,
-        };
-        poll_until("the operator's /healthz", Deadline::secs(30), || async {
-            Ok(http_get(&op.metrics_addr, "/healthz").await.ok())
+            pid_file: how.pid_file.clone(),
         })
-        .await?;
-        Ok(op)
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {
@@ -189,6 +258,14 @@ impl Operator {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(pid_file) = &self.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
     }
 }
 
