@@ -46,9 +46,20 @@ pub struct Metrics {
     pub rows_failed: Counter,
     dead_lettered: Family<Labels, Counter>,
     pub write_latency: Histogram,
+    write_retries: Family<Labels, Counter>,
+    writes_waiting: Family<Labels, Gauge>,
     consumer_lag: Family<Labels, Gauge>,
     pull_runs: Family<Labels, Counter>,
     pull_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
+}
+
+/// Counts a waiting write until dropped (written, or the task ended).
+pub struct WaitingWrite(Gauge);
+
+impl Drop for WaitingWrite {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -90,6 +101,18 @@ impl Metrics {
             "Time to write one row, retries included",
             write_latency.clone(),
         );
+        let write_retries = Family::<Labels, Counter>::default();
+        registry.register(
+            "write_retries",
+            "Tries of a write that the cluster could not take, by reason",
+            write_retries.clone(),
+        );
+        let writes_waiting = Family::<Labels, Gauge>::default();
+        registry.register(
+            "writes_waiting",
+            "Writes waiting for the cluster to take them, by reason of their first failure",
+            writes_waiting.clone(),
+        );
         let consumer_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "consumer_lag",
@@ -116,6 +139,8 @@ impl Metrics {
             rows_failed,
             dead_lettered,
             write_latency,
+            write_retries,
+            writes_waiting,
             consumer_lag,
             pull_runs,
             pull_last_success,
@@ -141,6 +166,24 @@ impl Metrics {
         self.dead_lettered
             .get_or_create(&vec![("reason", reason.as_str().to_owned())])
             .inc();
+    }
+
+    /// One more try of a write the cluster could not take.
+    pub fn write_retried(&self, reason: &'static str) {
+        self.write_retries
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// A write starts waiting for the cluster; it counts in
+    /// `writes_waiting` until the guard is dropped.
+    pub fn waiting_write(&self, reason: &'static str) -> WaitingWrite {
+        let gauge = self
+            .writes_waiting
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .clone();
+        gauge.inc();
+        WaitingWrite(gauge)
     }
 
     pub fn set_lag(&self, partition: i32, lag: i64) {

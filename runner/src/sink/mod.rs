@@ -7,9 +7,14 @@
 //! librdkafka commits stored offsets every second. On revoke and on SIGTERM,
 //! in-flight writes are drained within a deadline, the safe offsets stored
 //! and committed.
+//!
+//! Each row is written with a timestamp that grows with the offset in its
+//! partition ([`write_time`]), so the latest version of a key wins however
+//! its writes overlap; the chain is carried across owners in the commit.
 
 pub mod offsets;
 pub mod row;
+pub mod write_time;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,12 +40,13 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Connections, Pipeline};
 use crate::kafka::{Origin, Producer};
 use crate::metrics::{Metrics, Reason};
-use offsets::{OffsetTracker, Ticket};
+use offsets::{OffsetTracker, Safe, Ticket};
 
 /// How long a revoke or a shutdown waits for in-flight writes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
-/// Retries of a write that timed out or found too few replicas.
-const WRITE_RETRIES: u32 = 8;
+/// The longest pause between two tries of a write that waits for the
+/// cluster.
+const WRITE_BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// How often safe offsets are handed to librdkafka, which commits them
 /// every second: well inside that, so commits are not delayed.
 const STORE_INTERVAL: Duration = Duration::from_millis(100);
@@ -49,6 +55,22 @@ type Tracker = Arc<Mutex<OffsetTracker>>;
 
 fn lock(tracker: &Tracker) -> std::sync::MutexGuard<'_, OffsetTracker> {
     tracker.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The next offsets to read, each with the write timestamp of the record
+/// before it as metadata ([`write_time::encode`]).
+fn offset_list(topic: &str, safe: &[Safe]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(safe.len());
+    for s in safe {
+        let mut elem = tpl.add_partition(topic, s.partition);
+        if let Err(e) = elem.set_offset(Offset::Offset(s.offset + 1)) {
+            warn!(error = %e, partition = s.partition, "cannot store the offset");
+        }
+        if let Some(ts) = s.write_timestamp {
+            elem.set_metadata(write_time::encode(ts));
+        }
+    }
+    tpl
 }
 
 /// Stores the safe offsets that moved (of `only`, else of every partition)
@@ -65,18 +87,45 @@ fn store_safe(
     if safe.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::with_capacity(safe.len());
-    for (partition, offset) in safe {
-        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1)) {
-            warn!(error = %e, partition, "cannot store the offset");
-        }
-    }
     // Fails only for partitions revoked meanwhile, whose offsets the revoke
     // has committed already.
-    if let Err(e) = consumer.store_offsets(&tpl) {
+    if let Err(e) = consumer.store_offsets(&offset_list(topic, &safe)) {
         debug!(error = %e, "storing offsets");
     }
     drop(t);
+}
+
+/// Commits every safe offset (of `only`, else of every partition) now, with
+/// its write timestamp. An explicit list, because a commit of librdkafka's
+/// stored offsets without one drops their metadata.
+fn commit_safe(
+    consumer: &impl Consumer<SinkContext>,
+    topic: &str,
+    tracker: &Tracker,
+    only: Option<&[i32]>,
+) {
+    store_safe(consumer, topic, tracker, only);
+    let safe = lock(tracker).all_safe(only);
+    if safe.is_empty() {
+        return;
+    }
+    if let Err(e) = consumer.commit(&offset_list(topic, &safe), CommitMode::Sync) {
+        warn!(error = %e, "committing offsets");
+    }
+}
+
+/// The write timestamps committed with the group's offsets of the assigned
+/// partitions, where there are any.
+fn committed_write_timestamps(
+    consumer: &BaseConsumer<SinkContext>,
+    assigned: &TopicPartitionList,
+) -> KafkaResult<Vec<(i32, Option<i64>)>> {
+    let committed = consumer.committed_offsets(assigned.clone(), Duration::from_secs(10))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), write_time::decode(e.metadata())))
+        .collect())
 }
 
 /// Reacts to rebalances and statistics of the sink's consumer.
@@ -146,10 +195,7 @@ impl ConsumerContext for SinkContext {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        store_safe(consumer, &self.topic, &self.tracker, Some(&partitions));
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            debug!(error = %e, "commit on revoke (nothing to commit is fine)");
-        }
+        commit_safe(consumer, &self.topic, &self.tracker, Some(&partitions));
         let mut t = lock(&self.tracker);
         for p in &partitions {
             t.revoke(*p);
@@ -158,11 +204,39 @@ impl ConsumerContext for SinkContext {
         debug!(drained, "revoke handled");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(?partitions, "partitions assigned");
+                // Before any record of these partitions is read: their write
+                // timestamps continue where the last owner's commit left them.
+                let resumed = tokio::task::block_in_place(|| {
+                    let mut tries = 0;
+                    loop {
+                        match committed_write_timestamps(consumer, tpl) {
+                            Ok(r) => return Some(r),
+                            Err(e) if tries < 3 => {
+                                warn!(error = %e, "reading the committed offsets; retrying");
+                                tries += 1;
+                                std::thread::sleep(Duration::from_millis(500));
+                            }
+                            Err(e) => {
+                                error!(error = %e, "cannot read the committed offsets: write timestamps restart from each partition's first record");
+                                return None;
+                            }
+                        }
+                    }
+                });
+                let mut t = lock(&self.tracker);
+                for p in &partitions {
+                    let last = resumed
+                        .as_ref()
+                        .and_then(|r| r.iter().find(|(q, _)| q == p))
+                        .and_then(|(_, ts)| *ts);
+                    t.assign(*p, last);
+                }
+                drop(t);
                 self.assigned.store(true, Ordering::Relaxed);
             }
             Rebalance::Revoke(_) => {}
@@ -207,7 +281,8 @@ struct Writer {
 struct Record {
     partition: i32,
     offset: i64,
-    timestamp_ms: Option<i64>,
+    /// From the partition's chain ([`write_time`]).
+    write_timestamp: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
@@ -239,10 +314,7 @@ impl Writer {
                 return;
             }
         };
-        let values = row::bind(
-            row,
-            row::write_timestamp(record.timestamp_ms, record.offset),
-        );
+        let values = row::bind(row, record.write_timestamp);
         let started = Instant::now();
         match self.write(&values).await {
             Ok(()) => {
@@ -259,20 +331,36 @@ impl Writer {
         }
     }
 
+    /// Writes the row, waiting as long as the cluster cannot take writes:
+    /// only an error that says the row itself is at fault is returned. A
+    /// waiting write keeps its permit, so the sink stops reading new
+    /// records (back-pressure) instead of piling them up in memory.
     async fn write(&self, values: &[row::Bound]) -> Result<(), ExecutionError> {
         let mut attempt = 0u32;
+        let mut waiting = None;
         loop {
             match self.session.execute_unpaged(&self.insert, values).await {
                 Ok(_) => return Ok(()),
                 Err(e) => match classify(&e) {
                     Retry::Never => return Err(e),
-                    Retry::Limited if attempt >= WRITE_RETRIES => return Err(e),
-                    Retry::Limited | Retry::Forever => {
-                        warn!(error = %e, attempt, "write failed; retrying");
+                    Retry::Wait => {
+                        let what = wait_reason(&e);
+                        if waiting.is_none() {
+                            waiting = Some(self.metrics.waiting_write(what));
+                        }
+                        self.metrics.write_retried(what);
+                        // The first tries of a write are routine (a timeout
+                        // under load); a write still waiting is worth a
+                        // warning every few tries, not on each.
+                        if attempt == 3 || (attempt > 3 && attempt.is_multiple_of(30)) {
+                            warn!(error = %e, attempt, "Cassandra cannot take the write; waiting for it");
+                        } else {
+                            debug!(error = %e, attempt, "write failed; retrying");
+                        }
                         let pause = crate::backoff::delay(
-                            attempt.min(WRITE_RETRIES),
+                            attempt.min(16),
                             Duration::from_millis(100),
-                            Duration::from_secs(10),
+                            WRITE_BACKOFF_CAP,
                         );
                         tokio::time::sleep(pause).await;
                         attempt = attempt.saturating_add(1);
@@ -303,30 +391,58 @@ impl Writer {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Retry {
-    /// The row itself is at fault: retrying cannot help.
+    /// The row itself is at fault: no retry can help, so it is
+    /// dead-lettered.
     Never,
-    /// Timeouts, too few replicas, overload: retry a few times.
-    Limited,
-    /// No connection to the cluster at all: wait for it, never dead-letter
-    /// good records because Cassandra is down.
-    Forever,
+    /// The cluster's state (timeouts, too few replicas, overload, no
+    /// connection, a missing table, missing permissions): wait for it as
+    /// long as it lasts, never dead-letter a good record because of it.
+    Wait,
 }
 
 fn classify(e: &ExecutionError) -> Retry {
     match e {
-        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => match db {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, message)) => match db {
+            DbError::Invalid if is_missing_table(message) => Retry::Wait,
             DbError::Invalid
             | DbError::SyntaxError
-            | DbError::AlreadyExists { .. }
             | DbError::FunctionFailure { .. }
+            | DbError::AlreadyExists { .. }
             | DbError::TruncateError => Retry::Never,
-            DbError::Unauthorized => Retry::Forever,
-            _ => Retry::Limited,
+            _ => Retry::Wait,
         },
+        // The driver could not serialize the row into the statement's
+        // types: the row does not fit the table.
         ExecutionError::BadQuery(_) => Retry::Never,
-        ExecutionError::ConnectionPoolError(_) | ExecutionError::EmptyPlan => Retry::Forever,
-        _ => Retry::Limited,
+        _ => Retry::Wait,
+    }
+}
+
+/// Cassandra's words for a table (or keyspace) that does not exist: the
+/// table was dropped under the pipeline, which the operator reports and
+/// re-creates; the records wait for it.
+fn is_missing_table(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("unconfigured table")
+        || m.contains("table") && m.contains("does not exist")
+        || m.contains("keyspace") && m.contains("does not exist")
+}
+
+/// Why a write waits, as the metrics' `reason` label (a small fixed set).
+fn wait_reason(e: &ExecutionError) -> &'static str {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, message)) => match db {
+            DbError::WriteTimeout { .. } | DbError::ReadTimeout { .. } => "timeout",
+            DbError::Unavailable { .. } => "unavailable",
+            DbError::Overloaded | DbError::RateLimitReached { .. } => "overloaded",
+            DbError::Unauthorized | DbError::AuthenticationError => "unauthorized",
+            DbError::Invalid if is_missing_table(message) => "missing_table",
+            _ => "server_error",
+        },
+        ExecutionError::RequestTimeout(_) => "timeout",
+        _ => "no_connection",
     }
 }
 
@@ -436,10 +552,17 @@ pub async fn run(
         while let Some(message) = next.take() {
             match message {
                 Ok(message) => {
+                    // In the order the partition holds its records, so the
+                    // write timestamps follow the offsets.
+                    let ticket: Ticket = lock(&tracker).start(
+                        message.partition(),
+                        message.offset(),
+                        message.timestamp().to_millis(),
+                    );
                     let record = Record {
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        timestamp_ms: message.timestamp().to_millis(),
+                        partition: ticket.partition,
+                        offset: ticket.offset,
+                        write_timestamp: ticket.write_timestamp,
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().unwrap_or_default().to_vec(),
                     };
@@ -447,7 +570,6 @@ pub async fn run(
                     // Always one: a record is read only while the batch has
                     // a permit left. Never a reason to drop the record.
                     let permit = batch.split(1);
-                    let ticket: Ticket = lock(&tracker).start(record.partition, record.offset);
                     let writer = writer.clone();
                     let tracker = tracker.clone();
                     tokio::spawn(async move {
@@ -479,10 +601,7 @@ pub async fn run(
         ),
     }
     storer.abort();
-    store_safe(&*consumer, &topic, &tracker, None);
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        debug!(error = %e, "final commit (nothing to commit is fine)");
-    }
+    commit_safe(&*consumer, &topic, &tracker, None);
     dlq.flush(Duration::from_secs(5));
     info!("sink stopped; offsets committed");
     Ok(())
@@ -506,7 +625,7 @@ fn consistency(c: millrace_api::Consistency) -> scylla::statement::Consistency {
 
 #[cfg(test)]
 mod tests {
-    use super::lag;
+    use super::*;
 
     #[test]
     fn lag_counts_from_the_stored_or_committed_offset() {
@@ -523,5 +642,55 @@ mod tests {
         assert_eq!(lag(5, 5, [-1001, -1001]), Some(0), "an empty partition");
         assert_eq!(lag(0, 9, [-1001, -1001]), None, "not known yet");
         assert_eq!(lag(0, -1, [3, 3]), None, "no watermark yet");
+    }
+
+    fn db(error: DbError, message: &str) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(error, message.to_owned()))
+    }
+
+    #[test]
+    fn only_errors_of_the_row_itself_are_never_retried() {
+        use scylla::errors::{BadQuery, WriteType};
+        use scylla::statement::Consistency as C;
+        let waits = [
+            db(
+                DbError::WriteTimeout {
+                    consistency: C::LocalQuorum,
+                    received: 1,
+                    required: 2,
+                    write_type: WriteType::Simple,
+                },
+                "timed out",
+            ),
+            db(
+                DbError::Unavailable {
+                    consistency: C::LocalQuorum,
+                    required: 2,
+                    alive: 1,
+                },
+                "cannot achieve consistency",
+            ),
+            db(DbError::Overloaded, "overloaded"),
+            db(DbError::Unauthorized, "no MODIFY permission"),
+            db(DbError::Invalid, "unconfigured table users"),
+            db(DbError::ServerError, "boom"),
+            ExecutionError::EmptyPlan,
+        ];
+        for e in &waits {
+            assert_eq!(classify(e), Retry::Wait, "{e}");
+        }
+        assert_eq!(wait_reason(&waits[0]), "timeout");
+        assert_eq!(wait_reason(&waits[1]), "unavailable");
+        assert_eq!(wait_reason(&waits[2]), "overloaded");
+        assert_eq!(wait_reason(&waits[4]), "missing_table");
+        assert_eq!(wait_reason(&waits[6]), "no_connection");
+        let never = [
+            db(DbError::Invalid, "Invalid INTEGER constant (x) for \"phone\" of type int"),
+            db(DbError::SyntaxError, "line 1"),
+            ExecutionError::BadQuery(BadQuery::PartitionKeyExtraction),
+        ];
+        for e in &never {
+            assert_eq!(classify(e), Retry::Never, "{e}");
+        }
     }
 }

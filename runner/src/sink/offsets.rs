@@ -9,13 +9,27 @@
 //! Safe offsets are handed to librdkafka in batches ([`OffsetTracker::take_safe`]):
 //! storing one per written row cost a topic-partition list and librdkafka's
 //! locks per row, for offsets it only commits once a second anyway.
+//!
+//! The tracker also gives each record its write timestamp
+//! ([`super::write_time`]): the chain runs in offset order under the same
+//! lock, and the timestamp of the record at a safe offset goes with that
+//! offset into the commit, so the next owner of the partition resumes the
+//! chain where this one left it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::write_time::WriteClock;
 
 #[derive(Debug, Default)]
 struct PartitionState {
     epoch: u64,
     in_flight: BTreeSet<i64>,
+    clock: WriteClock,
+    /// Write timestamps of the records started and not yet below the
+    /// stored offset, by offset.
+    timestamps: BTreeMap<i64, i64>,
+    /// The write timestamp of the record at `stored`, or before it.
+    stored_timestamp: Option<i64>,
     /// The lowest and highest offsets started in this epoch.
     lowest_started: Option<i64>,
     highest_started: Option<i64>,
@@ -36,12 +50,40 @@ pub struct OffsetTracker {
 pub struct Ticket {
     pub partition: i32,
     pub offset: i64,
+    /// The record's write timestamp (microseconds).
+    pub write_timestamp: i64,
     epoch: u64,
 }
 
+/// A safe offset to store, with the write timestamp its commit carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Safe {
+    pub partition: i32,
+    /// The last offset below which every record is done.
+    pub offset: i64,
+    pub write_timestamp: Option<i64>,
+}
+
 impl OffsetTracker {
-    /// A record of `partition` at `offset` starts being written.
-    pub fn start(&mut self, partition: i32, offset: i64) -> Ticket {
+    /// The partition was assigned to this consumer: its write timestamps
+    /// continue after `last_write_timestamp`, the one committed with the
+    /// group's offset (`None` when there is none).
+    pub fn assign(&mut self, partition: i32, last_write_timestamp: Option<i64>) {
+        self.next_epoch += 1;
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                epoch: self.next_epoch,
+                clock: WriteClock::resume(last_write_timestamp),
+                ..PartitionState::default()
+            },
+        );
+    }
+
+    /// A record of `partition` at `offset`, with Kafka timestamp
+    /// `kafka_timestamp_ms`, starts being written. Records of a partition
+    /// start in offset order.
+    pub fn start(&mut self, partition: i32, offset: i64, kafka_timestamp_ms: Option<i64>) -> Ticket {
         let next_epoch = &mut self.next_epoch;
         let state = self.partitions.entry(partition).or_insert_with(|| {
             *next_epoch += 1;
@@ -50,12 +92,15 @@ impl OffsetTracker {
                 ..PartitionState::default()
             }
         });
+        let write_timestamp = state.clock.next(kafka_timestamp_ms);
+        state.timestamps.insert(offset, write_timestamp);
         state.in_flight.insert(offset);
         state.lowest_started = Some(state.lowest_started.map_or(offset, |l| l.min(offset)));
         state.highest_started = Some(state.highest_started.map_or(offset, |h| h.max(offset)));
         Ticket {
             partition,
             offset,
+            write_timestamp,
             epoch: state.epoch,
         }
     }
@@ -78,6 +123,15 @@ impl OffsetTracker {
         }
         state.stored = Some(safe);
         state.unstored = true;
+        // The timestamp of the last record at or below the safe offset
+        // (offsets may have gaps); older ones are no longer needed.
+        let below: Vec<i64> = state.timestamps.range(..=safe).map(|(o, _)| *o).collect();
+        if let Some(last) = below.last() {
+            state.stored_timestamp = state.timestamps.get(last).copied();
+        }
+        for o in below {
+            state.timestamps.remove(&o);
+        }
         Some(safe)
     }
 
@@ -85,7 +139,7 @@ impl OffsetTracker {
     /// `only` (every partition when `None`), for the consumer to store.
     /// Called under the same lock as [`OffsetTracker::finish`], so a lower
     /// safe offset is never stored after a higher one.
-    pub fn take_safe(&mut self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+    pub fn take_safe(&mut self, only: Option<&[i32]>) -> Vec<Safe> {
         let mut out = Vec::new();
         for (partition, state) in &mut self.partitions {
             if !state.unstored || only.is_some_and(|o| !o.contains(partition)) {
@@ -93,10 +147,31 @@ impl OffsetTracker {
             }
             state.unstored = false;
             if let Some(offset) = state.stored {
-                out.push((*partition, offset));
+                out.push(Safe {
+                    partition: *partition,
+                    offset,
+                    write_timestamp: state.stored_timestamp,
+                });
             }
         }
         out
+    }
+
+    /// Every safe offset of this assignment (of `only`, else of every
+    /// partition), moved or not: what an explicit commit must carry, since
+    /// librdkafka drops stored metadata on a commit without a list.
+    pub fn all_safe(&self, only: Option<&[i32]>) -> Vec<Safe> {
+        self.partitions
+            .iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .filter_map(|(partition, state)| {
+                Some(Safe {
+                    partition: *partition,
+                    offset: state.stored?,
+                    write_timestamp: state.stored_timestamp,
+                })
+            })
+            .collect()
     }
 
     /// Records still being written in `partition`.
@@ -122,12 +197,16 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    fn offsets(safe: Vec<Safe>) -> Vec<(i32, i64)> {
+        safe.into_iter().map(|s| (s.partition, s.offset)).collect()
+    }
+
     #[test]
     fn an_offset_is_safe_only_after_every_earlier_record() {
         let mut t = OffsetTracker::default();
-        let a = t.start(0, 10);
-        let b = t.start(0, 11);
-        let c = t.start(0, 12);
+        let a = t.start(0, 10, Some(1));
+        let b = t.start(0, 11, Some(1));
+        let c = t.start(0, 12, Some(1));
         assert_eq!(t.finish(c), None, "10 and 11 are still in flight");
         assert_eq!(t.finish(b), None, "10 is still in flight");
         assert_eq!(t.finish(a), Some(12), "all three done");
@@ -137,10 +216,10 @@ mod tests {
     #[test]
     fn the_safe_offset_moves_up_to_the_lowest_in_flight() {
         let mut t = OffsetTracker::default();
-        let a = t.start(0, 0);
-        let b = t.start(0, 1);
-        let _c = t.start(0, 5); // offsets may have gaps
-        let d = t.start(0, 7);
+        let a = t.start(0, 0, Some(1));
+        let b = t.start(0, 1, Some(1));
+        let _c = t.start(0, 5, Some(1)); // offsets may have gaps
+        let d = t.start(0, 7, Some(1));
         assert_eq!(t.finish(a), Some(0));
         assert_eq!(t.finish(d), None);
         assert_eq!(t.finish(b), Some(4), "everything below 5 is done");
@@ -149,8 +228,8 @@ mod tests {
     #[test]
     fn partitions_are_independent() {
         let mut t = OffsetTracker::default();
-        let a = t.start(0, 3);
-        let b = t.start(1, 8);
+        let a = t.start(0, 3, Some(1));
+        let b = t.start(1, 8, Some(1));
         assert_eq!(t.finish(b), Some(8));
         assert_eq!(t.in_flight(0), 1);
         assert_eq!(t.finish(a), Some(3));
@@ -159,24 +238,24 @@ mod tests {
     #[test]
     fn safe_offsets_are_taken_once_and_only_when_they_moved() {
         let mut t = OffsetTracker::default();
-        let a = t.start(0, 10);
-        let b = t.start(1, 20);
-        let c = t.start(1, 21);
+        let a = t.start(0, 10, Some(1));
+        let b = t.start(1, 20, Some(1));
+        let c = t.start(1, 21, Some(1));
         assert!(t.take_safe(None).is_empty(), "nothing written yet");
         t.finish(c);
         assert!(t.take_safe(None).is_empty(), "20 is still in flight");
         t.finish(a);
         t.finish(b);
-        let mut safe = t.take_safe(None);
+        let mut safe = offsets(t.take_safe(None));
         safe.sort_unstable();
         assert_eq!(safe, [(0, 10), (1, 21)]);
         assert!(t.take_safe(None).is_empty(), "already taken");
-        let d = t.start(0, 11);
-        let e = t.start(1, 22);
+        let d = t.start(0, 11, Some(1));
+        let e = t.start(1, 22, Some(1));
         t.finish(d);
         t.finish(e);
-        assert_eq!(t.take_safe(Some(&[1])), [(1, 22)]);
-        assert_eq!(t.take_safe(None), [(0, 11)]);
+        assert_eq!(offsets(t.take_safe(Some(&[1]))), [(1, 22)]);
+        assert_eq!(offsets(t.take_safe(None)), [(0, 11)]);
         t.revoke(0);
         assert!(
             t.take_safe(None).is_empty(),
@@ -187,12 +266,47 @@ mod tests {
     #[test]
     fn a_write_finishing_after_revoke_is_ignored() {
         let mut t = OffsetTracker::default();
-        let old = t.start(2, 100);
+        let old = t.start(2, 100, Some(1));
         t.revoke(2);
-        let new = t.start(2, 50);
+        let new = t.start(2, 50, Some(1));
         assert_eq!(t.finish(old), None, "the old assignment's write");
         assert_eq!(t.in_flight(2), 1);
         assert_eq!(t.finish(new), Some(50));
         assert_eq!(t.total_in_flight(), 0);
+    }
+
+    #[test]
+    fn the_safe_offset_carries_the_write_timestamp_of_its_record() {
+        let mut t = OffsetTracker::default();
+        t.assign(0, Some(41_999));
+        let a = t.start(0, 10, Some(41));
+        let b = t.start(0, 11, Some(41));
+        let _gap = t.start(0, 15, Some(42));
+        assert_eq!((a.write_timestamp, b.write_timestamp), (42_000, 42_001));
+        t.finish(b);
+        assert!(t.take_safe(None).is_empty(), "10 is still in flight");
+        assert_eq!(t.finish(a), Some(14), "everything below 15 is done");
+        let safe = t.take_safe(None);
+        assert_eq!(
+            safe,
+            [Safe {
+                partition: 0,
+                offset: 14,
+                write_timestamp: Some(42_001)
+            }],
+            "offset 14 is a gap: the timestamp is that of 11, the last record below it"
+        );
+        assert_eq!(t.all_safe(None), safe, "still the partition's safe point");
+    }
+
+    #[test]
+    fn an_assignment_resumes_the_chain_from_the_committed_timestamp() {
+        let mut t = OffsetTracker::default();
+        let first = t.start(3, 0, Some(5));
+        t.revoke(3);
+        t.assign(3, Some(first.write_timestamp));
+        let replayed = t.start(3, 1, Some(5));
+        assert_eq!(replayed.write_timestamp, first.write_timestamp + 1);
+        assert_ne!(replayed.epoch, first.epoch);
     }
 }

@@ -21,17 +21,6 @@ pub fn bind(row: Vec<Cell>, write_timestamp_micros: i64) -> Vec<Bound> {
     values
 }
 
-/// The write timestamp of a Kafka message: its timestamp in microseconds,
-/// with the offset in the sub-millisecond digits so two records of one
-/// millisecond are ordered as in the partition. A replay of the same message
-/// writes with the same timestamp, so it never changes the final table.
-pub fn write_timestamp(kafka_timestamp_ms: Option<i64>, offset: i64) -> i64 {
-    kafka_timestamp_ms
-        .unwrap_or(0)
-        .saturating_mul(1000)
-        .saturating_add(offset.rem_euclid(1000))
-}
-
 fn cell(cell: Cell) -> Bound {
     match cell {
         Cell::Unset => MaybeUnset::Unset,
@@ -224,17 +213,4 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn the_write_timestamp_is_the_messages_and_stable() {
-        assert_eq!(
-            write_timestamp(Some(1_700_000_000_123), 4_321),
-            1_700_000_000_123_321
-        );
-        assert_eq!(
-            write_timestamp(Some(5), 9),
-            write_timestamp(Some(5), 9),
-            "a replay writes the same timestamp"
-        );
-        assert_eq!(write_timestamp(None, 3), 3);
-    }
 }

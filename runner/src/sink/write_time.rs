@@ -1,0 +1,130 @@
+//! Write timestamps that order a key's versions as its partition does.
+//!
+//! Cassandra keeps, for each cell, the write with the highest timestamp, so
+//! the timestamp alone decides which version of a row survives, whatever
+//! order the writes arrive in. The sink therefore gives every record of a
+//! partition a timestamp strictly above the one before it:
+//!
+//! `ts(r) = max(kafka_timestamp_µs(r), ts(previous record) + 1)`
+//!
+//! so a later offset always wins, even when two versions share a
+//! millisecond or a producer's clock stepped back. The chain is a pure
+//! function of the partition's records, so a replay from the same place
+//! writes the same timestamps and leaves the table as it was. To resume
+//! the chain after a restart or a rebalance, the timestamp of the last
+//! written record is committed with the group's offset, as its metadata
+//! ([`encode`], [`decode`]); without one (a new group, or offsets committed
+//! by an older runner) the chain starts at the end of its first record's
+//! millisecond, which is never below what the older runner wrote for an
+//! earlier record of that millisecond.
+
+/// Prefix of the offset metadata that carries the chain, so metadata
+/// written by something else is never taken for ours.
+const METADATA_PREFIX: &str = "millrace.wt=";
+
+/// The chain of one partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteClock {
+    last: Option<i64>,
+}
+
+impl WriteClock {
+    /// Resumes after the record whose timestamp was `last` (`None`: no
+    /// record before this one is known).
+    pub fn resume(last: Option<i64>) -> Self {
+        Self { last }
+    }
+
+    /// The timestamp (microseconds) of the next record of the partition,
+    /// whose Kafka timestamp is `kafka_timestamp_ms`.
+    pub fn next(&mut self, kafka_timestamp_ms: Option<i64>) -> i64 {
+        let own = kafka_timestamp_ms.unwrap_or(0).saturating_mul(1000);
+        let ts = match self.last {
+            Some(last) => own.max(last.saturating_add(1)),
+            None => own.saturating_add(999),
+        };
+        self.last = Some(ts);
+        ts
+    }
+}
+
+/// The offset metadata for a commit whose last written record had
+/// timestamp `ts`.
+pub fn encode(ts: i64) -> String {
+    format!("{METADATA_PREFIX}{ts}")
+}
+
+/// The timestamp in committed offset metadata, if it is ours.
+pub fn decode(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix(METADATA_PREFIX)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The formula the sink used before: the Kafka timestamp with
+    /// `offset % 1000` as the microseconds. Kept here only to show the case
+    /// it got wrong.
+    fn by_offset_digits(kafka_timestamp_ms: i64, offset: i64) -> i64 {
+        kafka_timestamp_ms * 1000 + offset.rem_euclid(1000)
+    }
+
+    #[test]
+    fn versions_in_one_millisecond_across_an_offset_multiple_of_1000_keep_their_order() {
+        // Two versions of one key at offsets 999 and 1000, produced in the
+        // same millisecond: the later one must win.
+        let ms = 1_700_000_000_123;
+        assert!(
+            by_offset_digits(ms, 1000) < by_offset_digits(ms, 999),
+            "the old formula put offset 1000 before offset 999"
+        );
+        let mut clock = WriteClock::resume(None);
+        let mut last = i64::MIN;
+        for _offset in 990..1010 {
+            let ts = clock.next(Some(ms));
+            assert!(ts > last, "every later offset gets a later timestamp");
+            last = ts;
+        }
+    }
+
+    #[test]
+    fn a_producer_clock_stepping_back_does_not_reorder() {
+        let mut clock = WriteClock::resume(None);
+        let a = clock.next(Some(2_000));
+        let b = clock.next(Some(1_000)); // clock went back a second
+        let c = clock.next(Some(2_500));
+        assert!(a < b && b < c);
+        assert_eq!(c, 2_500_000, "the chain follows Kafka time again");
+    }
+
+    #[test]
+    fn a_replay_from_a_committed_point_writes_the_same_timestamps() {
+        let kafka_ms = [5, 5, 5, 4, 9, 9, 12];
+        let mut first = WriteClock::resume(None);
+        let run: Vec<i64> = kafka_ms.iter().map(|ms| first.next(Some(*ms))).collect();
+        // Committed after the third record: resume from its timestamp.
+        let committed = decode(&encode(run[2])).expect("our metadata");
+        let mut again = WriteClock::resume(Some(committed));
+        let replay: Vec<i64> = kafka_ms[3..].iter().map(|ms| again.next(Some(*ms))).collect();
+        assert_eq!(replay, run[3..]);
+    }
+
+    #[test]
+    fn without_a_committed_timestamp_the_chain_starts_at_the_end_of_its_millisecond() {
+        // An older runner wrote at most ms * 1000 + 999 for this
+        // millisecond; the first write after an upgrade is not below it.
+        let mut clock = WriteClock::resume(None);
+        assert_eq!(clock.next(Some(7)), 7_999);
+        assert_eq!(clock.next(Some(7)), 8_000);
+        assert_eq!(clock.next(None), 8_001, "no Kafka timestamp: still later");
+    }
+
+    #[test]
+    fn metadata_that_is_not_ours_is_ignored() {
+        assert_eq!(decode(""), None);
+        assert_eq!(decode("something else"), None);
+        assert_eq!(decode("millrace.wt=x"), None);
+        assert_eq!(decode(&encode(-3)), Some(-3));
+    }
+}
