@@ -504,6 +504,13 @@ pub async fn run(
         // slow writes, so 10 s is safe for a process without GC pauses.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "3000")
+        // While Cassandra cannot take writes, every permit is held by a
+        // waiting write and the loop deliberately stops reading. With the
+        // default 5 minute poll limit, librdkafka would then take the
+        // sink out of its group and churn rebalances for as long as the
+        // outage lasts; a sink that died is still found by the session
+        // timeout above, which heartbeats keep apart from reading.
+        .set("max.poll.interval.ms", "86400000")
         .create_with_context(context)?;
     consumer.subscribe(&[&topic])?;
     let consumer = Arc::new(consumer);
