@@ -51,6 +51,12 @@ pub struct Metrics {
     pull_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("millrace");

@@ -9,13 +9,13 @@
 //! and committed.
 
 pub mod offsets;
-pub mod row;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
+use millrace_api::cql_value::{self, Bound};
 use millrace_api::{RowMapper, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -239,9 +239,9 @@ impl Writer {
                 return;
             }
         };
-        let values = row::bind(
+        let values = cql_value::bind(
             row,
-            row::write_timestamp(record.timestamp_ms, record.offset),
+            cql_value::write_timestamp(record.timestamp_ms, record.offset),
         );
         let started = Instant::now();
         match self.write(&values).await {
@@ -259,7 +259,7 @@ impl Writer {
         }
     }
 
-    async fn write(&self, values: &[row::Bound]) -> Result<(), ExecutionError> {
+    async fn write(&self, values: &[Bound]) -> Result<(), ExecutionError> {
         let mut attempt = 0u32;
         loop {
             match self.session.execute_unpaged(&self.insert, values).await {
