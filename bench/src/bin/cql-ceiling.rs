@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use millrace_api::{RowMapper, cql as statements};
+use millrace_api::{RowMapper, cql as statements, cql_value};
 use millrace_bench::{Outcome, World, cql, example_table, kafka, secs};
 use rdkafka::Message as _;
 use scylla::statement::Consistency;
@@ -51,9 +51,9 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(|p| serde_json::from_slice(p).ok())
                 .and_then(|v| mapper.map(&v).ok());
             match row {
-                Some(row) => rows.push(cql::bind(
+                Some(row) => rows.push(cql_value::bind(
                     row,
-                    cql::write_timestamp(m.timestamp().to_millis(), m.offset()),
+                    cql_value::write_timestamp(m.timestamp().to_millis(), m.offset()),
                 )),
                 None => bad += 1,
             }
