@@ -13,14 +13,24 @@
 //!   identifiers with [`quote_cql_identifier`];
 //!   [`schema_diff`] compares the declared table with the one Cassandra has.
 //! - [`schedule`]: when a pull source runs.
+//! - What the operator and the runner agree on: [`kafka_client`] (client
+//!   settings, consumer group), [`pull_lease`], [`credentials`],
+//!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
+//!   row as the scylla driver binds it).
 
+pub mod auth_failure;
 pub mod cell;
 pub mod coerce;
 pub mod cql;
 pub mod cql_type;
+#[cfg(feature = "cql-values")]
+pub mod cql_value;
 mod crd_yaml;
+pub mod credentials;
 pub mod json_pointer;
+pub mod kafka_client;
 pub mod mapping;
+pub mod pull_lease;
 pub mod schedule;
 pub mod schema_diff;
 pub mod spec;
@@ -32,10 +42,13 @@ pub use cell::{Cell, CellValue, Decimal, Varint};
 pub use coerce::{ValueError, coerce};
 pub use cql_type::{CqlType, CqlTypeError};
 pub use crd_yaml::crd_yaml;
+pub use credentials::{Credentials, KafkaCredentialValues};
 pub use json_pointer::{JsonPointer, JsonPointerError};
+pub use kafka_client::{consumer_group, kafka_client_settings};
 pub use mapping::{
     ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
 };
+pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name};
 pub use schedule::{Cron, Schedule, ScheduleError};
 pub use schema_diff::{ColumnKind, ObservedColumn, TableDiff, UnsupportedChange, diff_table};
 pub use spec::*;

@@ -1,11 +1,13 @@
 //! The runner's configuration: the pipeline document, with the overrides and
 //! credentials of `docs/runner-contract.md`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use millrace_api::{LogFormat, RowMapper, StreamPipelineSpec, validate_pipeline};
+use millrace_api::{
+    Credentials, KafkaCredentialValues, LogFormat, RowMapper, StreamPipelineSpec,
+    kafka_client_settings, validate_pipeline,
+};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
@@ -100,7 +102,7 @@ impl Pipeline {
 
     /// The sink's consumer group, `millrace.NS.NAME`.
     pub fn consumer_group(&self) -> String {
-        format!("millrace.{}.{}", self.namespace, self.name)
+        millrace_api::consumer_group(&self.namespace, &self.name)
     }
 }
 
@@ -130,42 +132,15 @@ fn push_paths(spec: &StreamPipelineSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// A user name and password from the environment. `Debug` and `Display`
-/// never show the password.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    /// Both variables set and non-empty, or none.
-    pub fn from_env(user_var: &str, password_var: &str) -> Option<Self> {
-        let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-        Some(Self {
-            username: get(user_var)?,
-            password: get(password_var)?,
-        })
-    }
-}
-
 /// Where the runner finds Kafka and Cassandra: the spec, overridden by flags
 /// or environment, plus credentials from the environment.
 #[derive(Clone, Debug)]
 pub struct Connections {
     pub kafka_bootstrap: String,
-    pub kafka_credentials: Option<Credentials>,
+    /// The login from `MILLRACE_KAFKA_USERNAME` and `_PASSWORD`, and the
     /// PEM of the CA that signed the brokers' certificates
     /// (`MILLRACE_KAFKA_CA_PEM`), when the Secret has a `caKey`.
-    pub kafka_ca_pem: Option<String>,
+    pub kafka_credentials: KafkaCredentialValues,
     pub cassandra_contact_points: Vec<String>,
     pub cassandra_credentials: Option<Credentials>,
 }
@@ -188,13 +163,12 @@ impl Connections {
         Self {
             kafka_bootstrap: kafka_bootstrap
                 .unwrap_or_else(|| pipeline.spec.kafka.bootstrap_servers.clone()),
-            kafka_credentials: Credentials::from_env(
-                "MILLRACE_KAFKA_USERNAME",
-                "MILLRACE_KAFKA_PASSWORD",
-            ),
-            kafka_ca_pem: std::env::var("MILLRACE_KAFKA_CA_PEM")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            kafka_credentials: KafkaCredentialValues {
+                login: Credentials::from_env("MILLRACE_KAFKA_USERNAME", "MILLRACE_KAFKA_PASSWORD"),
+                ca_pem: std::env::var("MILLRACE_KAFKA_CA_PEM")
+                    .ok()
+                    .filter(|s| !s.is_empty()),
+            },
             cassandra_contact_points: contact_points.iter().map(|p| with_port(p)).collect(),
             cassandra_credentials: Credentials::from_env(
                 "MILLRACE_CASSANDRA_USERNAME",
@@ -207,17 +181,12 @@ impl Connections {
     /// credentials Secret, its security protocol and SASL mechanism.
     pub fn kafka_config(&self, pipeline: &Pipeline) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.kafka_bootstrap);
-        if let Some(creds) = &pipeline.spec.kafka.credentials_secret_ref {
-            cfg.set("security.protocol", creds.security_protocol.as_str());
-            if let Some(user) = &self.kafka_credentials {
-                cfg.set("sasl.mechanism", creds.mechanism.as_str());
-                cfg.set("sasl.username", &user.username);
-                cfg.set("sasl.password", &user.password);
-            }
-            if let Some(pem) = &self.kafka_ca_pem {
-                cfg.set("ssl.ca.pem", pem);
-            }
+        for (key, value) in kafka_client_settings(
+            &self.kafka_bootstrap,
+            pipeline.spec.kafka.credentials_secret_ref.as_ref(),
+            &self.kafka_credentials,
+        ) {
+            cfg.set(key, value);
         }
         cfg
     }
@@ -328,14 +297,5 @@ spec:
 
         let err = Pipeline::parse("spec: 3", Path::new("p.yaml")).unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
-    }
-
-    #[test]
-    fn credentials_never_show_the_password() {
-        let c = Credentials {
-            username: "u".into(),
-            password: "s3cret".into(),
-        };
-        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -1,19 +1,9 @@
-//! `millrace-runner`: the data plane of a StreamPipeline.
+//! `millrace-runner`: the command line of the runner library.
 //!
 //! - `ingest`: the pipeline's sources (scheduled pull, push endpoint,
-//!   generator) into its Kafka topic ([`ingest`]).
-//! - `sink`: the topic into the Cassandra table ([`sink`]).
+//!   generator) into its Kafka topic.
+//! - `sink`: the topic into the Cassandra table.
 //! - `check`: validate a pipeline file.
-//!
-//! The interface with the operator is `docs/runner-contract.md`.
-
-mod backoff;
-mod config;
-mod http;
-mod ingest;
-mod kafka;
-mod metrics;
-mod sink;
 
 // The sink allocates a few small buffers per record on tokio's and
 // librdkafka's threads; with the system allocator that was about a third
@@ -24,29 +14,25 @@ mod sink;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use millrace_api::LogFormat;
-use tokio::sync::watch;
-use tracing::{Instrument, error, info, info_span};
+use millrace_runner::config::{self, Pipeline};
+use millrace_runner::http;
+use millrace_runner::roles::{self, Role};
+use tracing::{Instrument, error, info_span};
 use tracing_subscriber::EnvFilter;
-
-use crate::config::{Connections, Pipeline};
-use crate::metrics::Metrics;
 
 /// millrace runner: the data plane of a StreamPipeline.
 #[derive(Parser, Debug)]
 #[command(name = "millrace-runner", version, about)]
 struct Args {
     #[command(subcommand)]
-    role: Role,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Role {
+enum Command {
     /// Pull, accept and generate records into the pipeline's Kafka topic.
     Ingest(RunArgs),
     /// Write the pipeline's Kafka topic into its Cassandra table.
@@ -96,6 +82,15 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    fn options(&self) -> roles::Options {
+        roles::Options {
+            listen: self.listen.clone(),
+            kafka_bootstrap: self.kafka_bootstrap.clone(),
+            cassandra_contact_points: self.cassandra_contact_points.clone(),
+            limits: self.http_limits(),
+        }
+    }
+
     fn http_limits(&self) -> http::HttpLimits {
         let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         http::HttpLimits {
@@ -122,8 +117,8 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (is_sink, run) = match args.role {
-        Role::Check { pipeline } => {
+    let (role, run) = match args.command {
+        Command::Check { pipeline } => {
             let p = Pipeline::load(&pipeline)?;
             println!(
                 "{}: pipeline {}/{} is valid",
@@ -133,8 +128,8 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Role::Ingest(run) => (false, run),
-        Role::Sink(run) => (true, run),
+        Command::Ingest(run) => (Role::Ingest, run),
+        Command::Sink(run) => (Role::Sink, run),
     };
     // A bad pipeline is reported before anything else, with or without logs.
     let pipeline = Pipeline::load(&run.pipeline)?;
@@ -147,161 +142,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let span = info_span!(
         "runner",
-        role = if is_sink { "sink" } else { "ingest" },
+        role = role.as_str(),
         namespace = %pipeline.namespace,
         pipeline = %pipeline.name
     );
-    let result = runtime.block_on(run_role(is_sink, pipeline, run).instrument(span));
+    let result = runtime.block_on(roles::run(role, pipeline, run.options()).instrument(span));
     if let Err(e) = &result {
         error!(error = format!("{e:#}"), "runner failed");
     }
     // Background tasks (metadata watch, HTTP) are not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
-}
-
-async fn run_role(is_sink: bool, pipeline: Pipeline, run: RunArgs) -> anyhow::Result<()> {
-    let connections = Connections::new(
-        &pipeline,
-        run.kafka_bootstrap.clone(),
-        run.cassandra_contact_points.clone(),
-    );
-    let metrics = Arc::new(Metrics::new());
-    let limits = run.http_limits();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("signal received: stopping");
-        let _ = stop_tx.send(true);
-    });
-
-    if is_sink {
-        let ready = Arc::new(AtomicBool::new(false));
-        let check_ready = ready.clone();
-        let router = http::router(
-            metrics.clone(),
-            Arc::new(move || check_ready.load(Ordering::Relaxed)),
-        );
-        let (_, server) = http::serve(&run.listen, router, stop_rx.clone(), limits).await?;
-        if !wait_for_cassandra_login(&pipeline, &connections, stop_rx.clone()).await? {
-            server.abort();
-            return Ok(());
-        }
-        sink::run(pipeline, connections, metrics, ready, stop_rx)
-            .await
-            .context("sink")?;
-        server.abort();
-    } else {
-        let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone())?;
-        let producer = ingest.producer.clone();
-        let router = http::router(metrics, Arc::new(move || producer.ready()));
-        let router = ingest::push::routes(router, &ingest, limits);
-        let (_, server) = http::serve(&run.listen, router, stop_rx.clone(), limits).await?;
-        let tasks = ingest.start(&stop_rx).await?;
-        let mut stop = stop_rx.clone();
-        let _ = stop.wait_for(|s| *s).await;
-        // Let the HTTP server finish answering in-flight pushes.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), server).await;
-        for task in tasks {
-            if tokio::time::timeout(std::time::Duration::from_secs(20), async {
-                while !task.is_finished() {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            })
-            .await
-            .is_err()
-            {
-                task.abort();
-            }
-        }
-        ingest.producer.flush(std::time::Duration::from_secs(10));
-        info!("ingest stopped");
-    }
-    Ok(())
-}
-
-/// Whether a driver error is Cassandra refusing the username or password.
-fn is_login_refused(error: &str) -> bool {
-    let e = error.to_ascii_lowercase();
-    e.contains("authentication failed")
-        || e.contains("bad credentials")
-        || e.contains("and/or password are incorrect")
-}
-
-/// How long the sink waits for Cassandra to accept its credentials before
-/// exiting, so that a restarted container reads a fixed Secret.
-const LOGIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Waits, not ready, while Cassandra refuses the credentials: restarting
-/// every few seconds would only bury the reason in a crash loop. After
-/// [`LOGIN_PATIENCE`] it gives up with an error, since credentials from a
-/// Secret reach a container only when it starts. Other errors are left to
-/// the sink. `Ok(false)` if stopped while waiting.
-async fn wait_for_cassandra_login(
-    pipeline: &Pipeline,
-    connections: &Connections,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<bool> {
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_secs(5);
-    loop {
-        let refused = match connections.cassandra_session(pipeline).await {
-            Err(e) if is_login_refused(&e.to_string()) => e,
-            _ => return Ok(true),
-        };
-        if started.elapsed() >= LOGIN_PATIENCE {
-            anyhow::bail!(
-                "Cassandra refused the credentials for {} s: {refused}",
-                LOGIN_PATIENCE.as_secs()
-            );
-        }
-        error!(
-            error = %refused,
-            retry_in_seconds = pause.as_secs(),
-            "Cassandra refused the credentials (MILLRACE_CASSANDRA_USERNAME / MILLRACE_CASSANDRA_PASSWORD, from the pipeline's Secret): not ready"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = stop.wait_for(|s| *s) => return Ok(false),
-        }
-        pause = (pause * 2).min(std::time::Duration::from_secs(60));
-    }
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn refused_logins_are_told_from_other_errors() {
-        assert!(super::is_login_refused(
-            "Control connection pool error: Authentication failed - bad credentials"
-        ));
-        assert!(super::is_login_refused(
-            "Provided username cassandra and/or password are incorrect"
-        ));
-        assert!(!super::is_login_refused(
-            "Connection refused (os error 111)"
-        ));
-    }
 }

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use millrace_api::{RowMapper, cql as statements};
+use millrace_api::{RowMapper, cql as statements, cql_value};
 use millrace_bench::{Outcome, World, cql, example_table, kafka, secs};
+use millrace_runner::sink::write_time::WriteClock;
 use rdkafka::Message as _;
 use scylla::statement::Consistency;
 use serde_json::json;
@@ -44,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
     let mut bad = 0u64;
     let w = world.clone();
     let topic = args.topic.clone();
+    // The runner's write timestamps: one chain per partition.
+    let mut clocks = std::collections::HashMap::<i32, WriteClock>::new();
     let read = tokio::task::spawn_blocking(move || {
         let r = kafka::read_topic(&w, &topic, |m| {
             let row = m
@@ -51,10 +54,10 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(|p| serde_json::from_slice(p).ok())
                 .and_then(|v| mapper.map(&v).ok());
             match row {
-                Some(row) => rows.push(cql::bind(
-                    row,
-                    cql::write_timestamp(m.timestamp().to_millis(), m.offset()),
-                )),
+                Some(row) => {
+                    let clock = clocks.entry(m.partition()).or_default();
+                    rows.push(cql_value::bind(row, clock.next(m.timestamp().to_millis())));
+                }
                 None => bad += 1,
             }
         });

@@ -1,5 +1,7 @@
 //! The generator source: users shaped like randomuser.me's API results, at
-//! a set rate, for the offline demo and benchmarks.
+//! a set rate, for the offline demo and benchmarks. The benchmark harness
+//! makes its records here too ([`nth_user_shaped`]), so there is one
+//! generator to keep like the API.
 //!
 //! A generated record is retried until Kafka acknowledges it. With a
 //! `limit` the records are the first `limit` of a seeded sequence, so a
@@ -221,20 +223,41 @@ fn default_seed(namespace: &str, pipeline: &str, source: &str) -> u64 {
 /// rather than the clock, so a replayed record is the same record.
 const SEQUENCE_EPOCH_MS: i64 = 1_767_225_600_000;
 
+/// Which of the API's fields a generated user has besides those the
+/// example pipeline maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// The login's `salt`, `md5`, `sha1` and `sha256`, as the API has them.
+    /// With them a record is about 1 KiB, as the real API's are (the
+    /// benchmarks' records); the generator source leaves them out.
+    pub login_hashes: bool,
+}
+
 /// The `index`-th user of the sequence `seed`: the same in any process.
 pub fn nth_user(seed: u64, index: u64) -> Value {
+    nth_user_shaped(seed, index, Shape::default())
+}
+
+/// [`nth_user`] with the fields of `shape`. Users of one seed and index
+/// differ only in those fields.
+pub fn nth_user_shaped(seed: u64, index: u64, shape: Shape) -> Value {
     let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    user_at(&mut rng, SEQUENCE_EPOCH_MS)
+    user_at(&mut rng, SEQUENCE_EPOCH_MS, shape)
 }
 
 /// One user, in the shape of a randomuser.me result.
 pub fn user<R: Rng>(rng: &mut R) -> Value {
-    user_at(rng, jiff::Timestamp::now().as_millisecond())
+    user_at(
+        rng,
+        jiff::Timestamp::now().as_millisecond(),
+        Shape::default(),
+    )
 }
 
 /// One user whose dates of birth and registration lie before `now_ms`, every
-/// field drawn from `rng`.
-fn user_at<R: Rng>(rng: &mut R, now_ms: i64) -> Value {
+/// field drawn from `rng`; the fields of `shape` are drawn last, so the
+/// others do not depend on it.
+fn user_at<R: Rng>(rng: &mut R, now_ms: i64, shape: Shape) -> Value {
     let female = rng.random_bool(0.5);
     let (gender, title, first, portraits) = if female {
         (
@@ -279,7 +302,7 @@ fn user_at<R: Rng>(rng: &mut R, now_ms: i64) -> Value {
         rng.random_range(1000..9999)
     );
     let portrait = rng.random_range(0..100);
-    json!({
+    let mut user = json!({
         "gender": gender,
         "name": {"title": title, "first": first, "last": last},
         "location": {
@@ -311,7 +334,21 @@ fn user_at<R: Rng>(rng: &mut R, now_ms: i64) -> Value {
             "thumbnail": format!("https://randomuser.me/api/portraits/thumb/{portraits}/{portrait}.jpg"),
         },
         "nat": nat,
-    })
+    });
+    if shape.login_hashes {
+        let login = &mut user["login"];
+        login["salt"] = json!(hex(rng, 4));
+        login["md5"] = json!(hex(rng, 16));
+        login["sha1"] = json!(hex(rng, 20));
+        login["sha256"] = json!(hex(rng, 32));
+    }
+    user
+}
+
+fn hex<R: Rng>(rng: &mut R, bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -353,6 +390,16 @@ mod tests {
             nth_user(7, 0),
             "another seed, another sequence"
         );
+        let mut hashed = nth_user_shaped(7, 3, Shape { login_hashes: true });
+        assert_eq!(hashed["login"]["sha256"].as_str().map(str::len), Some(64));
+        for field in ["salt", "md5", "sha1", "sha256"] {
+            hashed["login"]
+                .as_object_mut()
+                .unwrap()
+                .remove(field)
+                .unwrap();
+        }
+        assert_eq!(hashed, nth_user(7, 3), "the hashes are the only difference");
         assert_eq!(
             default_seed("ns", "users", "gen"),
             default_seed("ns", "users", "gen")

@@ -12,13 +12,10 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
-use millrace_api::HttpPullSource;
-use serde::Serialize;
+use millrace_api::{HttpPullSource, LAST_PULL_ANNOTATION, LastPull, pull_lease_name};
 use tracing::{debug, info};
 
 use crate::config::Pipeline;
-
-pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
 
 /// A client when the runner is in a cluster (in-cluster config) or has
 /// `KUBECONFIG`; `None` when it runs standalone.
@@ -32,15 +29,6 @@ pub async fn kube_client() -> anyhow::Result<Option<kube::Client>> {
         anyhow::anyhow!("cannot configure the Kubernetes client for the pull Lease: {e}")
     })?;
     Ok(Some(kube::Client::try_from(config)?))
-}
-
-/// What the last run did, as the annotation's JSON.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct LastPull {
-    pub time: String,
-    pub records: u64,
-    pub outcome: &'static str,
-    pub message: String,
 }
 
 pub struct PullLease {
@@ -68,7 +56,7 @@ impl PullLease {
         let duration = Duration::from_secs((run + 30).max(60));
         Self {
             api: Api::namespaced(client, &pipeline.namespace),
-            name: lease_name(&pipeline.name, source),
+            name: pull_lease_name(&pipeline.name, source),
             holder,
             duration,
         }
@@ -167,9 +155,4 @@ impl PullLease {
             Err(e) => Err(e),
         }
     }
-}
-
-/// `NAME-pull-SOURCE`.
-pub fn lease_name(pipeline: &str, source: &str) -> String {
-    format!("{pipeline}-pull-{source}")
 }

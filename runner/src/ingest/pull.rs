@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_api::{HttpPullSource, JsonPointer, Schedule};
+use millrace_api::{HttpPullSource, JsonPointer, LastPull, Schedule};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::Ingest;
-use super::lease::{LastPull, PullLease};
+use super::lease::PullLease;
 
 /// Base of the retry back-off; doubled per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(500);
@@ -133,7 +133,7 @@ impl Puller {
                 last = self.run_once() => last,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
-            let succeeded = last.outcome == "Succeeded";
+            let succeeded = last.succeeded();
             self.ingest.metrics.pull_run(
                 &self.name,
                 succeeded,
@@ -157,8 +157,8 @@ impl Puller {
                 return LastPull {
                     time,
                     records: 0,
-                    outcome: "Failed",
-                    message: e.to_string(),
+                    outcome: LastPull::FAILED.to_owned(),
+                    message: Some(e.to_string()),
                 };
             }
         };
@@ -190,15 +190,19 @@ impl Puller {
             }
         }
         self.ingest.metrics.ingested(&self.name, produced);
-        let outcome = if failed == 0 { "Succeeded" } else { "Failed" };
+        let outcome = if failed == 0 {
+            LastPull::SUCCEEDED
+        } else {
+            LastPull::FAILED
+        };
         info!(source = %self.name, produced, dead_lettered = dead, failed, "pull run finished");
         LastPull {
             time,
             records: produced,
-            outcome,
-            message: format!(
+            outcome: outcome.to_owned(),
+            message: Some(format!(
                 "{produced} records produced, {dead} dead-lettered, {failed} not acknowledged by kafka"
-            ),
+            )),
         }
     }
 

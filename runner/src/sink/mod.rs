@@ -13,7 +13,6 @@
 //! its writes overlap; the chain is carried across owners in the commit.
 
 pub mod offsets;
-pub mod row;
 pub mod write_time;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
+use millrace_api::cql_value::{self, Bound};
 use millrace_api::{RowMapper, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -314,7 +314,7 @@ impl Writer {
                 return;
             }
         };
-        let values = row::bind(row, record.write_timestamp);
+        let values = cql_value::bind(row, record.write_timestamp);
         let started = Instant::now();
         match self.write(&values).await {
             Ok(()) => {
@@ -335,7 +335,7 @@ impl Writer {
     /// only an error that says the row itself is at fault is returned. A
     /// waiting write keeps its permit, so the sink stops reading new
     /// records (back-pressure) instead of piling them up in memory.
-    async fn write(&self, values: &[row::Bound]) -> Result<(), ExecutionError> {
+    async fn write(&self, values: &[Bound]) -> Result<(), ExecutionError> {
         let mut attempt = 0u32;
         let mut waiting = None;
         loop {
@@ -692,7 +692,10 @@ mod tests {
         assert_eq!(wait_reason(&waits[4]), "missing_table");
         assert_eq!(wait_reason(&waits[6]), "no_connection");
         let never = [
-            db(DbError::Invalid, "Invalid INTEGER constant (x) for \"phone\" of type int"),
+            db(
+                DbError::Invalid,
+                "Invalid INTEGER constant (x) for \"phone\" of type int",
+            ),
             db(DbError::SyntaxError, "line 1"),
             ExecutionError::BadQuery(BadQuery::PartitionKeyExtraction),
         ];

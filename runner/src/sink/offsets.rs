@@ -83,7 +83,12 @@ impl OffsetTracker {
     /// A record of `partition` at `offset`, with Kafka timestamp
     /// `kafka_timestamp_ms`, starts being written. Records of a partition
     /// start in offset order.
-    pub fn start(&mut self, partition: i32, offset: i64, kafka_timestamp_ms: Option<i64>) -> Ticket {
+    pub fn start(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        kafka_timestamp_ms: Option<i64>,
+    ) -> Ticket {
         let next_epoch = &mut self.next_epoch;
         let state = self.partitions.entry(partition).or_insert_with(|| {
             *next_epoch += 1;

@@ -106,7 +106,10 @@ mod tests {
         // Committed after the third record: resume from its timestamp.
         let committed = decode(&encode(run[2])).expect("our metadata");
         let mut again = WriteClock::resume(Some(committed));
-        let replay: Vec<i64> = kafka_ms[3..].iter().map(|ms| again.next(Some(*ms))).collect();
+        let replay: Vec<i64> = kafka_ms[3..]
+            .iter()
+            .map(|ms| again.next(Some(*ms)))
+            .collect();
         assert_eq!(replay, run[3..]);
     }
 

@@ -102,7 +102,9 @@ async fn every_key_ends_at_its_latest_version_through_a_kill_and_a_rebalance() -
     poll_until(
         "the first sink to write some rows",
         Deadline::secs(120),
-        || async { Ok((first.metric("millrace_rows_written_total").await? >= 5000.0).then_some(())) },
+        || async {
+            Ok((first.metric("millrace_rows_written_total").await? >= 5000.0).then_some(()))
+        },
     )
     .await?;
     first.kill9()?;

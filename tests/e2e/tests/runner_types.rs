@@ -3,7 +3,7 @@
 //! and decimal bytes, collections) are what Cassandra expects. A missing
 //! field is unset (an earlier value stays, no tombstone); an explicit null
 //! deletes. Bad values of each type are the unit tests' job
-//! (`runner/src/sink/row.rs`, `api/src/coerce.rs`).
+//! (`api/src/cql_value.rs`, `api/src/coerce.rs`).
 
 mod runner;
 

@@ -1,6 +1,9 @@
-//! Rows as the scylla driver binds them.
+//! Rows as the scylla driver binds them: the runner's sink writes these,
+//! and the benchmark's CQL ceiling writes exactly the same values.
+//! Behind the `cql-values` feature, so that only clients that write rows
+//! build the driver.
 
-use millrace_api::{Cell, CellValue};
+use crate::cell::{Cell, CellValue};
 use scylla::value::{
     CqlDate, CqlDecimal, CqlTime, CqlTimestamp, CqlTimeuuid, CqlValue, CqlVarint, MaybeUnset,
 };
@@ -74,7 +77,7 @@ pub fn value(v: CellValue) -> CqlValue {
 mod tests {
     use std::net::IpAddr;
 
-    use millrace_api::{CqlType, coerce};
+    use crate::{CqlType, coerce};
     use serde_json::{Value, json};
 
     use super::*;
@@ -212,5 +215,4 @@ mod tests {
             MaybeUnset::Set(Some(CqlValue::BigInt(7)))
         ));
     }
-
 }

@@ -1,0 +1,84 @@
+//! How Kafka and Cassandra clients word a refused login, so that a wrong
+//! Secret is told from an unreachable cluster: a person must fix the
+//! former, and retrying quickly cannot help.
+
+/// The driver's words for Cassandra refusing the username or password
+/// given.
+pub fn cassandra_refused_login(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("authentication failed")
+        || m.contains("bad credentials")
+        || m.contains("and/or password are incorrect")
+}
+
+/// A refused login as [`cassandra_refused_login`], or the server's
+/// AuthenticationError, or a PasswordAuthenticator challenge that was not
+/// answered (no credentials where the cluster requires them).
+pub fn cassandra_auth_failure(message: &str) -> bool {
+    if cassandra_refused_login(message) {
+        return true;
+    }
+    let m = message.to_ascii_lowercase();
+    m.contains("authentication error") || m.contains("requires authentication")
+}
+
+/// The part a person can act on of a librdkafka log line or error that
+/// reports a refused SASL login, or `None` if it reports something else.
+///
+/// From "...: SASL authentication error: Authentication failed ...
+/// (after 12ms in state AUTH_REQ)" it keeps "SASL authentication error:
+/// Authentication failed ...".
+pub fn kafka_sasl_refusal(message: &str) -> Option<String> {
+    let lower = message.to_ascii_lowercase();
+    if !(lower.contains("sasl authentication error") || lower.contains("authentication failed")) {
+        return None;
+    }
+    let text = message
+        .find("SASL authentication error")
+        .map_or(message, |at| &message[at..]);
+    Some(text.split(" (after ").next().unwrap_or(text).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_cassandra_logins_are_told_from_unreachable_clusters() {
+        for refused in [
+            "Control connection pool error: Authentication failed - bad credentials",
+            "Provided username cassandra and/or password are incorrect",
+        ] {
+            assert!(cassandra_refused_login(refused), "{refused}");
+            assert!(cassandra_auth_failure(refused), "{refused}");
+        }
+        for other in ["Connection refused (os error 111)", "timed out connecting"] {
+            assert!(!cassandra_refused_login(other), "{other}");
+            assert!(!cassandra_auth_failure(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn an_unanswered_challenge_is_an_auth_failure_but_not_a_refused_login() {
+        let m = "Server requires authentication, but no authenticator was configured";
+        assert!(cassandra_auth_failure(m));
+        assert!(!cassandra_refused_login(m));
+    }
+
+    #[test]
+    fn a_refused_login_in_librdkafka_log_is_noticed() {
+        assert_eq!(
+            kafka_sasl_refusal("sasl_plaintext://127.0.0.1:19094/bootstrap: Connection refused"),
+            None
+        );
+        assert_eq!(
+            kafka_sasl_refusal(
+                "sasl_plaintext://127.0.0.1:19094/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 3ms in state AUTH_REQ)",
+            )
+            .as_deref(),
+            Some(
+                "SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
+            )
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The pull Lease `NAME-pull-SOURCE`: with several ingest replicas only its
+//! holder runs a pull source, and it records each run in the Lease's
+//! annotation `millrace.io/last-pull`, which the operator reports in the
+//! pipeline's status. The operator also grants the runner access to the
+//! Lease by this name.
+
+use serde::{Deserialize, Serialize};
+
+/// The annotation holding a [`LastPull`] as JSON.
+pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
+
+/// `NAME-pull-SOURCE`.
+pub fn pull_lease_name(pipeline: &str, source: &str) -> String {
+    format!("{pipeline}-pull-{source}")
+}
+
+/// What the last run of a pull source did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastPull {
+    /// When the run started, RFC 3339.
+    pub time: String,
+    /// Records produced to Kafka.
+    #[serde(default)]
+    pub records: u64,
+    /// [`LastPull::SUCCEEDED`] or [`LastPull::FAILED`]. Kept as text so
+    /// that a reader does not drop a record with an outcome it does not know.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl LastPull {
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const FAILED: &str = "Failed";
+
+    pub fn succeeded(&self) -> bool {
+        self.outcome == Self::SUCCEEDED
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_is_named_after_pipeline_and_source() {
+        assert_eq!(pull_lease_name("randomuser", "api"), "randomuser-pull-api");
+    }
+
+    #[test]
+    fn a_run_is_recorded_as_the_annotation_has_always_held_it() {
+        let last = LastPull {
+            time: "2026-01-01T00:00:00Z".into(),
+            records: 3,
+            outcome: LastPull::SUCCEEDED.into(),
+            message: Some("3 records produced".into()),
+        };
+        let text = serde_json::to_string(&last).unwrap();
+        assert_eq!(
+            text,
+            r#"{"time":"2026-01-01T00:00:00Z","records":3,"outcome":"Succeeded","message":"3 records produced"}"#
+        );
+        assert_eq!(serde_json::from_str::<LastPull>(&text).unwrap(), last);
+        assert!(last.succeeded());
+
+        let sparse: LastPull =
+            serde_json::from_str(r#"{"time":"2026-01-01T00:00:00Z","outcome":"Failed"}"#).unwrap();
+        assert_eq!((sparse.records, sparse.message), (0, None));
+        assert!(!sparse.outcome.is_empty() && sparse.outcome == LastPull::FAILED);
+    }
+}

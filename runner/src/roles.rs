@@ -1,0 +1,169 @@
+//! Running a role: the sink or ingest with its HTTP server (push
+//! endpoint, /metrics, /healthz, /readyz), until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use millrace_api::auth_failure::cassandra_refused_login;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::config::{Connections, Pipeline};
+use crate::http::{self, HttpLimits};
+use crate::metrics::Metrics;
+use crate::{ingest, sink};
+
+/// What a runner process does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Pull, accept and generate records into the pipeline's Kafka topic.
+    Ingest,
+    /// Write the pipeline's Kafka topic into its Cassandra table.
+    Sink,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+/// How a role is run, from the command line or environment.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// HTTP address.
+    pub listen: String,
+    /// Kafka bootstrap servers, instead of spec.kafka.bootstrapServers.
+    pub kafka_bootstrap: Option<String>,
+    /// Cassandra contact points (comma-separated), instead of
+    /// spec.cassandra.contactPoints.
+    pub cassandra_contact_points: Option<String>,
+    pub limits: HttpLimits,
+}
+
+/// Runs `role` for `pipeline` until SIGTERM or Ctrl-C.
+pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Result<()> {
+    let connections = Connections::new(
+        &pipeline,
+        options.kafka_bootstrap,
+        options.cassandra_contact_points,
+    );
+    let metrics = Arc::new(Metrics::new());
+    let limits = options.limits;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("signal received: stopping");
+        let _ = stop_tx.send(true);
+    });
+
+    if role == Role::Sink {
+        let ready = Arc::new(AtomicBool::new(false));
+        let check_ready = ready.clone();
+        let router = http::router(
+            metrics.clone(),
+            Arc::new(move || check_ready.load(Ordering::Relaxed)),
+        );
+        let (_, server) = http::serve(&options.listen, router, stop_rx.clone(), limits).await?;
+        if !wait_for_cassandra_login(&pipeline, &connections, stop_rx.clone()).await? {
+            server.abort();
+            return Ok(());
+        }
+        sink::run(pipeline, connections, metrics, ready, stop_rx)
+            .await
+            .context("sink")?;
+        server.abort();
+    } else {
+        let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone())?;
+        let producer = ingest.producer.clone();
+        let router = http::router(metrics, Arc::new(move || producer.ready()));
+        let router = ingest::push::routes(router, &ingest, limits);
+        let (_, server) = http::serve(&options.listen, router, stop_rx.clone(), limits).await?;
+        let tasks = ingest.start(&stop_rx).await?;
+        let mut stop = stop_rx.clone();
+        let _ = stop.wait_for(|s| *s).await;
+        // Let the HTTP server finish answering in-flight pushes.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), server).await;
+        for task in tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(20), async {
+                while !task.is_finished() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .is_err()
+            {
+                task.abort();
+            }
+        }
+        ingest.producer.flush(std::time::Duration::from_secs(10));
+        info!("ingest stopped");
+    }
+    Ok(())
+}
+
+/// How long the sink waits for Cassandra to accept its credentials before
+/// exiting, so that a restarted container reads a fixed Secret.
+const LOGIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits, not ready, while Cassandra refuses the credentials: restarting
+/// every few seconds would only bury the reason in a crash loop. After
+/// [`LOGIN_PATIENCE`] it gives up with an error, since credentials from a
+/// Secret reach a container only when it starts. Other errors are left to
+/// the sink. `Ok(false)` if stopped while waiting.
+async fn wait_for_cassandra_login(
+    pipeline: &Pipeline,
+    connections: &Connections,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_secs(5);
+    loop {
+        let refused = match connections.cassandra_session(pipeline).await {
+            Err(e) if cassandra_refused_login(&e.to_string()) => e,
+            _ => return Ok(true),
+        };
+        if started.elapsed() >= LOGIN_PATIENCE {
+            anyhow::bail!(
+                "Cassandra refused the credentials for {} s: {refused}",
+                LOGIN_PATIENCE.as_secs()
+            );
+        }
+        error!(
+            error = %refused,
+            retry_in_seconds = pause.as_secs(),
+            "Cassandra refused the credentials (MILLRACE_CASSANDRA_USERNAME / MILLRACE_CASSANDRA_PASSWORD, from the pipeline's Secret): not ready"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(false),
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(60));
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
