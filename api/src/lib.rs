@@ -13,6 +13,8 @@
 //! - [`cql`] builds the keyspace, table and insert statements;
 //!   [`schema_diff`] compares the declared table with the one Cassandra has.
 //! - [`schedule`]: when a pull source runs.
+//! - `serve` (crate feature `serve`): the bounded HTTP server the runner
+//!   and the operator serve `/metrics` and their health on.
 
 pub mod cell;
 pub mod coerce;
@@ -23,6 +25,8 @@ pub mod json_pointer;
 pub mod mapping;
 pub mod schedule;
 pub mod schema_diff;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod spec;
 pub mod status;
 pub mod template;
