@@ -4,24 +4,18 @@
 //! holder writes (`millrace.io/last-pull`). Best effort: a failure here
 //! leaves the previous figures and never fails a reconcile.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use millrace_api::{FlowStatus, KafkaSpec, PullStatus, StreamPipelineSpec};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use millrace_api::{FlowStatus, PullStatus, StreamPipelineSpec};
 use serde::Deserialize;
 
-use crate::apply::kafka::KafkaAuth;
-use crate::desired::fnv64;
+use crate::clients::lag::{LagReaders, lag};
+use crate::credentials::KafkaAuth;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
 /// Flow figures are refreshed at most this often: on a busy pipeline they
 /// change all the time, and each status write sets off another reconcile.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -29,130 +23,6 @@ pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
 
 pub fn consumer_group(namespace: &str, name: &str) -> String {
     format!("millrace.{namespace}.{name}")
-}
-
-/// At most this many lag readers are kept. A group's committed offsets can
-/// only be read by a client of that group, so there is one reader per
-/// pipeline; each is a librdkafka client with about four threads and its
-/// own broker connections, which at hundreds of pipelines came to thousands
-/// of threads and sockets. Past this many, the least recently used reader
-/// is closed (and made again on that pipeline's next refresh, at most every
-/// [`REFRESH`]).
-pub const MAX_LAG_READERS: usize = 32;
-
-/// Consumers used only to read a group's committed offsets (they never
-/// join the group).
-#[derive(Default)]
-pub struct LagReaders {
-    cache: Mutex<ReaderCache>,
-}
-
-#[derive(Default)]
-struct ReaderCache {
-    clock: u64,
-    /// Reader and when it was last used (by `clock`).
-    readers: HashMap<u64, (Arc<BaseConsumer>, u64)>,
-}
-
-impl LagReaders {
-    /// The reader for the group, and a reader evicted to make room (to be
-    /// closed off the async threads: closing a librdkafka client joins its
-    /// threads).
-    fn get(
-        &self,
-        kafka: &KafkaSpec,
-        group: &str,
-        auth: Option<&KafkaAuth>,
-    ) -> (Option<Arc<BaseConsumer>>, Option<Arc<BaseConsumer>>) {
-        let mut key = format!("{}\0{group}", kafka.bootstrap_servers);
-        if let Some((c, _)) = auth {
-            key.push_str(&format!("\0{}\0{}", c.username, c.password));
-        }
-        let key = fnv64(key.as_bytes());
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.clock += 1;
-        let now = cache.clock;
-        if let Some((c, used)) = cache.readers.get_mut(&key) {
-            *used = now;
-            return (Some(c.clone()), None);
-        }
-        let evicted = if cache.readers.len() >= MAX_LAG_READERS {
-            let oldest = cache
-                .readers
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| *k);
-            oldest
-                .and_then(|k| cache.readers.remove(&k))
-                .map(|(c, _)| c)
-        } else {
-            None
-        };
-        (
-            self.create(kafka, group, auth, key, now, &mut cache),
-            evicted,
-        )
-    }
-
-    fn create(
-        &self,
-        kafka: &KafkaSpec,
-        group: &str,
-        auth: Option<&KafkaAuth>,
-        key: u64,
-        now: u64,
-        cache: &mut ReaderCache,
-    ) -> Option<Arc<BaseConsumer>> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &kafka.bootstrap_servers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("allow.auto.create.topics", "false");
-        if let Some((c, r)) = auth {
-            config
-                .set("security.protocol", r.security_protocol.as_str())
-                .set("sasl.mechanism", r.mechanism.as_str())
-                .set("sasl.username", &c.username)
-                .set("sasl.password", &c.password);
-        }
-        let consumer: BaseConsumer = config.create().ok()?;
-        let consumer = Arc::new(consumer);
-        cache.readers.insert(key, (consumer.clone(), now));
-        Some(consumer)
-    }
-
-    /// Readers kept now.
-    pub fn len(&self) -> usize {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .readers
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Records in the topic the sink's group has not committed yet.
-pub fn lag(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<i64> {
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer.committed_offsets(tpl, TIMEOUT).ok()?;
-    let mut total = 0i64;
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).ok()?;
-        let position = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => low,
-        };
-        total += (high - position.max(low)).max(0);
-    }
-    Some(total)
 }
 
 #[derive(Deserialize)]
@@ -256,23 +126,6 @@ pub async fn flow(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lag_readers_are_bounded_and_the_least_recently_used_goes() {
-        let kafka = crate::desired::fixtures::seed().spec.kafka;
-        let readers = LagReaders::default();
-        for i in 0..MAX_LAG_READERS {
-            let (reader, evicted) = readers.get(&kafka, &format!("g{i}"), None);
-            assert!(reader.is_some() && evicted.is_none());
-        }
-        // g0 is used again, so g1 is now the least recently used.
-        assert!(readers.get(&kafka, "g0", None).1.is_none());
-        let (_, evicted) = readers.get(&kafka, "another", None);
-        assert!(evicted.is_some(), "one reader is closed to make room");
-        assert_eq!(readers.len(), MAX_LAG_READERS);
-        let (again, evicted) = readers.get(&kafka, "g0", None);
-        assert!(again.is_some() && evicted.is_none(), "g0 was kept");
-    }
 
     #[test]
     fn the_group_is_named_after_namespace_and_pipeline() {
