@@ -36,6 +36,7 @@ test-unit:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/check-module-cycles operator/src api/src
 
 fmt:
 	cargo fmt --all

@@ -17,6 +17,8 @@
 //!   settings, consumer group), [`pull_lease`], [`credentials`],
 //!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
+//! - `serve` (crate feature `serve`): the bounded HTTP server the runner
+//!   and the operator serve `/metrics` and their health on.
 
 pub mod auth_failure;
 pub mod cell;
@@ -33,6 +35,8 @@ pub mod mapping;
 pub mod pull_lease;
 pub mod schedule;
 pub mod schema_diff;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod spec;
 pub mod status;
 pub mod template;

@@ -1,10 +1,11 @@
-//! The StreamPipeline controller. Each reconcile is a chain:
-//! observe (Secrets) → validate → desired (pure, `desired/`) → apply
-//! (`apply/`: Kafka, Cassandra, Kubernetes) → report (`status`).
-//! A finalizer applies `deletionPolicy` when the pipeline is deleted.
+//! The StreamPipeline controller. Each reconcile reads top to bottom:
+//! observe (the credentials Secrets) → validate → desired (pure,
+//! `desired/`) → apply (`apply/`: Kafka, Cassandra, Kubernetes) → report
+//! (`status/`). The steps hand back the Events they call for; this module
+//! publishes them. A finalizer applies `deletionPolicy` when the pipeline is
+//! deleted.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Event;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -25,10 +26,12 @@ use millrace_api::{
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::apply::{self, PartOutcome};
-use crate::desired::Pipeline;
+pub use crate::context::{Config, Context};
+use crate::credentials;
+use crate::desired::{self, Pipeline};
 use crate::error::{Error, ErrorClass, Result};
-use crate::metrics::{Metrics, Target};
-use crate::observe;
+use crate::events::Notice;
+use crate::metrics::Target;
 use crate::status::{self, Cond, RUNNER_READY, reasons};
 
 pub const FINALIZER: &str = "millrace.io/cleanup";
@@ -37,71 +40,11 @@ pub const FINALIZER: &str = "millrace.io/cleanup";
 /// for good).
 pub const FORCE_DELETE_ANNOTATION: &str = "millrace.io/force-delete";
 
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// The runner image and Pod annotations used unless the spec says
-    /// otherwise.
-    pub runner: crate::desired::deployment::RunnerDefaults,
-    /// Watch Secrets, so a pipeline reacts at once when the Secret it names
-    /// appears or changes (needs list/watch on Secrets; without it a missing
-    /// Secret is retried with back-off).
-    pub watch_secrets: bool,
-    /// How often a reconciled pipeline is checked again against Kafka and
-    /// Cassandra (which send no watch events).
-    pub resync: Duration,
-    /// The namespace to watch, or all.
-    pub namespace: Option<String>,
-    /// Reconciles that may run at once (0: no limit).
-    pub concurrency: u16,
-}
-
-pub struct Context {
-    pub client: kube::Client,
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    pub kafka: apply::kafka::Clients,
-    pub cassandra: apply::cassandra::Sessions,
-    pub lag: crate::flow::LagReaders,
-    /// The credentials each pipeline (by uid) last used, in memory only: a
-    /// `Delete` cleanup can still reach Kafka and Cassandra when the Secret
-    /// went first (as when the whole namespace is deleted).
-    remembered: Mutex<HashMap<String, Remembered>>,
-    /// Failures in a row per pipeline, and when the last one was.
-    failures: Mutex<HashMap<String, (u32, std::time::Instant)>>,
-}
-
-impl Context {
-    pub fn new(
-        client: kube::Client,
-        config: Config,
-        metrics: Arc<Metrics>,
-        instance: String,
-    ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "millrace-operator".to_owned(),
-                instance: Some(instance),
-            },
-        );
-        Self {
-            client,
-            config,
-            metrics,
-            recorder,
-            kafka: Default::default(),
-            cassandra: Default::default(),
-            lag: Default::default(),
-            remembered: Mutex::default(),
-            failures: Mutex::default(),
-        }
-    }
-
-    /// Publishes an Event about the pipeline; a failure to do so is logged,
-    /// never fatal.
-    pub async fn event(&self, sp: &StreamPipeline, type_: EventType, reason: &str, note: &str) {
-        let mut note = note.to_owned();
+/// Publishes Events about the pipeline, in order; a failure to do so is
+/// logged, never fatal.
+async fn publish(ctx: &Context, sp: &StreamPipeline, notices: Vec<Notice>) {
+    for notice in notices {
+        let mut note = notice.note;
         if note.len() > 1000 {
             let mut end = 1000;
             while !note.is_char_boundary(end) {
@@ -110,57 +53,25 @@ impl Context {
             note.truncate(end);
         }
         let event = Event {
-            type_,
-            reason: reason.to_owned(),
+            type_: notice.type_,
+            reason: notice.reason,
             note: Some(note),
             action: "Reconcile".to_owned(),
             secondary: None,
         };
-        self.metrics.write(Target::Kubernetes);
-        if let Err(e) = self.recorder.publish(&event, &sp.object_ref(&())).await {
+        ctx.metrics.write(Target::Kubernetes);
+        if let Err(e) = ctx.recorder.publish(&event, &sp.object_ref(&())).await {
             warn!(error = %e, "could not publish an Event");
         }
     }
-
-    fn failure_count(&self, key: &str, reset: bool) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if reset {
-            failures.remove(key);
-            return 0;
-        }
-        let now = std::time::Instant::now();
-        let (n, last) = failures.entry(key.to_owned()).or_insert((0, now));
-        // A retry set off at once by our own status write is the same
-        // failure, not one more in a row.
-        if *n == 0 || now.duration_since(*last) >= Duration::from_secs(2) {
-            *n = n.saturating_add(1);
-        }
-        *last = now;
-        *n
-    }
 }
 
-#[derive(Clone, Default)]
-struct Remembered {
-    kafka: Option<apply::kafka::KafkaAuth>,
-    cassandra: Option<observe::Credentials>,
-}
-
-impl Context {
-    fn remember(&self, uid: &str, update: impl FnOnce(&mut Remembered)) {
-        let mut map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
-        update(map.entry(uid.to_owned()).or_default());
-    }
-
-    fn recall(&self, uid: &str) -> Remembered {
-        let map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(uid).cloned().unwrap_or_default()
-    }
-
-    fn forget(&self, uid: &str) {
-        let mut map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(uid);
-    }
+/// Writes the status and publishes the Events its condition changes call
+/// for.
+async fn report(ctx: &Context, sp: &StreamPipeline, new: StreamPipelineStatus) -> Result<()> {
+    let notices = status::update(ctx, sp, new).await?;
+    publish(ctx, sp, notices).await;
+    Ok(())
 }
 
 fn key(sp: &StreamPipeline) -> String {
@@ -220,6 +131,12 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let old = sp.status.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
 
+    // Observe: the credentials the spec points at.
+    let (kafka_auth, cassandra_auth) = tokio::join!(
+        credentials::kafka_credentials(&ctx.client, &p.namespace, &sp.spec.kafka),
+        credentials::cassandra_credentials(&ctx.client, &p.namespace, &sp.spec.cassandra),
+    );
+
     // Validate: the apiserver's CEL rules catch nearly everything; this is
     // the same check in Rust, for what CEL cannot express.
     if let Err(invalid) = validate_pipeline(&p.name, &sp.spec) {
@@ -234,26 +151,23 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             conditions: status::merge(&old.conditions, &[cond], p.generation, &now),
             ..old.clone()
         };
-        status::update(ctx, sp, new).await?;
+        report(ctx, sp, new).await?;
         return Err(Error::InvalidSpec(invalid));
     }
-
-    // Observe: the credentials the spec points at.
-    let (kafka_auth, cassandra_auth) = tokio::join!(
-        observe::kafka_credentials(&ctx.client, &p.namespace, &sp.spec.kafka),
-        observe::cassandra_credentials(&ctx.client, &p.namespace, &sp.spec.cassandra),
-    );
-
-    // Apply: topic and table first, then the runner that needs them.
     if let Ok(auth) = &kafka_auth {
         ctx.remember(&p.uid, |r| r.kafka = auth.clone());
     }
     if let Ok(auth) = &cassandra_auth {
         ctx.remember(&p.uid, |r| r.cassandra = auth.clone());
     }
-    // Topic and table do not depend on each other: one's round trips
-    // overlap the other's.
-    let (topic, table) = tokio::join!(
+
+    // Desired: the runner's whole set of objects.
+    let runner_objects = desired::runner_objects(&p, &ctx.config.runner);
+
+    // Apply: topic and table first, then the runner that needs them. Topic
+    // and table do not depend on each other: one's round trips overlap the
+    // other's.
+    let (mut topic, mut table) = tokio::join!(
         async {
             match &kafka_auth {
                 Ok(auth) => apply::kafka::reconcile_topic(ctx, &p, auth.as_ref()).await,
@@ -269,7 +183,16 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             }
         },
     );
-    let runner = apply::kubernetes::reconcile_runner(ctx, &p, topic.usable && table.usable).await;
+    publish(ctx, sp, std::mem::take(&mut topic.events)).await;
+    publish(ctx, sp, std::mem::take(&mut table.events)).await;
+    let dependencies_ready = topic.usable && table.usable;
+    let mut runner = match runner_objects {
+        Ok(objects) => {
+            apply::kubernetes::reconcile_runner(ctx, &p, &objects, dependencies_ready).await
+        }
+        Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
+    };
+    publish(ctx, sp, std::mem::take(&mut runner.events)).await;
 
     // Report.
     let topic_cond = Cond::new(
@@ -301,7 +224,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         runner: runner.status.clone().or(old.runner.clone()),
         flow: match (&kafka_auth, topic.usable) {
             (Ok(auth), true) => {
-                crate::flow::flow(
+                status::flow::flow(
                     &ctx.lag,
                     &ctx.client,
                     &p.namespace,
@@ -316,7 +239,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             _ => old.flow.clone(),
         },
     };
-    status::update(ctx, sp, new).await?;
+    report(ctx, sp, new).await?;
 
     // A failed part is retried with back-off; the others were still done.
     let failed = [topic.error, table.error, runner.error]
@@ -333,17 +256,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
 }
 
 fn credentials_failed<S>(error: Option<&Error>, what: &str) -> PartOutcome<S> {
-    let (reason, message) = match error {
-        Some(e) => (e.reason(), format!("{what}: {e}")),
-        None => ("SecretNotFound", what.to_owned()),
-    };
-    PartOutcome {
-        ready: false,
-        reason: reason.to_owned(),
-        message,
-        usable: false,
-        status: None,
-        error: None,
+    match error {
+        Some(e) => PartOutcome::not_attempted(e.reason(), format!("{what}: {e}")),
+        None => PartOutcome::not_attempted("SecretNotFound", what.to_owned()),
     }
 }
 
@@ -365,56 +280,53 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         ctx.forget(&sp.uid().unwrap_or_default());
     }
     if spec.deletion_policy == DeletionPolicy::Retain {
-        ctx.event(
-            sp,
-            EventType::Normal,
-            "Retained",
-            &format!("deletionPolicy is Retain: kept topic {topic} and table {table}"),
-        )
-        .await;
+        let note = format!("deletionPolicy is Retain: kept topic {topic} and table {table}");
+        publish(ctx, sp, vec![Notice::normal("Retained", note)]).await;
         return Ok(Action::await_change());
     }
     if forced {
         let note = format!(
             "{FORCE_DELETE_ANNOTATION} is set: topic {topic} and table {table} were left in place"
         );
-        ctx.event(sp, EventType::Warning, "ForceDeleted", &note)
-            .await;
+        publish(ctx, sp, vec![Notice::warning("ForceDeleted", note)]).await;
         return Ok(Action::await_change());
     }
     let uid = sp.uid().unwrap_or_default();
     let namespace = sp.namespace().unwrap_or_default();
-    let result = async {
-        let remembered = ctx.recall(&uid);
-        let kafka_auth =
-            match observe::kafka_credentials(&ctx.client, &namespace, &spec.kafka).await {
-                Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
-                    if remembered.kafka.is_some() =>
+    let result =
+        async {
+            let remembered = ctx.recall(&uid);
+            let kafka_auth =
+                match credentials::kafka_credentials(&ctx.client, &namespace, &spec.kafka).await {
+                    Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
+                        if remembered.kafka.is_some() =>
+                    {
+                        remembered.kafka
+                    }
+                    other => other?,
+                };
+            let cassandra_auth =
+                match credentials::cassandra_credentials(&ctx.client, &namespace, &spec.cassandra)
+                    .await
                 {
-                    remembered.kafka
-                }
-                other => other?,
-            };
-        let cassandra_auth =
-            match observe::cassandra_credentials(&ctx.client, &namespace, &spec.cassandra).await {
-                Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
-                    if remembered.cassandra.is_some() =>
-                {
-                    remembered.cassandra
-                }
-                other => other?,
-            };
-        apply::kafka::delete_topics(ctx, spec, kafka_auth.as_ref()).await?;
-        apply::cassandra::drop_table(ctx, &spec.cassandra, cassandra_auth.as_ref()).await
-    }
-    .await;
+                    Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
+                        if remembered.cassandra.is_some() =>
+                    {
+                        remembered.cassandra
+                    }
+                    other => other?,
+                };
+            apply::kafka::delete_topics(ctx, spec, kafka_auth.as_ref()).await?;
+            apply::cassandra::drop_table(ctx, &spec.cassandra, cassandra_auth.as_ref()).await
+        }
+        .await;
     match result {
         Ok(()) => {
             ctx.forget(&uid);
             let note = format!(
                 "deletionPolicy is Delete: deleted topic {topic} (and its dead-letter topic) and dropped table {table}"
             );
-            ctx.event(sp, EventType::Normal, "Deleted", &note).await;
+            publish(ctx, sp, vec![Notice::normal("Deleted", note)]).await;
             Ok(Action::await_change())
         }
         Err(e) => {
@@ -437,7 +349,7 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 ),
                 ..old
             };
-            status::update(ctx, sp, new).await?;
+            report(ctx, sp, new).await?;
             Err(e)
         }
     }

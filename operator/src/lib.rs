@@ -3,19 +3,24 @@
 //! Deployments and Service, and keeps them as declared.
 //!
 //! A reconcile reads as a chain, one module per step:
-//! [`observe`] → validate ([`millrace_api::validate_pipeline`]) →
-//! [`desired`] (pure builders) → [`apply`] (Kubernetes, Kafka, Cassandra) →
-//! [`status`]. [`controller`] wires it to kube-rs; [`leader`] and
-//! [`metrics`] serve the binary.
+//! [`credentials`] (observe) → validate ([`millrace_api::validate_pipeline`])
+//! → [`desired`] (pure builders) → [`apply`] (Kubernetes, Kafka, Cassandra)
+//! → [`status`] (report). [`controller`] wires it to kube-rs and publishes
+//! the [`events`] the steps hand back. Below the steps: [`context`] (what
+//! reconciles share) and [`clients`] (cached Kafka, CQL and lag-reader
+//! clients). [`leader`], [`metrics`] and [`serve`] serve the binary.
 
 pub mod apply;
+pub mod clients;
+pub mod context;
 pub mod controller;
+pub mod credentials;
 pub mod desired;
 pub mod error;
-pub mod flow;
+pub mod events;
 pub mod leader;
 pub mod metrics;
-pub mod observe;
+pub mod serve;
 pub mod status;
 
 pub use error::{Error, ErrorClass};

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use millrace_operator::controller::{self, Config, Context};
+use millrace_operator::context::{Config, Context};
+use millrace_operator::controller;
 use millrace_operator::desired::deployment::RunnerDefaults;
 use millrace_operator::leader::LeaderElection;
-use millrace_operator::metrics::{self, Metrics};
+use millrace_operator::metrics::Metrics;
+use millrace_operator::serve;
 use tracing::{error, info};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -89,11 +91,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let metrics = Arc::new(Metrics::default());
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+    let addr = serve::serve(args.metrics_listen, metrics.clone())
         .await
         .with_context(|| format!("binding {}", args.metrics_listen))?;
-    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(metrics::serve(listener, metrics.clone()));
+    info!(%addr, "serving /metrics, /healthz, /readyz");
 
     let client = kube::Client::try_default()
         .await

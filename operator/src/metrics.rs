@@ -1,17 +1,19 @@
-//! Prometheus metrics and the operator's small HTTP server (`/metrics`,
-//! `/healthz`, `/readyz`).
+//! Prometheus metrics (served by [`crate::serve`]).
 //!
 //! Writes to the apiserver, Kafka and Cassandra are counted by target, so a
 //! steady-state resync can be shown to write nothing.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
 
 /// Where a write went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,25 +33,73 @@ impl Target {
             Self::Cassandra => "cassandra",
         }
     }
+
+    fn labels(self) -> Labels {
+        vec![("target", self.as_str())]
+    }
 }
 
 const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-#[derive(Default)]
 pub struct Metrics {
-    reconciles: AtomicU64,
-    failures: Mutex<BTreeMap<&'static str, u64>>,
-    duration_buckets: [AtomicU64; BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
-    writes: [AtomicU64; 3],
-    leader: AtomicBool,
+    registry: Registry,
+    reconciles: Counter,
+    failures: Family<Labels, Counter>,
+    duration: Histogram,
+    writes: Family<Labels, Counter>,
+    leader: Gauge,
+    /// For `/readyz`; not a metric.
     ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("millrace_operator");
+        let reconciles = Counter::default();
+        registry.register("reconciles", "Reconciles started", reconciles.clone());
+        let failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_failures",
+            "Failed reconciles by error category",
+            failures.clone(),
+        );
+        let duration = Histogram::new(BUCKETS);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            duration.clone(),
+        );
+        let writes = Family::<Labels, Counter>::default();
+        registry.register(
+            "writes",
+            "Writes made while reconciling, by target",
+            writes.clone(),
+        );
+        // Every target is shown from the start, at 0 until it is written to.
+        for target in Target::ALL {
+            let _ = writes.get_or_create(&target.labels());
+        }
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "Whether this process holds the leader Lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            writes,
+            leader,
+            ready: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Metrics {
     pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
+        self.reconciles.inc();
         ReconcileTimer {
             metrics: self,
             start: Instant::now(),
@@ -57,95 +107,36 @@ impl Metrics {
     }
 
     pub fn failure(&self, category: &'static str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        *failures.entry(category).or_default() += 1;
+        self.failures
+            .get_or_create(&vec![("category", category)])
+            .inc();
     }
 
     pub fn write(&self, target: Target) {
-        self.writes[target as usize].fetch_add(1, Ordering::Relaxed);
+        self.writes.get_or_create(&target.labels()).inc();
     }
 
     pub fn writes(&self, target: Target) -> u64 {
-        self.writes[target as usize].load(Ordering::Relaxed)
+        self.writes.get_or_create(&target.labels()).get()
     }
 
     pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
+        self.leader.set(i64::from(leader));
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    fn observe_duration(&self, seconds: f64) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition.
+    /// The exposition, in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP millrace_operator_reconciles_total Reconciles started.\n# TYPE millrace_operator_reconciles_total counter\nmillrace_operator_reconciles_total {}",
-            load(&self.reconciles)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP millrace_operator_reconcile_failures_total Failed reconciles by error category.\n# TYPE millrace_operator_reconcile_failures_total counter"
-        );
-        for (category, n) in self
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "millrace_operator_reconcile_failures_total{{category=\"{category}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP millrace_operator_reconcile_duration_seconds Reconcile duration.\n# TYPE millrace_operator_reconcile_duration_seconds histogram"
-        );
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "millrace_operator_reconcile_duration_seconds_bucket{{le=\"{le}\"}} {}",
-                load(&self.duration_buckets[i])
-            );
-        }
-        let count = load(&self.duration_count);
-        let _ = writeln!(
-            out,
-            "millrace_operator_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nmillrace_operator_reconcile_duration_seconds_sum {}\nmillrace_operator_reconcile_duration_seconds_count {count}",
-            load(&self.duration_sum_micros) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "# HELP millrace_operator_writes_total Writes made while reconciling, by target.\n# TYPE millrace_operator_writes_total counter"
-        );
-        for target in Target::ALL {
-            let _ = writeln!(
-                out,
-                "millrace_operator_writes_total{{target=\"{}\"}} {}",
-                target.as_str(),
-                self.writes(target)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP millrace_operator_leader Whether this process holds the leader Lease.\n# TYPE millrace_operator_leader gauge\nmillrace_operator_leader {}",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        );
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }
@@ -159,44 +150,8 @@ pub struct ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics
-            .observe_duration(self.start.elapsed().as_secs_f64());
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
-pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            while len < buf.len() {
-                match stream.read(&mut buf[len..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let request = String::from_utf8_lossy(&buf[..len]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (code, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
-                "/healthz" => ("200 OK", "ok\n".to_owned()),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", "ok\n".to_owned()),
-                "/readyz" => ("503 Service Unavailable", "not ready\n".to_owned()),
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let response = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
+            .duration
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 

@@ -2,13 +2,11 @@
 //! routes a role adds (the push endpoint).
 //!
 //! The server is exposed to any client that can reach the Service, so what a
-//! client can hold is bounded: a connection must send its request headers
-//! within [`HttpLimits::header_timeout`] (or it is closed), headers and the
-//! read buffer are at most [`MAX_HEADER_BUFFER`] bytes, and at most
-//! [`HttpLimits::max_connections`] connections are served at once; beyond
-//! that a new connection is answered 503 with `Retry-After` and closed,
-//! without reading its request. What a push request may hold (its body, its
-//! records) is bounded in [`crate::ingest::push`].
+//! client can hold is bounded: [`millrace_api::serve`] enforces
+//! [`HttpLimits::header_timeout`], the header buffer
+//! ([`millrace_api::serve::MAX_HEADER_BUFFER`]) and
+//! [`HttpLimits::max_connections`]. What a push request may hold (its body,
+//! its records) is bounded in [`crate::ingest::push`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,24 +16,20 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{Semaphore, watch};
-use tracing::{debug, info, warn};
+use millrace_api::serve::{Refusal, ServeLimits};
+use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
 /// Whether the role is ready to serve (`/readyz`).
 pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// The largest request head (request line and headers) and read buffer a
-/// connection may use; a larger head is answered 431.
-pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
-
-/// How long a refused connection may take to receive its 503.
-const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// What a connection over [`HttpLimits::max_connections`] is told.
+const REFUSAL: Refusal = Refusal {
+    content_type: "application/json",
+    body: r#"{"accepted": 0, "error": "too many connections to this runner; retry later"}"#,
+};
 
 /// The server's bounds against slow or numerous clients.
 #[derive(Clone, Copy, Debug)]
@@ -112,66 +106,13 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     limits: HttpLimits,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    info!(%addr, "listening");
-    let task = tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let graceful = GracefulShutdown::new();
-        let service = TowerToHyperService::new(router);
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(MAX_HEADER_BUFFER);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                debug!(%peer, "too many connections: refusing");
-                tokio::spawn(refuse(stream));
-                continue;
-            };
-            let connection =
-                graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    debug!(%peer, error = %e, "connection ended");
-                }
-                drop(slot);
-            });
-        }
-        drop(listener);
-        graceful.shutdown().await;
-        Ok(())
-    });
-    Ok((addr, task))
-}
-
-/// Answers a connection over the limit without reading its request.
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    const BODY: &str =
-        r#"{"accepted": 0, "error": "too many connections to this runner; retry later"}"#;
-    let reply = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-        stream.write_all(reply.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await;
+    let limits = ServeLimits {
+        header_timeout: limits.header_timeout,
+        max_connections: limits.max_connections,
+        refusal: REFUSAL,
+    };
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    Ok(millrace_api::serve::serve(listen, TowerToHyperService::new(router), stop, limits).await?)
 }

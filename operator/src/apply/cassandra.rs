@@ -2,45 +2,22 @@
 //! ever added; a changed type or key is reported, never attempted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::EventType;
 use millrace_api::{CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableStatus, cql};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 
 use super::PartOutcome;
-use crate::controller::Context;
+use crate::clients::cassandra::unavailable;
+use crate::context::Context;
+use crate::credentials::Credentials;
+use crate::desired::Pipeline;
 use crate::desired::table::{ObservedTable, plan_table};
-use crate::desired::{Pipeline, fnv64};
 use crate::error::{Error, Result};
+use crate::events::Notice;
 use crate::metrics::Target;
-use crate::observe::Credentials;
-use crate::status::reasons;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// CQL sessions, one per cluster and identity, reused across reconciles.
-#[derive(Default)]
-pub struct Sessions {
-    cache: tokio::sync::Mutex<HashMap<u64, Arc<Session>>>,
-    /// Held while changing a schema. Pipelines often share a keyspace (and
-    /// may share a table): when many are created at once, each would
-    /// otherwise see the keyspace missing and send its own CREATE, and a
-    /// node applies schema changes one at a time anyway (each waits for
-    /// agreement). Under the lock the schema is read again, so only the
-    /// first pipeline changes it and the others find it made.
-    ddl: tokio::sync::Mutex<()>,
-}
-
-fn unavailable(spec: &CassandraSpec, e: impl std::fmt::Display) -> Error {
-    Error::Cassandra {
-        contact_points: spec.contact_points.join(","),
-        message: e.to_string(),
-    }
-}
 
 /// An unreachable-looking error that is in fact Cassandra refusing the
 /// username or password: a person must fix the Secret, so it gets its own
@@ -75,43 +52,6 @@ fn is_auth_failure(message: &str) -> bool {
         || m.contains("and/or password are incorrect")
         || m.contains("authentication error")
         || m.contains("requires authentication")
-}
-
-fn key(spec: &CassandraSpec, creds: Option<&Credentials>) -> u64 {
-    let mut key = spec.contact_points.join(",");
-    if let Some(c) = creds {
-        key.push_str(&format!("\0{}\0{}", c.username, c.password));
-    }
-    fnv64(key.as_bytes())
-}
-
-impl Sessions {
-    async fn get(&self, spec: &CassandraSpec, creds: Option<&Credentials>) -> Result<Arc<Session>> {
-        let key = key(spec, creds);
-        let mut cache = self.cache.lock().await;
-        if let Some(s) = cache.get(&key) {
-            return Ok(s.clone());
-        }
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&spec.contact_points)
-            .connection_timeout(CONNECT_TIMEOUT);
-        if let Some(c) = creds {
-            builder = builder.user(&c.username, &c.password);
-        }
-        let session =
-            tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), builder.build())
-                .await
-                .map_err(|_| unavailable(spec, "timed out connecting"))?
-                .map_err(|e| unavailable(spec, e))?;
-        let session = Arc::new(session);
-        cache.insert(key, session.clone());
-        Ok(session)
-    }
-
-    /// Forgets a session after a failure, so the next attempt reconnects.
-    async fn forget(&self, spec: &CassandraSpec, creds: Option<&Credentials>) {
-        self.cache.lock().await.remove(&key(spec, creds));
-    }
 }
 
 async fn observe(session: &Session, spec: &CassandraSpec) -> Result<ObservedTable> {
@@ -198,8 +138,9 @@ pub async fn reconcile_table(
     creds: Option<&Credentials>,
 ) -> PartOutcome<TableStatus> {
     let spec = &p.sp.spec.cassandra;
-    let result = reconcile_inner(ctx, p, spec, creds).await;
-    match result {
+    let mut events = Vec::new();
+    let result = reconcile_inner(ctx, spec, creds, &mut events).await;
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
             if matches!(e, Error::Cassandra { .. }) {
@@ -211,7 +152,8 @@ pub async fn reconcile_table(
                 &format!("table {}.{}", spec.keyspace.name, spec.table.name),
             )
         }
-    }
+    };
+    outcome.with_events(events)
 }
 
 async fn execute(ctx: &Context, session: &Session, spec: &CassandraSpec, cql: &str) -> Result<()> {
@@ -229,9 +171,9 @@ async fn execute(ctx: &Context, session: &Session, spec: &CassandraSpec, cql: &s
 
 async fn reconcile_inner(
     ctx: &Context,
-    p: &Pipeline<'_>,
     spec: &CassandraSpec,
     creds: Option<&Credentials>,
+    events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<TableStatus>> {
     let session = ctx.cassandra.get(spec, creds).await?;
     let plan_for = |observed: &ObservedTable| {
@@ -243,7 +185,7 @@ async fn reconcile_inner(
     let mut observed = observe(&session, spec).await?;
     let mut plan = plan_for(&observed)?;
     if !plan.statements.is_empty() {
-        let ddl = ctx.cassandra.ddl.lock().await;
+        let ddl = ctx.cassandra.lock_ddl().await;
         observed = observe(&session, spec).await?;
         plan = plan_for(&observed)?;
         let mut done = Vec::new();
@@ -257,12 +199,11 @@ async fn reconcile_inner(
                 }
             }
         }
-        // Events go to the apiserver: not while others wait for the lock.
         drop(ddl);
-        for statement in done {
-            ctx.event(p.sp, EventType::Normal, statement.reason, &statement.note)
-                .await;
-        }
+        events.extend(
+            done.into_iter()
+                .map(|statement| Notice::normal(statement.reason, statement.note.clone())),
+        );
         if let Some(e) = failed {
             return Err(e);
         }
@@ -274,26 +215,15 @@ async fn reconcile_inner(
     let name = &spec.table.name;
     let status = TableStatus::new(ks, name, column_status(spec, &observed.columns));
     Ok(if plan.unsupported.is_empty() {
-        PartOutcome {
-            ready: true,
-            reason: reasons::RECONCILED.to_owned(),
-            message: format!(
+        PartOutcome::ready(
+            format!(
                 "table {ks}.{name} has the declared {} columns and primary key",
                 spec.table.columns.len()
             ),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+            status,
+        )
     } else {
-        PartOutcome {
-            ready: false,
-            reason: reasons::NOT_SUPPORTED.to_owned(),
-            message: plan.unsupported.join("; "),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+        PartOutcome::not_supported(&plan.unsupported, status)
     })
 }
 

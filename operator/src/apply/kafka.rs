@@ -1,32 +1,29 @@
 //! The pipeline's Kafka topic and dead-letter topic, through the admin API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::EventType;
-use millrace_api::{KafkaCredentials, KafkaSpec, StreamPipelineSpec, TopicSpec, TopicStatus};
-use rdkafka::ClientConfig;
+use millrace_api::{KafkaSpec, StreamPipelineSpec, TopicSpec, TopicStatus};
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
-    ResourceSpecifier, TopicReplication,
+    AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::PartOutcome;
-use crate::controller::Context;
+use crate::clients::kafka::{Admin, client_config, unavailable};
+use crate::context::Context;
+use crate::credentials::KafkaAuth;
+use crate::desired::Pipeline;
 use crate::desired::topic::{ObservedTopic, TopicAction, plan_dead_letter, plan_topic};
-use crate::desired::{Pipeline, fnv64};
 use crate::error::{Error, Result};
+use crate::events::Notice;
 use crate::metrics::Target;
-use crate::observe::Credentials;
-use crate::status::reasons;
-
-type Admin = AdminClient<DefaultClientContext>;
 
 /// Notices librdkafka reporting a refused SASL login. The admin client
 /// cannot tell: its log and error events go to a queue nothing polls, and
@@ -94,58 +91,6 @@ impl ClientContext for AuthContext {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Admin clients, one per cluster and identity, reused across reconciles.
-#[derive(Default)]
-pub struct Clients {
-    cache: Mutex<HashMap<u64, Arc<Admin>>>,
-}
-
-pub type KafkaAuth = (Credentials, KafkaCredentials);
-
-impl Clients {
-    fn get(&self, spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> Result<Arc<Admin>> {
-        let mut key = spec.bootstrap_servers.clone();
-        if let Some((c, r)) = auth {
-            key.push_str(&format!(
-                "\0{}\0{}\0{}\0{}",
-                c.username,
-                c.password,
-                r.mechanism.as_str(),
-                r.security_protocol.as_str()
-            ));
-        }
-        let key = fnv64(key.as_bytes());
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(admin) = cache.get(&key) {
-            return Ok(admin.clone());
-        }
-        let config = client_config(spec, auth);
-        let admin: Admin = config.create().map_err(|e| unavailable(spec, e))?;
-        let admin = Arc::new(admin);
-        cache.insert(key, admin.clone());
-        Ok(admin)
-    }
-}
-
-fn client_config(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &spec.bootstrap_servers)
-        .set("allow.auto.create.topics", "false")
-        .set("socket.connection.setup.timeout.ms", "5000")
-        // librdkafka's log level follows the `log` crate's, which nothing
-        // raises here: without this the refused login is not logged at all.
-        .set_log_level(RDKafkaLogLevel::Warning);
-    if let Some((c, r)) = auth {
-        config
-            .set("security.protocol", r.security_protocol.as_str())
-            .set("sasl.mechanism", r.mechanism.as_str())
-            .set("sasl.username", &c.username)
-            .set("sasl.password", &c.password);
-    }
-    config
-}
-
 impl ProducerContext for AuthContext {
     type DeliveryOpaque = ();
 
@@ -178,13 +123,6 @@ async fn probe_refusal(spec: &KafkaSpec, auth: &KafkaAuth) -> Option<String> {
     .await
     .ok()
     .flatten()
-}
-
-fn unavailable(spec: &KafkaSpec, e: impl std::fmt::Display) -> Error {
-    Error::Kafka {
-        bootstrap: spec.bootstrap_servers.clone(),
-        message: e.to_string(),
-    }
 }
 
 fn options() -> AdminOptions {
@@ -391,13 +329,14 @@ pub async fn reconcile_topic(
     auth: Option<&KafkaAuth>,
 ) -> PartOutcome<TopicStatus> {
     let spec = &p.sp.spec;
-    let result = reconcile_inner(ctx, p, spec, auth).await;
+    let mut events = Vec::new();
+    let result = reconcile_inner(ctx, spec, auth, &mut events).await;
     // Only a failed request with credentials can be a refused login.
     let refusal = match (&result, auth) {
         (Err(Error::Kafka { .. }), Some(auth)) => probe_refusal(&spec.kafka, auth).await,
         _ => None,
     };
-    match result {
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(Error::Kafka { bootstrap, message }) if refusal.is_some() => PartOutcome::failed(
             Error::KafkaAuth {
@@ -411,14 +350,15 @@ pub async fn reconcile_topic(
             &format!("topic {}", spec.kafka.topic.name),
         ),
         Err(e) => PartOutcome::failed(e, &format!("topic {}", spec.kafka.topic.name)),
-    }
+    };
+    outcome.with_events(events)
 }
 
 async fn reconcile_inner(
     ctx: &Context,
-    p: &Pipeline<'_>,
     spec: &StreamPipelineSpec,
     auth: Option<&KafkaAuth>,
+    events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<TopicStatus>> {
     let kafka = &spec.kafka;
     let declared: &TopicSpec = &kafka.topic;
@@ -432,14 +372,13 @@ async fn reconcile_inner(
             TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
             TopicAction::SetConfig(_) => "TopicConfigApplied",
         };
-        ctx.event(p.sp, EventType::Normal, reason, &note).await;
+        events.push(Notice::normal(reason, note));
     }
     let dlq = spec.dead_letter_topic();
     let dlq_exists = observe(&admin, kafka, &dlq).await?.is_some();
     if let Some(action) = plan_dead_letter(declared, dlq_exists) {
         let note = execute(ctx, &admin, kafka, &dlq, &action).await?;
-        ctx.event(p.sp, EventType::Normal, "DeadLetterTopicCreated", &note)
-            .await;
+        events.push(Notice::normal("DeadLetterTopicCreated", note));
     }
     let partitions = match &observed {
         Some(o) => o.partitions.max(declared.partitions),
@@ -451,26 +390,15 @@ async fn reconcile_inner(
         dead_letter_topic: Some(dlq.clone()),
     };
     Ok(if plan.unsupported.is_empty() {
-        PartOutcome {
-            ready: true,
-            reason: reasons::RECONCILED.to_owned(),
-            message: format!(
+        PartOutcome::ready(
+            format!(
                 "topic {} has {partitions} partitions, replication factor {} and the declared config; dead letters go to {dlq}",
                 declared.name, declared.replication_factor
             ),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+            status,
+        )
     } else {
-        PartOutcome {
-            ready: false,
-            reason: reasons::NOT_SUPPORTED.to_owned(),
-            message: plan.unsupported.join("; "),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+        PartOutcome::not_supported(&plan.unsupported, status)
     })
 }
 

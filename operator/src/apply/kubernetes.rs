@@ -8,21 +8,18 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use millrace_api::RunnerStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::PartOutcome;
-use crate::controller::Context;
-use crate::desired::deployment::{self, Role};
-use crate::desired::{
-    FIELD_MANAGER, Pipeline, config_map, desired_hash, rbac, service, with_desired_hash,
-};
+use crate::context::Context;
+use crate::desired::deployment::Role;
+use crate::desired::{FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, with_desired_hash};
 use crate::error::{Error, Result};
+use crate::events::Notice;
 use crate::metrics::Target;
-use crate::status::reasons;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -96,24 +93,30 @@ where
     Ok((applied, change))
 }
 
-/// The runner's objects. Deployments are created only once the topic and
-/// table can be used (`dependencies_ready`); once they exist they follow
-/// the spec (so `suspend` always scales them down).
+/// Applies the runner's objects. Deployments are created only once the
+/// topic and table can be used (`dependencies_ready`); once they exist they
+/// follow the spec (so `suspend` always scales them down).
 pub async fn reconcile_runner(
     ctx: &Context,
     p: &Pipeline<'_>,
+    objects: &RunnerObjects,
     dependencies_ready: bool,
 ) -> PartOutcome<RunnerStatus> {
-    match reconcile_runner_inner(ctx, p, dependencies_ready).await {
-        Ok(outcome) => outcome,
-        Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
-    }
+    let mut events = Vec::new();
+    let outcome =
+        match reconcile_runner_inner(ctx, p, objects, dependencies_ready, &mut events).await {
+            Ok(outcome) => outcome,
+            Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
+        };
+    outcome.with_events(events)
 }
 
 async fn reconcile_runner_inner(
     ctx: &Context,
     p: &Pipeline<'_>,
+    objects: &RunnerObjects,
     dependencies_ready: bool,
+    events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<RunnerStatus>> {
     let mut changed: Vec<String> = Vec::new();
     let mut note = |kind: &str, name: String, change: Change| {
@@ -129,11 +132,11 @@ async fn reconcile_runner_inner(
     // Independent objects: their round trips overlap. The Deployments,
     // which name the ConfigMap and the ServiceAccount, come after.
     let (cm, sa, role, binding, svc) = futures::try_join!(
-        ensure(ctx, config_map::config_map(p)?, |_| true),
-        ensure(ctx, rbac::service_account(p), |_| true),
-        ensure(ctx, rbac::role(p), |_| true),
-        ensure(ctx, rbac::role_binding(p), |_| true),
-        ensure(ctx, service::service(p), |_| true),
+        ensure(ctx, objects.config_map.clone(), |_| true),
+        ensure(ctx, objects.service_account.clone(), |_| true),
+        ensure(ctx, objects.role.clone(), |_| true),
+        ensure(ctx, objects.role_binding.clone(), |_| true),
+        ensure(ctx, objects.service.clone(), |_| true),
     )?;
     note("ConfigMap", p.config_map_name(), cm.1);
     note("ServiceAccount", p.runner_name(), sa.1);
@@ -143,29 +146,22 @@ async fn reconcile_runner_inner(
 
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &p.namespace);
     let mut live = Vec::new();
-    for role in Role::ALL {
-        let name = p.deployment_name(role);
+    for d in &objects.deployments {
+        let name = p.deployment_name(d.role);
         let existing = deployments.get_opt(&name).await?;
         if !dependencies_ready && existing.is_none() {
             continue;
         }
-        let desired = deployment::deployment(p, role, &ctx.config.runner);
-        let want = deployment::replicas(&p.sp.spec, role);
-        let (applied, c) = ensure_from(ctx, desired, existing, |d: &Deployment| {
+        let want = d.replicas;
+        let (applied, c) = ensure_from(ctx, d.deployment.clone(), existing, |d: &Deployment| {
             d.spec.as_ref().and_then(|s| s.replicas) == Some(want)
         })
         .await?;
         note("Deployment", name, c);
-        live.push((role, want, applied));
+        live.push((d.role, want, applied));
     }
     if !changed.is_empty() {
-        ctx.event(
-            p.sp,
-            EventType::Normal,
-            "RunnerApplied",
-            &changed.join(", "),
-        )
-        .await;
+        events.push(Notice::normal("RunnerApplied", changed.join(", ")));
     }
 
     let mut status = RunnerStatus {
@@ -173,14 +169,10 @@ async fn reconcile_runner_inner(
         ..RunnerStatus::default()
     };
     if live.len() < Role::ALL.len() {
-        return Ok(PartOutcome {
-            ready: false,
-            reason: reasons::WAITING_FOR_DEPENDENCIES.to_owned(),
-            message: "the runner starts once the topic and the table are ready".to_owned(),
-            usable: false,
-            status: Some(status),
-            error: None,
-        });
+        return Ok(PartOutcome::waiting(
+            "the runner starts once the topic and the table are ready",
+            status,
+        ));
     }
     let mut all_ready = true;
     let mut parts = Vec::new();
@@ -204,31 +196,16 @@ async fn reconcile_runner_inner(
     }
     let replicas = format!("ready replicas: {}", parts.join(", "));
     Ok(if p.sp.spec.suspend {
-        PartOutcome {
-            ready: false,
-            reason: reasons::SUSPENDED.to_owned(),
-            message: format!("spec.suspend is true: the runner is scaled to zero ({replicas})"),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+        PartOutcome::suspended(
+            format!("spec.suspend is true: the runner is scaled to zero ({replicas})"),
+            status,
+        )
     } else if all_ready {
-        PartOutcome {
-            ready: true,
-            reason: reasons::RECONCILED.to_owned(),
-            message: format!("the runner is up ({replicas})"),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+        PartOutcome::ready(format!("the runner is up ({replicas})"), status)
     } else {
-        PartOutcome {
-            ready: false,
-            reason: reasons::PROGRESSING.to_owned(),
-            message: format!("waiting for the runner's Pods ({replicas})"),
-            usable: true,
-            status: Some(status),
-            error: None,
-        }
+        PartOutcome::progressing(
+            format!("waiting for the runner's Pods ({replicas})"),
+            status,
+        )
     })
 }

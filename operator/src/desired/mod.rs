@@ -1,10 +1,12 @@
 //! The desired state, computed by pure functions from the StreamPipeline
 //! (and, for the topic and table, from what was observed). Nothing here
 //! talks to a cluster, so all of it is unit-tested with plain values.
+//! [`runner_objects`] builds the runner's whole set at once.
 
 pub mod config_map;
 pub mod deployment;
 pub mod rbac;
+pub mod runner;
 pub mod service;
 pub mod table;
 pub mod topic;
@@ -17,6 +19,8 @@ use millrace_api::StreamPipeline;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+pub use runner::{RunnerDeployment, RunnerObjects, runner_objects};
 
 pub const FIELD_MANAGER: &str = "millrace-operator";
 /// A digest of what the operator last applied; an object whose digest

@@ -1,35 +1,19 @@
-//! Report the data flow: the sink's lag, from its consumer group's
-//! committed offsets (`millrace.NS.NAME`) and the topic's high watermarks,
-//! and the last run of each pull source, from the annotation its Lease
-//! holder writes (`millrace.io/last-pull`). Best effort: a failure here
-//! leaves the previous figures and never fails a reconcile.
+//! The consumers that read a sink's lag: a group's committed offsets and
+//! the topic's high watermarks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use millrace_api::{FlowStatus, KafkaSpec, PullStatus, StreamPipelineSpec};
+use millrace_api::KafkaSpec;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Deserialize;
 
-use crate::apply::kafka::KafkaAuth;
+use crate::credentials::KafkaAuth;
 use crate::desired::fnv64;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Flow figures are refreshed at most this often: on a busy pipeline they
-/// change all the time, and each status write sets off another reconcile.
-pub const REFRESH: Duration = Duration::from_secs(30);
-pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
-
-pub fn consumer_group(namespace: &str, name: &str) -> String {
-    format!("millrace.{namespace}.{name}")
-}
 
 /// At most this many lag readers are kept. A group's committed offsets can
 /// only be read by a client of that group, so there is one reader per
@@ -37,7 +21,7 @@ pub fn consumer_group(namespace: &str, name: &str) -> String {
 /// own broker connections, which at hundreds of pipelines came to thousands
 /// of threads and sockets. Past this many, the least recently used reader
 /// is closed (and made again on that pipeline's next refresh, at most every
-/// [`REFRESH`]).
+/// [`REFRESH`](crate::status::flow::REFRESH)).
 pub const MAX_LAG_READERS: usize = 32;
 
 /// Consumers used only to read a group's committed offsets (they never
@@ -58,7 +42,7 @@ impl LagReaders {
     /// The reader for the group, and a reader evicted to make room (to be
     /// closed off the async threads: closing a librdkafka client joins its
     /// threads).
-    fn get(
+    pub fn get(
         &self,
         kafka: &KafkaSpec,
         group: &str,
@@ -155,104 +139,6 @@ pub fn lag(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<i64>
     Some(total)
 }
 
-#[derive(Deserialize)]
-struct LastPull {
-    time: String,
-    #[serde(default)]
-    records: i64,
-    outcome: String,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-/// The last run of each pull source, as its Lease records it.
-pub async fn last_pulls(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    spec: &StreamPipelineSpec,
-) -> Vec<PullStatus> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let mut out = Vec::new();
-    for source in spec.sources.iter().filter(|s| s.http_pull.is_some()) {
-        let Ok(Some(lease)) = leases
-            .get_opt(&format!("{name}-pull-{}", source.name))
-            .await
-        else {
-            continue;
-        };
-        let Some(text) = lease
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(LAST_PULL_ANNOTATION))
-        else {
-            continue;
-        };
-        let Ok(last) = serde_json::from_str::<LastPull>(text) else {
-            continue;
-        };
-        let Ok(time) = last.time.parse::<Timestamp>() else {
-            continue;
-        };
-        out.push(PullStatus {
-            source: source.name.clone(),
-            time: Time(time),
-            succeeded: last.outcome == "Succeeded",
-            records: last.records,
-            message: last.message,
-        });
-    }
-    out
-}
-
-/// The flow status: the new figures, with `updated` moved only when they
-/// changed (so an idle pipeline's status is not rewritten).
-#[allow(clippy::too_many_arguments)]
-pub async fn flow(
-    readers: &LagReaders,
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    spec: &StreamPipelineSpec,
-    partitions: Option<i32>,
-    auth: Option<&KafkaAuth>,
-    old: Option<&FlowStatus>,
-) -> Option<FlowStatus> {
-    if let Some(updated) = old.and_then(|o| o.updated.as_ref()) {
-        let age = Timestamp::now().duration_since(updated.0);
-        if age.is_positive() && age.unsigned_abs() < REFRESH {
-            return old.cloned();
-        }
-    }
-    let mut new = old.cloned().unwrap_or_default();
-    if let Some(partitions) = partitions {
-        let (consumer, evicted) = readers.get(&spec.kafka, &consumer_group(namespace, name), auth);
-        if let Some(evicted) = evicted {
-            tokio::task::spawn_blocking(move || drop(evicted));
-        }
-        if let Some(consumer) = consumer {
-            let topic = spec.kafka.topic.name.clone();
-            if let Ok(Some(lag)) =
-                tokio::task::spawn_blocking(move || lag(&consumer, &topic, partitions)).await
-            {
-                new.sink_lag = Some(lag);
-            }
-        }
-    }
-    new.last_pulls = last_pulls(client, namespace, name, spec).await;
-    let mut unchanged = new.clone();
-    unchanged.updated = old.and_then(|o| o.updated.clone());
-    if old == Some(&unchanged) {
-        return old.cloned();
-    }
-    if new == FlowStatus::default() {
-        return None;
-    }
-    new.updated = Some(Time(Timestamp::now()));
-    Some(new)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,13 +158,5 @@ mod tests {
         assert_eq!(readers.len(), MAX_LAG_READERS);
         let (again, evicted) = readers.get(&kafka, "g0", None);
         assert!(again.is_some() && evicted.is_none(), "g0 was kept");
-    }
-
-    #[test]
-    fn the_group_is_named_after_namespace_and_pipeline() {
-        assert_eq!(
-            consumer_group("data", "randomuser"),
-            "millrace.data.randomuser"
-        );
     }
 }

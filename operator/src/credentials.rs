@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use millrace_api::{CassandraSpec, KafkaSpec};
+use millrace_api::{CassandraSpec, KafkaCredentials, KafkaSpec};
 
 use crate::error::{Error, Result};
 
@@ -12,6 +12,10 @@ pub struct Credentials {
     pub username: String,
     pub password: String,
 }
+
+/// The Kafka credentials and the Secret reference they came from (which
+/// also names the SASL mechanism and security protocol).
+pub type KafkaAuth = (Credentials, KafkaCredentials);
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,7 +70,7 @@ pub async fn kafka_credentials(
     client: &kube::Client,
     namespace: &str,
     kafka: &KafkaSpec,
-) -> Result<Option<(Credentials, millrace_api::KafkaCredentials)>> {
+) -> Result<Option<KafkaAuth>> {
     let Some(r) = &kafka.credentials_secret_ref else {
         return Ok(None);
     };

@@ -1,17 +1,20 @@
 //! Report: conditions with reasons and messages a person can act on,
 //! `observedGeneration`, and what was created. The status is patched only
-//! when it changes, and each condition change is published as an Event.
+//! when it changes, and each condition change becomes an Event (handed back
+//! for the controller to publish). [`flow`] adds the data-flow figures.
+
+pub mod flow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::EventType;
 use millrace_api::{StreamPipeline, StreamPipelineStatus, condition_type};
 use serde_json::json;
 
-use crate::controller::Context;
+use crate::context::Context;
 use crate::desired::FIELD_MANAGER;
 use crate::error::{Error, Result};
+use crate::events::Notice;
 use crate::metrics::Target;
 
 pub const RUNNER_READY: &str = "RunnerReady";
@@ -129,11 +132,16 @@ pub fn changed<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition
         .collect()
 }
 
-/// Writes the status if it differs from the one the object has.
-pub async fn update(ctx: &Context, sp: &StreamPipeline, new: StreamPipelineStatus) -> Result<()> {
+/// Writes the status if it differs from the one the object has, and
+/// returns an Event for each condition that changed.
+pub async fn update(
+    ctx: &Context,
+    sp: &StreamPipeline,
+    new: StreamPipelineStatus,
+) -> Result<Vec<Notice>> {
     let old = sp.status.clone().unwrap_or_default();
     if old == new {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let namespace = sp
         .namespace()
@@ -151,27 +159,29 @@ pub async fn update(ctx: &Context, sp: &StreamPipeline, new: StreamPipelineStatu
     )
     .await?;
     ctx.metrics.write(Target::Kubernetes);
-    for c in changed(&old.conditions, &new.conditions) {
-        let quiet = [
-            reasons::PROGRESSING,
-            reasons::WAITING_FOR_DEPENDENCIES,
-            reasons::SUSPENDED,
-            reasons::RESUMED,
-        ];
-        let type_ = if c.status == "True" || quiet.contains(&c.reason.as_str()) {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        ctx.event(
-            sp,
-            type_,
-            &c.reason,
-            &format!("{} is {}: {}", c.type_, c.status, c.message),
-        )
-        .await;
-    }
-    Ok(())
+    Ok(condition_events(&old.conditions, &new.conditions))
+}
+
+/// An Event per changed condition: a warning unless it became true or its
+/// reason is an expected step.
+fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Notice> {
+    let quiet = [
+        reasons::PROGRESSING,
+        reasons::WAITING_FOR_DEPENDENCIES,
+        reasons::SUSPENDED,
+        reasons::RESUMED,
+    ];
+    changed(old, new)
+        .into_iter()
+        .map(|c| {
+            let note = format!("{} is {}: {}", c.type_, c.status, c.message);
+            if c.status == "True" || quiet.contains(&c.reason.as_str()) {
+                Notice::normal(&c.reason, note)
+            } else {
+                Notice::warning(&c.reason, note)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,115 @@
+//! What every reconcile shares: the Kubernetes client, the operator's
+//! settings, its metrics, the cached clients, and what it remembers about
+//! each pipeline between reconciles (in memory only).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::clients;
+use crate::credentials::{Credentials, KafkaAuth};
+use crate::metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The runner image and Pod annotations used unless the spec says
+    /// otherwise.
+    pub runner: crate::desired::deployment::RunnerDefaults,
+    /// Watch Secrets, so a pipeline reacts at once when the Secret it names
+    /// appears or changes (needs list/watch on Secrets; without it a missing
+    /// Secret is retried with back-off).
+    pub watch_secrets: bool,
+    /// How often a reconciled pipeline is checked again against Kafka and
+    /// Cassandra (which send no watch events).
+    pub resync: Duration,
+    /// The namespace to watch, or all.
+    pub namespace: Option<String>,
+    /// Reconciles that may run at once (0: no limit).
+    pub concurrency: u16,
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub kafka: clients::kafka::Clients,
+    pub cassandra: clients::cassandra::Sessions,
+    pub lag: clients::lag::LagReaders,
+    /// The credentials each pipeline (by uid) last used, in memory only: a
+    /// `Delete` cleanup can still reach Kafka and Cassandra when the Secret
+    /// went first (as when the whole namespace is deleted).
+    remembered: Mutex<HashMap<String, Remembered>>,
+    /// Failures in a row per pipeline, and when the last one was.
+    failures: Mutex<HashMap<String, (u32, std::time::Instant)>>,
+}
+
+/// The credentials a pipeline last used.
+#[derive(Clone, Default)]
+pub struct Remembered {
+    pub kafka: Option<KafkaAuth>,
+    pub cassandra: Option<Credentials>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        metrics: Arc<Metrics>,
+        instance: String,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "millrace-operator".to_owned(),
+                instance: Some(instance),
+            },
+        );
+        Self {
+            client,
+            config,
+            metrics,
+            recorder,
+            kafka: Default::default(),
+            cassandra: Default::default(),
+            lag: Default::default(),
+            remembered: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Failures in a row for `key` after one more (or 0, with `reset`).
+    pub fn failure_count(&self, key: &str, reset: bool) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if reset {
+            failures.remove(key);
+            return 0;
+        }
+        let now = std::time::Instant::now();
+        let (n, last) = failures.entry(key.to_owned()).or_insert((0, now));
+        // A retry set off at once by our own status write is the same
+        // failure, not one more in a row.
+        if *n == 0 || now.duration_since(*last) >= Duration::from_secs(2) {
+            *n = n.saturating_add(1);
+        }
+        *last = now;
+        *n
+    }
+
+    pub fn remember(&self, uid: &str, update: impl FnOnce(&mut Remembered)) {
+        let mut map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        update(map.entry(uid.to_owned()).or_default());
+    }
+
+    pub fn recall(&self, uid: &str) -> Remembered {
+        let map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(uid).cloned().unwrap_or_default()
+    }
+
+    pub fn forget(&self, uid: &str) {
+        let mut map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(uid);
+    }
+}

@@ -1,0 +1,106 @@
+//! Every Kubernetes object of a pipeline's runner, built in one pure call,
+//! so the whole desired set can be checked at once and then applied.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role as RbacRole, RoleBinding};
+
+use super::deployment::{self, Role, RunnerDefaults};
+use super::{Pipeline, config_map, rbac, service};
+use crate::error::Result;
+
+/// One of the runner's Deployments and the replicas it should have.
+#[derive(Clone, Debug)]
+pub struct RunnerDeployment {
+    pub role: Role,
+    pub deployment: Deployment,
+    pub replicas: i32,
+}
+
+/// The runner's objects. The first five do not depend on each other; the
+/// Deployments name the ConfigMap and the ServiceAccount.
+#[derive(Clone, Debug)]
+pub struct RunnerObjects {
+    pub config_map: ConfigMap,
+    pub service_account: ServiceAccount,
+    pub role: RbacRole,
+    pub role_binding: RoleBinding,
+    pub service: Service,
+    /// In [`Role::ALL`] order.
+    pub deployments: Vec<RunnerDeployment>,
+}
+
+pub fn runner_objects(p: &Pipeline<'_>, defaults: &RunnerDefaults) -> Result<RunnerObjects> {
+    Ok(RunnerObjects {
+        config_map: config_map::config_map(p)?,
+        service_account: rbac::service_account(p),
+        role: rbac::role(p),
+        role_binding: rbac::role_binding(p),
+        service: service::service(p),
+        deployments: Role::ALL
+            .into_iter()
+            .map(|role| RunnerDeployment {
+                role,
+                deployment: deployment::deployment(p, role, defaults),
+                replicas: deployment::replicas(&p.sp.spec, role),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::fixtures;
+    use kube::ResourceExt;
+
+    #[test]
+    fn the_seed_pipeline_gets_its_whole_runner() {
+        let sp = fixtures::seed();
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let objects = runner_objects(&p, &RunnerDefaults::default()).expect("objects");
+        assert_eq!(objects.config_map.name_any(), "randomuser-pipeline");
+        assert_eq!(objects.service_account.name_any(), "randomuser-runner");
+        assert_eq!(objects.role.name_any(), "randomuser-runner");
+        assert_eq!(objects.role_binding.name_any(), "randomuser-runner");
+        assert_eq!(objects.service.name_any(), "randomuser");
+        let deployments: Vec<(Role, String, i32)> = objects
+            .deployments
+            .iter()
+            .map(|d| (d.role, d.deployment.name_any(), d.replicas))
+            .collect();
+        assert_eq!(
+            deployments,
+            [
+                (
+                    Role::Ingest,
+                    "randomuser-ingest".to_owned(),
+                    sp.spec.runner.ingest_replicas
+                ),
+                (
+                    Role::Sink,
+                    "randomuser-sink".to_owned(),
+                    sp.spec.runner.sink_replicas
+                ),
+            ]
+        );
+        for d in &objects.deployments {
+            assert_eq!(
+                d.deployment.namespace().as_deref(),
+                Some("data"),
+                "{:?}",
+                d.role
+            );
+        }
+        assert_eq!(
+            objects.deployments[1]
+                .deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.service_account_name.as_deref()),
+            Some("randomuser-runner"),
+            "the sink runs as the runner's ServiceAccount"
+        );
+    }
+}
