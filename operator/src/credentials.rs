@@ -3,27 +3,14 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+pub use millrace_api::Credentials;
 use millrace_api::{CassandraSpec, KafkaCredentials, KafkaSpec};
 
 use crate::error::{Error, Result};
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
 /// The Kafka credentials and the Secret reference they came from (which
 /// also names the SASL mechanism and security protocol).
 pub type KafkaAuth = (Credentials, KafkaCredentials);
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
 
 async fn read(
     client: &kube::Client,

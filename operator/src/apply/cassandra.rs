@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use millrace_api::auth_failure::cassandra_auth_failure;
 use millrace_api::{CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableStatus, cql};
 use scylla::client::session::Session;
 
@@ -27,7 +28,7 @@ fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
         Error::Cassandra {
             contact_points,
             message,
-        } if is_auth_failure(&message) => Error::CassandraAuth {
+        } if cassandra_auth_failure(&message) => Error::CassandraAuth {
             contact_points,
             from: p
                 .sp
@@ -41,17 +42,6 @@ fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
         },
         other => other,
     }
-}
-
-/// How the driver words a refused login (the server's AuthenticationError,
-/// or a PasswordAuthenticator challenge that was not answered).
-fn is_auth_failure(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("authentication failed")
-        || m.contains("bad credentials")
-        || m.contains("and/or password are incorrect")
-        || m.contains("authentication error")
-        || m.contains("requires authentication")
 }
 
 async fn observe(session: &Session, spec: &CassandraSpec) -> Result<ObservedTable> {
@@ -253,19 +243,4 @@ pub async fn drop_table(
         ctx.cassandra.forget(spec, creds).await;
     }
     result
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn refused_logins_are_told_from_unreachable_clusters() {
-        assert!(super::is_auth_failure(
-            "Control connection pool error: Authentication failed - bad credentials"
-        ));
-        assert!(super::is_auth_failure(
-            "Provided username cassandra and/or password are incorrect"
-        ));
-        assert!(!super::is_auth_failure("Connection refused (os error 111)"));
-        assert!(!super::is_auth_failure("timed out connecting"));
-    }
 }

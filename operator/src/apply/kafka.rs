@@ -45,19 +45,10 @@ impl AuthContext {
     }
 
     fn note(&self, message: &str) {
-        let lower = message.to_ascii_lowercase();
-        if !(lower.contains("sasl authentication error") || lower.contains("authentication failed"))
-        {
-            return;
+        if let Some(text) = millrace_api::auth_failure::kafka_sasl_refusal(message) {
+            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            *refused = Some(text);
         }
-        // From "...: SASL authentication error: Authentication failed ...
-        // (after 12ms in state AUTH_REQ)": the part a person can act on.
-        let text = message
-            .find("SASL authentication error")
-            .map_or(message, |at| &message[at..]);
-        let text = text.split(" (after ").next().unwrap_or(text).to_owned();
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        *refused = Some(text);
     }
 }
 
@@ -432,25 +423,4 @@ pub async fn delete_topics(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod auth_tests {
-    use super::AuthContext;
-
-    #[test]
-    fn a_refused_login_in_librdkafka_log_is_noticed() {
-        let ctx = AuthContext::default();
-        ctx.note("sasl_plaintext://127.0.0.1:19094/bootstrap: Connection refused");
-        assert_eq!(ctx.refusal(), None);
-        ctx.note(
-            "sasl_plaintext://127.0.0.1:19094/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 3ms in state AUTH_REQ)",
-        );
-        assert_eq!(
-            ctx.refusal().as_deref(),
-            Some(
-                "SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
-            )
-        );
-    }
 }

@@ -47,20 +47,28 @@ impl Clients {
 }
 
 pub fn client_config(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = settings(spec, auth);
     config
-        .set("bootstrap.servers", &spec.bootstrap_servers)
         .set("allow.auto.create.topics", "false")
         .set("socket.connection.setup.timeout.ms", "5000")
         // librdkafka's log level follows the `log` crate's, which nothing
         // raises here: without this the refused login is not logged at all.
         .set_log_level(RDKafkaLogLevel::Warning);
-    if let Some((c, r)) = auth {
-        config
-            .set("security.protocol", r.security_protocol.as_str())
-            .set("sasl.mechanism", r.mechanism.as_str())
-            .set("sasl.username", &c.username)
-            .set("sasl.password", &c.password);
+    config
+}
+
+/// The settings every client of the pipeline's cluster shares with the
+/// runner's ([`millrace_api::kafka_client_settings`]).
+pub fn settings(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> ClientConfig {
+    let values = millrace_api::KafkaCredentialValues {
+        login: auth.map(|(c, _)| c.clone()),
+        ca_pem: None,
+    };
+    let mut config = ClientConfig::new();
+    for (key, value) in
+        millrace_api::kafka_client_settings(&spec.bootstrap_servers, auth.map(|(_, r)| r), &values)
+    {
+        config.set(key, value);
     }
     config
 }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use millrace_api::KafkaSpec;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -87,19 +86,11 @@ impl LagReaders {
         now: u64,
         cache: &mut ReaderCache,
     ) -> Option<Arc<BaseConsumer>> {
-        let mut config = ClientConfig::new();
+        let mut config = super::kafka::settings(kafka, auth);
         config
-            .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("allow.auto.create.topics", "false");
-        if let Some((c, r)) = auth {
-            config
-                .set("security.protocol", r.security_protocol.as_str())
-                .set("sasl.mechanism", r.mechanism.as_str())
-                .set("sasl.username", &c.username)
-                .set("sasl.password", &c.password);
-        }
         let consumer: BaseConsumer = config.create().ok()?;
         let consumer = Arc::new(consumer);
         cache.readers.insert(key, (consumer.clone(), now));

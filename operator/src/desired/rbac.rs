@@ -22,7 +22,7 @@ pub fn role(p: &Pipeline<'_>) -> Role {
             .sources
             .iter()
             .filter(|s| s.http_pull.is_some())
-            .map(|s| format!("{}-pull-{}", p.name, s.name))
+            .map(|s| millrace_api::pull_lease_name(&p.name, &s.name))
             .collect();
     let rule = |verbs: &[&str], names: Option<Vec<String>>| PolicyRule {
         api_groups: Some(vec!["coordination.k8s.io".to_owned()]),

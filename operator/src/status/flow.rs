@@ -10,8 +10,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use millrace_api::{FlowStatus, PullStatus, StreamPipelineSpec};
-use serde::Deserialize;
+use millrace_api::{
+    FlowStatus, LAST_PULL_ANNOTATION, LastPull, PullStatus, StreamPipelineSpec, consumer_group,
+    pull_lease_name,
+};
 
 use crate::clients::lag::{LagReaders, lag};
 use crate::credentials::KafkaAuth;
@@ -19,21 +21,6 @@ use crate::credentials::KafkaAuth;
 /// Flow figures are refreshed at most this often: on a busy pipeline they
 /// change all the time, and each status write sets off another reconcile.
 pub const REFRESH: Duration = Duration::from_secs(30);
-pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
-
-pub fn consumer_group(namespace: &str, name: &str) -> String {
-    format!("millrace.{namespace}.{name}")
-}
-
-#[derive(Deserialize)]
-struct LastPull {
-    time: String,
-    #[serde(default)]
-    records: i64,
-    outcome: String,
-    #[serde(default)]
-    message: Option<String>,
-}
 
 /// The last run of each pull source, as its Lease records it.
 pub async fn last_pulls(
@@ -45,10 +32,7 @@ pub async fn last_pulls(
     let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let mut out = Vec::new();
     for source in spec.sources.iter().filter(|s| s.http_pull.is_some()) {
-        let Ok(Some(lease)) = leases
-            .get_opt(&format!("{name}-pull-{}", source.name))
-            .await
-        else {
+        let Ok(Some(lease)) = leases.get_opt(&pull_lease_name(name, &source.name)).await else {
             continue;
         };
         let Some(text) = lease
@@ -68,8 +52,8 @@ pub async fn last_pulls(
         out.push(PullStatus {
             source: source.name.clone(),
             time: Time(time),
-            succeeded: last.outcome == "Succeeded",
-            records: last.records,
+            succeeded: last.succeeded(),
+            records: i64::try_from(last.records).unwrap_or(i64::MAX),
             message: last.message,
         });
     }
@@ -121,17 +105,4 @@ pub async fn flow(
     }
     new.updated = Some(Time(Timestamp::now()));
     Some(new)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_group_is_named_after_namespace_and_pipeline() {
-        assert_eq!(
-            consumer_group("data", "randomuser"),
-            "millrace.data.randomuser"
-        );
-    }
 }

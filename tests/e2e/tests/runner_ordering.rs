@@ -63,7 +63,7 @@ async fn versions(fx: &Fixture) -> anyhow::Result<HashMap<uuid::Uuid, String>> {
 
 /// The metadata the sink group committed with each partition's offset.
 fn committed_metadata(fx: &Fixture, partitions: i32) -> anyhow::Result<Vec<String>> {
-    let group = format!("millrace.{NAMESPACE}.{}", fx.name);
+    let group = millrace_api::consumer_group(NAMESPACE, &fx.name);
     let consumer: BaseConsumer = fx.world.kafka_config().set("group.id", &group).create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {

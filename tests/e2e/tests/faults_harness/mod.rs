@@ -189,7 +189,7 @@ impl Harness {
             .await?;
         let session = world.cassandra_session().await?;
         let table = format!("{}.{TABLE}", sc.keyspace);
-        let group = format!("millrace.{}.{PIPELINE}", sc.ns.name);
+        let group = millrace_api::consumer_group(&sc.ns.name, PIPELINE);
         let dlq = format!("{}.dlq", sc.topic);
 
         let (stop, stop_rx) = channel::channel(false);

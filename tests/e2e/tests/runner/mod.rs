@@ -303,7 +303,7 @@ impl Fixture {
     /// The sink group's committed offsets and the topic's high watermarks,
     /// per partition.
     pub fn committed_and_end(&self) -> anyhow::Result<HashMap<i32, (i64, i64)>> {
-        let group = format!("millrace.{NAMESPACE}.{}", self.name);
+        let group = millrace_api::consumer_group(NAMESPACE, &self.name);
         let consumer: BaseConsumer = self.world.kafka_config().set("group.id", &group).create()?;
         let md = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
         let mut tpl = TopicPartitionList::new();
