@@ -1,10 +1,11 @@
 //! The consumers that read a sink's lag: a group's committed offsets and
 //! the topic's high watermarks.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lru::LruCache;
 use millrace_api::KafkaSpec;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -24,17 +25,18 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_LAG_READERS: usize = 32;
 
 /// Consumers used only to read a group's committed offsets (they never
-/// join the group).
-#[derive(Default)]
+/// join the group), least recently used first out.
 pub struct LagReaders {
-    cache: Mutex<ReaderCache>,
+    cache: Mutex<LruCache<u64, Arc<BaseConsumer>>>,
 }
 
-#[derive(Default)]
-struct ReaderCache {
-    clock: u64,
-    /// Reader and when it was last used (by `clock`).
-    readers: HashMap<u64, (Arc<BaseConsumer>, u64)>,
+impl Default for LagReaders {
+    fn default() -> Self {
+        let cap = NonZeroUsize::new(MAX_LAG_READERS).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            cache: Mutex::new(LruCache::new(cap)),
+        }
+    }
 }
 
 impl LagReaders {
@@ -53,38 +55,20 @@ impl LagReaders {
         }
         let key = fnv64(key.as_bytes());
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.clock += 1;
-        let now = cache.clock;
-        if let Some((c, used)) = cache.readers.get_mut(&key) {
-            *used = now;
-            return (Some(c.clone()), None);
+        if let Some(reader) = cache.get(&key) {
+            return (Some(reader.clone()), None);
         }
-        let evicted = if cache.readers.len() >= MAX_LAG_READERS {
-            let oldest = cache
-                .readers
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| *k);
-            oldest
-                .and_then(|k| cache.readers.remove(&k))
-                .map(|(c, _)| c)
-        } else {
-            None
+        let Some(reader) = Self::create(kafka, group, auth) else {
+            return (None, None);
         };
-        (
-            self.create(kafka, group, auth, key, now, &mut cache),
-            evicted,
-        )
+        let evicted = cache.push(key, reader.clone()).map(|(_, old)| old);
+        (Some(reader), evicted)
     }
 
     fn create(
-        &self,
         kafka: &KafkaSpec,
         group: &str,
         auth: Option<&KafkaAuth>,
-        key: u64,
-        now: u64,
-        cache: &mut ReaderCache,
     ) -> Option<Arc<BaseConsumer>> {
         let mut config = super::kafka::settings(kafka, auth);
         config
@@ -92,18 +76,12 @@ impl LagReaders {
             .set("enable.auto.commit", "false")
             .set("allow.auto.create.topics", "false");
         let consumer: BaseConsumer = config.create().ok()?;
-        let consumer = Arc::new(consumer);
-        cache.readers.insert(key, (consumer.clone(), now));
-        Some(consumer)
+        Some(Arc::new(consumer))
     }
 
     /// Readers kept now.
     pub fn len(&self) -> usize {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .readers
-            .len()
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
