@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use millrace_testsupport::{Deadline, poll_until};
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use runner::{Fixture, NAMESPACE, Runner, randomuser_table};
+use runner::{Fixture, NAMESPACE, randomuser_table};
 use serde_json::{Value, json};
 
 const KEYS: usize = 6_000;
@@ -35,15 +35,6 @@ fn record(key: usize, version: usize) -> Value {
         "phone": "090-123456",
         "picture": {"medium": "https://randomuser.me/api/portraits/med/women/3.jpg"},
     })
-}
-
-async fn lag_is_zero(runner: &Runner) -> anyhow::Result<bool> {
-    let metrics = runner.metrics().await?;
-    let lags: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("millrace_consumer_lag{"))
-        .collect();
-    Ok(!lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")))
 }
 
 /// `first_name` (the version) of every row, by id.
@@ -125,7 +116,7 @@ async fn every_key_ends_at_its_latest_version_through_a_kill_and_a_rebalance() -
     poll_until(
         "both sinks to have read everything",
         Deadline::secs(300),
-        || async { Ok((lag_is_zero(&second).await? && lag_is_zero(&third).await?).then_some(())) },
+        || async { Ok((second.lag_is_zero().await? && third.lag_is_zero().await?).then_some(())) },
     )
     .await?;
     assert!(

@@ -7,7 +7,7 @@ mod runner;
 use std::collections::HashSet;
 
 use millrace_testsupport::{Deadline, poll_until};
-use runner::{Fixture, Runner, randomuser_table};
+use runner::{Fixture, randomuser_table};
 use serde_json::{Value, json};
 
 const RECORDS: usize = 20_000;
@@ -25,15 +25,6 @@ fn record(i: usize) -> Value {
         "phone": "089 123456",
         "picture": {"medium": "https://randomuser.me/api/portraits/med/women/2.jpg"},
     })
-}
-
-async fn lag_is_zero(runner: &Runner) -> anyhow::Result<bool> {
-    let metrics = runner.metrics().await?;
-    let lags: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("millrace_consumer_lag{"))
-        .collect();
-    Ok(!lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +70,7 @@ async fn a_second_sink_joining_mid_stream_loses_nothing() -> anyhow::Result<()> 
     poll_until(
         "both sinks to have read everything",
         Deadline::secs(60),
-        || async { Ok((lag_is_zero(&first).await? && lag_is_zero(&second).await?).then_some(())) },
+        || async { Ok((first.lag_is_zero().await? && second.lag_is_zero().await?).then_some(())) },
     )
     .await?;
     for sink in [&mut second, &mut first] {

@@ -490,6 +490,17 @@ impl Runner {
             .unwrap_or(0.0))
     }
 
+    /// Whether this sink has partitions and has written everything in
+    /// them (`millrace_consumer_lag` 0 for each).
+    pub async fn lag_is_zero(&self) -> anyhow::Result<bool> {
+        let metrics = self.metrics().await?;
+        let lags: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("millrace_consumer_lag{"))
+            .collect();
+        Ok(!lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")))
+    }
+
     /// SIGKILL: no draining, no commit.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
         self.child.kill()?;
