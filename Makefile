@@ -21,13 +21,16 @@ help:
 	@echo "make kind    the seed pipeline on a kind cluster (needs Docker; not runnable on our machines)"
 
 run:
+	@scripts/install-system-packages
 	@tests/env/up
 	@tests/run-demo
 
 test:
+	@scripts/install-system-packages
 	@tests/run-all
 
 test-faults:
+	@scripts/install-system-packages
 	@tests/faults/run
 
 test-unit:
