@@ -14,7 +14,8 @@
 //!   [`schema_diff`] compares the declared table with the one Cassandra has.
 //! - [`schedule`]: when a pull source runs.
 //! - What the operator and the runner agree on: [`kafka_client`] (client
-//!   settings, consumer group), [`pull_lease`], [`credentials`],
+//!   settings, consumer group), [`commit_metadata`] (what the sink commits
+//!   with its offsets), [`pull_lease`], [`credentials`],
 //!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
 //! - `serve` (crate feature `serve`): the bounded HTTP server the runner
@@ -23,6 +24,7 @@
 pub mod auth_failure;
 pub mod cell;
 pub mod coerce;
+pub mod commit_metadata;
 pub mod cql;
 pub mod cql_type;
 #[cfg(feature = "cql-values")]
@@ -44,6 +46,7 @@ pub mod validate;
 
 pub use cell::{Cell, CellValue, Decimal, Varint};
 pub use coerce::{ValueError, coerce};
+pub use commit_metadata::CommitMetadata;
 pub use cql_type::{CqlType, CqlTypeError};
 pub use crd_yaml::crd_yaml;
 pub use credentials::{Credentials, KafkaCredentialValues};

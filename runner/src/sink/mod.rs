@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use millrace_api::cql_value::{self, Bound};
-use millrace_api::{RowMapper, cql};
+use millrace_api::{CommitMetadata, RowMapper, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -58,7 +58,8 @@ fn lock(tracker: &Tracker) -> std::sync::MutexGuard<'_, OffsetTracker> {
 }
 
 /// The next offsets to read, each with the write timestamp of the record
-/// before it as metadata ([`write_time::encode`]).
+/// before it and the partition's count of dead letters as metadata
+/// ([`CommitMetadata`]).
 fn offset_list(topic: &str, safe: &[Safe]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(safe.len());
     for s in safe {
@@ -67,7 +68,13 @@ fn offset_list(topic: &str, safe: &[Safe]) -> TopicPartitionList {
             warn!(error = %e, partition = s.partition, "cannot store the offset");
         }
         if let Some(ts) = s.write_timestamp {
-            elem.set_metadata(write_time::encode(ts));
+            elem.set_metadata(
+                CommitMetadata {
+                    write_timestamp: ts,
+                    dead_lettered: s.dead_lettered,
+                }
+                .encode(),
+            );
         }
     }
     tpl
@@ -114,17 +121,17 @@ fn commit_safe(
     }
 }
 
-/// The write timestamps committed with the group's offsets of the assigned
-/// partitions, where there are any.
-fn committed_write_timestamps(
+/// The metadata committed with the group's offsets of the assigned
+/// partitions, where there is any.
+fn committed_metadata(
     consumer: &BaseConsumer<SinkContext>,
     assigned: &TopicPartitionList,
-) -> KafkaResult<Vec<(i32, Option<i64>)>> {
+) -> KafkaResult<Vec<(i32, Option<CommitMetadata>)>> {
     let committed = consumer.committed_offsets(assigned.clone(), Duration::from_secs(10))?;
     Ok(committed
         .elements()
         .iter()
-        .map(|e| (e.partition(), write_time::decode(e.metadata())))
+        .map(|e| (e.partition(), CommitMetadata::decode(e.metadata())))
         .collect())
 }
 
@@ -214,7 +221,7 @@ impl ConsumerContext for SinkContext {
                 let resumed = tokio::task::block_in_place(|| {
                     let mut tries = 0;
                     loop {
-                        match committed_write_timestamps(consumer, tpl) {
+                        match committed_metadata(consumer, tpl) {
                             Ok(r) => return Some(r),
                             Err(e) if tries < 3 => {
                                 warn!(error = %e, "reading the committed offsets; retrying");
@@ -233,7 +240,7 @@ impl ConsumerContext for SinkContext {
                     let last = resumed
                         .as_ref()
                         .and_then(|r| r.iter().find(|(q, _)| q == p))
-                        .and_then(|(_, ts)| *ts);
+                        .and_then(|(_, committed)| *committed);
                     t.assign(*p, last);
                 }
                 drop(t);
@@ -290,7 +297,7 @@ struct Record {
 impl Writer {
     /// Writes the record's row, or dead-letters it; returns when either is
     /// done, so its offset may be stored.
-    async fn handle(&self, record: Record) {
+    async fn handle(&self, record: Record) -> Outcome {
         let origin = Origin::Sink {
             topic: &self.topic,
             partition: record.partition,
@@ -303,7 +310,7 @@ impl Writer {
             Err(e) => {
                 self.fail(&record, Reason::NotJson, &format!("not JSON: {e}"), origin)
                     .await;
-                return;
+                return Outcome::DeadLettered;
             }
         };
         let row = match self.mapper.map(&value) {
@@ -311,7 +318,7 @@ impl Writer {
             Err(e) => {
                 self.fail(&record, Reason::Unmappable, &e.to_string(), origin)
                     .await;
-                return;
+                return Outcome::DeadLettered;
             }
         };
         let values = cql_value::bind(row, record.write_timestamp);
@@ -322,11 +329,13 @@ impl Writer {
                     .write_latency
                     .observe(started.elapsed().as_secs_f64());
                 self.metrics.rows_written.inc();
+                Outcome::Written
             }
             Err(e) => {
                 let reason = format!("cassandra refused the row: {e}");
                 self.fail(&record, Reason::WriteFailed, &reason, origin)
                     .await;
+                Outcome::DeadLettered
             }
         }
     }
@@ -389,6 +398,13 @@ impl Writer {
         self.metrics.rows_failed.inc();
         self.metrics.dead_lettered(reason);
     }
+}
+
+/// What became of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    DeadLettered,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -580,10 +596,10 @@ pub async fn run(
                     let writer = writer.clone();
                     let tracker = tracker.clone();
                     tokio::spawn(async move {
-                        writer.handle(record).await;
+                        let outcome = writer.handle(record).await;
                         // The offset is stored by the storer task, once every
                         // earlier record of the partition is done too.
-                        lock(&tracker).finish(ticket);
+                        lock(&tracker).finish(ticket, outcome == Outcome::DeadLettered);
                         drop(permit);
                     });
                 }

@@ -14,9 +14,12 @@
 //! ([`super::write_time`]): the chain runs in offset order under the same
 //! lock, and the timestamp of the record at a safe offset goes with that
 //! offset into the commit, so the next owner of the partition resumes the
-//! chain where this one left it.
+//! chain where this one left it. The count of the partition's records that
+//! were dead-lettered travels the same way, for the operator's totals.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use millrace_api::CommitMetadata;
 
 use super::write_time::WriteClock;
 
@@ -30,6 +33,11 @@ struct PartitionState {
     timestamps: BTreeMap<i64, i64>,
     /// The write timestamp of the record at `stored`, or before it.
     stored_timestamp: Option<i64>,
+    /// Dead-lettered records finished and not yet below the stored offset.
+    dead_letters: BTreeSet<i64>,
+    /// Records of the partition dead-lettered up to `stored`, counted
+    /// across owners (from the committed metadata).
+    stored_dead_lettered: u64,
     /// The lowest and highest offsets started in this epoch.
     lowest_started: Option<i64>,
     highest_started: Option<i64>,
@@ -62,19 +70,22 @@ pub struct Safe {
     /// The last offset below which every record is done.
     pub offset: i64,
     pub write_timestamp: Option<i64>,
+    /// Records of the partition dead-lettered up to `offset`.
+    pub dead_lettered: u64,
 }
 
 impl OffsetTracker {
     /// The partition was assigned to this consumer: its write timestamps
-    /// continue after `last_write_timestamp`, the one committed with the
-    /// group's offset (`None` when there is none).
-    pub fn assign(&mut self, partition: i32, last_write_timestamp: Option<i64>) {
+    /// and its count of dead letters continue from what was committed with
+    /// the group's offset (`None` when there is nothing).
+    pub fn assign(&mut self, partition: i32, committed: Option<CommitMetadata>) {
         self.next_epoch += 1;
         self.partitions.insert(
             partition,
             PartitionState {
                 epoch: self.next_epoch,
-                clock: WriteClock::resume(last_write_timestamp),
+                clock: WriteClock::resume(committed.map(|c| c.write_timestamp)),
+                stored_dead_lettered: committed.map_or(0, |c| c.dead_lettered),
                 ..PartitionState::default()
             },
         );
@@ -110,13 +121,16 @@ impl OffsetTracker {
         }
     }
 
-    /// The record of `ticket` is written (or dead-lettered). Returns the
+    /// The record of `ticket` is written, or `dead_lettered`. Returns the
     /// offset of the last record below which everything is done, when it
     /// moved: the consumer stores it (librdkafka commits that plus one).
-    pub fn finish(&mut self, ticket: Ticket) -> Option<i64> {
+    pub fn finish(&mut self, ticket: Ticket, dead_lettered: bool) -> Option<i64> {
         let state = self.partitions.get_mut(&ticket.partition)?;
         if state.epoch != ticket.epoch || !state.in_flight.remove(&ticket.offset) {
             return None;
+        }
+        if dead_lettered {
+            state.dead_letters.insert(ticket.offset);
         }
         let safe = match state.in_flight.first() {
             Some(&lowest) => lowest - 1,
@@ -137,6 +151,11 @@ impl OffsetTracker {
         for o in below {
             state.timestamps.remove(&o);
         }
+        let counted: Vec<i64> = state.dead_letters.range(..=safe).copied().collect();
+        state.stored_dead_lettered += counted.len() as u64;
+        for o in counted {
+            state.dead_letters.remove(&o);
+        }
         Some(safe)
     }
 
@@ -156,6 +175,7 @@ impl OffsetTracker {
                     partition: *partition,
                     offset,
                     write_timestamp: state.stored_timestamp,
+                    dead_lettered: state.stored_dead_lettered,
                 });
             }
         }
@@ -174,6 +194,7 @@ impl OffsetTracker {
                     partition: *partition,
                     offset: state.stored?,
                     write_timestamp: state.stored_timestamp,
+                    dead_lettered: state.stored_dead_lettered,
                 })
             })
             .collect()
@@ -202,6 +223,39 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    fn meta(write_timestamp: i64, dead_lettered: u64) -> CommitMetadata {
+        CommitMetadata {
+            write_timestamp,
+            dead_lettered,
+        }
+    }
+
+    #[test]
+    fn dead_letters_are_counted_once_below_the_safe_offset_and_across_owners() {
+        let mut t = OffsetTracker::default();
+        t.assign(1, Some(meta(10_000, 7)));
+        let a = t.start(1, 20, Some(11));
+        let b = t.start(1, 21, Some(11));
+        let c = t.start(1, 22, Some(11));
+        // 21 is dead-lettered first, but is not below the safe offset yet.
+        assert_eq!(t.finish(b, true), None);
+        assert!(t.take_safe(None).is_empty());
+        assert_eq!(t.finish(a, false), Some(21));
+        let safe = t.take_safe(None);
+        assert_eq!(safe[0].dead_lettered, 8, "7 committed before, and 21");
+        assert_eq!(t.finish(c, true), Some(22));
+        assert_eq!(t.take_safe(None)[0].dead_lettered, 9);
+        // A revoke drops what was not yet safe; the next owner resumes from
+        // the commit.
+        let d = t.start(1, 23, Some(11));
+        t.revoke(1);
+        assert_eq!(t.finish(d, true), None);
+        t.assign(1, Some(meta(12_000, 9)));
+        let again = t.start(1, 23, Some(11));
+        assert_eq!(t.finish(again, true), Some(23));
+        assert_eq!(t.all_safe(None)[0].dead_lettered, 10, "23 counted once");
+    }
+
     fn offsets(safe: Vec<Safe>) -> Vec<(i32, i64)> {
         safe.into_iter().map(|s| (s.partition, s.offset)).collect()
     }
@@ -212,9 +266,9 @@ mod tests {
         let a = t.start(0, 10, Some(1));
         let b = t.start(0, 11, Some(1));
         let c = t.start(0, 12, Some(1));
-        assert_eq!(t.finish(c), None, "10 and 11 are still in flight");
-        assert_eq!(t.finish(b), None, "10 is still in flight");
-        assert_eq!(t.finish(a), Some(12), "all three done");
+        assert_eq!(t.finish(c, false), None, "10 and 11 are still in flight");
+        assert_eq!(t.finish(b, false), None, "10 is still in flight");
+        assert_eq!(t.finish(a, false), Some(12), "all three done");
         assert_eq!(t.in_flight(0), 0);
     }
 
@@ -225,9 +279,9 @@ mod tests {
         let b = t.start(0, 1, Some(1));
         let _c = t.start(0, 5, Some(1)); // offsets may have gaps
         let d = t.start(0, 7, Some(1));
-        assert_eq!(t.finish(a), Some(0));
-        assert_eq!(t.finish(d), None);
-        assert_eq!(t.finish(b), Some(4), "everything below 5 is done");
+        assert_eq!(t.finish(a, false), Some(0));
+        assert_eq!(t.finish(d, false), None);
+        assert_eq!(t.finish(b, false), Some(4), "everything below 5 is done");
     }
 
     #[test]
@@ -235,9 +289,9 @@ mod tests {
         let mut t = OffsetTracker::default();
         let a = t.start(0, 3, Some(1));
         let b = t.start(1, 8, Some(1));
-        assert_eq!(t.finish(b), Some(8));
+        assert_eq!(t.finish(b, false), Some(8));
         assert_eq!(t.in_flight(0), 1);
-        assert_eq!(t.finish(a), Some(3));
+        assert_eq!(t.finish(a, false), Some(3));
     }
 
     #[test]
@@ -247,18 +301,18 @@ mod tests {
         let b = t.start(1, 20, Some(1));
         let c = t.start(1, 21, Some(1));
         assert!(t.take_safe(None).is_empty(), "nothing written yet");
-        t.finish(c);
+        t.finish(c, false);
         assert!(t.take_safe(None).is_empty(), "20 is still in flight");
-        t.finish(a);
-        t.finish(b);
+        t.finish(a, false);
+        t.finish(b, false);
         let mut safe = offsets(t.take_safe(None));
         safe.sort_unstable();
         assert_eq!(safe, [(0, 10), (1, 21)]);
         assert!(t.take_safe(None).is_empty(), "already taken");
         let d = t.start(0, 11, Some(1));
         let e = t.start(1, 22, Some(1));
-        t.finish(d);
-        t.finish(e);
+        t.finish(d, false);
+        t.finish(e, false);
         assert_eq!(offsets(t.take_safe(Some(&[1]))), [(1, 22)]);
         assert_eq!(offsets(t.take_safe(None)), [(0, 11)]);
         t.revoke(0);
@@ -274,30 +328,31 @@ mod tests {
         let old = t.start(2, 100, Some(1));
         t.revoke(2);
         let new = t.start(2, 50, Some(1));
-        assert_eq!(t.finish(old), None, "the old assignment's write");
+        assert_eq!(t.finish(old, false), None, "the old assignment's write");
         assert_eq!(t.in_flight(2), 1);
-        assert_eq!(t.finish(new), Some(50));
+        assert_eq!(t.finish(new, false), Some(50));
         assert_eq!(t.total_in_flight(), 0);
     }
 
     #[test]
     fn the_safe_offset_carries_the_write_timestamp_of_its_record() {
         let mut t = OffsetTracker::default();
-        t.assign(0, Some(41_999));
+        t.assign(0, Some(meta(41_999, 0)));
         let a = t.start(0, 10, Some(41));
         let b = t.start(0, 11, Some(41));
         let _gap = t.start(0, 15, Some(42));
         assert_eq!((a.write_timestamp, b.write_timestamp), (42_000, 42_001));
-        t.finish(b);
+        t.finish(b, false);
         assert!(t.take_safe(None).is_empty(), "10 is still in flight");
-        assert_eq!(t.finish(a), Some(14), "everything below 15 is done");
+        assert_eq!(t.finish(a, false), Some(14), "everything below 15 is done");
         let safe = t.take_safe(None);
         assert_eq!(
             safe,
             [Safe {
                 partition: 0,
                 offset: 14,
-                write_timestamp: Some(42_001)
+                write_timestamp: Some(42_001),
+                dead_lettered: 0,
             }],
             "offset 14 is a gap: the timestamp is that of 11, the last record below it"
         );
@@ -309,7 +364,7 @@ mod tests {
         let mut t = OffsetTracker::default();
         let first = t.start(3, 0, Some(5));
         t.revoke(3);
-        t.assign(3, Some(first.write_timestamp));
+        t.assign(3, Some(meta(first.write_timestamp, 0)));
         let replayed = t.start(3, 1, Some(5));
         assert_eq!(replayed.write_timestamp, first.write_timestamp + 1);
         assert_ne!(replayed.epoch, first.epoch);

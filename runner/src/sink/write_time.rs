@@ -13,14 +13,10 @@
 //! writes the same timestamps and leaves the table as it was. To resume
 //! the chain after a restart or a rebalance, the timestamp of the last
 //! written record is committed with the group's offset, as its metadata
-//! ([`encode`], [`decode`]); without one (a new group, or offsets committed
+//! ([`millrace_api::CommitMetadata`]); without one (a new group, or offsets committed
 //! by an older runner) the chain starts at the end of its first record's
 //! millisecond, which is never below what the older runner wrote for an
 //! earlier record of that millisecond.
-
-/// Prefix of the offset metadata that carries the chain, so metadata
-/// written by something else is never taken for ours.
-const METADATA_PREFIX: &str = "millrace.wt=";
 
 /// The chain of one partition.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,17 +42,6 @@ impl WriteClock {
         self.last = Some(ts);
         ts
     }
-}
-
-/// The offset metadata for a commit whose last written record had
-/// timestamp `ts`.
-pub fn encode(ts: i64) -> String {
-    format!("{METADATA_PREFIX}{ts}")
-}
-
-/// The timestamp in committed offset metadata, if it is ours.
-pub fn decode(metadata: &str) -> Option<i64> {
-    metadata.strip_prefix(METADATA_PREFIX)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -104,7 +89,13 @@ mod tests {
         let mut first = WriteClock::resume(None);
         let run: Vec<i64> = kafka_ms.iter().map(|ms| first.next(Some(*ms))).collect();
         // Committed after the third record: resume from its timestamp.
-        let committed = decode(&encode(run[2])).expect("our metadata");
+        let metadata = millrace_api::CommitMetadata {
+            write_timestamp: run[2],
+            dead_lettered: 0,
+        };
+        let committed = millrace_api::CommitMetadata::decode(&metadata.encode())
+            .expect("our metadata")
+            .write_timestamp;
         let mut again = WriteClock::resume(Some(committed));
         let replay: Vec<i64> = kafka_ms[3..]
             .iter()
@@ -121,13 +112,5 @@ mod tests {
         assert_eq!(clock.next(Some(7)), 7_999);
         assert_eq!(clock.next(Some(7)), 8_000);
         assert_eq!(clock.next(None), 8_001, "no Kafka timestamp: still later");
-    }
-
-    #[test]
-    fn metadata_that_is_not_ours_is_ignored() {
-        assert_eq!(decode(""), None);
-        assert_eq!(decode("something else"), None);
-        assert_eq!(decode("millrace.wt=x"), None);
-        assert_eq!(decode(&encode(-3)), Some(-3));
     }
 }
