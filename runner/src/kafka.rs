@@ -8,7 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// Headers of a dead-lettered record (`docs/runner-contract.md`).
 pub mod headers {
@@ -18,6 +18,15 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "millrace.source.offset";
     pub const SOURCE_NAME: &str = "millrace.source.name";
     pub const STAGE: &str = "millrace.stage";
+    /// Set when the payload did not fit the dead-letter topic and was left
+    /// out: its size, and where the original is.
+    pub const PAYLOAD_OMITTED: &str = "millrace.payload.omitted";
+}
+
+/// Whether Kafka refused a record for its size: retrying the same record
+/// can never succeed.
+pub fn too_large(e: &SendError) -> bool {
+    matches!(e, SendError::Kafka(k) if k.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
 }
 
 /// Where a dead-lettered record came from.
@@ -209,6 +218,15 @@ impl Producer {
     /// Sends a record to the dead-letter topic with headers that say why and
     /// where it came from, retrying until Kafka acknowledges it: a record is
     /// never dropped, so its offset is not stored before this returns.
+    ///
+    /// One refusal is permanent for the same record: too large for the
+    /// dead-letter topic (the headers add to it, or the topic takes less
+    /// than the source). Retrying it would stall the partition forever, so
+    /// the dead letter is sent again without its payload, with a header
+    /// that gives the payload's size; a record from the sink's topic is
+    /// still there at the partition and offset the headers name. Any other
+    /// error (the broker down, not authorised) is the cluster's state: it
+    /// is waited for, with back-off, and logged.
     pub async fn dead_letter(
         &self,
         dlq_topic: &str,
@@ -218,6 +236,7 @@ impl Producer {
         origin: Origin<'_>,
     ) {
         let mut attempt = 0u32;
+        let mut omitted = None;
         loop {
             let mut h = OwnedHeaders::new().insert(Header {
                 key: headers::ERROR,
@@ -259,8 +278,27 @@ impl Producer {
                         });
                 }
             }
-            match self.send_to(dlq_topic, key, payload, Some(h)).await {
+            if let Some(note) = &omitted {
+                h = h.insert(Header {
+                    key: headers::PAYLOAD_OMITTED,
+                    value: Some(note),
+                });
+            }
+            let body = if omitted.is_some() { &[][..] } else { payload };
+            match self.send_to(dlq_topic, key, body, Some(h)).await {
                 Ok(()) => return,
+                Err(e) if too_large(&e) && omitted.is_none() => {
+                    error!(
+                        topic = dlq_topic,
+                        bytes = payload.len(),
+                        ?origin,
+                        "the record is too large for the dead-letter topic; dead-lettering it without its payload"
+                    );
+                    omitted = Some(format!(
+                        "{} bytes: too large for the dead-letter topic",
+                        payload.len()
+                    ));
+                }
                 Err(e) => {
                     warn!(topic = dlq_topic, error = %e, attempt, "dead-lettering failed; retrying");
                     tokio::time::sleep(crate::backoff::delay(

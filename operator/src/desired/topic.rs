@@ -74,13 +74,54 @@ pub fn plan_dead_letter(declared: &TopicSpec, exists: bool) -> Option<TopicActio
     (!exists).then(|| TopicAction::Create {
         partitions: declared.partitions,
         replication_factor: declared.replication_factor,
-        config: BTreeMap::new(),
+        config: dead_letter_config(declared),
     })
+}
+
+/// Room for the headers a dead letter carries besides the record (why, and
+/// where it came from).
+pub const DEAD_LETTER_HEADROOM: i64 = 64 * 1024;
+
+/// A dead-letter topic takes anything the topic takes: where the topic
+/// allows larger records than the broker's default, so does it, with room
+/// for the headers. (A record that still does not fit is dead-lettered
+/// without its payload; see the runner's `Producer::dead_letter`.)
+fn dead_letter_config(declared: &TopicSpec) -> BTreeMap<String, String> {
+    declared
+        .config
+        .get("max.message.bytes")
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|max| {
+            BTreeMap::from([(
+                "max.message.bytes".to_owned(),
+                max.saturating_add(DEAD_LETTER_HEADROOM).to_string(),
+            )])
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dead_letter_topic_takes_what_the_topic_takes_and_its_headers() {
+        let mut t = declared();
+        let Some(TopicAction::Create { config, .. }) = plan_dead_letter(&t, false) else {
+            panic!("created");
+        };
+        assert!(config.is_empty(), "the broker's default, like the topic");
+        t.config
+            .insert("max.message.bytes".into(), "5242880".into());
+        let Some(TopicAction::Create { config, .. }) = plan_dead_letter(&t, false) else {
+            panic!("created");
+        };
+        assert_eq!(
+            config["max.message.bytes"],
+            (5_242_880 + 65_536).to_string()
+        );
+        assert_eq!(plan_dead_letter(&t, true), None);
+    }
 
     fn declared() -> TopicSpec {
         let mut t = TopicSpec::named("users_created");
