@@ -117,6 +117,33 @@ pub fn replication_matches(declared: &Replication, observed: &BTreeMap<String, S
     want == have
 }
 
+/// Where the declared replication has fewer replicas than the keyspace has
+/// (in any datacenter, or a datacenter left out), what would be lost, as a
+/// sentence. Lowering replication changes every table of a keyspace that
+/// other pipelines may share, so the operator never does it. A change of
+/// strategy class is not judged here.
+pub fn replication_lowered(
+    declared: &Replication,
+    observed: &BTreeMap<String, String>,
+) -> Option<String> {
+    let short = |class: &str| class.rsplit('.').next().unwrap_or_default().to_owned();
+    let want = replication_map(declared);
+    let class_of = |m: &BTreeMap<String, String>| m.get("class").map(|c| short(c));
+    if class_of(&want) != class_of(observed) {
+        return None;
+    }
+    let lower: Vec<String> = observed
+        .iter()
+        .filter(|(k, _)| k.as_str() != "class")
+        .filter_map(|(k, have)| {
+            let have: i64 = have.parse().ok()?;
+            let want: i64 = want.get(k).and_then(|w| w.parse().ok()).unwrap_or(0);
+            (want < have).then(|| format!("{k} {have} -> {want}"))
+        })
+        .collect();
+    (!lower.is_empty()).then(|| lower.join(", "))
+}
+
 /// `CREATE TABLE IF NOT EXISTS` with the declared columns, primary key and
 /// clustering order.
 pub fn create_table(keyspace: &str, table: &TableSpec) -> Result<String, CqlTypeError> {
@@ -144,6 +171,25 @@ pub fn create_table(keyspace: &str, table: &TableSpec) -> Result<String, CqlType
     Ok(cql)
 }
 
+/// [`create_table`] with the table's `comment` set in the same statement,
+/// so a table is never seen without the owner recorded in it.
+pub fn create_table_with_comment(
+    keyspace: &str,
+    table: &TableSpec,
+    comment: &str,
+) -> Result<String, CqlTypeError> {
+    let base = create_table(keyspace, table)?;
+    let joiner = if table.clustering_key.is_empty() {
+        "WITH"
+    } else {
+        "AND"
+    };
+    Ok(format!(
+        "{base} {joiner} comment = {}",
+        string_literal(comment)
+    ))
+}
+
 fn quoted_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names
         .map(quote_cql_identifier)
@@ -157,6 +203,16 @@ pub fn alter_table_add(keyspace: &str, table: &str, column: &str, cql_type: &Cql
         "ALTER TABLE {} ADD {} {cql_type}",
         qualified_table(keyspace, table),
         quote_cql_identifier(column)
+    )
+}
+
+/// `ALTER TABLE ... WITH comment`: the table's comment is where the
+/// operator records which pipeline owns the table.
+pub fn set_table_comment(keyspace: &str, table: &str, comment: &str) -> String {
+    format!(
+        "ALTER TABLE {} WITH comment = {}",
+        qualified_table(keyspace, table),
+        string_literal(comment)
     )
 }
 

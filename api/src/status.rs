@@ -51,6 +51,11 @@ pub struct TopicStatus {
     /// Topic that receives records that could not be written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
+
+    /// When the topic or the dead-letter topic was last found deleted
+    /// outside millrace and was created again, empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreated: Option<Time>,
 }
 
 /// The table as found in the cluster's schema.
@@ -69,6 +74,11 @@ pub struct TableStatus {
     /// The table's columns and their CQL types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnStatus>,
+
+    /// When the table was last found dropped outside millrace and was
+    /// created again, empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreated: Option<Time>,
 }
 
 impl TableStatus {
@@ -79,6 +89,7 @@ impl TableStatus {
             name: name.to_owned(),
             qualified_name: format!("{keyspace}.{name}"),
             columns,
+            recreated: None,
         }
     }
 }
@@ -120,8 +131,11 @@ pub struct RunnerStatus {
     pub sink_ready_replicas: Option<i32>,
 }
 
-/// How records are flowing. Counters count since the runner's replicas
-/// started; they are reported periodically, not on every record.
+/// How records are flowing, read from Kafka: the topic's high watermarks
+/// and the sink's committed offsets, whose metadata counts the records the
+/// sink dead-lettered. So the totals are exact, are the same whichever sink
+/// replica wrote, and survive restarts and rebalances. Refreshed at most
+/// every 30 seconds.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowStatus {
@@ -130,26 +144,32 @@ pub struct FlowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_lag: Option<i64>,
 
-    /// Records accepted by the sources and written to Kafka.
+    /// Records written to the topic since it was created, by the sources
+    /// or any other producer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_ingested: Option<i64>,
 
-    /// Rows written to Cassandra.
+    /// Records the sink wrote to Cassandra (upserts: a key written twice
+    /// counts twice, and is one row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_written: Option<i64>,
 
-    /// Records sent to the dead-letter topic.
+    /// Records the sink sent to the dead-letter topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_failed: Option<i64>,
+
+    /// Rows written per second between the last two refreshes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<i64>,
+
+    /// When the sink last moved its committed offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_progressed: Option<Time>,
 
     /// The last run of each `httpPull` source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["source"]))]
     pub last_pulls: Vec<PullStatus>,
-
-    /// The most recent error of the data plane, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
 
     /// When these numbers were measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +212,9 @@ pub mod condition_type {
     pub const INGEST_READY: &str = "IngestReady";
     /// The sink Deployment is available.
     pub const SINK_READY: &str = "SinkReady";
+    /// Records reach the table: the sink keeps up and writes what it
+    /// reads, and pulls succeed.
+    pub const FLOWING: &str = "Flowing";
 }
 
 /// Reasons the operator gives in conditions.
@@ -209,4 +232,15 @@ pub mod condition_reason {
     pub const PROGRESSING: &str = "Progressing";
     /// Kafka, Cassandra or the Kubernetes API could not be reached.
     pub const UNAVAILABLE: &str = "Unavailable";
+    /// The topic, dead-letter topic or table belongs to another pipeline.
+    pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
+    /// The sink has lag and has committed nothing for a while.
+    pub const SINK_STALLED: &str = "SinkStalled";
+    /// More than a tenth of the records the sink handled went to the
+    /// dead-letter topic.
+    pub const DEAD_LETTERING: &str = "DeadLettering";
+    /// A pull source's last run failed.
+    pub const PULL_FAILING: &str = "PullFailing";
+    /// Records reach the table.
+    pub const FLOWING: &str = "Flowing";
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub resync: Duration,
     /// The namespace to watch, or all.
     pub namespace: Option<String>,
+    /// Where the ConfigMaps that record each topic's owner live.
+    pub claims_namespace: String,
     /// Reconciles that may run at once (0: no limit).
     pub concurrency: u16,
 }

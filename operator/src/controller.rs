@@ -28,6 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::apply::{self, PartOutcome};
 pub use crate::context::{Config, Context};
 use crate::credentials;
+use crate::desired::ownership::Owner;
 use crate::desired::{self, Pipeline};
 use crate::error::{Error, ErrorClass, Result};
 use crate::events::Notice;
@@ -161,9 +162,6 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         ctx.remember(&p.uid, |r| r.cassandra = auth.clone());
     }
 
-    // Desired: the runner's whole set of objects.
-    let runner_objects = desired::runner_objects(&p, &ctx.config.runner);
-
     // Apply: topic and table first, then the runner that needs them. Topic
     // and table do not depend on each other: one's round trips overlap the
     // other's.
@@ -186,9 +184,33 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     publish(ctx, sp, std::mem::take(&mut topic.events)).await;
     publish(ctx, sp, std::mem::take(&mut table.events)).await;
     let dependencies_ready = topic.usable && table.usable;
+
+    // Desired: the runner's whole set of objects. A pipeline in conflict
+    // over its topic or table must not write into another pipeline's data:
+    // a runner it already has is scaled to zero, as if suspended.
+    let conflict = topic.is_conflict() || table.is_conflict();
+    // While the spec asks for a table change Cassandra cannot make, the
+    // runner keeps writing the table as it is: good records keep flowing.
+    let held_table = (table.reason == reasons::NOT_SUPPORTED)
+        .then_some(table.status.as_ref())
+        .flatten()
+        .and_then(|t| desired::table::runner_table(&sp.spec.cassandra.table, &t.columns));
+    let held;
+    let runner_p = if (conflict && !sp.spec.suspend) || held_table.is_some() {
+        let mut runner_sp = sp.clone();
+        runner_sp.spec.suspend |= conflict;
+        if let Some(t) = held_table {
+            runner_sp.spec.cassandra.table = t;
+        }
+        held = runner_sp;
+        Pipeline::new(&held)?
+    } else {
+        p.clone()
+    };
+    let runner_objects = desired::runner_objects(&runner_p, &ctx.config.runner);
     let mut runner = match runner_objects {
         Ok(objects) => {
-            apply::kubernetes::reconcile_runner(ctx, &p, &objects, dependencies_ready).await
+            apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready).await
         }
         Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
     };
@@ -208,12 +230,39 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         &table.message,
     );
     let runner_cond = Cond::new(RUNNER_READY, runner.ready, &runner.reason, &runner.message);
-    let ready = status::ready(&[&topic_cond, &table_cond, &runner_cond], sp.spec.suspend);
+    let flow = match (&kafka_auth, topic.usable) {
+        (Ok(auth), true) => {
+            status::flow::flow(
+                &ctx.lag,
+                &ctx.client,
+                &p.namespace,
+                &p.name,
+                &sp.spec,
+                topic.status.as_ref().and_then(|t| t.partitions),
+                auth.as_ref(),
+                old.flow.as_ref(),
+            )
+            .await
+        }
+        _ => old.flow.clone(),
+    };
+    let flowing_cond = status::flow::flowing(
+        old.flow.as_ref(),
+        flow.as_ref(),
+        status::previous(&old.conditions, condition_type::FLOWING).as_ref(),
+        &sp.spec.dead_letter_topic(),
+        Timestamp::now(),
+    );
+    let ready = status::ready(
+        &[&topic_cond, &table_cond, &runner_cond, &flowing_cond],
+        sp.spec.suspend,
+    );
     let conds = [
         ready,
         topic_cond,
         table_cond,
         runner_cond,
+        flowing_cond,
         status::suspended(sp.spec.suspend),
     ];
     let new = StreamPipelineStatus {
@@ -222,22 +271,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         topic: topic.status.clone().or(old.topic.clone()),
         table: table.status.clone().or(old.table.clone()),
         runner: runner.status.clone().or(old.runner.clone()),
-        flow: match (&kafka_auth, topic.usable) {
-            (Ok(auth), true) => {
-                status::flow::flow(
-                    &ctx.lag,
-                    &ctx.client,
-                    &p.namespace,
-                    &p.name,
-                    &sp.spec,
-                    topic.status.as_ref().and_then(|t| t.partitions),
-                    auth.as_ref(),
-                    old.flow.as_ref(),
-                )
-                .await
-            }
-            _ => old.flow.clone(),
-        },
+        flow,
     };
     report(ctx, sp, new).await?;
 
@@ -252,7 +286,14 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         return Err(error);
     }
     info!("reconciled");
-    Ok(Action::requeue(ctx.config.resync))
+    // Kafka sends no events: the flow figures and the Flowing condition are
+    // only as fresh as the last reconcile.
+    let next = if sp.spec.suspend {
+        ctx.config.resync
+    } else {
+        ctx.config.resync.min(status::flow::REFRESH)
+    };
+    Ok(Action::requeue(next))
 }
 
 fn credentials_failed<S>(error: Option<&Error>, what: &str) -> PartOutcome<S> {
@@ -293,6 +334,7 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     }
     let uid = sp.uid().unwrap_or_default();
     let namespace = sp.namespace().unwrap_or_default();
+    let owner = Owner::new(&namespace, &sp.name_any());
     let result =
         async {
             let remembered = ctx.recall(&uid);
@@ -316,17 +358,44 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                     }
                     other => other?,
                 };
-            apply::kafka::delete_topics(ctx, spec, kafka_auth.as_ref()).await?;
-            apply::cassandra::drop_table(ctx, &spec.cassandra, cassandra_auth.as_ref()).await
+            let topics =
+                apply::kafka::delete_topics(ctx, spec, &owner, kafka_auth.as_ref()).await?;
+            let table =
+                apply::cassandra::drop_table(ctx, &spec.cassandra, &owner, cassandra_auth.as_ref())
+                    .await?;
+            Ok::<_, Error>((topics, table))
         }
         .await;
     match result {
-        Ok(()) => {
+        Ok((topics, dropped)) => {
             ctx.forget(&uid);
-            let note = format!(
-                "deletionPolicy is Delete: deleted topic {topic} (and its dead-letter topic) and dropped table {table}"
-            );
-            publish(ctx, sp, vec![Notice::normal("Deleted", note)]).await;
+            let mut notices = Vec::new();
+            let mut done = Vec::new();
+            if !topics.deleted.is_empty() {
+                done.push(format!("deleted topic {}", topics.deleted.join(" and ")));
+            }
+            if dropped == apply::cassandra::Dropped::Dropped {
+                done.push(format!("dropped table {table}"));
+            }
+            if !done.is_empty() {
+                notices.push(Notice::normal(
+                    "Deleted",
+                    format!("deletionPolicy is Delete: {}", done.join(", ")),
+                ));
+            }
+            for (name, recorded) in &topics.kept {
+                notices.push(Notice::warning(
+                    "LeftInPlace",
+                    left_in_place(&format!("topic {name}"), recorded.as_ref()),
+                ));
+            }
+            if let apply::cassandra::Dropped::NotOurs(recorded) = &dropped {
+                notices.push(Notice::warning(
+                    "LeftInPlace",
+                    left_in_place(&format!("table {table}"), recorded.as_ref()),
+                ));
+            }
+            publish(ctx, sp, notices).await;
             Ok(Action::await_change())
         }
         Err(e) => {
@@ -352,6 +421,19 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             report(ctx, sp, new).await?;
             Err(e)
         }
+    }
+}
+
+/// Why `Delete` kept something: it is recorded as another pipeline's, or
+/// as nobody's (then it was never this pipeline's to delete).
+fn left_in_place(what: &str, recorded: Option<&Owner>) -> String {
+    match recorded {
+        Some(owner) => format!(
+            "deletionPolicy is Delete, but {what} belongs to StreamPipeline {owner}: left in place"
+        ),
+        None => format!(
+            "deletionPolicy is Delete, but {what} is not recorded as this pipeline's: left in place"
+        ),
     }
 }
 

@@ -50,6 +50,12 @@ struct Args {
     #[arg(long, env = "MILLRACE_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
 
+    /// Where the records of which pipeline owns each Kafka topic are kept
+    /// (ConfigMaps). Every operator that shares a Kafka cluster must use the
+    /// same one (default: the leader Lease's namespace).
+    #[arg(long, env = "MILLRACE_CLAIMS_NAMESPACE")]
+    claims_namespace: Option<String>,
+
     /// The name of the leader Lease.
     #[arg(long, env = "MILLRACE_LEASE_NAME", default_value = "millrace-operator")]
     lease_name: String,
@@ -119,13 +125,18 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| args.namespace.clone())
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let claims_namespace = args
+        .claims_namespace
+        .clone()
+        .unwrap_or_else(|| lease_namespace.clone());
     let election = if args.leader_election {
-        let namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| args.namespace.clone())
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "default".into());
+        let namespace = lease_namespace;
         let election = Arc::new(LeaderElection::new(
             client.clone(),
             &namespace,
@@ -188,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
             watch_secrets: args.watch_secrets,
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             namespace: args.namespace,
+            claims_namespace,
             concurrency: args.concurrency,
         },
         metrics,

@@ -1,9 +1,12 @@
 //! The pipeline's keyspace and table, through CQL DDL. Columns are only
-//! ever added; a changed type or key is reported, never attempted.
+//! ever added; a changed type or key is reported, never attempted. A table
+//! is changed or dropped only by the pipeline its comment names as owner.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use millrace_api::auth_failure::cassandra_auth_failure;
 use millrace_api::{CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableStatus, cql};
 use scylla::client::session::Session;
@@ -13,6 +16,7 @@ use crate::clients::cassandra::unavailable;
 use crate::context::Context;
 use crate::credentials::Credentials;
 use crate::desired::Pipeline;
+use crate::desired::ownership::{self, Owner};
 use crate::desired::table::{ObservedTable, plan_table};
 use crate::error::{Error, Result};
 use crate::events::Notice;
@@ -92,9 +96,33 @@ async fn observe(session: &Session, spec: &CassandraSpec) -> Result<ObservedTabl
             kind,
         });
     }
+    let comment = if columns.is_empty() {
+        String::new()
+    } else {
+        let rows = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            session.query_unpaged(
+                "SELECT comment FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+                (ks, table),
+            ),
+        )
+        .await
+        .map_err(|_| unavailable(spec, "timed out reading system_schema"))?
+        .map_err(|e| unavailable(spec, e))?
+        .into_rows_result()
+        .map_err(|e| unavailable(spec, e))?;
+        rows.rows::<(Option<String>,)>()
+            .map_err(|e| unavailable(spec, e))?
+            .next()
+            .transpose()
+            .map_err(|e| unavailable(spec, e))?
+            .and_then(|(c,)| c)
+            .unwrap_or_default()
+    };
     Ok(ObservedTable {
         keyspace_replication,
         columns,
+        comment,
     })
 }
 
@@ -129,7 +157,7 @@ pub async fn reconcile_table(
 ) -> PartOutcome<TableStatus> {
     let spec = &p.sp.spec.cassandra;
     let mut events = Vec::new();
-    let result = reconcile_inner(ctx, spec, creds, &mut events).await;
+    let result = reconcile_inner(ctx, p, creds, &mut events).await;
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -159,22 +187,39 @@ async fn execute(ctx: &Context, session: &Session, spec: &CassandraSpec, cql: &s
     Ok(())
 }
 
+/// Whether this pipeline's status last saw its table, so one dropped by
+/// hand is told apart from one never made.
+fn table_existed(p: &Pipeline<'_>) -> bool {
+    let spec = &p.sp.spec.cassandra;
+    p.sp.status
+        .as_ref()
+        .and_then(|s| s.table.as_ref())
+        .is_some_and(|t| {
+            t.keyspace == spec.keyspace.name && t.name == spec.table.name && !t.columns.is_empty()
+        })
+}
+
 async fn reconcile_inner(
     ctx: &Context,
-    spec: &CassandraSpec,
+    p: &Pipeline<'_>,
     creds: Option<&Credentials>,
     events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<TableStatus>> {
+    let spec = &p.sp.spec.cassandra;
+    let owner = p.owner_id();
+    let existed = table_existed(p);
     let session = ctx.cassandra.get(spec, creds).await?;
     let plan_for = |observed: &ObservedTable| {
-        plan_table(spec, observed).map_err(|e| Error::Render {
+        plan_table(spec, observed, &owner, existed).map_err(|e| Error::Render {
             what: "the table",
             message: e.to_string(),
         })
     };
     let mut observed = observe(&session, spec).await?;
     let mut plan = plan_for(&observed)?;
-    if !plan.statements.is_empty() {
+    // Another pipeline's table is read again under the lock too: the claim
+    // must not be decided on a read older than a competing CREATE.
+    if !plan.statements.is_empty() || plan.conflict.is_some() {
         let ddl = ctx.cassandra.lock_ddl().await;
         observed = observe(&session, spec).await?;
         plan = plan_for(&observed)?;
@@ -190,10 +235,13 @@ async fn reconcile_inner(
             }
         }
         drop(ddl);
-        events.extend(
-            done.into_iter()
-                .map(|statement| Notice::normal(statement.reason, statement.note.clone())),
-        );
+        events.extend(done.into_iter().map(|statement| {
+            if statement.reason == "TableRecreated" {
+                Notice::warning(statement.reason, statement.note.clone())
+            } else {
+                Notice::normal(statement.reason, statement.note.clone())
+            }
+        }));
         if let Some(e) = failed {
             return Err(e);
         }
@@ -203,32 +251,85 @@ async fn reconcile_inner(
     }
     let ks = &spec.keyspace.name;
     let name = &spec.table.name;
-    let status = TableStatus::new(ks, name, column_status(spec, &observed.columns));
-    Ok(if plan.unsupported.is_empty() {
-        PartOutcome::ready(
-            format!(
-                "table {ks}.{name} has the declared {} columns and primary key",
-                spec.table.columns.len()
+    if let Some(other) = &plan.conflict {
+        return Ok(PartOutcome::conflict(ownership::conflict_message(
+            &format!("table {ks}.{name}"),
+            other,
+            &format!(
+                "once {other} is deleted with deletionPolicy Retain, remove its mark from the table's comment (ALTER TABLE {ks}.{name} WITH comment = '') and this pipeline takes the table"
             ),
-            status,
-        )
+        )));
+    }
+    let mut status = TableStatus::new(ks, name, column_status(spec, &observed.columns));
+    // Said until the table is made anew by the pipeline itself: the rows
+    // it held are gone, and a person reading the status should know.
+    status.recreated = if plan.recreated {
+        Some(Time(Timestamp::now()))
+    } else if existed {
+        p.sp.status
+            .as_ref()
+            .and_then(|s| s.table.as_ref())
+            .and_then(|t| t.recreated.clone())
     } else {
-        PartOutcome::not_supported(&plan.unsupported, status)
-    })
+        None
+    };
+    let again = status.recreated.as_ref().map_or(String::new(), |at| {
+        format!(
+            "; it was dropped outside millrace and created again, empty, at {}",
+            at.0
+        )
+    });
+    Ok(
+        if plan.unsupported.is_empty() && status.recreated.is_some() {
+            PartOutcome::ready(
+                format!(
+                    "table {ks}.{name} has the declared {} columns and primary key{again}",
+                    spec.table.columns.len()
+                ),
+                status,
+            )
+        } else if plan.unsupported.is_empty() {
+            PartOutcome::ready(
+                format!(
+                    "table {ks}.{name} has the declared {} columns and primary key",
+                    spec.table.columns.len()
+                ),
+                status,
+            )
+        } else {
+            PartOutcome::not_supported(&plan.unsupported, status)
+        },
+    )
 }
 
-/// `deletionPolicy: Delete`: drops the table (the keyspace may hold other
-/// tables and is kept).
+/// What `deletionPolicy: Delete` did with the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    Dropped,
+    /// There was no table.
+    Absent,
+    /// The table is not recorded as this pipeline's: it was left in place.
+    NotOurs(Option<Owner>),
+}
+
+/// `deletionPolicy: Delete`: drops the table if its comment names `owner`
+/// (the keyspace may hold other tables and is kept).
 pub async fn drop_table(
     ctx: &Context,
     spec: &CassandraSpec,
+    owner: &Owner,
     creds: Option<&Credentials>,
-) -> Result<()> {
+) -> Result<Dropped> {
     let result = async {
         let session = ctx.cassandra.get(spec, creds).await?;
+        let _ddl = ctx.cassandra.lock_ddl().await;
         let observed = observe(&session, spec).await?;
         if observed.columns.is_empty() {
-            return Ok(());
+            return Ok(Dropped::Absent);
+        }
+        let recorded = ownership::owner_in_comment(&observed.comment);
+        if recorded.as_ref() != Some(owner) {
+            return Ok(Dropped::NotOurs(recorded));
         }
         execute(
             ctx,
@@ -236,7 +337,8 @@ pub async fn drop_table(
             spec,
             &cql::drop_table(&spec.keyspace.name, &spec.table.name),
         )
-        .await
+        .await?;
+        Ok(Dropped::Dropped)
     }
     .await;
     if result.is_err() {

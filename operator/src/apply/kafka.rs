@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use millrace_api::{KafkaSpec, StreamPipelineSpec, TopicSpec, TopicStatus};
 use rdkafka::admin::{
     AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
@@ -16,10 +18,12 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 use rdkafka::types::RDKafkaRespErr;
 
 use super::PartOutcome;
+use super::ownership::{self, claim_topic};
 use crate::clients::kafka::{Admin, client_config, unavailable};
 use crate::context::Context;
 use crate::credentials::KafkaAuth;
 use crate::desired::Pipeline;
+use crate::desired::ownership::{Claim, Owner};
 use crate::desired::topic::{ObservedTopic, TopicAction, plan_dead_letter, plan_topic};
 use crate::error::{Error, Result};
 use crate::events::Notice;
@@ -321,7 +325,7 @@ pub async fn reconcile_topic(
 ) -> PartOutcome<TopicStatus> {
     let spec = &p.sp.spec;
     let mut events = Vec::new();
-    let result = reconcile_inner(ctx, spec, auth, &mut events).await;
+    let result = reconcile_inner(ctx, p, auth, &mut events).await;
     // Only a failed request with credentials can be a refused login.
     let refusal = match (&result, auth) {
         (Err(Error::Kafka { .. }), Some(auth)) => probe_refusal(&spec.kafka, auth).await,
@@ -345,45 +349,145 @@ pub async fn reconcile_topic(
     outcome.with_events(events)
 }
 
+/// Records this pipeline as the owner of each of `topics` (the topic and
+/// its dead-letter topic), or says which one another pipeline owns.
+async fn claim_topics(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    cluster: &str,
+    topics: &[&str],
+    events: &mut Vec<Notice>,
+) -> Result<Option<PartOutcome<TopicStatus>>> {
+    let owner = p.owner_id();
+    for topic in topics {
+        match claim_topic(ctx, &owner, cluster, topic).await? {
+            Claim::Ours => {}
+            Claim::Free => events.push(Notice::normal(
+                "TopicClaimed",
+                format!(
+                    "recorded this pipeline as the owner of topic {topic} ({})",
+                    ownership::record_name(ctx, cluster, topic)
+                ),
+            )),
+            Claim::Theirs(other) => {
+                return Ok(Some(PartOutcome::conflict(
+                    crate::desired::ownership::conflict_message(
+                        &format!("topic {topic}"),
+                        &other,
+                        &format!(
+                            "once {other} is deleted with deletionPolicy Retain, delete {} and this pipeline takes the topic",
+                            ownership::record_name(ctx, cluster, topic)
+                        ),
+                    ),
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether this pipeline's status last saw `topic`, so a topic deleted by
+/// hand is told apart from one never made.
+fn topic_existed(p: &Pipeline<'_>, topic: &str) -> bool {
+    p.sp.status
+        .as_ref()
+        .and_then(|s| s.topic.as_ref())
+        .is_some_and(|t| t.name == topic || t.dead_letter_topic.as_deref() == Some(topic))
+}
+
 async fn reconcile_inner(
     ctx: &Context,
-    spec: &StreamPipelineSpec,
+    p: &Pipeline<'_>,
     auth: Option<&KafkaAuth>,
     events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<TopicStatus>> {
+    let spec = &p.sp.spec;
     let kafka = &spec.kafka;
     let declared: &TopicSpec = &kafka.topic;
     let admin = ctx.kafka.get(kafka, auth)?;
+    let dlq = spec.dead_letter_topic();
+    let cluster = ownership::cluster_id(&admin, kafka).await?;
+    if let Some(conflict) = claim_topics(
+        ctx,
+        p,
+        &cluster,
+        &[declared.name.as_str(), dlq.as_str()],
+        events,
+    )
+    .await?
+    {
+        return Ok(conflict);
+    }
     let observed = observe(&admin, kafka, &declared.name).await?;
     let plan = plan_topic(declared, observed.as_ref());
+    let mut recreated = Vec::new();
     for action in &plan.actions {
         let note = execute(ctx, &admin, kafka, &declared.name, action).await?;
-        let reason = match action {
-            TopicAction::Create { .. } => "TopicCreated",
-            TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
-            TopicAction::SetConfig(_) => "TopicConfigApplied",
-        };
-        events.push(Notice::normal(reason, note));
+        match action {
+            TopicAction::Create { .. } if topic_existed(p, &declared.name) => {
+                recreated.push(declared.name.clone());
+                events.push(Notice::warning(
+                    "TopicRecreated",
+                    format!(
+                        "topic {} was gone (deleted outside millrace): {note}; the records it held are lost",
+                        declared.name
+                    ),
+                ));
+            }
+            action => {
+                let reason = match action {
+                    TopicAction::Create { .. } => "TopicCreated",
+                    TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
+                    TopicAction::SetConfig(_) => "TopicConfigApplied",
+                };
+                events.push(Notice::normal(reason, note));
+            }
+        }
     }
-    let dlq = spec.dead_letter_topic();
     let dlq_exists = observe(&admin, kafka, &dlq).await?.is_some();
     if let Some(action) = plan_dead_letter(declared, dlq_exists) {
         let note = execute(ctx, &admin, kafka, &dlq, &action).await?;
-        events.push(Notice::normal("DeadLetterTopicCreated", note));
+        if topic_existed(p, &dlq) {
+            recreated.push(dlq.clone());
+            events.push(Notice::warning(
+                "TopicRecreated",
+                format!(
+                    "dead-letter topic {dlq} was gone (deleted outside millrace): {note}; the dead letters it held are lost"
+                ),
+            ));
+        } else {
+            events.push(Notice::normal("DeadLetterTopicCreated", note));
+        }
     }
     let partitions = match &observed {
         Some(o) => o.partitions.max(declared.partitions),
         None => declared.partitions,
     };
+    let recreated_at = if !recreated.is_empty() {
+        Some(Time(Timestamp::now()))
+    } else {
+        p.sp.status
+            .as_ref()
+            .and_then(|s| s.topic.as_ref())
+            .filter(|t| t.name == declared.name)
+            .and_then(|t| t.recreated.clone())
+    };
+    let again = recreated_at.as_ref().map_or(String::new(), |at| {
+        format!(
+            "; it was deleted outside millrace and created again, empty, at {}",
+            at.0
+        )
+    });
     let status = TopicStatus {
         name: declared.name.clone(),
         partitions: Some(partitions),
         dead_letter_topic: Some(dlq.clone()),
+        recreated: recreated_at,
     };
     Ok(if plan.unsupported.is_empty() {
         PartOutcome::ready(
             format!(
-                "topic {} has {partitions} partitions, replication factor {} and the declared config; dead letters go to {dlq}",
+                "topic {} has {partitions} partitions, replication factor {} and the declared config; dead letters go to {dlq}{again}",
                 declared.name, declared.replication_factor
             ),
             status,
@@ -393,23 +497,46 @@ async fn reconcile_inner(
     })
 }
 
-/// `deletionPolicy: Delete`: removes the topic and the dead-letter topic.
+/// What `deletionPolicy: Delete` did with the topics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub deleted: Vec<String>,
+    /// Topics left in place, each with who is recorded as its owner (none:
+    /// never recorded as this pipeline's).
+    pub kept: Vec<(String, Option<Owner>)>,
+}
+
+/// `deletionPolicy: Delete`: removes the topic and the dead-letter topic,
+/// each only if it is recorded as this pipeline's, then the records.
 pub async fn delete_topics(
     ctx: &Context,
     spec: &StreamPipelineSpec,
+    owner: &Owner,
     auth: Option<&KafkaAuth>,
-) -> Result<()> {
+) -> Result<Deleted> {
     let kafka = &spec.kafka;
     let admin = ctx.kafka.get(kafka, auth)?;
+    let cluster = ownership::cluster_id(&admin, kafka).await?;
     let dlq = spec.dead_letter_topic();
+    let mut outcome = Deleted::default();
     let mut names = Vec::new();
     for name in [kafka.topic.name.as_str(), dlq.as_str()] {
+        let recorded = ownership::topic_owner(ctx, &cluster, name).await?;
+        if recorded.as_ref() != Some(owner) {
+            if observe(&admin, kafka, name).await?.is_some() {
+                outcome.kept.push((name.to_owned(), recorded));
+            }
+            continue;
+        }
         if observe(&admin, kafka, name).await?.is_some() {
             names.push(name);
         }
     }
     if names.is_empty() {
-        return Ok(());
+        for name in [kafka.topic.name.as_str(), dlq.as_str()] {
+            ownership::release_topic(ctx, owner, &cluster, name).await?;
+        }
+        return Ok(outcome);
     }
     let results = admin
         .delete_topics(&names, &options())
@@ -422,5 +549,9 @@ pub async fn delete_topics(
             Err((t, code)) => return Err(op_error(kafka, format!("deleting topic {t}"), code)),
         }
     }
-    Ok(())
+    outcome.deleted = names.iter().map(|n| (*n).to_owned()).collect();
+    for name in [kafka.topic.name.as_str(), dlq.as_str()] {
+        ownership::release_topic(ctx, owner, &cluster, name).await?;
+    }
+    Ok(outcome)
 }

@@ -5,6 +5,7 @@
 pub mod cassandra;
 pub mod kafka;
 pub mod kubernetes;
+pub mod ownership;
 
 use crate::error::Error;
 use crate::events::Notice;
@@ -90,6 +91,17 @@ impl<S> PartOutcome<S> {
             error: None,
             events: Vec::new(),
         }
+    }
+
+    /// Another pipeline owns it: nothing of it was touched, and the runner
+    /// must not use it.
+    pub fn conflict(message: String) -> Self {
+        Self::not_attempted(reasons::RESOURCE_CONFLICT, message)
+    }
+
+    /// Whether another pipeline owns it.
+    pub fn is_conflict(&self) -> bool {
+        self.reason == reasons::RESOURCE_CONFLICT
     }
 
     /// Failed while `what`; retried with back-off.

@@ -89,23 +89,50 @@ impl LagReaders {
     }
 }
 
-/// Records in the topic the sink's group has not committed yet.
-pub fn lag(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<i64> {
+/// The topic and the sink's group as Kafka has them, summed over the
+/// partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    /// Records the group has not committed yet.
+    pub lag: i64,
+    /// Records ever written to the topic (high watermarks).
+    pub produced: i64,
+    /// Records the sink is done with, written or dead-lettered (committed
+    /// offsets).
+    pub handled: i64,
+    /// Of those, the ones dead-lettered (from the commits' metadata).
+    pub dead_lettered: i64,
+}
+
+/// The sink's group's offsets on `topic`, with the counts its commits
+/// carry ([`millrace_api::CommitMetadata`]).
+pub fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<Offsets> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
     let committed = consumer.committed_offsets(tpl, TIMEOUT).ok()?;
-    let mut total = 0i64;
+    let mut out = Offsets::default();
     for p in 0..partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).ok()?;
-        let position = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
+        let entry = committed.find_partition(topic, p);
+        let position = match entry.as_ref().map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => {
+                out.handled += o;
+                o
+            }
             _ => low,
         };
-        total += (high - position.max(low)).max(0);
+        if let Some(meta) = entry
+            .as_ref()
+            .and_then(|e| millrace_api::CommitMetadata::decode(e.metadata()))
+        {
+            out.dead_lettered += i64::try_from(meta.dead_lettered).unwrap_or(i64::MAX);
+        }
+        out.produced += high;
+        out.lag += (high - position.max(low)).max(0);
     }
-    Some(total)
+    Some(out)
 }
 
 #[cfg(test)]

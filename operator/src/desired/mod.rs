@@ -5,6 +5,7 @@
 
 pub mod config_map;
 pub mod deployment;
+pub mod ownership;
 pub mod rbac;
 pub mod runner;
 pub mod service;
@@ -54,6 +55,11 @@ impl<'a> Pipeline<'a> {
                 .ok_or(Error::MissingMetadata("metadata.uid"))?,
             sp,
         })
+    }
+
+    /// This pipeline as the owner of a topic or table.
+    pub fn owner_id(&self) -> ownership::Owner {
+        ownership::Owner::new(&self.namespace, &self.name)
     }
 
     pub fn config_map_name(&self) -> String {

@@ -1,8 +1,10 @@
-//! Report the data flow: the sink's lag, from its consumer group's
-//! committed offsets (`millrace.NS.NAME`) and the topic's high watermarks,
-//! and the last run of each pull source, from the annotation its Lease
-//! holder writes (`millrace.io/last-pull`). Best effort: a failure here
-//! leaves the previous figures and never fails a reconcile.
+//! Report the data flow: the sink's lag and totals, from its consumer
+//! group's committed offsets (`millrace.NS.NAME`), the counts their
+//! metadata carries and the topic's high watermarks; the last run of each
+//! pull source, from the annotation its Lease holder writes
+//! (`millrace.io/last-pull`); and from those the `Flowing` condition.
+//! Best effort: a failure here leaves the previous figures and never fails
+//! a reconcile.
 
 use std::time::Duration;
 
@@ -15,12 +17,20 @@ use millrace_api::{
     pull_lease_name,
 };
 
-use crate::clients::lag::{LagReaders, lag};
+use crate::clients::lag::{LagReaders, Offsets, offsets};
 use crate::credentials::KafkaAuth;
+use crate::status::{Cond, reasons};
 
 /// Flow figures are refreshed at most this often: on a busy pipeline they
 /// change all the time, and each status write sets off another reconcile.
 pub const REFRESH: Duration = Duration::from_secs(30);
+
+/// A sink with lag that commits nothing for this long is stalled.
+pub const STALLED_AFTER: Duration = Duration::from_secs(120);
+
+/// Above this share of the records handled in a refresh going to the
+/// dead-letter topic, the pipeline is `DeadLettering`.
+pub const DEAD_LETTER_SHARE: f64 = 0.10;
 
 /// The last run of each pull source, as its Lease records it.
 pub async fn last_pulls(
@@ -87,10 +97,10 @@ pub async fn flow(
         }
         if let Some(consumer) = consumer {
             let topic = spec.kafka.topic.name.clone();
-            if let Ok(Some(lag)) =
-                tokio::task::spawn_blocking(move || lag(&consumer, &topic, partitions)).await
+            if let Ok(Some(measured)) =
+                tokio::task::spawn_blocking(move || offsets(&consumer, &topic, partitions)).await
             {
-                new.sink_lag = Some(lag);
+                totals(&mut new, old, measured, Timestamp::now());
             }
         }
     }
@@ -105,4 +115,193 @@ pub async fn flow(
     }
     new.updated = Some(Time(Timestamp::now()));
     Some(new)
+}
+
+/// The new figures from the offsets measured `now`, with the rate since
+/// the last measurement and when the sink last moved.
+fn totals(new: &mut FlowStatus, old: Option<&FlowStatus>, measured: Offsets, now: Timestamp) {
+    let handled = |f: &FlowStatus| f.rows_written.unwrap_or(0) + f.rows_failed.unwrap_or(0);
+    new.sink_lag = Some(measured.lag);
+    new.records_ingested = Some(measured.produced);
+    new.rows_failed = Some(measured.dead_lettered);
+    new.rows_written = Some((measured.handled - measured.dead_lettered).max(0));
+    let moved = old.is_none_or(|o| handled(o) != measured.handled);
+    if moved || new.sink_progressed.is_none() {
+        new.sink_progressed = Some(Time(now));
+    }
+    new.rows_per_second = old
+        .and_then(|o| Some((o.rows_written?, o.updated.as_ref()?.0)))
+        .map(|(before, at)| {
+            let secs = now.duration_since(at).as_secs_f64();
+            let rows = new.rows_written.unwrap_or(0) - before;
+            if secs >= 1.0 && rows > 0 {
+                (rows as f64 / secs).round() as i64
+            } else {
+                0
+            }
+        });
+}
+
+/// The `Flowing` condition: whether records reach the table. Judged on the
+/// last refresh in which the sink handled records, so a pipeline that
+/// dead-lettered everything stays `DeadLettering` while nothing new comes.
+pub fn flowing(
+    old: Option<&FlowStatus>,
+    new: Option<&FlowStatus>,
+    previous: Option<&Cond>,
+    dead_letter_topic: &str,
+    now: Timestamp,
+) -> Cond {
+    let ok = |message: String| Cond::new(FLOWING, true, reasons::FLOWING, message);
+    let Some(new) = new else {
+        return ok("no figures yet: the topic's offsets have not been read".into());
+    };
+    if let Some(failed) = new.last_pulls.iter().find(|p| !p.succeeded) {
+        return Cond::new(
+            FLOWING,
+            false,
+            reasons::PULL_FAILING,
+            format!(
+                "the last run of pull source {} failed: {}",
+                failed.source,
+                failed.message.as_deref().unwrap_or("no reason given")
+            ),
+        );
+    }
+    let lag = new.sink_lag.unwrap_or(0);
+    if let Some(since) = &new.sink_progressed {
+        let idle = now.duration_since(since.0);
+        if lag > 0 && idle.is_positive() && idle.unsigned_abs() >= STALLED_AFTER {
+            return Cond::new(
+                FLOWING,
+                false,
+                reasons::SINK_STALLED,
+                format!(
+                    "the sink has {lag} records to write and has committed none since {}; see the sink's logs and its millrace_writes_waiting metric",
+                    since.0
+                ),
+            );
+        }
+    }
+    let handled = |f: &FlowStatus| f.rows_written.unwrap_or(0) + f.rows_failed.unwrap_or(0);
+    let (base_handled, base_failed) =
+        old.map_or((0, 0), |o| (handled(o), o.rows_failed.unwrap_or(0)));
+    let delta_handled = handled(new) - base_handled;
+    let delta_failed = new.rows_failed.unwrap_or(0) - base_failed;
+    if delta_handled <= 0 {
+        // Nothing handled since the last refresh: the last verdict stands.
+        if let Some(previous) = previous.filter(|p| p.reason == reasons::DEAD_LETTERING) {
+            return previous.clone();
+        }
+    } else if delta_failed as f64 > DEAD_LETTER_SHARE * delta_handled as f64 {
+        return Cond::new(
+            FLOWING,
+            false,
+            reasons::DEAD_LETTERING,
+            format!(
+                "{delta_failed} of the last {delta_handled} records the sink read went to the dead-letter topic {dead_letter_topic} (its headers say why); fix the mapping or the table"
+            ),
+        );
+    }
+    ok(format!(
+        "the sink keeps up (lag {lag}); rows written {}, dead-lettered {}",
+        new.rows_written.unwrap_or(0),
+        new.rows_failed.unwrap_or(0)
+    ))
+}
+
+const FLOWING: &str = millrace_api::condition_type::FLOWING;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("time")
+    }
+
+    fn measured(lag: i64, handled: i64, dead_lettered: i64) -> Offsets {
+        Offsets {
+            lag,
+            produced: lag + handled,
+            handled,
+            dead_lettered,
+        }
+    }
+
+    fn refresh(old: Option<&FlowStatus>, m: Offsets, now: i64) -> FlowStatus {
+        let mut new = old.cloned().unwrap_or_default();
+        totals(&mut new, old, m, at(now));
+        new.updated = Some(Time(at(now)));
+        new
+    }
+
+    #[test]
+    fn totals_come_from_the_offsets_and_the_rate_from_two_refreshes() {
+        let first = refresh(None, measured(10, 100, 4), 1000);
+        assert_eq!(first.rows_written, Some(96));
+        assert_eq!(first.rows_failed, Some(4));
+        assert_eq!(first.records_ingested, Some(110));
+        assert_eq!(first.sink_lag, Some(10));
+        assert_eq!(first.rows_per_second, None, "one refresh gives no rate");
+        let second = refresh(Some(&first), measured(0, 400, 4), 1030);
+        assert_eq!(second.rows_written, Some(396));
+        assert_eq!(second.rows_per_second, Some(10), "300 rows in 30 s");
+        assert_eq!(second.sink_progressed, Some(Time(at(1030))));
+        let idle = refresh(Some(&second), measured(0, 400, 4), 1060);
+        assert_eq!(idle.rows_per_second, Some(0));
+        assert_eq!(idle.sink_progressed, Some(Time(at(1030))), "did not move");
+    }
+
+    #[test]
+    fn a_pipeline_fed_only_poison_is_dead_lettering_and_stays_so_while_idle() {
+        let first = refresh(None, measured(0, 50, 50), 1000);
+        let c = flowing(None, Some(&first), None, "t.dlq", at(1000));
+        assert_eq!((c.ready, c.reason.as_str()), (false, "DeadLettering"));
+        assert!(c.message.contains("50 of the last 50"), "{}", c.message);
+        // No new records: still dead-lettering.
+        let idle = refresh(Some(&first), measured(0, 50, 50), 1030);
+        let again = flowing(Some(&first), Some(&idle), Some(&c), "t.dlq", at(1030));
+        assert_eq!(again.reason, "DeadLettering");
+        // Good records again: flowing.
+        let good = refresh(Some(&idle), measured(0, 150, 52), 1060);
+        let c = flowing(Some(&idle), Some(&good), Some(&again), "t.dlq", at(1060));
+        assert!(c.ready, "{}", c.message);
+    }
+
+    #[test]
+    fn a_few_dead_letters_among_many_rows_still_flow() {
+        let first = refresh(None, measured(0, 1000, 5), 1000);
+        assert!(flowing(None, Some(&first), None, "t.dlq", at(1000)).ready);
+    }
+
+    #[test]
+    fn a_sink_with_lag_that_commits_nothing_is_stalled() {
+        let first = refresh(None, measured(500, 100, 0), 1000);
+        let later = refresh(Some(&first), measured(900, 100, 0), 1100);
+        let c = flowing(Some(&first), Some(&later), None, "t.dlq", at(1100));
+        assert!(c.ready, "100 s without progress is not yet a stall");
+        let stalled = refresh(Some(&later), measured(1200, 100, 0), 1130);
+        let c = flowing(Some(&later), Some(&stalled), None, "t.dlq", at(1130));
+        assert_eq!((c.ready, c.reason.as_str()), (false, "SinkStalled"));
+        // No lag: an idle sink is not stalled.
+        let idle = refresh(Some(&first), measured(0, 600, 0), 2000);
+        let quiet = refresh(Some(&idle), measured(0, 600, 0), 3000);
+        assert!(flowing(Some(&idle), Some(&quiet), None, "t.dlq", at(3000)).ready);
+    }
+
+    #[test]
+    fn a_failed_pull_is_pull_failing() {
+        let mut f = refresh(None, measured(0, 0, 0), 1000);
+        f.last_pulls.push(PullStatus {
+            source: "api".into(),
+            time: Time(at(990)),
+            succeeded: false,
+            records: 0,
+            message: Some("HTTP 500".into()),
+        });
+        let c = flowing(None, Some(&f), None, "t.dlq", at(1000));
+        assert_eq!((c.ready, c.reason.as_str()), (false, "PullFailing"));
+        assert!(c.message.contains("api") && c.message.contains("HTTP 500"));
+    }
 }

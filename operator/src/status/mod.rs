@@ -63,7 +63,7 @@ pub fn ready(parts: &[&Cond], suspended: bool) -> Cond {
             condition_type::READY,
             true,
             reasons::RECONCILED,
-            "topic, table and runner are ready",
+            "topic, table and runner are ready, and records flow",
         ),
         Some(c) => Cond::new(
             condition_type::READY,
@@ -90,6 +90,13 @@ pub fn suspended(suspend: bool) -> Cond {
             "the runner follows spec.runner",
         )
     }
+}
+
+/// The condition `type_` as the last reconcile decided it.
+pub fn previous(old: &[Condition], type_: &'static str) -> Option<Cond> {
+    old.iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| Cond::new(type_, c.status == "True", &c.reason, c.message.clone()))
 }
 
 /// Metav1 conditions, keeping a condition's `lastTransitionTime` while its

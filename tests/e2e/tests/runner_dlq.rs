@@ -161,3 +161,60 @@ async fn rows_cassandra_refuses_are_dead_lettered_and_the_sink_keeps_going() -> 
     drop(sink);
     fx.cleanup().await
 }
+
+/// A dead letter that its topic cannot take (here the dead-letter topic
+/// takes at most 2,000 bytes and the record is 10,000) would stall its
+/// partition forever if retried: it goes without its payload, with a header
+/// that says so, and the records after it are written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_too_large_for_its_topic_goes_without_its_payload() -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let fx = Fixture::new("dlq-big", 1, randomuser_table("users")).await?;
+    let admin: AdminClient<DefaultClientContext> = fx.world.kafka_config().create()?;
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&fx.dlq)).set("max.message.bytes", "2000");
+    for r in admin.alter_configs([&alter], &AdminOptions::new()).await? {
+        r.map_err(|(_, e)| anyhow::anyhow!("alter config: {e}"))?;
+    }
+    let big = format!("not JSON {}", "x".repeat(10_000)).into_bytes();
+    let after = page(1)[0].to_string().into_bytes();
+    fx.produce(&[big.clone(), after]).await?;
+
+    let mut sink = fx.start("sink", &fx.pipeline(json!([])), "sink")?;
+    sink.wait_ready(Deadline::secs(60)).await?;
+    fx.wait_for_rows(1, Deadline::secs(60)).await?;
+    let dead = fx.consume(&fx.dlq, 1, Deadline::secs(30)).await?;
+    let m = &dead[0];
+    assert!(
+        m.payload().unwrap_or_default().is_empty(),
+        "the payload is left out"
+    );
+    let mut headers = HashMap::new();
+    for header in m.headers().expect("headers").iter() {
+        let value = header
+            .value
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        headers.insert(header.key.to_owned(), value);
+    }
+    println!("dead letter headers: {headers:?}");
+    assert_eq!(
+        headers["millrace.payload.omitted"],
+        format!("{} bytes: too large for the dead-letter topic", big.len())
+    );
+    assert!(headers["millrace.error"].contains("not JSON"));
+    assert_eq!(headers["millrace.source.offset"], "0");
+    millrace_testsupport::poll_until(
+        "the sink to commit past both records",
+        Deadline::secs(30),
+        || async {
+            let offsets = fx.committed_and_end()?;
+            Ok(offsets.values().all(|(c, end)| c == end).then_some(()))
+        },
+    )
+    .await?;
+    drop(sink);
+    fx.cleanup().await
+}
