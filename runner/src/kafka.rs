@@ -48,20 +48,31 @@ pub enum SendError {
     /// The local queue is full: back-pressure.
     #[error("the producer's queue is full")]
     QueueFull,
+    /// The record is larger than the producer or the topic takes: sending
+    /// it again cannot help.
+    #[error("the record is larger than kafka takes: {0}")]
+    TooLarge(KafkaError),
     /// Kafka did not acknowledge the record.
     #[error("kafka did not acknowledge the record: {0}")]
     Kafka(KafkaError),
 }
 
 impl From<KafkaError> for SendError {
-    /// A full queue is its own case: the caller answers 429 or waits.
+    /// A full queue and a record too large are their own cases: the caller
+    /// answers 429 or waits, and 413.
     fn from(e: KafkaError) -> Self {
         match e {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => Self::QueueFull,
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                Self::TooLarge(e)
+            }
             e => Self::Kafka(e),
         }
     }
 }
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 /// An idempotent producer (acks=all), with a flag that says whether Kafka
 /// has metadata for the topic.
@@ -70,6 +81,7 @@ pub struct Producer {
     inner: FutureProducer,
     topic: Arc<str>,
     ready: Arc<AtomicBool>,
+    max_message_bytes: usize,
 }
 
 impl Producer {
@@ -80,6 +92,10 @@ impl Producer {
         topic: &str,
         delivery_timeout: Duration,
     ) -> Result<Self, KafkaError> {
+        let max_message_bytes = config
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         let inner: FutureProducer = config
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -102,7 +118,15 @@ impl Producer {
             inner,
             topic: topic.into(),
             ready: Arc::new(AtomicBool::new(false)),
+            max_message_bytes,
         })
+    }
+
+    /// The largest record (key and payload) the producer takes: its
+    /// `message.max.bytes`. A topic may take less (`max.message.bytes`);
+    /// Kafka says so per record ([`SendError::TooLarge`]).
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     /// Whether the last metadata check found the topic.
@@ -174,7 +198,7 @@ impl Producer {
         Ok(async move {
             match delivery.await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(SendError::Kafka(e)),
+                Ok(Err((e, _))) => Err(SendError::from(e)),
                 Err(_canceled) => Err(SendError::Kafka(KafkaError::Canceled)),
             }
         })

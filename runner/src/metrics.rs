@@ -23,7 +23,7 @@ pub enum Reason {
     Unmappable,
     /// Cassandra refused the row, or kept failing after retries.
     WriteFailed,
-    /// The push body was over the limit.
+    /// A push body, or one of its records, was over a limit.
     TooLarge,
 }
 
@@ -51,6 +51,7 @@ pub struct Metrics {
     consumer_lag: Family<Labels, Gauge>,
     pull_runs: Family<Labels, Counter>,
     pull_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
+    produce_retries: Family<Labels, Counter>,
 }
 
 /// Counts a waiting write until dropped (written, or the task ended).
@@ -137,6 +138,12 @@ impl Metrics {
             "When an httpPull source last succeeded (Unix seconds)",
             pull_last_success.clone(),
         );
+        let produce_retries = Family::<Labels, Counter>::default();
+        registry.register(
+            "produce_retries",
+            "Records an ingest source sent to Kafka again because a send was not acknowledged",
+            produce_retries.clone(),
+        );
         Self {
             registry,
             records_ingested,
@@ -150,6 +157,7 @@ impl Metrics {
             consumer_lag,
             pull_runs,
             pull_last_success,
+            produce_retries,
         }
     }
 
@@ -202,6 +210,13 @@ impl Metrics {
     pub fn clear_lag(&self, partition: i32) {
         self.consumer_lag
             .remove(&vec![("partition", partition.to_string())]);
+    }
+
+    /// `n` records of `source` are about to be sent to Kafka again.
+    pub fn produce_retried(&self, source: &str, n: u64) {
+        self.produce_retries
+            .get_or_create(&vec![("source", source.to_owned())])
+            .inc_by(n);
     }
 
     pub fn pull_run(&self, source: &str, succeeded: bool, at_unix_seconds: f64) {

@@ -6,6 +6,14 @@
 //! back-off with jitter, honouring `Retry-After` on 429 and 503), takes the
 //! records at `recordsPath`, produces those that fit the table and
 //! dead-letters the rest.
+//!
+//! A run is done when Kafka has acknowledged every record it fetched: what
+//! Kafka did not acknowledge is sent again with capped back-off, each key's
+//! records from its first unacknowledged one on and in their fetched order,
+//! so no key's versions are reordered. It keeps trying until its schedule's
+//! next slot, and at least [`MIN_PRODUCE_PATIENCE`]; a run that still has
+//! records Kafka did not take is recorded `Failed` with how many, and
+//! `records` counts only the acknowledged ones.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +27,20 @@ use tracing::{info, warn};
 
 use super::Ingest;
 use super::lease::PullLease;
+use crate::kafka::SendError;
 
 /// Base of the retry back-off; doubled per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// Back-off between attempts to get a run's records acknowledged.
+const PRODUCE_RETRY_BASE: Duration = Duration::from_secs(1);
+const PRODUCE_RETRY_CAP: Duration = Duration::from_secs(30);
+/// A run tries to get its records acknowledged at least this long, and
+/// until its schedule's next slot when that is later: records fetched from
+/// an API can rarely be fetched again, and runs never overlap, so waiting
+/// only delays the next run.
+pub const MIN_PRODUCE_PATIENCE: Duration = Duration::from_secs(300);
 
 pub struct Puller {
     ingest: Arc<Ingest>,
@@ -147,9 +165,11 @@ impl Puller {
         }
     }
 
-    /// One run: fetch, then produce or dead-letter every record.
+    /// One run: fetch, then dead-letter the records that do not fit and
+    /// produce the rest until Kafka has acknowledged every one of them.
     pub async fn run_once(&self) -> LastPull {
-        let time = jiff::Timestamp::now().to_string();
+        let started = jiff::Timestamp::now();
+        let time = started.to_string();
         let records = match self.fetch().await {
             Ok(records) => records,
             Err(e) => {
@@ -162,47 +182,134 @@ impl Puller {
                 };
             }
         };
-        let mut produced = 0u64;
+        let mut keyed = Vec::with_capacity(records.len());
         let mut dead = 0u64;
-        let mut failed = 0u64;
-        let mut sends = Vec::with_capacity(records.len());
         for record in &records {
             match self.ingest.key_and_payload(record) {
-                Ok((key, payload)) => sends.push(async move {
-                    self.ingest
-                        .producer
-                        .send_waiting(&key, &payload, Duration::from_secs(30))
-                        .await
-                }),
+                Ok(key_and_payload) => keyed.push(key_and_payload),
                 Err(reason) => {
                     self.ingest.dead_letter(&self.name, record, &reason).await;
                     dead += 1;
                 }
             }
         }
-        for result in futures::future::join_all(sends).await {
-            match result {
-                Ok(()) => produced += 1,
-                Err(e) => {
-                    warn!(source = %self.name, error = %e, "a pulled record was not acknowledged");
-                    failed += 1;
+        drop(records);
+        let delivery = self
+            .produce_all(&keyed, give_up_at(&self.schedule, started))
+            .await;
+        let produced = delivery.acknowledged;
+        self.ingest.metrics.ingested(&self.name, produced);
+        match delivery.error {
+            None => {
+                info!(source = %self.name, produced, dead_lettered = dead, attempts = delivery.attempts, "pull run finished");
+                LastPull {
+                    time,
+                    records: produced,
+                    outcome: LastPull::SUCCEEDED.to_owned(),
+                    message: Some(format!("{produced} records produced, {dead} dead-lettered")),
+                }
+            }
+            Some(error) => {
+                let missing = keyed.len() as u64 - produced;
+                let message = format!(
+                    "kafka did not acknowledge {missing} of {} fetched records after {} attempts over {} s, the last failure: {error}; \
+                     they are not counted as produced ({produced} records produced, {dead} dead-lettered)",
+                    keyed.len(),
+                    delivery.attempts,
+                    started.duration_until(jiff::Timestamp::now()).as_secs(),
+                );
+                warn!(source = %self.name, produced, missing, dead_lettered = dead, "pull run failed: {message}");
+                LastPull {
+                    time,
+                    records: produced,
+                    outcome: LastPull::FAILED.to_owned(),
+                    message: Some(message),
                 }
             }
         }
-        self.ingest.metrics.ingested(&self.name, produced);
-        let outcome = if failed == 0 {
-            LastPull::SUCCEEDED
-        } else {
-            LastPull::FAILED
-        };
-        info!(source = %self.name, produced, dead_lettered = dead, failed, "pull run finished");
-        LastPull {
-            time,
-            records: produced,
-            outcome: outcome.to_owned(),
-            message: Some(format!(
-                "{produced} records produced, {dead} dead-lettered, {failed} not acknowledged by kafka"
-            )),
+    }
+
+    /// Produces `keyed` until Kafka has acknowledged every record or
+    /// `give_up_at` has passed. After a failure, each key's records from its
+    /// first unacknowledged one on are sent again in their first order (see
+    /// [`resend_plan`]), so a key's versions reach its partition in the
+    /// order they were fetched.
+    async fn produce_all(
+        &self,
+        keyed: &[(String, Vec<u8>)],
+        give_up_at: jiff::Timestamp,
+    ) -> Delivery {
+        let producer = &self.ingest.producer;
+        let mut acked = vec![false; keyed.len()];
+        let mut attempts = 0u32;
+        loop {
+            let plan = resend_plan(keyed.iter().map(|(key, _)| key.as_str()), &acked);
+            if plan.is_empty() {
+                return Delivery {
+                    acknowledged: keyed.len() as u64,
+                    attempts,
+                    error: None,
+                };
+            }
+            if attempts > 0 {
+                self.ingest
+                    .metrics
+                    .produce_retried(&self.name, plan.len() as u64);
+            }
+            attempts += 1;
+            // Enqueued one by one in order, so that within a partition the
+            // producer (idempotent, hence ordered) keeps the fetched order.
+            // A full queue stops the attempt: what follows is left for the
+            // next one rather than enqueued out of order.
+            let mut waits = Vec::with_capacity(plan.len());
+            let mut error = None;
+            for &i in &plan {
+                let (key, payload) = &keyed[i];
+                match producer.enqueue(key, payload) {
+                    Ok(ack) => waits.push(async move { (i, ack.await) }),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            for &i in &plan {
+                acked[i] = false;
+            }
+            // Sending again helps unless every failure was a record Kafka
+            // found too large.
+            let mut retry_may_help =
+                matches!(error, Some(ref e) if !matches!(e, SendError::TooLarge(_)));
+            for (i, result) in futures::future::join_all(waits).await {
+                match result {
+                    Ok(()) => acked[i] = true,
+                    Err(e) => {
+                        retry_may_help |= !matches!(e, SendError::TooLarge(_));
+                        error = Some(e);
+                    }
+                }
+            }
+            let Some(error) = error else { continue };
+            let now = jiff::Timestamp::now();
+            if now >= give_up_at || !retry_may_help {
+                return Delivery {
+                    acknowledged: acked.iter().filter(|a| **a).count() as u64,
+                    attempts,
+                    error: Some(error),
+                };
+            }
+            let pause = crate::backoff::delay(attempts - 1, PRODUCE_RETRY_BASE, PRODUCE_RETRY_CAP)
+                .min(now.duration_until(give_up_at).unsigned_abs());
+            let missing = acked.iter().filter(|a| !**a).count();
+            warn!(source = %self.name, error = %error, missing, attempts, ?pause, "kafka did not acknowledge every pulled record; sending them again");
+            tokio::time::sleep(pause).await;
+            // A long run keeps its Lease, so that no other replica pulls
+            // while this one still holds records.
+            if let Some(lease) = &self.lease
+                && let Err(e) = lease.acquire().await
+            {
+                warn!(source = %self.name, error = %e, "cannot renew the pull Lease while producing");
+            }
         }
     }
 
@@ -256,6 +363,43 @@ impl Puller {
             serde_json::from_slice(&body).map_err(|e| (FetchError::NotJson(e), None))?;
         records_of(doc, self.records_at.as_ref()).map_err(|e| (e, None))
     }
+}
+
+/// What became of a run's records.
+struct Delivery {
+    /// Records whose last send Kafka acknowledged.
+    acknowledged: u64,
+    attempts: u32,
+    /// The last failure, when some records were never acknowledged.
+    error: Option<SendError>,
+}
+
+/// When a run started at `started` stops trying to get its records
+/// acknowledged: its schedule's next slot, but not before
+/// [`MIN_PRODUCE_PATIENCE`].
+pub fn give_up_at(schedule: &Schedule, started: jiff::Timestamp) -> jiff::Timestamp {
+    let patience = started
+        .checked_add(MIN_PRODUCE_PATIENCE)
+        .unwrap_or(jiff::Timestamp::MAX);
+    schedule
+        .next_after(started)
+        .map_or(patience, |next| next.max(patience))
+}
+
+/// The records to send (again), in their first order: for each key, every
+/// record from its first unacknowledged one on. A later record of a key is
+/// sent again after an earlier one even when Kafka has it already, so the
+/// key's last version stays last in its partition.
+pub fn resend_plan<'k>(keys: impl IntoIterator<Item = &'k str>, acked: &[bool]) -> Vec<usize> {
+    let mut behind = std::collections::HashSet::new();
+    let mut plan = Vec::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        if !acked.get(i).copied().unwrap_or(false) || behind.contains(key) {
+            behind.insert(key);
+            plan.push(i);
+        }
+    }
+    plan
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -331,6 +475,39 @@ mod tests {
             "a date in the past"
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_key_is_sent_again_from_its_first_unacknowledged_record_on() {
+        let keys = ["a", "b", "a", "c", "b", "a"];
+        assert_eq!(resend_plan(keys, &[false; 6]), [0, 1, 2, 3, 4, 5]);
+        assert!(resend_plan(keys, &[true; 6]).is_empty());
+        // b's first record failed: b's later one, acknowledged, goes again
+        // after it; a and c are done.
+        assert_eq!(
+            resend_plan(keys, &[true, false, true, true, true, true]),
+            [1, 4]
+        );
+        // a's second failed: its third follows; b's second alone.
+        assert_eq!(
+            resend_plan(keys, &[true, true, false, true, false, true]),
+            [2, 4, 5]
+        );
+    }
+
+    #[test]
+    fn a_run_keeps_trying_until_its_next_slot_but_at_least_the_patience() {
+        let start: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let every_second = Schedule::parse("1s").unwrap();
+        assert_eq!(
+            give_up_at(&every_second, start),
+            start.checked_add(MIN_PRODUCE_PATIENCE).unwrap()
+        );
+        let hourly = Schedule::parse("0 * * * *").unwrap();
+        assert_eq!(
+            give_up_at(&hourly, start),
+            "2026-01-01T01:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
     }
 
     #[test]

@@ -1,13 +1,34 @@
 //! The push endpoint (`httpPush`): `POST` one JSON object, an array of
 //! them, or NDJSON.
 //!
-//! A request is all or nothing: every record is checked against the table's
-//! columns first, and a single bad one refuses the request (`422`, with the
-//! reason per record) so a client never has to work out which half went
-//! through. Good requests are answered `202` only after Kafka has
-//! acknowledged every record (acks=all); when Kafka is down or does not
-//! acknowledge, `503`; when too many records are already waiting, `429`.
-//! Either way the client should retry: the endpoint is at-least-once.
+//! Every record is checked first: against the table's columns, and against
+//! the largest record the producer takes (`message.max.bytes`). A single
+//! bad one refuses the request, `422` (does not fit the columns) or `413`
+//! (too large), with the index and reason per record, and nothing is
+//! produced. Good requests are answered `202` only after Kafka has
+//! acknowledged every record (acks=all); when too many records are already
+//! waiting, `429`.
+//!
+//! When Kafka does not take every record (it is down, does not acknowledge
+//! within the delivery timeout, or finds a record larger than the topic's
+//! `max.message.bytes`), the answer says exactly which records it took, as
+//! runs of consecutive 0-based indexes, and why each other one was not:
+//!
+//! ```json
+//! {"accepted": 8, "rejected": 2, "error": "...",
+//!  "acceptedRecords": [{"index": 0, "count": 5}, {"index": 6, "count": 2}, {"index": 9, "count": 1}],
+//!  "errors": [{"index": 5, "count": 1, "status": 413, "reason": "..."},
+//!             {"index": 8, "count": 1, "status": 424, "reason": "..."}]}
+//! ```
+//!
+//! The status is `413` when a record is too large, else `503` (Kafka) or
+//! `429` (the producer's queue). The client sends again only the records in
+//! `errors`, in their order (a `413` one only once made smaller). Records
+//! of one key are produced one after another: a record is sent only after
+//! Kafka acknowledged the request's previous record of its key, and when
+//! that one was not accepted it is not sent at all (`424`), so sending again
+//! what was not accepted never puts an older version of a key after a
+//! newer one.
 //!
 //! What clients can make the runner hold is bounded (see
 //! `docs/security.md`): at most [`HttpLimits::max_concurrent_pushes`]
@@ -174,6 +195,14 @@ fn reply(status: StatusCode, body: Value) -> Response {
     response
 }
 
+/// A reply to a request whose body was read to its end: the connection
+/// stays usable whatever the status.
+fn reply_after_read(status: StatusCode, body: Value) -> Response {
+    let mut response = reply(status, body);
+    response.headers_mut().remove(header::CONNECTION);
+    response
+}
+
 fn busy(error: &str) -> Response {
     reply(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -308,40 +337,85 @@ impl PushState {
             );
         };
         let total = keyed.len();
-        let mut acks = Vec::with_capacity(total);
-        let mut refused = None;
-        for (key, payload) in &keyed {
-            match self.ingest.producer.enqueue(key, payload) {
-                Ok(ack) => acks.push(ack),
-                Err(e) => {
-                    refused = Some(e);
-                    break;
+        let fates = self.produce(&keyed).await;
+        // librdkafka held its own copies while they were in flight.
+        drop(keyed);
+        drop(bytes);
+        let accepted = fates.iter().filter(|f| f.is_accepted()).count();
+        if accepted > 0 {
+            metrics.ingested(&self.source, accepted as u64);
+        }
+        let too_large = fates
+            .iter()
+            .filter(|f| matches!(f, Fate::Refused { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE))
+            .count();
+        if too_large > 0 {
+            metrics.rejected(&self.source, Reason::TooLarge, too_large as u64);
+        }
+        if accepted < total {
+            warn!(source = %self.source, accepted, total, "kafka did not take every pushed record");
+        }
+        let (status, body) = outcome(&fates);
+        reply_after_read(status, body)
+    }
+
+    /// Produces a request's records, the first record of every key at once,
+    /// then the second of every key, and so on ([`Waves`]): a record is sent
+    /// only after Kafka acknowledged the one before it of its key, so a
+    /// client that sends again what was not accepted never puts an older
+    /// version of a key after a newer one. Returns each record's fate.
+    async fn produce(&self, keyed: &[(String, &[u8])]) -> Vec<Fate> {
+        let producer = &self.ingest.producer;
+        let mut fates = vec![Fate::Accepted; keyed.len()];
+        let mut waves = Waves::new(keyed.iter().map(|(key, _)| key.as_str()));
+        loop {
+            let wave = waves.next_wave();
+            if wave.is_empty() {
+                return fates;
+            }
+            let mut acks = Vec::with_capacity(wave.len());
+            for &i in &wave {
+                let (key, payload) = &keyed[i];
+                match producer.enqueue(key, payload) {
+                    Ok(ack) => acks.push(async move { (i, ack.await) }),
+                    Err(e) => fates[i] = Fate::refused(&e),
+                }
+            }
+            let mut too_large = Vec::new();
+            for (i, result) in futures::future::join_all(acks).await {
+                match result {
+                    Ok(()) => {}
+                    // Kafka refuses a whole batch when it is larger than the
+                    // topic takes, the records that fit with the one that
+                    // does not: each is sent again alone to learn which.
+                    Err(SendError::TooLarge(_)) => too_large.push(i),
+                    Err(e) => fates[i] = Fate::refused(&e),
+                }
+            }
+            too_large.sort_unstable();
+            for i in too_large {
+                let (key, payload) = &keyed[i];
+                let alone = match producer.enqueue(key, payload) {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = alone {
+                    fates[i] = Fate::refused(&e);
+                }
+            }
+            for &i in &wave {
+                if !fates[i].is_accepted() {
+                    for later in waves.abandon_key_of(i) {
+                        fates[later] = Fate::Refused {
+                            status: StatusCode::FAILED_DEPENDENCY,
+                            reason: format!(
+                                "not sent: an earlier record of its key (index {i}) was not accepted; send it again after that one"
+                            ),
+                        };
+                    }
                 }
             }
         }
-        // librdkafka holds its own copies now: while the request waits for
-        // Kafka it holds its records once (still charged to the budget),
-        // not twice.
-        drop(keyed);
-        drop(bytes);
-        let results = futures::future::join_all(acks).await;
-        let acknowledged = results.iter().filter(|r| r.is_ok()).count();
-        if let Some(error) = refused.or_else(|| results.into_iter().find_map(Result::err)) {
-            warn!(source = %self.source, error = %error, acknowledged, total, "push not acknowledged by kafka");
-            let status = match error {
-                SendError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
-                SendError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            if acknowledged > 0 {
-                metrics.ingested(&self.source, acknowledged as u64);
-            }
-            return reply(
-                status,
-                json!({"accepted": 0, "error": format!("kafka did not acknowledge every record ({error}); retry the request")}),
-            );
-        }
-        metrics.ingested(&self.source, total as u64);
-        reply(StatusCode::ACCEPTED, json!({"accepted": total}))
     }
 
     /// Splits the body and checks every record against the table: each
@@ -356,31 +430,191 @@ impl PushState {
                 return Err(reply(StatusCode::BAD_REQUEST, problem.to_json()));
             }
         };
+        let max = self.ingest.producer.max_message_bytes();
         let mut keyed = Vec::with_capacity(records.len());
         let mut errors = Vec::new();
-        let mut rejected = 0usize;
+        let (mut unmappable, mut too_large) = (0usize, 0usize);
         for (index, record) in records.into_iter().enumerate() {
-            match self.ingest.key_of_raw(record) {
-                Ok(key) if rejected == 0 => keyed.push((key, record)),
+            let checked = match self.ingest.key_of_raw(record) {
+                Ok(key) if key.len() + record.len() > max => Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the record is {} bytes with its key; kafka takes at most {max}",
+                        key.len() + record.len()
+                    ),
+                )),
+                Ok(key) => Ok(key),
+                Err(reason) => Err((StatusCode::UNPROCESSABLE_ENTITY, reason)),
+            };
+            match checked {
+                Ok(key) if unmappable + too_large == 0 => keyed.push((key, record)),
                 Ok(_) => {}
-                Err(reason) => {
-                    rejected += 1;
+                Err((status, reason)) => {
+                    if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        too_large += 1;
+                    } else {
+                        unmappable += 1;
+                    }
                     keyed = Vec::new();
                     if errors.len() < MAX_REPORTED_ERRORS {
-                        errors.push(json!({"index": index, "reason": reason}));
+                        errors.push(json!({"index": index, "count": 1, "status": status.as_u16(), "reason": reason}));
                     }
                 }
             }
         }
-        if rejected > 0 {
-            metrics.rejected(&self.source, Reason::Unmappable, rejected as u64);
-            return Err(reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"accepted": 0, "rejected": rejected, "errors": errors}),
+        if unmappable > 0 {
+            metrics.rejected(&self.source, Reason::Unmappable, unmappable as u64);
+        }
+        if too_large > 0 {
+            metrics.rejected(&self.source, Reason::TooLarge, too_large as u64);
+        }
+        if unmappable + too_large > 0 {
+            // A record too large cannot be sent again as it is, whatever
+            // else is wrong: that answer comes first.
+            let status = if too_large > 0 {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return Err(reply_after_read(
+                status,
+                json!({"accepted": 0, "rejected": unmappable + too_large, "errors": errors}),
             ));
         }
         Ok(keyed)
     }
+}
+
+/// What became of one record of a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fate {
+    /// Kafka acknowledged it.
+    Accepted,
+    /// Not in Kafka (as far as the runner knows): the status a request of
+    /// this record alone would get, and why.
+    Refused { status: StatusCode, reason: String },
+}
+
+impl Fate {
+    fn is_accepted(&self) -> bool {
+        matches!(self, Self::Accepted)
+    }
+
+    fn refused(error: &SendError) -> Self {
+        let status = match error {
+            SendError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            SendError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SendError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::Refused {
+            status,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// The order in which a request's records are produced: in waves, each the
+/// first not yet sent record of every key still going, in request order.
+pub struct Waves {
+    /// Each key's records not yet sent, in request order.
+    chains: Vec<std::collections::VecDeque<usize>>,
+    /// The chain of each record.
+    chain_of: Vec<usize>,
+}
+
+impl Waves {
+    pub fn new<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
+        let mut by_key = std::collections::HashMap::new();
+        let mut chains: Vec<std::collections::VecDeque<usize>> = Vec::new();
+        let mut chain_of = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let chain = *by_key.entry(key).or_insert_with(|| {
+                chains.push(std::collections::VecDeque::new());
+                chains.len() - 1
+            });
+            chains[chain].push_back(i);
+            chain_of.push(chain);
+        }
+        Self { chains, chain_of }
+    }
+
+    /// The records to send now; empty when all are sent or abandoned.
+    pub fn next_wave(&mut self) -> Vec<usize> {
+        let mut wave: Vec<usize> = self
+            .chains
+            .iter_mut()
+            .filter_map(std::collections::VecDeque::pop_front)
+            .collect();
+        wave.sort_unstable();
+        wave
+    }
+
+    /// Record `i` was not accepted: the later records of its key are not
+    /// to be sent; returns them.
+    pub fn abandon_key_of(&mut self, i: usize) -> Vec<usize> {
+        self.chain_of
+            .get(i)
+            .and_then(|&chain| self.chains.get_mut(chain))
+            .map(|chain| chain.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The answer to a request whose records were produced: `202` and
+/// `{"accepted": N}` when Kafka took every one; otherwise which were taken
+/// and which not, as runs of consecutive indexes (see the module doc).
+pub fn outcome(fates: &[Fate]) -> (StatusCode, Value) {
+    let accepted = fates.iter().filter(|f| f.is_accepted()).count();
+    if accepted == fates.len() {
+        return (StatusCode::ACCEPTED, json!({"accepted": accepted}));
+    }
+    let mut accepted_runs: Vec<(usize, usize)> = Vec::new();
+    let mut refused_runs: Vec<(usize, usize, StatusCode, &str)> = Vec::new();
+    for (i, fate) in fates.iter().enumerate() {
+        match fate {
+            Fate::Accepted => match accepted_runs.last_mut() {
+                Some((first, count)) if *first + *count == i => *count += 1,
+                _ => accepted_runs.push((i, 1)),
+            },
+            Fate::Refused { status, reason } => match refused_runs.last_mut() {
+                Some((first, count, s, r))
+                    if *first + *count == i && s == status && r == reason =>
+                {
+                    *count += 1
+                }
+                _ => refused_runs.push((i, 1, *status, reason.as_str())),
+            },
+        }
+    }
+    // One status for the whole: a record too large cannot be sent again as
+    // it is, so that comes first; then Kafka's trouble, then back-pressure.
+    let status = [
+        StatusCode::PAYLOAD_TOO_LARGE,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::TOO_MANY_REQUESTS,
+    ]
+    .into_iter()
+    .find(|wanted| refused_runs.iter().any(|(_, _, s, _)| s == wanted))
+    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = json!({
+        "accepted": accepted,
+        "rejected": fates.len() - accepted,
+        "error": format!(
+            "kafka took {accepted} of {} records; send again only those in errors, in their order",
+            fates.len()
+        ),
+        "acceptedRecords": accepted_runs
+            .iter()
+            .map(|(index, count)| json!({"index": index, "count": count}))
+            .collect::<Vec<_>>(),
+        "errors": refused_runs
+            .iter()
+            .map(|(index, count, status, reason)| json!({
+                "index": index, "count": count, "status": status.as_u16(), "reason": reason,
+            }))
+            .collect::<Vec<_>>(),
+    });
+    (status, body)
 }
 
 /// Why a body is not JSON records.
@@ -573,6 +807,62 @@ mod tests {
             body_budget(&limits, &[source(1 << 20), source(32 << 20)]),
             32 << 20
         );
+    }
+
+    #[test]
+    fn a_key_has_one_record_in_flight_and_a_refused_one_stops_its_key() {
+        let mut waves = Waves::new(["a", "b", "a", "c", "a", "b"]);
+        assert_eq!(waves.next_wave(), [0, 1, 3]);
+        // 0 (a) was not accepted: a's later records are never sent.
+        assert_eq!(waves.abandon_key_of(0), [2, 4]);
+        assert_eq!(waves.next_wave(), [5]);
+        assert!(waves.next_wave().is_empty());
+
+        let mut distinct = Waves::new(["x", "y", "z"]);
+        assert_eq!(distinct.next_wave(), [0, 1, 2], "one wave when keys differ");
+        assert!(distinct.next_wave().is_empty());
+    }
+
+    #[test]
+    fn a_partly_taken_request_lists_what_was_taken_and_why_not_the_rest() {
+        let refused = |status: StatusCode, reason: &str| Fate::Refused {
+            status,
+            reason: reason.to_owned(),
+        };
+        let all = vec![Fate::Accepted; 3];
+        assert_eq!(
+            outcome(&all),
+            (StatusCode::ACCEPTED, json!({"accepted": 3}))
+        );
+
+        let mut fates = vec![Fate::Accepted; 10];
+        fates[5] = refused(StatusCode::SERVICE_UNAVAILABLE, "timed out");
+        fates[6] = refused(StatusCode::SERVICE_UNAVAILABLE, "timed out");
+        fates[8] = refused(StatusCode::PAYLOAD_TOO_LARGE, "too large");
+        let (status, body) = outcome(&fates);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "413 comes first");
+        assert_eq!(body["accepted"], 7);
+        assert_eq!(body["rejected"], 3);
+        assert_eq!(
+            body["acceptedRecords"],
+            json!([{"index": 0, "count": 5}, {"index": 7, "count": 1}, {"index": 9, "count": 1}])
+        );
+        assert_eq!(
+            body["errors"],
+            json!([
+                {"index": 5, "count": 2, "status": 503, "reason": "timed out"},
+                {"index": 8, "count": 1, "status": 413, "reason": "too large"},
+            ])
+        );
+
+        let queue = vec![
+            refused(StatusCode::TOO_MANY_REQUESTS, "queue full"),
+            refused(StatusCode::FAILED_DEPENDENCY, "after 0"),
+        ];
+        let (status, body) = outcome(&queue);
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["accepted"], 0);
+        assert_eq!(body["acceptedRecords"], json!([]));
     }
 
     #[test]

@@ -327,3 +327,70 @@ async fn with_a_cluster_one_replica_pulls_under_the_lease_and_records_the_run() 
     ns.cleanup().await?;
     fx.cleanup().await
 }
+
+/// Given a pipeline whose topic does not exist yet (the world's Kafka does
+/// not create topics on demand): the run's first attempt is not
+/// acknowledged, nothing is counted as produced and the run keeps sending;
+/// once the topic is created, every fetched record is a row and exactly the
+/// fetched records are counted, with no run given up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_whose_produce_fails_keeps_sending_until_every_record_is_in_the_table()
+-> anyhow::Result<()> {
+    let api = Arc::new(FakeApi::default());
+    *api.script.lock().expect("lock") = vec![Answer::Page(1), Answer::Page(2)];
+    let addr = api.serve().await?;
+    let fx = Fixture::new("pull-ack", 3, randomuser_table("users")).await?;
+    fx.delete_topic().await?;
+    let pipeline = fx.pipeline(pull_source(addr, "1s"));
+    let path = fx.write_pipeline("pull.json", &pipeline)?;
+    let mut env = fx.runner_env();
+    env.push((
+        "MILLRACE_PULL_HEADER_RANDOMUSER_Authorization".into(),
+        "Bearer from-a-secret".into(),
+    ));
+    // Not ready without its topic: its metrics answer all the same.
+    let ingest = Runner::start("ingest", &path, &env, &fx.dir.join("ingest.log"))?;
+    let retries = "millrace_produce_retries_total{source=\"randomuser\"}";
+    let started = std::time::Instant::now();
+    poll_until(
+        "the first attempt to fail and a second to start",
+        Deadline::secs(90),
+        || async { Ok((ingest.metric(retries).await.unwrap_or(0.0) >= 10.0).then_some(())) },
+    )
+    .await?;
+    eprintln!("first attempt failed after {:?}", started.elapsed());
+    let ingested = "millrace_records_ingested_total{source=\"randomuser\"}";
+    assert_eq!(ingest.metric(ingested).await?, 0.0, "nothing counted yet");
+
+    fx.create_topic(3).await?;
+    let mut sink = Runner::start("sink", &path, &env, &fx.dir.join("sink.log"))?;
+    sink.wait_ready(Deadline::secs(60)).await?;
+    let expected = ids_of_pages(&[1, 2]);
+    assert_eq!(expected.len(), 20);
+    fx.wait_for_rows(20, Deadline::secs(120)).await?;
+    eprintln!("every record a row after {:?}", started.elapsed());
+    let ids: HashSet<_> = fx.ids().await?.into_iter().collect();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        fx.topic_size(&fx.topic)?,
+        20,
+        "each record once in the topic"
+    );
+    poll_until("both pages counted", Deadline::secs(30), || async {
+        Ok((ingest.metric(ingested).await? == 20.0).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        ingest
+            .metric("millrace_pull_runs_total{source=\"randomuser\",outcome=\"Failed\"}")
+            .await?,
+        0.0,
+        "no run gave up"
+    );
+    assert!(
+        ingest.log_text().contains("sending them again"),
+        "the retry is logged"
+    );
+    drop((ingest, sink));
+    fx.cleanup().await
+}

@@ -229,3 +229,120 @@ async fn push_answers_503_when_kafka_is_unreachable() -> anyhow::Result<()> {
     drop(ingest);
     fx.cleanup().await
 }
+
+/// Text that compresses badly, `bytes` long: Kafka compares a batch's size
+/// after compression with the topic's limit.
+fn incompressible(bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes + 64);
+    while text.len() < bytes {
+        text.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    text.truncate(bytes);
+    text
+}
+
+/// Given a topic that takes records up to 8 KiB (`max.message.bytes`): a
+/// request with a record above the producer's own limit is refused 413
+/// naming its index, and nothing of it is produced; a request with one
+/// record above the topic's limit (index 5) and a later version of that
+/// record's key (index 8) is answered 413 with exactly what Kafka took (the
+/// eight others) and why not the two; the topic and the table hold exactly
+/// those eight; and sending again the 424 one alone is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_names_the_record_too_large_and_reports_exactly_what_kafka_took() -> anyhow::Result<()>
+{
+    let fx = Fixture::new("push-size", 1, randomuser_table("users")).await?;
+    fx.set_topic_config(&fx.topic, &[("max.message.bytes", "8192")])
+        .await?;
+    let pipeline = fx.pipeline(json!([
+        {"name": "events", "httpPush": {"path": "/v1/records", "maxBodyBytes": 4 << 20}}
+    ]));
+    let mut ingest = fx.start("ingest", &pipeline, "ingest")?;
+    let mut sink = fx.start("sink", &pipeline, "sink")?;
+    ingest.wait_ready(Deadline::secs(60)).await?;
+    sink.wait_ready(Deadline::secs(60)).await?;
+
+    // Above the producer's message.max.bytes (librdkafka's 1,000,000).
+    let records = page(1);
+    let mut huge = page(3)[0].clone();
+    huge["padding"] = json!(incompressible(1_100_000));
+    let body = Value::from(vec![records[0].clone(), records[1].clone(), huge]);
+    let (status, reply) = post(&ingest, body.to_string(), "application/json").await?;
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["accepted"], 0, "{reply}");
+    assert_eq!(reply["errors"][0]["index"], 2, "{reply}");
+    assert_eq!(reply["errors"][0]["status"], 413, "{reply}");
+    assert_eq!(fx.topic_size(&fx.topic)?, 0, "nothing of it was produced");
+
+    // Above the topic's 8 KiB, and a later small version of the same key.
+    let mut big = page(2)[0].clone();
+    big["padding"] = json!(incompressible(40_000));
+    let mut request = records.clone();
+    request[5] = big;
+    request[8] = page(2)[0].clone();
+    let started = std::time::Instant::now();
+    let (status, reply) = post(
+        &ingest,
+        Value::from(request.clone()).to_string(),
+        "application/json",
+    )
+    .await?;
+    eprintln!("partial answer after {:?}: {reply}", started.elapsed());
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["accepted"], 8, "{reply}");
+    assert_eq!(reply["rejected"], 2, "{reply}");
+    assert_eq!(
+        reply["acceptedRecords"],
+        json!([{"index": 0, "count": 5}, {"index": 6, "count": 2}, {"index": 9, "count": 1}]),
+        "{reply}"
+    );
+    let errors = reply["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{reply}");
+    assert_eq!(
+        (
+            &errors[0]["index"],
+            &errors[0]["count"],
+            &errors[0]["status"]
+        ),
+        (&json!(5), &json!(1), &json!(413)),
+        "{reply}"
+    );
+    assert_eq!(
+        (
+            &errors[1]["index"],
+            &errors[1]["count"],
+            &errors[1]["status"]
+        ),
+        (&json!(8), &json!(1), &json!(424)),
+        "{reply}"
+    );
+
+    let accepted: HashSet<_> = request
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![5, 8].contains(i))
+        .map(|(_, r)| id_of(r))
+        .collect();
+    assert_eq!(accepted.len(), 8);
+    fx.wait_for_rows(8, Deadline::secs(60)).await?;
+    let ids: HashSet<_> = fx.ids().await?.into_iter().collect();
+    assert_eq!(
+        ids, accepted,
+        "the table holds exactly the accepted records"
+    );
+    assert_eq!(fx.topic_size(&fx.topic)?, 8, "the topic holds exactly them");
+    assert_eq!(
+        ingest
+            .metric("millrace_records_ingested_total{source=\"events\"}")
+            .await?,
+        8.0
+    );
+
+    // The client sends again what it can: the 424 record, alone.
+    let (status, reply) = post(&ingest, request[8].to_string(), "application/json").await?;
+    assert_eq!((status, &reply), (202, &json!({"accepted": 1})));
+    fx.wait_for_rows(9, Deadline::secs(60)).await?;
+    assert_eq!(fx.topic_size(&fx.topic)?, 9);
+    drop((ingest, sink));
+    fx.cleanup().await
+}

@@ -17,7 +17,9 @@ use anyhow::{Context, bail};
 use futures::TryStreamExt;
 use millrace_api::{KeyspaceSpec, Replication, TableSpec, cql};
 use millrace_testsupport::{Deadline, World, poll_until, unique_cql_name, unique_name};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -326,6 +328,63 @@ impl Fixture {
             out.insert(e.partition(), (c, ends[&e.partition()]));
         }
         Ok(out)
+    }
+
+    /// Deletes the pipeline's topic, waiting until Kafka no longer has it.
+    pub async fn delete_topic(&self) -> anyhow::Result<()> {
+        admin(&self.world)?
+            .delete_topics(&[&self.topic], &admin_options())
+            .await?;
+        poll_until("the topic to be gone", Deadline::secs(30), || async {
+            let consumer: BaseConsumer = self.world.kafka_config().create()?;
+            let md = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
+            Ok(md
+                .topics()
+                .iter()
+                .all(|t| t.error().is_some() || t.partitions().is_empty())
+                .then_some(()))
+        })
+        .await
+    }
+
+    /// Creates the pipeline's topic (again) with `partitions`, retrying
+    /// while Kafka still finishes deleting an earlier one of its name.
+    pub async fn create_topic(&self, partitions: i32) -> anyhow::Result<()> {
+        let admin = admin(&self.world)?;
+        poll_until("the topic to be created", Deadline::secs(60), || async {
+            let results = admin
+                .create_topics(
+                    &[NewTopic::new(
+                        &self.topic,
+                        partitions,
+                        TopicReplication::Fixed(1),
+                    )],
+                    &admin_options(),
+                )
+                .await?;
+            Ok(results.iter().all(Result::is_ok).then_some(()))
+        })
+        .await
+    }
+
+    /// Sets `topic`'s configuration to `configs` (Kafka's AlterConfigs:
+    /// settings not named go back to the broker's defaults).
+    pub async fn set_topic_config(
+        &self,
+        topic: &str,
+        configs: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+        for (key, value) in configs {
+            alter = alter.set(key, value);
+        }
+        for r in admin(&self.world)?
+            .alter_configs(&[alter], &admin_options())
+            .await?
+        {
+            r.map_err(|(what, e)| anyhow::anyhow!("configuring {what:?}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Drops the keyspace, deletes the topics and the temporary directory.
