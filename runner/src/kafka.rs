@@ -23,12 +23,6 @@ pub mod headers {
     pub const PAYLOAD_OMITTED: &str = "millrace.payload.omitted";
 }
 
-/// Whether Kafka refused a record for its size: retrying the same record
-/// can never succeed.
-pub fn too_large(e: &SendError) -> bool {
-    matches!(e, SendError::Kafka(k) if k.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
-}
-
 /// Where a dead-lettered record came from.
 #[derive(Clone, Debug)]
 pub enum Origin<'a> {
@@ -311,7 +305,7 @@ impl Producer {
             let body = if omitted.is_some() { &[][..] } else { payload };
             match self.send_to(dlq_topic, key, body, Some(h)).await {
                 Ok(()) => return,
-                Err(e) if too_large(&e) && omitted.is_none() => {
+                Err(SendError::TooLarge(_)) if omitted.is_none() => {
                     error!(
                         topic = dlq_topic,
                         bytes = payload.len(),

@@ -178,7 +178,18 @@ async fn a_dead_letter_too_large_for_its_topic_goes_without_its_payload() -> any
     for r in admin.alter_configs([&alter], &AdminOptions::new()).await? {
         r.map_err(|(_, e)| anyhow::anyhow!("alter config: {e}"))?;
     }
-    let big = format!("not JSON {}", "x".repeat(10_000)).into_bytes();
+    // Incompressible, so the producer's compression cannot bring it under
+    // the limit.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: String = (0..10_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    let big = format!("not JSON {noise}").into_bytes();
     let after = page(1)[0].to_string().into_bytes();
     fx.produce(&[big.clone(), after]).await?;
 
