@@ -12,7 +12,6 @@ use anyhow::Context;
 use millrace_api::StreamPipeline;
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario, condition};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
@@ -47,23 +46,7 @@ async fn produce(s: &Scenario, records: &[(Option<String>, Vec<u8>)]) -> anyhow:
 }
 
 fn topic_total(s: &Scenario, topic: &str) -> anyhow::Result<i64> {
-    let consumer: BaseConsumer = s
-        .world
-        .kafka_config()
-        .set("group.id", "millrace-e2e-flow")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len());
-    let mut total = 0;
-    for p in 0..partitions as i32 {
-        total += consumer
-            .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))?
-            .1;
-    }
-    Ok(total)
+    operator_common::topic_records(&s.world, topic)
 }
 
 async fn row_count(s: &Scenario) -> anyhow::Result<i64> {

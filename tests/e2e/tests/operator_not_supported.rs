@@ -11,7 +11,6 @@ use millrace_api::StreamPipeline;
 use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods};
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
@@ -43,24 +42,7 @@ async fn gender_of(s: &Scenario, id: &str) -> anyhow::Result<Option<String>> {
 }
 
 fn dead_letters(s: &Scenario) -> anyhow::Result<i64> {
-    let topic = format!("{}.dlq", s.topic);
-    let consumer: BaseConsumer = s
-        .world
-        .kafka_config()
-        .set("group.id", "millrace-e2e-held")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(&topic), std::time::Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len());
-    let mut total = 0;
-    for p in 0..partitions as i32 {
-        total += consumer
-            .fetch_watermarks(&topic, p, std::time::Duration::from_secs(10))?
-            .1;
-    }
-    Ok(total)
+    operator_common::topic_records(&s.world, &format!("{}.dlq", s.topic))
 }
 
 /// POSTs `body` to the ingest Pod of the current generation.

@@ -12,7 +12,6 @@ use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario, condition};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
 
 const ROWS: i64 = 500;
@@ -40,26 +39,8 @@ async fn table_comment(s: &Scenario, table: &str) -> anyhow::Result<Option<Strin
         .and_then(|(c,)| c))
 }
 
-/// Records on `topic` (sum of the partitions' high watermarks).
 fn topic_records(s: &Scenario, topic: &str) -> anyhow::Result<i64> {
-    let consumer: BaseConsumer = s
-        .world
-        .kafka_config()
-        .set("group.id", "millrace-e2e-ownership")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    let mut total = 0;
-    for p in 0..partitions as i32 {
-        let (low, high) =
-            consumer.fetch_watermarks(topic, p, std::time::Duration::from_secs(10))?;
-        total += high - low;
-    }
-    Ok(total)
+    operator_common::topic_records(&s.world, topic)
 }
 
 async fn event_reasons(s: &Scenario, name: &str) -> anyhow::Result<Vec<(String, String)>> {

@@ -511,6 +511,28 @@ pub struct ColumnView {
     pub kind: String,
 }
 
+/// Records `topic` holds: its partitions' high watermarks less their low
+/// ones (all it was ever written while nothing expired).
+pub fn topic_records(world: &World, topic: &str) -> anyhow::Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = world
+        .kafka_config()
+        .set("group.id", unique_name("watermarks"))
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    let mut total = 0;
+    for p in 0..partitions as i32 {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        total += high - low;
+    }
+    Ok(total)
+}
+
 pub async fn describe_topic(world: &World, topic: &str) -> anyhow::Result<Option<TopicView>> {
     let admin: AdminClient<DefaultClientContext> = world
         .kafka_config()
