@@ -129,15 +129,18 @@ fn totals(new: &mut FlowStatus, old: Option<&FlowStatus>, measured: Offsets, now
     if moved || new.sink_progressed.is_none() {
         new.sink_progressed = Some(Time(now));
     }
+    // An idle pipeline keeps no rate at all rather than gaining a 0 on its
+    // second refresh: a steady state writes nothing.
+    let previous_rate = old.and_then(|o| o.rows_per_second);
     new.rows_per_second = old
         .and_then(|o| Some((o.rows_written?, o.updated.as_ref()?.0)))
-        .map(|(before, at)| {
+        .and_then(|(before, at)| {
             let secs = now.duration_since(at).as_secs_f64();
             let rows = new.rows_written.unwrap_or(0) - before;
             if secs >= 1.0 && rows > 0 {
-                (rows as f64 / secs).round() as i64
+                Some((rows as f64 / secs).round() as i64)
             } else {
-                0
+                previous_rate.map(|_| 0)
             }
         });
 }
@@ -251,6 +254,16 @@ mod tests {
         let idle = refresh(Some(&second), measured(0, 400, 4), 1060);
         assert_eq!(idle.rows_per_second, Some(0));
         assert_eq!(idle.sink_progressed, Some(Time(at(1030))), "did not move");
+    }
+
+    #[test]
+    fn an_idle_pipeline_gets_no_rate_so_its_status_stays_put() {
+        let first = refresh(None, measured(0, 0, 0), 1000);
+        let second = refresh(Some(&first), measured(0, 0, 0), 1030);
+        assert_eq!(second.rows_per_second, None);
+        let mut unchanged = second.clone();
+        unchanged.updated = first.updated.clone();
+        assert_eq!(unchanged, first, "nothing to write");
     }
 
     #[test]
