@@ -48,11 +48,17 @@ pub struct Context {
     failures: Mutex<HashMap<String, (u32, std::time::Instant)>>,
 }
 
-/// The credentials a pipeline last used.
+/// The credentials a pipeline last used, and the topics this process saw
+/// recorded as its own.
 #[derive(Clone, Default)]
 pub struct Remembered {
     pub kafka: Option<KafkaAuth>,
     pub cassandra: Option<Credentials>,
+    /// When the pipeline's namespace is also the claims namespace (an
+    /// operator watching one namespace), deleting the namespace removes the
+    /// ownership records before the `Delete` cleanup runs; this lets the
+    /// cleanup still know what was the pipeline's.
+    pub topics: Vec<String>,
 }
 
 impl Context {

@@ -335,37 +335,40 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let uid = sp.uid().unwrap_or_default();
     let namespace = sp.namespace().unwrap_or_default();
     let owner = Owner::new(&namespace, &sp.name_any());
-    let result =
-        async {
-            let remembered = ctx.recall(&uid);
-            let kafka_auth =
-                match credentials::kafka_credentials(&ctx.client, &namespace, &spec.kafka).await {
-                    Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
-                        if remembered.kafka.is_some() =>
-                    {
-                        remembered.kafka
-                    }
-                    other => other?,
-                };
-            let cassandra_auth =
-                match credentials::cassandra_credentials(&ctx.client, &namespace, &spec.cassandra)
-                    .await
+    let result = async {
+        let remembered = ctx.recall(&uid);
+        let kafka_auth =
+            match credentials::kafka_credentials(&ctx.client, &namespace, &spec.kafka).await {
+                Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
+                    if remembered.kafka.is_some() =>
                 {
-                    Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
-                        if remembered.cassandra.is_some() =>
-                    {
-                        remembered.cassandra
-                    }
-                    other => other?,
-                };
-            let topics =
-                apply::kafka::delete_topics(ctx, spec, &owner, kafka_auth.as_ref()).await?;
-            let table =
-                apply::cassandra::drop_table(ctx, &spec.cassandra, &owner, cassandra_auth.as_ref())
-                    .await?;
-            Ok::<_, Error>((topics, table))
-        }
-        .await;
+                    remembered.kafka
+                }
+                other => other?,
+            };
+        let cassandra_auth = match credentials::cassandra_credentials(
+            &ctx.client,
+            &namespace,
+            &spec.cassandra,
+        )
+        .await
+        {
+            Err(Error::SecretNotFound { .. } | Error::SecretKeyMissing { .. })
+                if remembered.cassandra.is_some() =>
+            {
+                remembered.cassandra
+            }
+            other => other?,
+        };
+        let topics =
+            apply::kafka::delete_topics(ctx, spec, &owner, &remembered.topics, kafka_auth.as_ref())
+                .await?;
+        let table =
+            apply::cassandra::drop_table(ctx, &spec.cassandra, &owner, cassandra_auth.as_ref())
+                .await?;
+        Ok::<_, Error>((topics, table))
+    }
+    .await;
     match result {
         Ok((topics, dropped)) => {
             ctx.forget(&uid);

@@ -418,6 +418,9 @@ async fn reconcile_inner(
     {
         return Ok(conflict);
     }
+    ctx.remember(&p.uid, |r| {
+        r.topics = vec![declared.name.clone(), dlq.clone()]
+    });
     let observed = observe(&admin, kafka, &declared.name).await?;
     let plan = plan_topic(declared, observed.as_ref());
     let mut recreated = Vec::new();
@@ -512,6 +515,7 @@ pub async fn delete_topics(
     ctx: &Context,
     spec: &StreamPipelineSpec,
     owner: &Owner,
+    remembered: &[String],
     auth: Option<&KafkaAuth>,
 ) -> Result<Deleted> {
     let kafka = &spec.kafka;
@@ -522,7 +526,10 @@ pub async fn delete_topics(
     let mut names = Vec::new();
     for name in [kafka.topic.name.as_str(), dlq.as_str()] {
         let recorded = ownership::topic_owner(ctx, &cluster, name).await?;
-        if recorded.as_ref() != Some(owner) {
+        // A record gone with its namespace: what this process saw recorded.
+        let ours = recorded.as_ref() == Some(owner)
+            || (recorded.is_none() && remembered.iter().any(|t| t == name));
+        if !ours {
             if observe(&admin, kafka, name).await?.is_some() {
                 outcome.kept.push((name.to_owned(), recorded));
             }

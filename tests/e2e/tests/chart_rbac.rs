@@ -180,8 +180,10 @@ async fn a_namespaced_operator_has_no_rights_elsewhere() -> anyhow::Result<()> {
             .unwrap_or(true)
     })
     .collect();
-    // Its leader-election Lease stays reachable in its own namespace.
+    // Its leader-election Lease stays reachable in its own namespace, and
+    // so do the ConfigMaps that record who owns each topic.
     let lease = release.can_i("update", "leases.coordination.k8s.io", Some(&ns.name))?;
+    let claims = release.can_i("create", "configmaps", Some(&ns.name))?;
     release.helm(&["uninstall", &release.name, "-n", &ns.name, "--wait"])?;
     assert!(
         wrong.is_empty(),
@@ -195,6 +197,10 @@ async fn a_namespaced_operator_has_no_rights_elsewhere() -> anyhow::Result<()> {
     assert!(
         lease,
         "the leader-election Lease must be writable in the release namespace"
+    );
+    assert!(
+        claims,
+        "the topic ownership ConfigMaps must be writable in the release namespace"
     );
     for n in [elsewhere, watched, ns] {
         n.cleanup().await?;
