@@ -6,16 +6,22 @@
 //! - how many records of the partition, up to the offset, went to the
 //!   dead-letter topic, carried across owners like the chain. With the
 //!   committed offsets this gives `status.flow`'s totals exactly, and they
-//!   survive restarts and rebalances: rows written = records committed −
-//!   records dead-lettered.
+//!   survive restarts and rebalances;
+//! - how many offsets of the partition, up to the offset, the sink never
+//!   read because the topic's retention had deleted them first: records
+//!   lost to the table, which status must show. Rows written = records
+//!   committed − dead-lettered − skipped.
 //!
-//! Text, `millrace.wt=<µs>;dl=<count>`. Metadata written by runners before
-//! the count existed (`millrace.wt=<µs>`) reads as a count of zero.
+//! Text, `millrace.wt=<µs>;dl=<count>;sk=<count>`. Metadata written by
+//! runners before a count existed (`millrace.wt=<µs>`, or without `sk`)
+//! reads as a count of zero; a part this version does not know is ignored,
+//! so a newer runner's commits still read.
 
 /// Prefix of the metadata, so metadata written by something else is never
 /// taken for ours.
 const PREFIX: &str = "millrace.wt=";
-const DEAD_LETTERED: &str = ";dl=";
+const DEAD_LETTERED: &str = "dl";
+const SKIPPED: &str = "sk";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitMetadata {
@@ -24,27 +30,36 @@ pub struct CommitMetadata {
     /// Records of the partition below the offset that were dead-lettered
     /// by the sink, since the group first committed with a count.
     pub dead_lettered: u64,
+    /// Offsets of the partition below the offset that retention deleted
+    /// before the sink read them, since the group first committed with a
+    /// count.
+    pub skipped: u64,
 }
 
 impl CommitMetadata {
     pub fn encode(&self) -> String {
         format!(
-            "{PREFIX}{}{DEAD_LETTERED}{}",
-            self.write_timestamp, self.dead_lettered
+            "{PREFIX}{};{DEAD_LETTERED}={};{SKIPPED}={}",
+            self.write_timestamp, self.dead_lettered, self.skipped
         )
     }
 
     /// The metadata, if it is ours.
     pub fn decode(text: &str) -> Option<Self> {
-        let rest = text.strip_prefix(PREFIX)?;
-        let (ts, dead_lettered) = match rest.split_once(DEAD_LETTERED) {
-            Some((ts, count)) => (ts, count.parse().ok()?),
-            None => (rest, 0),
+        let mut parts = text.strip_prefix(PREFIX)?.split(';');
+        let mut out = Self {
+            write_timestamp: parts.next()?.parse().ok()?,
+            ..Self::default()
         };
-        Some(Self {
-            write_timestamp: ts.parse().ok()?,
-            dead_lettered,
-        })
+        for part in parts {
+            let (key, value) = part.split_once('=')?;
+            match key {
+                DEAD_LETTERED => out.dead_lettered = value.parse().ok()?,
+                SKIPPED => out.skipped = value.parse().ok()?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 }
 
@@ -57,15 +72,34 @@ mod tests {
         let m = CommitMetadata {
             write_timestamp: -3,
             dead_lettered: 42,
+            skipped: 7,
         };
-        assert_eq!(m.encode(), "millrace.wt=-3;dl=42");
+        assert_eq!(m.encode(), "millrace.wt=-3;dl=42;sk=7");
         assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
         assert_eq!(
             CommitMetadata::decode("millrace.wt=1700000000123999"),
             Some(CommitMetadata {
                 write_timestamp: 1_700_000_000_123_999,
-                dead_lettered: 0
+                ..CommitMetadata::default()
             })
+        );
+        assert_eq!(
+            CommitMetadata::decode("millrace.wt=5;dl=2"),
+            Some(CommitMetadata {
+                write_timestamp: 5,
+                dead_lettered: 2,
+                skipped: 0
+            }),
+            "written before the skipped count existed"
+        );
+        assert_eq!(
+            CommitMetadata::decode("millrace.wt=5;dl=2;sk=1;later=x"),
+            Some(CommitMetadata {
+                write_timestamp: 5,
+                dead_lettered: 2,
+                skipped: 1
+            }),
+            "a part a later version adds is ignored"
         );
     }
 
@@ -77,6 +111,8 @@ mod tests {
             "millrace.wt=x",
             "millrace.wt=1;dl=-1",
             "millrace.wt=1;dl=",
+            "millrace.wt=1;sk=-2",
+            "millrace.wt=1;dl",
         ] {
             assert_eq!(CommitMetadata::decode(text), None, "{text}");
         }

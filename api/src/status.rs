@@ -158,6 +158,16 @@ pub struct FlowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_failed: Option<i64>,
 
+    /// Records the topic's retention deleted before the sink read them:
+    /// lost to the table. Raise the topic's `retention.ms`, or find why
+    /// the sink fell that far behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_skipped: Option<i64>,
+
+    /// When `recordsSkipped` last grew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_skip: Option<Time>,
+
     /// Rows written per second between the last two refreshes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_per_second: Option<i64>,
@@ -241,6 +251,8 @@ pub mod condition_reason {
     pub const DEAD_LETTERING: &str = "DeadLettering";
     /// A pull source's last run failed.
     pub const PULL_FAILING: &str = "PullFailing";
+    /// Retention deleted records before the sink read them.
+    pub const RECORDS_SKIPPED: &str = "RecordsSkipped";
     /// Records reach the table.
     pub const FLOWING: &str = "Flowing";
 }

@@ -246,6 +246,14 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         }
         _ => old.flow.clone(),
     };
+    if let Some(note) = status::flow::skipped_note(old.flow.as_ref(), flow.as_ref()) {
+        publish(
+            ctx,
+            sp,
+            vec![Notice::warning(reasons::RECORDS_SKIPPED, note)],
+        )
+        .await;
+    }
     let flowing_cond = status::flow::flowing(
         old.flow.as_ref(),
         flow.as_ref(),

@@ -44,6 +44,7 @@ pub struct Metrics {
     records_rejected: Family<Labels, Counter>,
     pub rows_written: Counter,
     pub rows_failed: Counter,
+    pub records_skipped: Counter,
     dead_lettered: Family<Labels, Counter>,
     pub write_latency: Histogram,
     write_retries: Family<Labels, Counter>,
@@ -95,6 +96,12 @@ impl Metrics {
             "rows_failed",
             "Records the sink could not write (dead-lettered)",
             rows_failed.clone(),
+        );
+        let records_skipped = Counter::default();
+        registry.register(
+            "records_skipped",
+            "Records of the topic that retention deleted before the sink read them: lost to the table",
+            records_skipped.clone(),
         );
         let dead_lettered = Family::<Labels, Counter>::default();
         registry.register(
@@ -150,6 +157,7 @@ impl Metrics {
             records_rejected,
             rows_written,
             rows_failed,
+            records_skipped,
             dead_lettered,
             write_latency,
             write_retries,
@@ -254,6 +262,7 @@ mod tests {
         m.rejected("events", Reason::Unmappable, 1);
         m.rows_written.inc();
         m.rows_failed.inc();
+        m.records_skipped.inc_by(3);
         m.dead_lettered(Reason::WriteFailed);
         m.write_latency.observe(0.01);
         m.set_lag(0, 5);
@@ -264,6 +273,7 @@ mod tests {
             "millrace_records_rejected_total{source=\"events\",reason=\"unmappable\"} 1",
             "millrace_rows_written_total 1",
             "millrace_rows_failed_total 1",
+            "millrace_records_skipped_total 3",
             "millrace_records_dead_lettered_total{reason=\"write_failed\"} 1",
             "millrace_write_latency_seconds_bucket",
             "millrace_consumer_lag{partition=\"0\"} 5",

@@ -102,11 +102,20 @@ pub struct Offsets {
     pub handled: i64,
     /// Of those, the ones dead-lettered (from the commits' metadata).
     pub dead_lettered: i64,
+    /// Of those, the ones retention deleted before the sink read them
+    /// (from the commits' metadata).
+    pub skipped: i64,
 }
 
 /// The sink's group's offsets on `topic`, with the counts its commits
 /// carry ([`millrace_api::CommitMetadata`]).
 pub fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<Offsets> {
+    // The reader is kept between refreshes, and librdkafka refreshes its
+    // idea of a topic only every five minutes: after partitions were added,
+    // the watermarks of the new ones failed for that long and the figures
+    // went stale. Asking for the topic's metadata first is one small
+    // request per refresh.
+    consumer.fetch_metadata(Some(topic), TIMEOUT).ok()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -128,6 +137,7 @@ pub fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<
             .and_then(|e| millrace_api::CommitMetadata::decode(e.metadata()))
         {
             out.dead_lettered += i64::try_from(meta.dead_lettered).unwrap_or(i64::MAX);
+            out.skipped += i64::try_from(meta.skipped).unwrap_or(i64::MAX);
         }
         out.produced += high;
         out.lag += (high - position.max(low)).max(0);

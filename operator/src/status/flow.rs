@@ -28,6 +28,10 @@ pub const REFRESH: Duration = Duration::from_secs(30);
 /// A sink with lag that commits nothing for this long is stalled.
 pub const STALLED_AFTER: Duration = Duration::from_secs(120);
 
+/// After retention deleted records the sink had not read, `Flowing` stays
+/// false this long, so the loss is seen, not only logged.
+pub const SKIP_SHOWN_FOR: Duration = Duration::from_secs(600);
+
 /// Above this share of the records handled in a refresh going to the
 /// dead-letter topic, the pipeline is `DeadLettering`.
 pub const DEAD_LETTER_SHARE: f64 = 0.10;
@@ -120,11 +124,19 @@ pub async fn flow(
 /// The new figures from the offsets measured `now`, with the rate since
 /// the last measurement and when the sink last moved.
 fn totals(new: &mut FlowStatus, old: Option<&FlowStatus>, measured: Offsets, now: Timestamp) {
-    let handled = |f: &FlowStatus| f.rows_written.unwrap_or(0) + f.rows_failed.unwrap_or(0);
+    let handled = |f: &FlowStatus| {
+        f.rows_written.unwrap_or(0) + f.rows_failed.unwrap_or(0) + f.records_skipped.unwrap_or(0)
+    };
     new.sink_lag = Some(measured.lag);
     new.records_ingested = Some(measured.produced);
     new.rows_failed = Some(measured.dead_lettered);
-    new.rows_written = Some((measured.handled - measured.dead_lettered).max(0));
+    new.rows_written = Some((measured.handled - measured.dead_lettered - measured.skipped).max(0));
+    if measured.skipped > 0 || old.is_some_and(|o| o.records_skipped.is_some()) {
+        new.records_skipped = Some(measured.skipped);
+    }
+    if measured.skipped > old.and_then(|o| o.records_skipped).unwrap_or(0) {
+        new.last_skip = Some(Time(now));
+    }
     let moved = old.is_none_or(|o| handled(o) != measured.handled);
     if moved || new.sink_progressed.is_none() {
         new.sink_progressed = Some(Time(now));
@@ -143,6 +155,19 @@ fn totals(new: &mut FlowStatus, old: Option<&FlowStatus>, measured: Offsets, now
                 previous_rate.map(|_| 0)
             }
         });
+}
+
+/// The Event's note when retention deleted more records the sink had not
+/// read since the last refresh.
+pub fn skipped_note(old: Option<&FlowStatus>, new: Option<&FlowStatus>) -> Option<String> {
+    let before = old.and_then(|o| o.records_skipped).unwrap_or(0);
+    let now = new?.records_skipped?;
+    (now > before).then(|| {
+        format!(
+            "the topic's retention deleted {} records before the sink read them ({now} in all): they are lost to the table",
+            now - before
+        )
+    })
 }
 
 /// The `Flowing` condition: whether records reach the table. Judged on the
@@ -171,9 +196,27 @@ pub fn flowing(
             ),
         );
     }
+    if let Some(at) = &new.last_skip {
+        let ago = now.duration_since(at.0);
+        if !ago.is_negative() && ago.unsigned_abs() < SKIP_SHOWN_FOR {
+            return Cond::new(
+                FLOWING,
+                false,
+                reasons::RECORDS_SKIPPED,
+                format!(
+                    "the topic's retention deleted {} records before the sink read them (the last at {}): they are lost to the table; raise the topic's retention.ms or find why the sink fell behind",
+                    new.records_skipped.unwrap_or(0),
+                    at.0
+                ),
+            );
+        }
+    }
     let lag = new.sink_lag.unwrap_or(0);
+    // As of the last measurement: figures that could not be read since
+    // (Kafka unreachable) say nothing new about the sink.
+    let measured_at = new.updated.as_ref().map_or(now, |u| u.0);
     if let Some(since) = &new.sink_progressed {
-        let idle = now.duration_since(since.0);
+        let idle = measured_at.duration_since(since.0);
         if lag > 0 && idle.is_positive() && idle.unsigned_abs() >= STALLED_AFTER {
             return Cond::new(
                 FLOWING,
@@ -229,6 +272,7 @@ mod tests {
             produced: lag + handled,
             handled,
             dead_lettered,
+            skipped: 0,
         }
     }
 
@@ -316,5 +360,41 @@ mod tests {
         let c = flowing(None, Some(&f), None, "t.dlq", at(1000));
         assert_eq!((c.ready, c.reason.as_str()), (false, "PullFailing"));
         assert!(c.message.contains("api") && c.message.contains("HTTP 500"));
+    }
+
+    #[test]
+    fn records_lost_to_retention_are_counted_apart_and_shown_for_a_while() {
+        let first = refresh(None, measured(0, 100, 0), 1000);
+        assert_eq!(first.records_skipped, None, "nothing lost: no field");
+        let mut m = measured(0, 160, 2);
+        m.skipped = 50;
+        let lost = refresh(Some(&first), m, 1030);
+        assert_eq!(lost.records_skipped, Some(50));
+        assert_eq!(
+            lost.rows_written,
+            Some(108),
+            "160 handled, 2 dead, 50 never read"
+        );
+        assert_eq!(lost.last_skip, Some(Time(at(1030))));
+        let c = flowing(Some(&first), Some(&lost), None, "t.dlq", at(1030));
+        assert_eq!((c.ready, c.reason.as_str()), (false, "RecordsSkipped"));
+        assert!(c.message.contains("deleted 50 records"), "{}", c.message);
+        // Later refreshes keep the total and the time of the loss.
+        let mut m = measured(0, 260, 2);
+        m.skipped = 50;
+        let later = refresh(Some(&lost), m, 1300);
+        assert_eq!(later.last_skip, Some(Time(at(1030))));
+        assert!(!flowing(Some(&lost), Some(&later), None, "t.dlq", at(1300)).ready);
+        let c = flowing(Some(&lost), Some(&later), None, "t.dlq", at(1700));
+        assert!(c.ready, "shown for ten minutes: {}", c.message);
+    }
+
+    #[test]
+    fn figures_that_could_not_be_read_make_no_stall() {
+        // Last measured at 1000 with the sink moving; Kafka cannot be read
+        // since, so the status keeps those figures.
+        let first = refresh(None, measured(500, 100, 0), 1000);
+        let c = flowing(None, Some(&first), None, "t.dlq", at(1500));
+        assert!(c.ready, "{}", c.message);
     }
 }

@@ -11,6 +11,12 @@
 //! Each row is written with a timestamp that grows with the offset in its
 //! partition ([`write_time`]), so the latest version of a key wins however
 //! its writes overlap; the chain is carried across owners in the commit.
+//!
+//! Records retention deleted before the sink read them are a loss, never
+//! silent: a gap in a partition's offsets is held in flight until the
+//! partition's first offset says how much of it was deleted unread
+//! ([`judge_gap`]); the count goes into the commit for the operator's
+//! status, into `millrace_records_skipped_total` and into the log.
 
 pub mod offsets;
 pub mod write_time;
@@ -40,7 +46,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Connections, Pipeline};
 use crate::kafka::{Origin, Producer};
 use crate::metrics::{Metrics, Reason};
-use offsets::{OffsetTracker, Safe, Ticket};
+use offsets::{Gap, OffsetTracker, Safe, Ticket};
 
 /// How long a revoke or a shutdown waits for in-flight writes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -72,6 +78,7 @@ fn offset_list(topic: &str, safe: &[Safe]) -> TopicPartitionList {
                 CommitMetadata {
                     write_timestamp: ts,
                     dead_lettered: s.dead_lettered,
+                    skipped: s.skipped,
                 }
                 .encode(),
             );
@@ -121,18 +128,87 @@ fn commit_safe(
     }
 }
 
-/// The metadata committed with the group's offsets of the assigned
-/// partitions, where there is any.
-fn committed_metadata(
+/// What the group committed for an assigned partition.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    partition: i32,
+    /// The next offset to read, if the group has one.
+    offset: Option<i64>,
+    metadata: Option<CommitMetadata>,
+}
+
+/// The group's committed offsets of the assigned partitions, with their
+/// metadata where there is any.
+fn committed(
     consumer: &BaseConsumer<SinkContext>,
     assigned: &TopicPartitionList,
-) -> KafkaResult<Vec<(i32, Option<CommitMetadata>)>> {
+) -> KafkaResult<Vec<Committed>> {
     let committed = consumer.committed_offsets(assigned.clone(), Duration::from_secs(10))?;
     Ok(committed
         .elements()
         .iter()
-        .map(|e| (e.partition(), CommitMetadata::decode(e.metadata())))
+        .map(|e| Committed {
+            partition: e.partition(),
+            offset: match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            },
+            metadata: CommitMetadata::decode(e.metadata()),
+        })
         .collect())
+}
+
+/// How many offsets of `gap` retention deleted before the sink read them:
+/// those below the partition's first offset now. Asked until Kafka answers,
+/// holding the gap in flight meanwhile, so a loss is never assumed away.
+async fn judge_gap(
+    consumer: Arc<StreamConsumer<SinkContext>>,
+    topic: String,
+    tracker: Tracker,
+    metrics: Arc<Metrics>,
+    gap: Gap,
+) {
+    let mut attempt = 0u32;
+    let low = loop {
+        let (c, t) = (consumer.clone(), topic.clone());
+        let asked = tokio::task::spawn_blocking(move || {
+            c.fetch_watermarks(&t, gap.partition, Duration::from_secs(5))
+        })
+        .await;
+        match asked {
+            Ok(Ok((low, _))) => break low,
+            Ok(Err(e)) => {
+                warn!(error = %e, partition = gap.partition, "reading the partition's first offset to judge a gap; retrying");
+            }
+            Err(e) => warn!(error = %e, "judging a gap"),
+        }
+        tokio::time::sleep(crate::backoff::delay(
+            attempt.min(8),
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+        ))
+        .await;
+        attempt = attempt.saturating_add(1);
+    };
+    let skipped = gap.deleted_below(low);
+    if skipped > 0 {
+        error!(
+            partition = gap.partition,
+            from = gap.from,
+            to = gap.to,
+            skipped,
+            "retention deleted records before the sink read them: they are lost to the table"
+        );
+        metrics.records_skipped.inc_by(skipped);
+    } else {
+        debug!(
+            partition = gap.partition,
+            from = gap.from,
+            to = gap.to,
+            "a gap in the offsets that retention did not make"
+        );
+    }
+    lock(&tracker).finish_gap(gap, skipped);
 }
 
 /// Reacts to rebalances and statistics of the sink's consumer.
@@ -221,7 +297,7 @@ impl ConsumerContext for SinkContext {
                 let resumed = tokio::task::block_in_place(|| {
                     let mut tries = 0;
                     loop {
-                        match committed_metadata(consumer, tpl) {
+                        match committed(consumer, tpl) {
                             Ok(r) => return Some(r),
                             Err(e) if tries < 3 => {
                                 warn!(error = %e, "reading the committed offsets; retrying");
@@ -237,11 +313,10 @@ impl ConsumerContext for SinkContext {
                 });
                 let mut t = lock(&self.tracker);
                 for p in &partitions {
-                    let last = resumed
+                    let c = resumed
                         .as_ref()
-                        .and_then(|r| r.iter().find(|(q, _)| q == p))
-                        .and_then(|(_, committed)| *committed);
-                    t.assign(*p, last);
+                        .and_then(|r| r.iter().find(|c| c.partition == *p));
+                    t.assign(*p, c.and_then(|c| c.metadata), c.and_then(|c| c.offset));
                 }
                 drop(t);
                 self.assigned.store(true, Ordering::Relaxed);
@@ -577,11 +652,25 @@ pub async fn run(
                 Ok(message) => {
                     // In the order the partition holds its records, so the
                     // write timestamps follow the offsets.
-                    let ticket: Ticket = lock(&tracker).start(
-                        message.partition(),
-                        message.offset(),
-                        message.timestamp().to_millis(),
-                    );
+                    let (gap, ticket): (Option<Gap>, Ticket) = {
+                        let mut t = lock(&tracker);
+                        let gap = t.gap(message.partition(), message.offset());
+                        let ticket = t.start(
+                            message.partition(),
+                            message.offset(),
+                            message.timestamp().to_millis(),
+                        );
+                        (gap, ticket)
+                    };
+                    if let Some(gap) = gap {
+                        tokio::spawn(judge_gap(
+                            consumer.clone(),
+                            topic.clone(),
+                            tracker.clone(),
+                            writer.metrics.clone(),
+                            gap,
+                        ));
+                    }
                     let record = Record {
                         partition: ticket.partition,
                         offset: ticket.offset,

@@ -16,6 +16,14 @@
 //! offset into the commit, so the next owner of the partition resumes the
 //! chain where this one left it. The count of the partition's records that
 //! were dead-lettered travels the same way, for the operator's totals.
+//!
+//! So does the count of offsets the sink never read because retention had
+//! deleted them first. Offsets may have gaps for good reasons (transaction
+//! markers, aborted transactions, compaction), so a gap between the offset
+//! the partition was expected to continue at and the record that came is
+//! only a suspicion: it is held in flight like a record ([`OffsetTracker::gap`])
+//! until the consumer has asked Kafka for the partition's first offset,
+//! and the part of the gap below it is counted ([`OffsetTracker::finish_gap`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -38,6 +46,14 @@ struct PartitionState {
     /// Records of the partition dead-lettered up to `stored`, counted
     /// across owners (from the committed metadata).
     stored_dead_lettered: u64,
+    /// Offsets retention deleted before they were read, by the offset the
+    /// gap starts at, not yet below the stored offset.
+    skips: BTreeMap<i64, u64>,
+    /// Offsets skipped up to `stored`, counted across owners.
+    stored_skipped: u64,
+    /// The offset the partition's next record should have: after the last
+    /// one started, or the committed offset it was assigned at.
+    expected: Option<i64>,
     /// The lowest and highest offsets started in this epoch.
     lowest_started: Option<i64>,
     highest_started: Option<i64>,
@@ -72,13 +88,84 @@ pub struct Safe {
     pub write_timestamp: Option<i64>,
     /// Records of the partition dead-lettered up to `offset`.
     pub dead_lettered: u64,
+    /// Offsets of the partition up to `offset` that retention deleted
+    /// before the sink read them.
+    pub skipped: u64,
+}
+
+/// A gap in a partition's offsets, held in flight until the consumer knows
+/// how much of it retention deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub partition: i32,
+    /// The first offset missing.
+    pub from: i64,
+    /// The offset of the record that came instead.
+    pub to: i64,
+    epoch: u64,
+}
+
+impl Gap {
+    /// How many of the gap's offsets lie below the partition's first
+    /// offset `low` (its log start): those were deleted unread.
+    pub fn deleted_below(&self, low: i64) -> u64 {
+        u64::try_from(low.min(self.to) - self.from).unwrap_or(0)
+    }
+}
+
+impl PartitionState {
+    /// Moves the safe offset up to the lowest offset still in flight, with
+    /// what its commit carries. Returns it when it moved.
+    fn advance(&mut self) -> Option<i64> {
+        let safe = match self.in_flight.first() {
+            Some(&lowest) => lowest - 1,
+            None => self.highest_started?,
+        };
+        let before_first = self.lowest_started.is_none_or(|l| safe < l);
+        if before_first || self.stored.is_some_and(|s| s >= safe) {
+            return None;
+        }
+        self.stored = Some(safe);
+        self.unstored = true;
+        // The timestamp of the last record at or below the safe offset
+        // (offsets may have gaps); older ones are no longer needed.
+        let below: Vec<i64> = self.timestamps.range(..=safe).map(|(o, _)| *o).collect();
+        if let Some(last) = below.last() {
+            self.stored_timestamp = self.timestamps.get(last).copied();
+        }
+        for o in below {
+            self.timestamps.remove(&o);
+        }
+        let counted: Vec<i64> = self.dead_letters.range(..=safe).copied().collect();
+        self.stored_dead_lettered += counted.len() as u64;
+        for o in counted {
+            self.dead_letters.remove(&o);
+        }
+        let skipped: Vec<(i64, u64)> = self.skips.range(..=safe).map(|(o, n)| (*o, *n)).collect();
+        for (o, n) in skipped {
+            self.stored_skipped += n;
+            self.skips.remove(&o);
+        }
+        Some(safe)
+    }
+
+    fn safe(&self, partition: i32) -> Option<Safe> {
+        Some(Safe {
+            partition,
+            offset: self.stored?,
+            write_timestamp: self.stored_timestamp,
+            dead_lettered: self.stored_dead_lettered,
+            skipped: self.stored_skipped,
+        })
+    }
 }
 
 impl OffsetTracker {
-    /// The partition was assigned to this consumer: its write timestamps
-    /// and its count of dead letters continue from what was committed with
-    /// the group's offset (`None` when there is nothing).
-    pub fn assign(&mut self, partition: i32, committed: Option<CommitMetadata>) {
+    /// The partition was assigned to this consumer at the committed offset
+    /// `at` (`None`: the group has none, and reading starts at the
+    /// partition's first record): its write timestamps and its counts
+    /// continue from what was committed with it.
+    pub fn assign(&mut self, partition: i32, committed: Option<CommitMetadata>, at: Option<i64>) {
         self.next_epoch += 1;
         self.partitions.insert(
             partition,
@@ -86,9 +173,41 @@ impl OffsetTracker {
                 epoch: self.next_epoch,
                 clock: WriteClock::resume(committed.map(|c| c.write_timestamp)),
                 stored_dead_lettered: committed.map_or(0, |c| c.dead_lettered),
+                stored_skipped: committed.map_or(0, |c| c.skipped),
+                expected: at,
                 ..PartitionState::default()
             },
         );
+    }
+
+    /// Called for each record before [`OffsetTracker::start`]: when the
+    /// record at `offset` leaves a gap after the one expected, the gap, now
+    /// in flight. The caller finds out how much of it retention deleted and
+    /// hands it back to [`OffsetTracker::finish_gap`].
+    pub fn gap(&mut self, partition: i32, offset: i64) -> Option<Gap> {
+        let state = self.partitions.get_mut(&partition)?;
+        let from = state.expected.filter(|e| *e < offset)?;
+        state.in_flight.insert(from);
+        state.lowest_started = Some(state.lowest_started.map_or(from, |l| l.min(from)));
+        Some(Gap {
+            partition,
+            from,
+            to: offset,
+            epoch: state.epoch,
+        })
+    }
+
+    /// The gap is judged: `skipped` of its offsets were deleted unread.
+    /// Returns the safe offset when it moved, as [`OffsetTracker::finish`].
+    pub fn finish_gap(&mut self, gap: Gap, skipped: u64) -> Option<i64> {
+        let state = self.partitions.get_mut(&gap.partition)?;
+        if state.epoch != gap.epoch || !state.in_flight.remove(&gap.from) {
+            return None;
+        }
+        if skipped > 0 {
+            state.skips.insert(gap.from, skipped);
+        }
+        state.advance()
     }
 
     /// A record of `partition` at `offset`, with Kafka timestamp
@@ -111,6 +230,7 @@ impl OffsetTracker {
         let write_timestamp = state.clock.next(kafka_timestamp_ms);
         state.timestamps.insert(offset, write_timestamp);
         state.in_flight.insert(offset);
+        state.expected = Some(offset + 1);
         state.lowest_started = Some(state.lowest_started.map_or(offset, |l| l.min(offset)));
         state.highest_started = Some(state.highest_started.map_or(offset, |h| h.max(offset)));
         Ticket {
@@ -132,31 +252,7 @@ impl OffsetTracker {
         if dead_lettered {
             state.dead_letters.insert(ticket.offset);
         }
-        let safe = match state.in_flight.first() {
-            Some(&lowest) => lowest - 1,
-            None => state.highest_started?,
-        };
-        let before_first = state.lowest_started.is_none_or(|l| safe < l);
-        if before_first || state.stored.is_some_and(|s| s >= safe) {
-            return None;
-        }
-        state.stored = Some(safe);
-        state.unstored = true;
-        // The timestamp of the last record at or below the safe offset
-        // (offsets may have gaps); older ones are no longer needed.
-        let below: Vec<i64> = state.timestamps.range(..=safe).map(|(o, _)| *o).collect();
-        if let Some(last) = below.last() {
-            state.stored_timestamp = state.timestamps.get(last).copied();
-        }
-        for o in below {
-            state.timestamps.remove(&o);
-        }
-        let counted: Vec<i64> = state.dead_letters.range(..=safe).copied().collect();
-        state.stored_dead_lettered += counted.len() as u64;
-        for o in counted {
-            state.dead_letters.remove(&o);
-        }
-        Some(safe)
+        state.advance()
     }
 
     /// The safe offsets that moved since the last call, per partition of
@@ -170,14 +266,7 @@ impl OffsetTracker {
                 continue;
             }
             state.unstored = false;
-            if let Some(offset) = state.stored {
-                out.push(Safe {
-                    partition: *partition,
-                    offset,
-                    write_timestamp: state.stored_timestamp,
-                    dead_lettered: state.stored_dead_lettered,
-                });
-            }
+            out.extend(state.safe(*partition));
         }
         out
     }
@@ -189,14 +278,7 @@ impl OffsetTracker {
         self.partitions
             .iter()
             .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
-            .filter_map(|(partition, state)| {
-                Some(Safe {
-                    partition: *partition,
-                    offset: state.stored?,
-                    write_timestamp: state.stored_timestamp,
-                    dead_lettered: state.stored_dead_lettered,
-                })
-            })
+            .filter_map(|(partition, state)| state.safe(*partition))
             .collect()
     }
 
@@ -227,13 +309,14 @@ mod tests {
         CommitMetadata {
             write_timestamp,
             dead_lettered,
+            skipped: 0,
         }
     }
 
     #[test]
     fn dead_letters_are_counted_once_below_the_safe_offset_and_across_owners() {
         let mut t = OffsetTracker::default();
-        t.assign(1, Some(meta(10_000, 7)));
+        t.assign(1, Some(meta(10_000, 7)), Some(20));
         let a = t.start(1, 20, Some(11));
         let b = t.start(1, 21, Some(11));
         let c = t.start(1, 22, Some(11));
@@ -250,7 +333,7 @@ mod tests {
         let d = t.start(1, 23, Some(11));
         t.revoke(1);
         assert_eq!(t.finish(d, true), None);
-        t.assign(1, Some(meta(12_000, 9)));
+        t.assign(1, Some(meta(12_000, 9)), Some(23));
         let again = t.start(1, 23, Some(11));
         assert_eq!(t.finish(again, true), Some(23));
         assert_eq!(t.all_safe(None)[0].dead_lettered, 10, "23 counted once");
@@ -337,7 +420,7 @@ mod tests {
     #[test]
     fn the_safe_offset_carries_the_write_timestamp_of_its_record() {
         let mut t = OffsetTracker::default();
-        t.assign(0, Some(meta(41_999, 0)));
+        t.assign(0, Some(meta(41_999, 0)), Some(10));
         let a = t.start(0, 10, Some(41));
         let b = t.start(0, 11, Some(41));
         let _gap = t.start(0, 15, Some(42));
@@ -353,6 +436,7 @@ mod tests {
                 offset: 14,
                 write_timestamp: Some(42_001),
                 dead_lettered: 0,
+                skipped: 0,
             }],
             "offset 14 is a gap: the timestamp is that of 11, the last record below it"
         );
@@ -364,9 +448,80 @@ mod tests {
         let mut t = OffsetTracker::default();
         let first = t.start(3, 0, Some(5));
         t.revoke(3);
-        t.assign(3, Some(meta(first.write_timestamp, 0)));
+        t.assign(3, Some(meta(first.write_timestamp, 0)), Some(1));
         let replayed = t.start(3, 1, Some(5));
         assert_eq!(replayed.write_timestamp, first.write_timestamp + 1);
         assert_ne!(replayed.epoch, first.epoch);
+    }
+
+    #[test]
+    fn a_gap_below_the_first_offset_is_counted_as_skipped_once_it_is_safe() {
+        let mut t = OffsetTracker::default();
+        let mut committed = meta(1_000, 2);
+        committed.skipped = 5;
+        // Committed at 10; retention deleted up to 60 before the sink came
+        // back, so the next record read is 60.
+        t.assign(0, Some(committed), Some(10));
+        assert_eq!(t.gap(0, 10), None, "the expected offset is no gap");
+        let gap = t.gap(0, 60).expect("offsets 10..60 are missing");
+        assert_eq!((gap.from, gap.to), (10, 60));
+        let a = t.start(0, 60, Some(2));
+        assert_eq!(t.finish(a, false), None, "the gap is not judged yet");
+        assert!(t.take_safe(None).is_empty());
+        assert_eq!(gap.deleted_below(60), 50);
+        assert_eq!(t.finish_gap(gap, gap.deleted_below(60)), Some(60));
+        let safe = t.take_safe(None);
+        assert_eq!(
+            (safe[0].offset, safe[0].skipped),
+            (60, 55),
+            "5 before, and 50"
+        );
+        assert_eq!(safe[0].dead_lettered, 2);
+        // The next record follows on: no gap, nothing more counted.
+        assert_eq!(t.gap(0, 61), None);
+        let b = t.start(0, 61, Some(2));
+        t.finish(b, false);
+        assert_eq!(t.all_safe(None)[0].skipped, 55);
+    }
+
+    #[test]
+    fn a_gap_retention_did_not_make_counts_nothing() {
+        let mut t = OffsetTracker::default();
+        t.assign(0, None, Some(0));
+        let a = t.start(0, 0, Some(1));
+        // A transaction marker at 1: the next record is 2, and the
+        // partition still starts at 0.
+        let gap = t.gap(0, 2).expect("a gap");
+        let b = t.start(0, 2, Some(1));
+        t.finish(a, false);
+        t.finish(b, false);
+        assert_eq!(gap.deleted_below(0), 0);
+        assert_eq!(t.finish_gap(gap, 0), Some(2));
+        assert_eq!(t.take_safe(None)[0].skipped, 0);
+        // Partly deleted: of a gap 2..10, the first offset is now 6.
+        let gap = Gap {
+            partition: 0,
+            from: 2,
+            to: 10,
+            epoch: 0,
+        };
+        assert_eq!(gap.deleted_below(6), 4);
+        assert_eq!(gap.deleted_below(50), 8, "never more than the gap");
+    }
+
+    #[test]
+    fn a_new_group_has_no_expected_offset_and_a_revoked_gap_is_ignored() {
+        let mut t = OffsetTracker::default();
+        t.assign(0, None, None);
+        assert_eq!(
+            t.gap(0, 500),
+            None,
+            "nothing was committed: no loss to count"
+        );
+        let a = t.start(0, 500, Some(1));
+        let gap = t.gap(0, 510).expect("a gap");
+        t.revoke(0);
+        assert_eq!(t.finish_gap(gap, 10), None, "the old assignment's gap");
+        assert_eq!(t.finish(a, false), None);
     }
 }

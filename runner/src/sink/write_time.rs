@@ -91,7 +91,7 @@ mod tests {
         // Committed after the third record: resume from its timestamp.
         let metadata = millrace_api::CommitMetadata {
             write_timestamp: run[2],
-            dead_lettered: 0,
+            ..millrace_api::CommitMetadata::default()
         };
         let committed = millrace_api::CommitMetadata::decode(&metadata.encode())
             .expect("our metadata")
