@@ -15,7 +15,7 @@
 //! - [`schedule`]: when a pull source runs.
 //! - What the operator and the runner agree on: [`kafka_client`] (client
 //!   settings, consumer group), [`commit_metadata`] (what the sink commits
-//!   with its offsets), [`pull_lease`], [`credentials`],
+//!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`credentials`],
 //!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
 //! - `serve` (crate feature `serve`): the bounded HTTP server the runner
@@ -35,6 +35,7 @@ pub mod json_pointer;
 pub mod kafka_client;
 pub mod mapping;
 pub mod pull_lease;
+pub mod replay;
 pub mod schedule;
 pub mod schema_diff;
 #[cfg(feature = "serve")]
@@ -56,6 +57,7 @@ pub use mapping::{
     ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
 };
 pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name};
+pub use replay::{REPLAY_ANNOTATION, REPLAY_TOKEN_ENV, ReplayMetadata, replay_group};
 pub use schedule::{Cron, Schedule, ScheduleError};
 pub use schema_diff::{ColumnKind, ObservedColumn, TableDiff, UnsupportedChange, diff_table};
 pub use spec::*;

@@ -35,6 +35,50 @@ pub struct StreamPipelineStatus {
     /// How records are flowing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<FlowStatus>,
+
+    /// The last dead-letter replay asked for with the annotation
+    /// `millrace.io/replay-dead-letters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_replay: Option<DeadLetterReplayStatus>,
+}
+
+/// A dead-letter replay, as the sink's replay group has committed it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterReplayStatus {
+    /// The token of the replay (the annotation's value).
+    pub token: String,
+
+    /// `Running` until every partition of the dead-letter topic is replayed
+    /// up to where it ended when the replay began, then `Done`.
+    pub state: ReplayState,
+
+    /// Dead letters this replay wrote to the table.
+    #[serde(default)]
+    pub replayed: i64,
+
+    /// Dead letters that failed again: they are back on the dead-letter
+    /// topic, after the replayed part, for a later replay.
+    #[serde(default)]
+    pub failed_again: i64,
+
+    /// Dead letters this replay has still to read.
+    #[serde(default)]
+    pub remaining: i64,
+
+    /// Why the annotation's value was refused, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where a replay is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ReplayState {
+    #[default]
+    Running,
+    Done,
+    /// The annotation's value is not a token; nothing is replayed.
+    Refused,
 }
 
 /// The topic as found on the brokers.

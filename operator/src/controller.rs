@@ -261,6 +261,29 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         &sp.spec.dead_letter_topic(),
         Timestamp::now(),
     );
+    let replay = match (&kafka_auth, topic.usable) {
+        (Ok(auth), true) => {
+            status::replay::replay(
+                &ctx.lag,
+                sp,
+                &sp.spec.kafka,
+                auth.as_ref(),
+                old.dead_letter_replay.as_ref(),
+            )
+            .await
+        }
+        _ => old.dead_letter_replay.clone(),
+    };
+    publish(
+        ctx,
+        sp,
+        status::replay::notices(
+            old.dead_letter_replay.as_ref(),
+            replay.as_ref(),
+            &sp.spec.dead_letter_topic(),
+        ),
+    )
+    .await;
     let ready = status::ready(
         &[&topic_cond, &table_cond, &runner_cond, &flowing_cond],
         sp.spec.suspend,
@@ -280,6 +303,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         table: table.status.clone().or(old.table.clone()),
         runner: runner.status.clone().or(old.runner.clone()),
         flow,
+        dead_letter_replay: replay,
     };
     report(ctx, sp, new).await?;
 

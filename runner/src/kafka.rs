@@ -21,6 +21,12 @@ pub mod headers {
     /// Set when the payload did not fit the dead-letter topic and was left
     /// out: its size, and where the original is.
     pub const PAYLOAD_OMITTED: &str = "millrace.payload.omitted";
+    /// The write timestamp (microseconds) the sink gave the record, so a
+    /// replay writes it with the same one and a newer version of its key
+    /// already in the table stays.
+    pub const WRITE_TIMESTAMP: &str = "millrace.write.timestamp";
+    /// Set on a dead letter that a replay tried again: the replay's token.
+    pub const REPLAY_TOKEN: &str = "millrace.replay.token";
 }
 
 /// Where a dead-lettered record came from.
@@ -33,6 +39,13 @@ pub enum Origin<'a> {
         topic: &'a str,
         partition: i32,
         offset: i64,
+        write_timestamp: i64,
+    },
+    /// A dead letter a replay tried again: its headers (where it came from)
+    /// are kept, with the replay's token.
+    Replay {
+        token: &'a str,
+        headers: &'a [(String, Vec<u8>)],
     },
 }
 
@@ -276,6 +289,7 @@ impl Producer {
                     topic,
                     partition,
                     offset,
+                    write_timestamp,
                 } => {
                     h = h
                         .insert(Header {
@@ -293,7 +307,29 @@ impl Producer {
                         .insert(Header {
                             key: headers::SOURCE_OFFSET,
                             value: Some(&offset.to_string()),
+                        })
+                        .insert(Header {
+                            key: headers::WRITE_TIMESTAMP,
+                            value: Some(&write_timestamp.to_string()),
                         });
+                }
+                Origin::Replay {
+                    token,
+                    headers: kept,
+                } => {
+                    for (key, value) in kept.iter() {
+                        if key == headers::ERROR || key == headers::REPLAY_TOKEN {
+                            continue;
+                        }
+                        h = h.insert(Header {
+                            key,
+                            value: Some(value),
+                        });
+                    }
+                    h = h.insert(Header {
+                        key: headers::REPLAY_TOKEN,
+                        value: Some(*token),
+                    });
                 }
             }
             if let Some(note) = &omitted {

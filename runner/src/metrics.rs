@@ -53,6 +53,8 @@ pub struct Metrics {
     pull_runs: Family<Labels, Counter>,
     pull_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     produce_retries: Family<Labels, Counter>,
+    dead_letters_replayed: Family<Labels, Counter>,
+    replay_partitions: Family<Labels, Gauge>,
 }
 
 /// Counts a waiting write until dropped (written, or the task ended).
@@ -151,6 +153,18 @@ impl Metrics {
             "Records an ingest source sent to Kafka again because a send was not acknowledged",
             produce_retries.clone(),
         );
+        let dead_letters_replayed = Family::<Labels, Counter>::default();
+        registry.register(
+            "dead_letters_replayed",
+            "Dead letters a replay tried again, by outcome (written, failed_again)",
+            dead_letters_replayed.clone(),
+        );
+        let replay_partitions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "dead_letter_replay_partitions",
+            "Partitions of the dead-letter topic this sink holds for the replay, by state (active, done)",
+            replay_partitions.clone(),
+        );
         Self {
             registry,
             records_ingested,
@@ -166,7 +180,25 @@ impl Metrics {
             pull_runs,
             pull_last_success,
             produce_retries,
+            dead_letters_replayed,
+            replay_partitions,
         }
+    }
+
+    /// Partitions of the dead-letter topic held for the replay.
+    pub fn replay_partitions(&self, active: i64, done: i64) {
+        for (state, n) in [("active", active), ("done", done)] {
+            self.replay_partitions
+                .get_or_create(&vec![("state", state.to_owned())])
+                .set(n);
+        }
+    }
+
+    /// A dead letter a replay tried again: `written` or `failed_again`.
+    pub fn replayed(&self, outcome: &'static str) {
+        self.dead_letters_replayed
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
     }
 
     pub fn ingested(&self, source: &str, n: u64) {
@@ -263,6 +295,8 @@ mod tests {
         m.rows_written.inc();
         m.rows_failed.inc();
         m.records_skipped.inc_by(3);
+        m.replayed("written");
+        m.replay_partitions(1, 2);
         m.dead_lettered(Reason::WriteFailed);
         m.write_latency.observe(0.01);
         m.set_lag(0, 5);
@@ -274,6 +308,8 @@ mod tests {
             "millrace_rows_written_total 1",
             "millrace_rows_failed_total 1",
             "millrace_records_skipped_total 3",
+            "millrace_dead_letters_replayed_total{outcome=\"written\"} 1",
+            "millrace_dead_letter_replay_partitions{state=\"done\"} 2",
             "millrace_records_dead_lettered_total{reason=\"write_failed\"} 1",
             "millrace_write_latency_seconds_bucket",
             "millrace_consumer_lag{partition=\"0\"} 5",

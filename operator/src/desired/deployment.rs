@@ -191,7 +191,27 @@ pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> De
             "--pipeline".to_owned(),
             PIPELINE_FILE.to_owned(),
         ]),
-        env: Some(env(spec)),
+        env: Some({
+            let mut env = env(spec);
+            // A replay asked for by annotation runs in the sink; a new
+            // token rolls the sink out with it.
+            if role == Role::Sink
+                && let Ok(Some(token)) = millrace_api::replay::requested_token(
+                    p.sp.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(millrace_api::REPLAY_ANNOTATION))
+                        .map(String::as_str),
+                )
+            {
+                env.push(EnvVar {
+                    name: millrace_api::REPLAY_TOKEN_ENV.to_owned(),
+                    value: Some(token.to_owned()),
+                    ..EnvVar::default()
+                });
+            }
+            env
+        }),
         env_from: env_from(spec, role),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),

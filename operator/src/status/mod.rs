@@ -4,6 +4,7 @@
 //! for the controller to publish). [`flow`] adds the data-flow figures.
 
 pub mod flow;
+pub mod replay;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;

@@ -19,6 +19,7 @@
 //! status, into `millrace_records_skipped_total` and into the log.
 
 pub mod offsets;
+mod replay;
 pub mod write_time;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -311,11 +312,46 @@ impl ConsumerContext for SinkContext {
                         }
                     }
                 });
+                // A partition the group never committed starts at its first
+                // offset now: recorded at once, so records deleted before
+                // the sink reads them later count as lost, like any others.
+                let mut started = Vec::new();
+                for p in &partitions {
+                    let known = resumed
+                        .as_ref()
+                        .and_then(|r| r.iter().find(|c| c.partition == *p))
+                        .is_some_and(|c| c.offset.is_some());
+                    if resumed.is_some()
+                        && !known
+                        && let Ok((low, _)) = tokio::task::block_in_place(|| {
+                            consumer.fetch_watermarks(&self.topic, *p, Duration::from_secs(10))
+                        })
+                    {
+                        started.push(Committed {
+                            partition: *p,
+                            offset: Some(low),
+                            metadata: None,
+                        });
+                    }
+                }
+                if !started.is_empty() {
+                    let mut tpl = TopicPartitionList::new();
+                    for c in &started {
+                        let _ = tpl
+                            .add_partition(&self.topic, c.partition)
+                            .set_offset(Offset::Offset(c.offset.unwrap_or(0)));
+                    }
+                    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                        warn!(error = %e, "recording where the sink starts on new partitions");
+                    }
+                }
                 let mut t = lock(&self.tracker);
                 for p in &partitions {
                     let c = resumed
                         .as_ref()
-                        .and_then(|r| r.iter().find(|c| c.partition == *p));
+                        .and_then(|r| r.iter().find(|c| c.partition == *p))
+                        .filter(|c| c.offset.is_some())
+                        .or_else(|| started.iter().find(|c| c.partition == *p));
                     t.assign(*p, c.and_then(|c| c.metadata), c.and_then(|c| c.offset));
                 }
                 drop(t);
@@ -377,13 +413,20 @@ impl Writer {
             topic: &self.topic,
             partition: record.partition,
             offset: record.offset,
+            write_timestamp: record.write_timestamp,
         };
+        self.handle_as(&record, origin).await
+    }
+
+    /// As [`Writer::handle`], dead-lettering what fails as coming from
+    /// `origin`.
+    async fn handle_as(&self, record: &Record, origin: Origin<'_>) -> Outcome {
         // Only the fields the columns read are parsed (RowMapper::parse):
         // JSON parsing was the largest part of the sink's CPU per row.
         let value = match self.mapper.parse(&record.payload) {
             Ok(v) => v,
             Err(e) => {
-                self.fail(&record, Reason::NotJson, &format!("not JSON: {e}"), origin)
+                self.fail(record, Reason::NotJson, &format!("not JSON: {e}"), origin)
                     .await;
                 return Outcome::DeadLettered;
             }
@@ -391,7 +434,7 @@ impl Writer {
         let row = match self.mapper.map(&value) {
             Ok(row) => row,
             Err(e) => {
-                self.fail(&record, Reason::Unmappable, &e.to_string(), origin)
+                self.fail(record, Reason::Unmappable, &e.to_string(), origin)
                     .await;
                 return Outcome::DeadLettered;
             }
@@ -408,7 +451,7 @@ impl Writer {
             }
             Err(e) => {
                 let reason = format!("cassandra refused the row: {e}");
-                self.fail(&record, Reason::WriteFailed, &reason, origin)
+                self.fail(record, Reason::WriteFailed, &reason, origin)
                     .await;
                 Outcome::DeadLettered
             }
@@ -616,6 +659,24 @@ pub async fn run(
         topic: topic.clone(),
         metrics,
     });
+    // A replay of the dead letters, when one was asked for, beside the
+    // stream and through the same writer.
+    let replay = replay::token_from_env().map(|token| {
+        let (pipeline, connections, writer, metrics, shutdown) = (
+            pipeline.clone(),
+            connections.clone(),
+            writer.clone(),
+            writer.metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) =
+                replay::run(token, &pipeline, &connections, writer, metrics, shutdown).await
+            {
+                error!(error = %e, "the dead-letter replay stopped");
+            }
+        })
+    });
     let max_in_flight = spec.runner.max_in_flight.max(1) as u32;
     let permits = Arc::new(Semaphore::new(max_in_flight as usize));
     let storer = {
@@ -714,6 +775,11 @@ pub async fn run(
     }
     storer.abort();
     commit_safe(&*consumer, &topic, &tracker, None);
+    if let Some(replay) = replay
+        && tokio::time::timeout(DRAIN_DEADLINE, replay).await.is_err()
+    {
+        warn!("the dead-letter replay did not stop in time; it resumes from its last commit");
+    }
     dlq.flush(Duration::from_secs(5));
     info!("sink stopped; offsets committed");
     Ok(())
