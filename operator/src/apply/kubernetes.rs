@@ -1,7 +1,9 @@
 //! Server-side apply (field manager `millrace-operator`) of the runner's
-//! objects. An object is written only when it is missing or its
+//! objects. An object is written only when it is missing, its
 //! `millrace.io/desired-hash` differs from what the operator would write
-//! now, so a steady-state resync writes nothing.
+//! now, or someone else changed or removed a field the operator set (its
+//! managed fields say so: [`crate::desired::drift`]); so a hand edit is
+//! undone and a steady-state resync writes nothing.
 
 use std::fmt::Debug;
 
@@ -12,11 +14,14 @@ use kube::{Resource, ResourceExt};
 use millrace_api::RunnerStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::info;
 
 use super::PartOutcome;
 use crate::context::Context;
 use crate::desired::deployment::Role;
-use crate::desired::{FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, with_desired_hash};
+use crate::desired::{
+    FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, drift, with_desired_hash,
+};
 use crate::error::{Error, Result};
 use crate::events::Notice;
 use crate::metrics::Target;
@@ -29,7 +34,8 @@ pub enum Change {
 }
 
 /// Applies `desired` unless the live object already is what the operator
-/// last applied (and `in_sync` agrees, for fields others may edit).
+/// last applied, with every field still the operator's (and `in_sync`
+/// agrees).
 pub async fn ensure<K>(
     ctx: &Context,
     desired: K,
@@ -74,6 +80,7 @@ where
         && desired_hash(live) == desired_hash(&desired)
         && live.meta().deletion_timestamp.is_none()
         && in_sync(live)
+        && !drifted(&desired, live)?
     {
         return Ok((live.clone(), Change::None));
     }
@@ -91,6 +98,27 @@ where
         Change::Created
     };
     Ok((applied, change))
+}
+
+/// Whether someone else changed or removed a field of `desired` in `live`
+/// (logged, with the first such field).
+fn drifted<K: Resource<DynamicType = ()> + Serialize>(desired: &K, live: &K) -> Result<bool> {
+    let json = |o: &K| {
+        serde_json::to_value(o).map_err(|e| Error::Render {
+            what: "object",
+            message: e.to_string(),
+        })
+    };
+    let Some(field) = drift::drifted(&json(desired)?, &json(live)?) else {
+        return Ok(false);
+    };
+    info!(
+        kind = %K::kind(&()),
+        name = %live.name_any(),
+        %field,
+        "changed by someone else: applying it again"
+    );
+    Ok(true)
 }
 
 /// Applies the runner's objects. Deployments are created only once the
