@@ -55,7 +55,7 @@ pub use kafka_client::{consumer_group, kafka_client_settings};
 pub use mapping::{
     ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
 };
-pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name};
+pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner};
 pub use schedule::{Cron, Schedule, ScheduleError};
 pub use schema_diff::{ColumnKind, ObservedColumn, TableDiff, UnsupportedChange, diff_table};
 pub use spec::*;

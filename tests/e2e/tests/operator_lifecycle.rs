@@ -1,9 +1,12 @@
 //! Suspend and resume; deletion with `Retain` and `Delete`; deletion while
-//! Cassandra cannot be reached.
+//! Cassandra cannot be reached; what the runner makes goes with the
+//! pipeline.
 
 mod operator_common;
 
+use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use millrace_testsupport::{Deadline, poll_until};
@@ -280,4 +283,51 @@ async fn deleting_the_namespace_still_applies_the_delete_policy() -> anyhow::Res
             Err(e)
         }
     })
+}
+
+/// The runner's pull Lease is owned by its pipeline, so it goes with it
+/// (whatever the `deletionPolicy`).
+#[tokio::test]
+async fn a_pull_lease_goes_with_its_pipeline() -> anyhow::Result<()> {
+    let s = Scenario::new("op-lease").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "pulled";
+    let mut sp = s.seed_pipeline(name)?;
+    // Nothing listens at the URL: each run fails, and still takes the
+    // Lease and records itself there.
+    sp["spec"]["sources"] = json!([
+        {"name": "api", "httpPull": {"url": "http://127.0.0.1:9/users", "schedule": "5s"}},
+    ]);
+    let uid = s.apply(&sp).await?.metadata.uid.context("uid")?;
+    let leases = s.ns.api::<Lease>();
+    let lease_name = millrace_api::pull_lease_name(name, "api");
+    let lease = poll_until(
+        "the runner to take its pull Lease",
+        Deadline::secs(180),
+        || async { Ok(leases.get_opt(&lease_name).await?) },
+    )
+    .await?;
+    let owners = lease.metadata.owner_references.unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.uid == uid && o.kind == "StreamPipeline" && o.name == name),
+        "the Lease is owned by the pipeline: {owners:?}"
+    );
+
+    let took = s.delete_pipeline(name, 60).await?;
+    println!("pipeline deleted in {took:?}");
+    let start = std::time::Instant::now();
+    poll_until(
+        "the pull Lease to be collected",
+        Deadline::secs(60),
+        || async { Ok(leases.get_opt(&lease_name).await?.is_none().then_some(())) },
+    )
+    .await?;
+    println!(
+        "pull Lease collected {:?} after the pipeline",
+        start.elapsed()
+    );
+    op.stop().await?;
+    s.cleanup().await
 }
