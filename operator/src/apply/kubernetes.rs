@@ -9,7 +9,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use millrace_api::RunnerStatus;
 use serde::Serialize;
@@ -84,14 +84,39 @@ where
     {
         return Ok((live.clone(), Change::None));
     }
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await?;
-    ctx.metrics.write(Target::Kubernetes);
+    let apply = || async {
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await;
+        ctx.metrics.write(Target::Kubernetes);
+        applied
+    };
+    let applied = match (apply().await, &existing) {
+        // Someone else's entry stands in the way of the declared one (a
+        // Service port renumbered by hand keeps its name, and the declared
+        // port would repeat it): apply cannot remove what it does not own,
+        // so the object is replaced as declared, then applied again so the
+        // operator's managed fields hold it all.
+        (Err(kube::Error::Api(e)), Some(live)) if e.code == 422 => {
+            info!(
+                kind = %K::kind(&()),
+                %name,
+                error = %e.message,
+                "another manager's fields conflict with the declared ones: replacing the object"
+            );
+            let mut replacement = desired.clone();
+            replacement.meta_mut().resource_version = live.meta().resource_version.clone();
+            api.replace(&name, &PostParams::default(), &replacement)
+                .await?;
+            ctx.metrics.write(Target::Kubernetes);
+            apply().await?
+        }
+        (result, _) => result?,
+    };
     let change = if existing.is_some() {
         Change::Updated
     } else {

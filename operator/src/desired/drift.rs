@@ -113,6 +113,14 @@ fn covers_map(
         } else {
             format!("{at}.{name}")
         };
+        // An empty list or map (a Role without rules) is not recorded as a
+        // managed field: it holds while the object has nothing there.
+        if is_empty(value) {
+            if live.get(name).is_some_and(|v| !v.is_null() && !is_empty(v)) {
+                return Err(path);
+            }
+            continue;
+        }
         let (Some(Value::Object(sub)), Some(live_value)) =
             (fields.get(&format!("f:{name}")), live.get(name))
         else {
@@ -121,6 +129,14 @@ fn covers_map(
         covers(value, sub, live_value, &path)?;
     }
     Ok(())
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
 }
 
 fn covers(want: &Value, fields: &Map<String, Value>, live: &Value, at: &str) -> Walk {
@@ -393,6 +409,28 @@ mod tests {
             .expect("meta")
             .remove("managedFields");
         assert!(!holds_desired(&desired(), &live));
+    }
+
+    #[test]
+    fn an_empty_list_holds_while_nobody_fills_it() {
+        let live = |rules: Value| {
+            json!({
+                "metadata": {"managedFields": [{
+                    "manager": "millrace-operator",
+                    "operation": "Apply",
+                    "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}}}}
+                }], "labels": {"app": "p"}},
+                "rules": rules
+            })
+        };
+        let want = json!({"metadata": {"labels": {"app": "p"}}, "rules": []});
+        assert!(holds_desired(&want, &live(Value::Null)));
+        assert!(holds_desired(&want, &live(json!([]))));
+        assert_eq!(
+            drifted(&want, &live(json!([{"verbs": ["get"]}]))).as_deref(),
+            Some("rules"),
+            "a rule added by hand"
+        );
     }
 
     #[test]
