@@ -56,7 +56,7 @@ pub use kafka_client::{consumer_group, kafka_client_settings};
 pub use mapping::{
     ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
 };
-pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name};
+pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner};
 pub use replay::{REPLAY_ANNOTATION, REPLAY_TOKEN_ENV, ReplayMetadata, replay_group};
 pub use schedule::{Cron, Schedule, ScheduleError};
 pub use schema_diff::{ColumnKind, ObservedColumn, TableDiff, UnsupportedChange, diff_table};

@@ -2,9 +2,14 @@
 //! holder runs a pull source, and it records each run in the Lease's
 //! annotation `millrace.io/last-pull`, which the operator reports in the
 //! pipeline's status. The operator also grants the runner access to the
-//! Lease by this name.
+//! Lease by this name. The Lease is owned by its StreamPipeline
+//! ([`pull_lease_owner`]), so it is collected with the pipeline.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
 use serde::{Deserialize, Serialize};
+
+use crate::StreamPipeline;
 
 /// The annotation holding a [`LastPull`] as JSON.
 pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
@@ -12,6 +17,21 @@ pub const LAST_PULL_ANNOTATION: &str = "millrace.io/last-pull";
 /// `NAME-pull-SOURCE`.
 pub fn pull_lease_name(pipeline: &str, source: &str) -> String {
     format!("{pipeline}-pull-{source}")
+}
+
+/// The owner reference a pull Lease carries: the pipeline `name` with `uid`
+/// (the pipeline document the runner reads holds both). Not a controller
+/// reference, and it does not block the owner's deletion (which would need
+/// rights on the pipeline the runner does not have).
+pub fn pull_lease_owner(pipeline: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: StreamPipeline::api_version(&()).into_owned(),
+        kind: StreamPipeline::kind(&()).into_owned(),
+        name: pipeline.to_owned(),
+        uid: uid.to_owned(),
+        controller: None,
+        block_owner_deletion: None,
+    }
 }
 
 /// What the last run of a pull source did.
@@ -46,6 +66,20 @@ mod tests {
     #[test]
     fn the_lease_is_named_after_pipeline_and_source() {
         assert_eq!(pull_lease_name("randomuser", "api"), "randomuser-pull-api");
+    }
+
+    #[test]
+    fn the_lease_is_owned_by_its_pipeline() {
+        let owner = pull_lease_owner("randomuser", "0b5a6f0e");
+        assert_eq!(
+            (owner.api_version.as_str(), owner.kind.as_str()),
+            ("millrace.io/v1alpha1", "StreamPipeline")
+        );
+        assert_eq!(
+            (owner.name.as_str(), owner.uid.as_str()),
+            ("randomuser", "0b5a6f0e")
+        );
+        assert_eq!((owner.controller, owner.block_owner_deletion), (None, None));
     }
 
     #[test]

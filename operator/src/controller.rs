@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -525,7 +526,13 @@ pub async fn run(
     let controller = controller
         .owns(scoped::<Deployment>(&client, ns.as_deref()), owned.clone())
         .owns(scoped::<Service>(&client, ns.as_deref()), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns.as_deref()), owned);
+        .owns(scoped::<ConfigMap>(&client, ns.as_deref()), owned.clone())
+        .owns(
+            scoped::<ServiceAccount>(&client, ns.as_deref()),
+            owned.clone(),
+        )
+        .owns(scoped::<Role>(&client, ns.as_deref()), owned.clone())
+        .owns(scoped::<RoleBinding>(&client, ns.as_deref()), owned);
     let controller = if ctx.config.watch_secrets {
         controller.watches(
             scoped::<Secret>(&client, ns.as_deref()),

@@ -48,6 +48,10 @@ struct Document {
 pub struct Pipeline {
     pub name: String,
     pub namespace: String,
+    /// The StreamPipeline's uid, when the document has one (the operator's
+    /// always does): what the runner makes for it, its pull Leases, is
+    /// owned by it.
+    pub uid: Option<String>,
     pub spec: StreamPipelineSpec,
 }
 
@@ -96,6 +100,7 @@ impl Pipeline {
         Ok(Self {
             name,
             namespace,
+            uid: doc.metadata.uid.filter(|u| !u.is_empty()),
             spec: doc.spec,
         })
     }
@@ -266,6 +271,10 @@ spec:
     fn a_pipeline_document_loads_with_its_consumer_group() {
         let p = Pipeline::parse(PIPELINE, Path::new("p.yaml")).unwrap();
         assert_eq!(p.consumer_group(), "millrace.team-a.users");
+        assert_eq!(p.uid, None, "a hand-written document may have no uid");
+        let with_uid = PIPELINE.replace("namespace: team-a}", "namespace: team-a, uid: u-1}");
+        let owned = Pipeline::parse(&with_uid, Path::new("p.yaml")).unwrap();
+        assert_eq!(owned.uid.as_deref(), Some("u-1"));
         let c = Connections::new(&p, None, None);
         assert_eq!(c.kafka_bootstrap, "k:9092");
         assert_eq!(

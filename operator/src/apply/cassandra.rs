@@ -220,7 +220,7 @@ async fn reconcile_inner(
     // Another pipeline's table is read again under the lock too: the claim
     // must not be decided on a read older than a competing CREATE.
     if !plan.statements.is_empty() || plan.conflict.is_some() {
-        let ddl = ctx.cassandra.lock_ddl().await;
+        let ddl = ctx.cassandra.lock_ddl(spec).await;
         observed = observe(&session, spec).await?;
         plan = plan_for(&observed)?;
         let mut done = Vec::new();
@@ -322,7 +322,7 @@ pub async fn drop_table(
 ) -> Result<Dropped> {
     let result = async {
         let session = ctx.cassandra.get(spec, creds).await?;
-        let _ddl = ctx.cassandra.lock_ddl().await;
+        let _ddl = ctx.cassandra.lock_ddl(spec).await;
         let observed = observe(&session, spec).await?;
         if observed.columns.is_empty() {
             return Ok(Dropped::Absent);

@@ -1,22 +1,27 @@
 //! Server-side apply (field manager `millrace-operator`) of the runner's
-//! objects. An object is written only when it is missing or its
+//! objects. An object is written only when it is missing, its
 //! `millrace.io/desired-hash` differs from what the operator would write
-//! now, so a steady-state resync writes nothing.
+//! now, or someone else changed or removed a field the operator set (its
+//! managed fields say so: [`crate::desired::drift`]); so a hand edit is
+//! undone and a steady-state resync writes nothing.
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use millrace_api::RunnerStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::info;
 
 use super::PartOutcome;
 use crate::context::Context;
 use crate::desired::deployment::Role;
-use crate::desired::{FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, with_desired_hash};
+use crate::desired::{
+    FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, drift, with_desired_hash,
+};
 use crate::error::{Error, Result};
 use crate::events::Notice;
 use crate::metrics::Target;
@@ -29,7 +34,8 @@ pub enum Change {
 }
 
 /// Applies `desired` unless the live object already is what the operator
-/// last applied (and `in_sync` agrees, for fields others may edit).
+/// last applied, with every field still the operator's (and `in_sync`
+/// agrees).
 pub async fn ensure<K>(
     ctx: &Context,
     desired: K,
@@ -74,23 +80,70 @@ where
         && desired_hash(live) == desired_hash(&desired)
         && live.meta().deletion_timestamp.is_none()
         && in_sync(live)
+        && !drifted(&desired, live)?
     {
         return Ok((live.clone(), Change::None));
     }
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await?;
-    ctx.metrics.write(Target::Kubernetes);
+    let apply = || async {
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await;
+        ctx.metrics.write(Target::Kubernetes);
+        applied
+    };
+    let applied = match (apply().await, &existing) {
+        // Someone else's entry stands in the way of the declared one (a
+        // Service port renumbered by hand keeps its name, and the declared
+        // port would repeat it): apply cannot remove what it does not own,
+        // so the object is replaced as declared, then applied again so the
+        // operator's managed fields hold it all.
+        (Err(kube::Error::Api(e)), Some(live)) if e.code == 422 => {
+            info!(
+                kind = %K::kind(&()),
+                %name,
+                error = %e.message,
+                "another manager's fields conflict with the declared ones: replacing the object"
+            );
+            let mut replacement = desired.clone();
+            replacement.meta_mut().resource_version = live.meta().resource_version.clone();
+            api.replace(&name, &PostParams::default(), &replacement)
+                .await?;
+            ctx.metrics.write(Target::Kubernetes);
+            apply().await?
+        }
+        (result, _) => result?,
+    };
     let change = if existing.is_some() {
         Change::Updated
     } else {
         Change::Created
     };
     Ok((applied, change))
+}
+
+/// Whether someone else changed or removed a field of `desired` in `live`
+/// (logged, with the first such field).
+fn drifted<K: Resource<DynamicType = ()> + Serialize>(desired: &K, live: &K) -> Result<bool> {
+    let json = |o: &K| {
+        serde_json::to_value(o).map_err(|e| Error::Render {
+            what: "object",
+            message: e.to_string(),
+        })
+    };
+    let Some(field) = drift::drifted(&json(desired)?, &json(live)?) else {
+        return Ok(false);
+    };
+    info!(
+        kind = %K::kind(&()),
+        name = %live.name_any(),
+        %field,
+        "changed by someone else: applying it again"
+    );
+    Ok(true)
 }
 
 /// Applies the runner's objects. Deployments are created only once the

@@ -9,39 +9,87 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 
-use crate::credentials::KafkaAuth;
-use crate::desired::fnv64;
+use crate::credentials::{Credentials, KafkaAuth};
 use crate::error::{Error, Result};
 
 pub type Admin = AdminClient<DefaultClientContext>;
 
-/// Admin clients, one per cluster and identity, reused across reconciles.
-#[derive(Default)]
-pub struct Clients {
-    cache: Mutex<HashMap<u64, Arc<Admin>>>,
+/// What an admin client is cached by: the bootstrap servers and the login
+/// (user, SASL mechanism, security protocol). The password is not part of
+/// the key: a client whose password changed is replaced, not kept beside
+/// the new one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub bootstrap_servers: String,
+    pub login: Option<(String, String, String)>,
+}
+
+impl ClientKey {
+    pub fn new(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> Self {
+        Self {
+            bootstrap_servers: spec.bootstrap_servers.clone(),
+            login: auth.map(|(c, r)| {
+                (
+                    c.username.clone(),
+                    r.mechanism.as_str().to_owned(),
+                    r.security_protocol.as_str().to_owned(),
+                )
+            }),
+        }
+    }
+}
+
+/// A cached client and the credentials it was made with (compared on each
+/// use: a changed password replaces the client).
+pub type WithCredentials<A> = (Option<Credentials>, Arc<A>);
+
+/// Admin clients, one per cluster and login, reused across reconciles.
+pub type Clients = ClientCache<Admin>;
+
+/// [`Clients`], for any kind of client (the tests use plain values).
+pub struct ClientCache<A> {
+    /// Each client with the credentials it was made with.
+    cache: Mutex<HashMap<ClientKey, WithCredentials<A>>>,
+}
+
+impl<A> Default for ClientCache<A> {
+    fn default() -> Self {
+        Self {
+            cache: Mutex::default(),
+        }
+    }
 }
 
 impl Clients {
     pub fn get(&self, spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> Result<Arc<Admin>> {
-        let mut key = spec.bootstrap_servers.clone();
-        if let Some((c, r)) = auth {
-            key.push_str(&format!(
-                "\0{}\0{}\0{}\0{}",
-                c.username,
-                c.password,
-                r.mechanism.as_str(),
-                r.security_protocol.as_str()
-            ));
-        }
-        let key = fnv64(key.as_bytes());
+        self.get_with(spec, auth, || {
+            client_config(spec, auth)
+                .create()
+                .map_err(|e| unavailable(spec, e))
+        })
+    }
+}
+
+impl<A> ClientCache<A> {
+    /// The cached client for the login if it was made with the same
+    /// credentials; else one made by `make` (creating a client does not
+    /// wait for the cluster), which replaces the old one.
+    pub fn get_with(
+        &self,
+        spec: &KafkaSpec,
+        auth: Option<&KafkaAuth>,
+        make: impl FnOnce() -> Result<A>,
+    ) -> Result<Arc<A>> {
+        let key = ClientKey::new(spec, auth);
+        let creds = auth.map(|(c, _)| c);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(admin) = cache.get(&key) {
+        if let Some((used, admin)) = cache.get(&key)
+            && used.as_ref() == creds
+        {
             return Ok(admin.clone());
         }
-        let config = client_config(spec, auth);
-        let admin: Admin = config.create().map_err(|e| unavailable(spec, e))?;
-        let admin = Arc::new(admin);
-        cache.insert(key, admin.clone());
+        let admin = Arc::new(make()?);
+        cache.insert(key, (creds.cloned(), admin.clone()));
         Ok(admin)
     }
 }
@@ -78,5 +126,52 @@ pub fn unavailable(spec: &KafkaSpec, e: impl std::fmt::Display) -> Error {
     Error::Kafka {
         bootstrap: spec.bootstrap_servers.clone(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::desired::fixtures;
+
+    fn auth(username: &str, password: &str) -> KafkaAuth {
+        let reference: millrace_api::KafkaCredentials =
+            serde_json::from_value(serde_json::json!({"name": "kafka-creds"})).expect("ref");
+        (
+            Credentials {
+                username: username.into(),
+                password: password.into(),
+            },
+            reference,
+        )
+    }
+
+    #[test]
+    fn clients_are_kept_per_login_and_replaced_when_the_password_changes() {
+        let spec = fixtures::seed().spec.kafka;
+        let cache = ClientCache::<usize>::default();
+        let made = AtomicUsize::new(0);
+        let get = |a: Option<&KafkaAuth>| {
+            *cache
+                .get_with(&spec, a, || Ok(made.fetch_add(1, Ordering::SeqCst)))
+                .expect("made")
+        };
+        let alice = auth("alice", "old");
+        let first = get(Some(&alice));
+        assert_eq!(get(Some(&alice)), first);
+        assert_ne!(get(None), first);
+        assert_ne!(get(Some(&auth("bob", "old"))), first);
+        // "a\0b" + "c" and "a" + "b\0c" joined with NULs read alike.
+        assert_ne!(get(Some(&auth("a\0b", "c"))), get(Some(&auth("a", "b\0c"))));
+        let rotated = get(Some(&auth("alice", "new")));
+        assert_ne!(rotated, first, "made again with the new password");
+        assert_eq!(get(Some(&auth("alice", "new"))), rotated);
+        assert_eq!(
+            cache.cache.lock().expect("lock").len(),
+            5,
+            "the client with the old password is gone"
+        );
     }
 }

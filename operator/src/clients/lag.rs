@@ -10,8 +10,8 @@ use millrace_api::KafkaSpec;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::kafka::{ClientKey, WithCredentials};
 use crate::credentials::KafkaAuth;
-use crate::desired::fnv64;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -27,7 +27,9 @@ pub const MAX_LAG_READERS: usize = 32;
 /// Consumers used only to read a group's committed offsets (they never
 /// join the group), least recently used first out.
 pub struct LagReaders {
-    cache: Mutex<LruCache<u64, Arc<BaseConsumer>>>,
+    /// By cluster, login and group; each with the credentials it was made
+    /// with.
+    cache: Mutex<LruCache<(ClientKey, String), WithCredentials<BaseConsumer>>>,
 }
 
 impl Default for LagReaders {
@@ -49,20 +51,23 @@ impl LagReaders {
         group: &str,
         auth: Option<&KafkaAuth>,
     ) -> (Option<Arc<BaseConsumer>>, Option<Arc<BaseConsumer>>) {
-        let mut key = format!("{}\0{group}", kafka.bootstrap_servers);
-        if let Some((c, _)) = auth {
-            key.push_str(&format!("\0{}\0{}", c.username, c.password));
-        }
-        let key = fnv64(key.as_bytes());
+        let key = (ClientKey::new(kafka, auth), group.to_owned());
+        let creds = auth.map(|(c, _)| c);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(reader) = cache.get(&key) {
+        if let Some((used, reader)) = cache.get(&key)
+            && used.as_ref() == creds
+        {
             return (Some(reader.clone()), None);
         }
+        // A reader made with other credentials (the password changed) goes.
+        let stale = cache.pop(&key).map(|(_, old)| old);
         let Some(reader) = Self::create(kafka, group, auth) else {
-            return (None, None);
+            return (None, stale);
         };
-        let evicted = cache.push(key, reader.clone()).map(|(_, old)| old);
-        (Some(reader), evicted)
+        let evicted = cache
+            .push(key, (creds.cloned(), reader.clone()))
+            .map(|(_, (_, old))| old);
+        (Some(reader), evicted.or(stale))
     }
 
     fn create(

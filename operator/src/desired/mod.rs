@@ -5,6 +5,7 @@
 
 pub mod config_map;
 pub mod deployment;
+pub mod drift;
 pub mod ownership;
 pub mod rbac;
 pub mod runner;

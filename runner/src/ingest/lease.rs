@@ -2,6 +2,10 @@
 //! holder pulls, and it records each run in the annotation
 //! `millrace.io/last-pull` for the operator's status.
 //!
+//! The Lease is owned by the StreamPipeline (when the pipeline document
+//! names its uid), so it goes when the pipeline does; a Lease made before
+//! it had an owner is given one on its next renewal.
+//!
 //! The runner's Role allows get, create and update on Leases (no patch), so
 //! every change is a read-modify-replace guarded by resourceVersion: of two
 //! replicas racing for an expired Lease, one gets a conflict and stays idle.
@@ -10,9 +14,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
-use millrace_api::{HttpPullSource, LAST_PULL_ANNOTATION, LastPull, pull_lease_name};
+use millrace_api::{
+    HttpPullSource, LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner,
+};
 use tracing::{debug, info};
 
 use crate::config::Pipeline;
@@ -34,6 +40,7 @@ pub async fn kube_client() -> anyhow::Result<Option<kube::Client>> {
 pub struct PullLease {
     api: Api<Lease>,
     name: String,
+    owner: Option<OwnerReference>,
     holder: String,
     duration: Duration,
 }
@@ -57,6 +64,10 @@ impl PullLease {
         Self {
             api: Api::namespaced(client, &pipeline.namespace),
             name: pull_lease_name(&pipeline.name, source),
+            owner: pipeline
+                .uid
+                .as_deref()
+                .map(|uid| pull_lease_owner(&pipeline.name, uid)),
             holder,
             duration,
         }
@@ -74,6 +85,7 @@ impl PullLease {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
+                    owner_references: self.owner.clone().map(|o| vec![o]),
                     ..ObjectMeta::default()
                 },
                 spec: Some(LeaseSpec {
@@ -117,6 +129,7 @@ impl PullLease {
         }
         spec.renew_time = Some(MicroTime(now));
         spec.lease_duration_seconds = Some(duration_secs);
+        self.adopt(&mut lease);
         match self
             .api
             .replace(&self.name, &PostParams::default(), &lease)
@@ -125,6 +138,18 @@ impl PullLease {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a Lease made without an owner (by an older runner) its
+    /// pipeline as owner; the caller writes it.
+    fn adopt(&self, lease: &mut Lease) {
+        let Some(owner) = &self.owner else {
+            return;
+        };
+        let owners = lease.metadata.owner_references.get_or_insert_with(Vec::new);
+        if !owners.iter().any(|o| o.uid == owner.uid) {
+            owners.push(owner.clone());
         }
     }
 

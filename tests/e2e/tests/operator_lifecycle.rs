@@ -1,9 +1,15 @@
 //! Suspend and resume; deletion with `Retain` and `Delete`; deletion while
-//! Cassandra cannot be reached.
+//! Cassandra cannot be reached; what the runner makes goes with the
+//! pipeline; one Cassandra that hangs does not hold up the others.
 
 mod operator_common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use millrace_testsupport::{Deadline, poll_until};
@@ -280,4 +286,141 @@ async fn deleting_the_namespace_still_applies_the_delete_policy() -> anyhow::Res
             Err(e)
         }
     })
+}
+
+/// The runner's pull Lease is owned by its pipeline, so it goes with it
+/// (whatever the `deletionPolicy`).
+#[tokio::test]
+async fn a_pull_lease_goes_with_its_pipeline() -> anyhow::Result<()> {
+    let s = Scenario::new("op-lease").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "pulled";
+    let mut sp = s.seed_pipeline(name)?;
+    // Nothing listens at the URL: each run fails, and still takes the
+    // Lease and records itself there.
+    sp["spec"]["sources"] = json!([
+        {"name": "api", "httpPull": {"url": "http://127.0.0.1:9/users", "schedule": "5s"}},
+    ]);
+    let uid = s.apply(&sp).await?.metadata.uid.context("uid")?;
+    let leases = s.ns.api::<Lease>();
+    let lease_name = millrace_api::pull_lease_name(name, "api");
+    let lease = poll_until(
+        "the runner to take its pull Lease",
+        Deadline::secs(180),
+        || async { Ok(leases.get_opt(&lease_name).await?) },
+    )
+    .await?;
+    let owners = lease.metadata.owner_references.unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.uid == uid && o.kind == "StreamPipeline" && o.name == name),
+        "the Lease is owned by the pipeline: {owners:?}"
+    );
+
+    let took = s.delete_pipeline(name, 60).await?;
+    println!("pipeline deleted in {took:?}");
+    let start = std::time::Instant::now();
+    poll_until(
+        "the pull Lease to be collected",
+        Deadline::secs(60),
+        || async { Ok(leases.get_opt(&lease_name).await?.is_none().then_some(())) },
+    )
+    .await?;
+    println!(
+        "pull Lease collected {:?} after the pipeline",
+        start.elapsed()
+    );
+    op.stop().await?;
+    s.cleanup().await
+}
+
+/// A Cassandra that accepts connections and never answers: a CQL session
+/// to it hangs until its connect timeout.
+async fn silent_cassandra()
+-> anyhow::Result<(String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    Ok((addr, accepted, task))
+}
+
+/// One pipeline's Cassandra hangs; another pipeline, on the real cluster,
+/// is not held up by it: its table is made, and it becomes Ready, while
+/// the first is still waiting for its connect.
+#[tokio::test]
+async fn a_hanging_cassandra_does_not_hold_up_pipelines_on_another() -> anyhow::Result<()> {
+    let s = Scenario::new("op-hang").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let (silent, accepted, listener) = silent_cassandra().await?;
+
+    let bad = "hanging";
+    let bad_topic = format!("{}-hanging", s.topic);
+    let mut sp = s.seed_pipeline(bad)?;
+    sp["spec"]["kafka"]["topic"]["name"] = json!(bad_topic);
+    sp["spec"]["cassandra"]["contactPoints"] = json!([silent]);
+    sp["spec"]["cassandra"]["keyspace"]["name"] = json!(format!("{}_hanging", s.keyspace));
+    s.apply(&sp).await?;
+    poll_until(
+        "the operator to connect to the silent Cassandra",
+        Deadline::secs(60),
+        || async { Ok((accepted.load(Ordering::SeqCst) > 0).then_some(())) },
+    )
+    .await?;
+
+    // While that connect hangs, a pipeline on the real cluster.
+    let good = "good";
+    s.apply(&s.seed_pipeline(good)?).await?;
+    let start = std::time::Instant::now();
+    let bad_table = || async {
+        let sp = s.pipelines().get(bad).await?;
+        Ok::<_, anyhow::Error>(operator_common::condition(&sp, "TableReady"))
+    };
+    s.wait_condition(good, "TableReady", "True", None, 60)
+        .await?;
+    let table_at = start.elapsed();
+    let bad_then = bad_table().await?;
+    println!("good: TableReady after {table_at:?}; hanging: TableReady {bad_then:?}");
+    assert!(
+        bad_then.is_none(),
+        "the good pipeline's table was made while the hanging pipeline's first attempt was still waiting: {bad_then:?}"
+    );
+    s.wait_condition(good, "Ready", "True", None, 180).await?;
+    let bad_then = bad_table().await?;
+    println!(
+        "good: Ready after {:?}; hanging: TableReady {bad_then:?}",
+        start.elapsed()
+    );
+    assert!(
+        bad_then.as_ref().is_none_or(|c| c.status != "True"),
+        "the hanging pipeline is not Ready: {bad_then:?}"
+    );
+
+    // The hanging pipeline's deletion cannot reach its Cassandra: forced.
+    s.merge(
+        bad,
+        json!({"metadata": {"annotations": {"millrace.io/force-delete": "true"}}}),
+    )
+    .await?;
+    s.delete_pipeline(bad, 90).await?;
+    s.delete_pipeline(good, 60).await?;
+    listener.abort();
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        s.world.kafka_config().create()?;
+    let _ = admin
+        .delete_topics(
+            &[&bad_topic, &format!("{bad_topic}.dlq")],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await;
+    op.stop().await?;
+    s.cleanup().await
 }
