@@ -139,7 +139,7 @@ pub async fn table_ids(
 ) -> anyhow::Result<HashMap<u128, u32>> {
     let mut query =
         scylla::statement::unprepared::Statement::new(format!("SELECT id FROM {table}"));
-    query.set_page_size(5000);
+    query.set_page_size(1000);
     let ids: Vec<uuid::Uuid> = session
         .query_iter(query, &[])
         .await?

@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 
 use super::push::{PushLog, is_push_id, is_update_id, push_id};
+use millrace_testsupport::{Deadline, poll_until};
+
 use super::readback::{TopicRecord, read_topic, table_ids};
 use super::watch::ConditionChange;
 use super::{Harness, Phase, results_dir};
@@ -41,7 +43,15 @@ impl Harness {
         let (topic_keys, _) = tokio::task::spawn_blocking(move || read_topic(&w, &tp)).await??;
         let w = self.world.clone();
         let (_, dead) = tokio::task::spawn_blocking(move || read_topic(&w, &dq)).await??;
-        let rows = table_ids(&self.session, &self.table).await?;
+        // A scan of the whole table at LOCAL_QUORUM can time out on a
+        // busy machine (a page needs two replicas in time): it is made
+        // again, whole, until one completes.
+        let rows = poll_until(
+            "a complete scan of the table",
+            Deadline::secs(600),
+            || async { table_ids(&self.session, &self.table).await.map(Some) },
+        )
+        .await?;
         let push_log = std::mem::take(&mut *self.push.lock().unwrap_or_else(|p| p.into_inner()));
         let changes = self
             .background
