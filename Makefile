@@ -13,7 +13,7 @@ export PATH := /usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
 help:
 	@echo "make run     bring up the test world and show how to reach it"
 	@echo "make test    fmt check, clippy, unit and integration tests against the real test world"
-	@echo "make test-faults  the fault-injection suite in a second world of its own (~25 min; not in CI)"
+	@echo "make test-faults  the fault-injection suite in worlds of its own, single- then multi-node (~25-40 min; not in CI)"
 	@echo "make up | down | status   manage the test world (tests/env)"
 	@echo "make crds    regenerate crds/ from the Rust types"
 	@echo "make images  build the runner and operator images (docker, podman or buildah)"

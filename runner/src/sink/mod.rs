@@ -564,6 +564,14 @@ fn is_missing_table(message: &str) -> bool {
         || m.contains("keyspace") && m.contains("does not exist")
 }
 
+/// Cassandra's words for an authentication or authorization it could not
+/// make because too few replicas of its auth tables answered.
+fn is_auth_unavailable(message: &str) -> bool {
+    message
+        .to_ascii_lowercase()
+        .contains("cannot achieve consistency level")
+}
+
 /// Why a write waits, as the metrics' `reason` label (a small fixed set).
 fn wait_reason(e: &ExecutionError) -> &'static str {
     match e {
@@ -571,6 +579,15 @@ fn wait_reason(e: &ExecutionError) -> &'static str {
             DbError::WriteTimeout { .. } | DbError::ReadTimeout { .. } => "timeout",
             DbError::Unavailable { .. } => "unavailable",
             DbError::Overloaded | DbError::RateLimitReached { .. } => "overloaded",
+            // Cassandra reads the role behind a permission check at
+            // LOCAL_QUORUM once its 2 s cache expires: with too few of
+            // system_auth's replicas up, a write is refused as unauthorized
+            // though only replicas are missing.
+            DbError::Unauthorized | DbError::AuthenticationError
+                if is_auth_unavailable(message) =>
+            {
+                "unavailable"
+            }
             DbError::Unauthorized | DbError::AuthenticationError => "unauthorized",
             DbError::Invalid if is_missing_table(message) => "missing_table",
             _ => "server_error",
@@ -853,6 +870,12 @@ mod tests {
             db(DbError::Invalid, "unconfigured table users"),
             db(DbError::ServerError, "boom"),
             ExecutionError::EmptyPlan,
+            // Two of three nodes down: the superuser check cannot be made.
+            db(
+                DbError::Unauthorized,
+                "Unable to perform authorization of super-user permission: \
+                 Cannot achieve consistency level LOCAL_QUORUM",
+            ),
         ];
         for e in &waits {
             assert_eq!(classify(e), Retry::Wait, "{e}");
@@ -861,7 +884,9 @@ mod tests {
         assert_eq!(wait_reason(&waits[1]), "unavailable");
         assert_eq!(wait_reason(&waits[2]), "overloaded");
         assert_eq!(wait_reason(&waits[4]), "missing_table");
+        assert_eq!(wait_reason(&waits[3]), "unauthorized");
         assert_eq!(wait_reason(&waits[6]), "no_connection");
+        assert_eq!(wait_reason(&waits[7]), "unavailable");
         let never = [
             db(
                 DbError::Invalid,

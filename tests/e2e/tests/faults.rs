@@ -13,8 +13,18 @@
 //! exactly once, with no row nobody sent. The pipeline's conditions are
 //! polled every 250 ms so each window also says what status showed.
 //!
-//! Ignored by default: it kills Kafka and Cassandra, so it runs only in its
-//! own world (`tests/faults/run` brings one up), never against the shared one.
+//! The second scenario (`multinode_quorum_rides_out_node_and_broker_loss`)
+//! runs in a world of three Cassandra nodes and three Kafka brokers
+//! (`MILLRACE_CASSANDRA_NODES=3 MILLRACE_KAFKA_BROKERS=3`): keyspace and
+//! topic replicated 3 times, writes at `LOCAL_QUORUM`, `min.insync.replicas`
+//! 2. One node down changes nothing; two down, the sink waits (Unavailable)
+//! and catches up after; one broker down, push and sink carry on; two down,
+//! push answers 503, and nothing it accepted is lost. An updater rewrites
+//! the same keys throughout, so each row must end with its latest version.
+//!
+//! Ignored by default: they kill Kafka and Cassandra, so they run only in
+//! worlds of their own (`tests/faults/run` brings them up), never against
+//! the shared one.
 //!
 //! The harness (`faults_harness`) holds the machinery; this file holds the
 //! scenario: the pipeline and the phases, in the order they run.
@@ -22,7 +32,7 @@
 mod faults_harness;
 mod operator_common;
 
-use faults_harness::{Check, Fault, FaultPhase, Harness, PIPELINE, TABLE, Verdict};
+use faults_harness::{Check, Fault, FaultPhase, Harness, Load, PIPELINE, TABLE, Verdict};
 use operator_common::{RUNNER_IMAGE, SECRET, Scenario};
 use serde_json::{Value, json};
 
@@ -148,7 +158,7 @@ fn phases() -> Vec<FaultPhase> {
             name: "kill-kafka",
             what: "kill -9 of the Kafka broker, 20 s down, then started again",
             fault: Fault::KillDaemon {
-                daemon: "kafka",
+                daemons: &["kafka"],
                 down_secs: 20,
                 // While Kafka is down the push endpoint must say so.
                 while_down: Some(Check::IngestUnready { secs: 20 }),
@@ -160,7 +170,7 @@ fn phases() -> Vec<FaultPhase> {
             name: "kill-cassandra",
             what: "kill -9 of Cassandra, 10 s down, then started again",
             fault: Fault::KillDaemon {
-                daemon: "cassandra",
+                daemons: &["cassandra"],
                 down_secs: 10,
                 while_down: None,
             },
@@ -201,6 +211,171 @@ async fn faults_lose_nothing_and_status_tells() -> anyhow::Result<()> {
     anyhow::ensure!(
         accepted >= 100_000,
         "only {} records accepted; the suite needs at least 100,000",
+        accepted
+    );
+    anyhow::ensure!(failures.is_empty(), "faults failed: {failures:#?}");
+    Ok(())
+}
+
+// The multi-node world: every write lands on three replicas on two shared
+// cores, so the load is lower (push 2 x 50/s, generator 50/s, updater 50/s).
+const MULTI_GENERATOR_RATE: i32 = 50;
+const MULTI_PUSH_RATE: f64 = 50.0;
+const MULTI_UPDATE_RATE: f64 = 50.0;
+const MULTI_NODES: usize = 3;
+
+/// The pipeline of the multi-node scenario: replicated 3 times in Kafka and
+/// Cassandra, written at LOCAL_QUORUM, with a `version` column the updater
+/// fills.
+fn multinode_pipeline(sc: &Scenario) -> Value {
+    let mut sp = pipeline(sc);
+    let spec = &mut sp["spec"];
+    spec["kafka"]["topic"]["replicationFactor"] = json!(MULTI_NODES);
+    spec["kafka"]["topic"]["config"] = json!({"min.insync.replicas": "2"});
+    spec["cassandra"]["keyspace"]["replication"] = json!({
+        "class": "NetworkTopologyStrategy",
+        "dataCenters": {sc.world.cassandra_local_dc.clone(): MULTI_NODES},
+    });
+    spec["cassandra"]["consistency"] = json!("LOCAL_QUORUM");
+    spec["cassandra"]["table"]["columns"]
+        .as_array_mut()
+        .expect("columns")
+        .push(json!({"name": "version", "type": "bigint", "from": "/version"}));
+    spec["sources"][1]["generator"]["recordsPerSecond"] = json!(MULTI_GENERATOR_RATE);
+    sp
+}
+
+/// The node and broker faults of the multi-node world, in order. The
+/// first node and broker stay up throughout: they are the seed and the
+/// first bootstrap address.
+fn multinode_phases() -> Vec<FaultPhase> {
+    vec![
+        FaultPhase {
+            name: "steady",
+            what: "no fault: the stream starts",
+            fault: Fault::None,
+            checks: vec![Check::Recovered { secs: 180 }],
+            steady_secs: Some(20),
+        },
+        FaultPhase {
+            name: "cassandra-1-of-3-down",
+            what: "kill -9 of one Cassandra node of three, 40 s down, then started again",
+            fault: Fault::KillDaemon {
+                daemons: &["cassandra-3"],
+                down_secs: 40,
+                // Nothing changes: rows keep coming while it is down.
+                while_down: Some(Check::Recovered { secs: 40 }),
+            },
+            checks: vec![Check::NoSinkRetries {
+                reason: "unavailable",
+            }],
+            steady_secs: Some(15),
+        },
+        FaultPhase {
+            name: "cassandra-2-of-3-down",
+            what: "kill -9 of two Cassandra nodes of three, 45 s down, then both started again",
+            fault: Fault::KillDaemon {
+                daemons: &["cassandra-2", "cassandra-3"],
+                down_secs: 45,
+                while_down: Some(Check::SinkWaiting {
+                    reason: "unavailable",
+                    secs: 45,
+                }),
+            },
+            checks: vec![Check::Recovered { secs: 300 }],
+            steady_secs: Some(15),
+        },
+        FaultPhase {
+            name: "kafka-1-of-3-down",
+            what: "kill -9 of one Kafka broker of three, 40 s down, then started again",
+            fault: Fault::KillDaemon {
+                daemons: &["kafka-3"],
+                down_secs: 40,
+                // Push and sink carry on while it is down.
+                while_down: Some(Check::Recovered { secs: 40 }),
+            },
+            // Timed again after the restart, should it not have carried on.
+            checks: vec![
+                Check::Recovered { secs: 300 },
+                Check::TopicInSync {
+                    replicas: MULTI_NODES,
+                    secs: 180,
+                },
+            ],
+            steady_secs: Some(15),
+        },
+        FaultPhase {
+            name: "kafka-2-of-3-down",
+            what: "kill -9 of two Kafka brokers of three, 45 s down, then both started again",
+            fault: Fault::KillDaemon {
+                daemons: &["kafka-2", "kafka-3"],
+                down_secs: 45,
+                while_down: Some(Check::PushRefused {
+                    status: 503,
+                    secs: 45,
+                }),
+            },
+            checks: vec![
+                Check::Recovered { secs: 300 },
+                Check::TopicInSync {
+                    replicas: MULTI_NODES,
+                    secs: 180,
+                },
+            ],
+            steady_secs: Some(15),
+        },
+        FaultPhase {
+            name: "drain",
+            what: "push clients stopped, ingest scaled to 0; the sink catches up",
+            fault: Fault::Drain,
+            checks: vec![
+                Check::IngestGone { secs: 120 },
+                Check::SinkCaughtUp { secs: 600 },
+            ],
+            steady_secs: None,
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "kills Cassandra nodes and Kafka brokers: run by `make test-faults` in a multi-node world of its own"]
+async fn multinode_quorum_rides_out_node_and_broker_loss() -> anyhow::Result<()> {
+    let world = millrace_testsupport::World::discover()?;
+    for (var, want) in [
+        ("MILLRACE_CASSANDRA_NODES", MULTI_NODES),
+        ("MILLRACE_KAFKA_BROKERS", MULTI_NODES),
+    ] {
+        let got = world.var(var).and_then(|v| v.parse::<usize>().ok());
+        anyhow::ensure!(
+            got == Some(want),
+            "{var} is {got:?} in the world's env: this scenario needs a world of {want} \
+             (tests/faults/run brings one up)"
+        );
+    }
+    let mut h = Harness::start_with(
+        multinode_pipeline,
+        Load {
+            push_rate: MULTI_PUSH_RATE,
+            update_rate: Some(MULTI_UPDATE_RATE),
+        },
+    )
+    .await?;
+    let replication = h.replication().await?;
+    println!("replication: {replication}");
+    let replicated = replication["topic_replication_factor"] == json!(MULTI_NODES)
+        && replication["topic_min_insync_replicas"] == json!("2")
+        && replication["keyspace_replication"][&world.cassandra_local_dc]
+            == json!(MULTI_NODES.to_string());
+    if !replicated {
+        h.teardown().await;
+        anyhow::bail!("the pipeline is not replicated as asked: {replication}");
+    }
+    h.run(&multinode_phases()).await?;
+    let Verdict { accepted, failures } = h.verdict().await?;
+    h.teardown().await;
+    anyhow::ensure!(
+        accepted >= 30_000,
+        "only {} records accepted; the scenario needs at least 30,000",
         accepted
     );
     anyhow::ensure!(failures.is_empty(), "faults failed: {failures:#?}");

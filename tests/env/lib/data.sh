@@ -1,10 +1,16 @@
-# The test world's data plane: Apache Kafka (KRaft, one combined
-# broker+controller) and Apache Cassandra (one node), run from their jars on
-# Maven Central, plus cqlsh from PyPI. Sourced after common.sh, never run.
+# The test world's data plane: Apache Kafka (KRaft, combined broker+controller
+# nodes) and Apache Cassandra, run from their jars on Maven Central, plus cqlsh
+# from PyPI. One broker and one node by default; MILLRACE_KAFKA_BROKERS=3 and
+# MILLRACE_CASSANDRA_NODES=3 make the multi-node world (replication 3).
+# Sourced after common.sh, never run.
 #
 #   kafka_provision / kafka_start / kafka_wait [SECS] / kafka_stop / kafka_version
+#   kafka_daemons                     the brokers' daemon names (kafka, or kafka-1..N)
+#   kafka_start_one NAME / kafka_wait_one NAME [SECS]
 #   kafka_run TOOL|CLASS ARGS...      Kafka's own CLI tools (topics, console-producer, ...)
 #   cassandra_provision / cassandra_start / cassandra_wait [SECS] / cassandra_stop / cassandra_version
+#   cassandra_daemons                 the nodes' daemon names (cassandra, or cassandra-1..N)
+#   cassandra_start_one NAME / cassandra_wait_one NAME [SECS]
 #   cqlsh_provision / cql "STATEMENT" [CQLSH_ARGS...]
 #   cassandra_setup_roles             superuser "millrace" with a generated password
 #   data_env                          `export NAME='value'` lines for $MILLRACE_WORLD/env
@@ -17,22 +23,40 @@ CASSANDRA_HOME="$MILLRACE_CACHE/cassandra-$CASSANDRA_VERSION"     # lib/*.jar
 CQLSH_VENV="$MILLRACE_CACHE/venv"
 CQLSH_VERSION="${CQLSH_VERSION:-6.2.2}"
 
-KAFKA_DATA_DIR="$DATA_DIR/kafka"
-KAFKA_CONF_DIR="$MILLRACE_WORLD/conf/kafka"
+KAFKA_BROKERS="${MILLRACE_KAFKA_BROKERS:-1}"
+CASSANDRA_NODES="${MILLRACE_CASSANDRA_NODES:-1}"
+[[ "$KAFKA_BROKERS" =~ ^[1-9]$ ]] || die "MILLRACE_KAFKA_BROKERS must be 1 to 9, not $KAFKA_BROKERS"
+[[ "$CASSANDRA_NODES" =~ ^[1-9]$ ]] || die "MILLRACE_CASSANDRA_NODES must be 1 to 9, not $CASSANDRA_NODES"
+
 KAFKA_PASSWORD_FILE="$MILLRACE_WORLD/kafka-password"
+# Every broker of one cluster is formatted with the same id.
+KAFKA_CLUSTER_ID_FILE="$MILLRACE_WORLD/kafka-cluster-id"
+KAFKA_SCRAM_PENDING="$MILLRACE_WORLD/conf/kafka-scram-pending"
 KAFKA_USERNAME=millrace
-KAFKA_HEAP="${MILLRACE_KAFKA_HEAP:-512m}"
+# Internal topics, and topics created without a factor, get a copy on every
+# broker (at most 3). With copies on more than one broker, a write
+# acknowledged to an acks=all producer is on at least two, as in production.
+KAFKA_REPLICATION="${MILLRACE_KAFKA_REPLICATION:-$((KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3))}"
+KAFKA_MIN_ISR="${MILLRACE_KAFKA_MIN_ISR:-$((KAFKA_REPLICATION > 1 ? 2 : 1))}"
+# Three brokers must fit beside three Cassandra nodes on one machine.
+KAFKA_HEAP="${MILLRACE_KAFKA_HEAP:-$((KAFKA_BROKERS > 1 ? 384 : 512))m}"
 # Extra JVM options (space-separated), e.g. -XX:NativeMemoryTracking=summary.
 KAFKA_EXTRA_JVM_OPTS="${MILLRACE_KAFKA_JVM_OPTS:-}"
 
-CASSANDRA_DATA_DIR="$DATA_DIR/cassandra"
+# Where cqlsh's credentials files go (one per call, removed after it).
 CASSANDRA_CONF_DIR="$MILLRACE_WORLD/conf/cassandra"
 CASSANDRA_PASSWORD_FILE="$MILLRACE_WORLD/cassandra-password"
 CASSANDRA_USERNAME=millrace
 CASSANDRA_LOCAL_DC=datacenter1
+# Nodes of a multi-node world listen on PREFIX.1, PREFIX.2, ...: Cassandra
+# wants the same storage port on every node, so each needs an address of its
+# own; any 127.x.y.z is loopback on Linux.
+CASSANDRA_ADDRESS_PREFIX="${MILLRACE_CASSANDRA_ADDRESS_PREFIX:-127.0.1}"
 # Heap capped at 1 GiB but starting small: with -Xms1G the JVM's resident
 # memory at rest is ~1.5 GiB, with -Xms256m ~0.75 GiB (see data-readme.md).
-CASSANDRA_HEAP="${MILLRACE_CASSANDRA_HEAP:-1G}"
+# 512 MiB each when there are several nodes, so three fit the machine.
+if ((CASSANDRA_NODES > 1)); then CASSANDRA_HEAP="${MILLRACE_CASSANDRA_HEAP:-512M}"
+else CASSANDRA_HEAP="${MILLRACE_CASSANDRA_HEAP:-1G}"; fi
 CASSANDRA_HEAP_MIN="${MILLRACE_CASSANDRA_HEAP_MIN:-256m}"
 CASSANDRA_EXTRA_JVM_OPTS="${MILLRACE_CASSANDRA_JVM_OPTS:-}"
 # How the commitlog is synced: `periodic` (Cassandra's default: a write is
@@ -108,7 +132,8 @@ _data_fetch() {
   exec {lock}>&-
 }
 
-_data_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# _data_port_open PORT [HOST=127.0.0.1]
+_data_port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 # _data_died NAME: the daemon exited; show why and fail.
 _data_died() {
@@ -122,6 +147,58 @@ _data_died() {
 
 kafka_provision() {
   _data_fetch Kafka "$_DATA_SRC/kafka/pom.xml" kafka.version "$KAFKA_VERSION" "$KAFKA_HOME"
+}
+
+# kafka_daemons: the brokers' daemon names, one a line: `kafka` when the
+# world has one (as it always had), else kafka-1 .. kafka-N.
+kafka_daemons() {
+  if ((KAFKA_BROKERS == 1)); then echo kafka; return; fi
+  local i
+  for ((i = 1; i <= KAFKA_BROKERS; i++)); do echo "kafka-$i"; done
+}
+
+# _kafka_node NAME: sets KAFKA_NODE_{ID,PORT,SASL_PORT,CONTROLLER_PORT,DATA_DIR,CONF_DIR}
+# for broker NAME. Broker i listens on 127.0.0.1, on the world's ports + 10*(i-1).
+_kafka_node() {
+  local i
+  case "$1" in
+    kafka)
+      ((KAFKA_BROKERS == 1)) || die "this world's brokers are kafka-1 .. kafka-$KAFKA_BROKERS"
+      i=1
+      KAFKA_NODE_DATA_DIR="$DATA_DIR/kafka"
+      KAFKA_NODE_CONF_DIR="$MILLRACE_WORLD/conf/kafka" ;;
+    kafka-[1-9])
+      i="${1#kafka-}"
+      ((KAFKA_BROKERS > 1 && i <= KAFKA_BROKERS)) || die "this world has no broker $1"
+      KAFKA_NODE_DATA_DIR="$DATA_DIR/$1"
+      KAFKA_NODE_CONF_DIR="$MILLRACE_WORLD/conf/$1" ;;
+    *) die "no Kafka broker is called $1" ;;
+  esac
+  KAFKA_NODE_ID="$i"
+  KAFKA_NODE_PORT=$((KAFKA_PORT + 10 * (i - 1)))
+  KAFKA_NODE_SASL_PORT=$((KAFKA_SASL_PORT + 10 * (i - 1)))
+  KAFKA_NODE_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + 10 * (i - 1)))
+}
+
+# _kafka_list PORT_VAR: host:port of every broker for one listener
+# (KAFKA_NODE_PORT or KAFKA_NODE_SASL_PORT), comma-separated.
+_kafka_list() {
+  local var="$1" name out=()
+  for name in $(kafka_daemons); do
+    _kafka_node "$name"
+    out+=("127.0.0.1:${!var}")
+  done
+  (IFS=,; echo "${out[*]}")
+}
+
+# Every broker is also a controller: the controllers' quorum is the brokers.
+_kafka_voters() {
+  local name out=()
+  for name in $(kafka_daemons); do
+    _kafka_node "$name"
+    out+=("$KAFKA_NODE_ID@127.0.0.1:$KAFKA_NODE_CONTROLLER_PORT")
+  done
+  (IFS=,; echo "${out[*]}")
 }
 
 # A small, quick-starting JVM for Kafka's tools, logging WARN to stderr.
@@ -164,80 +241,106 @@ EOF
   )
 }
 
+# kafka_start: every broker of the world that is not running.
 kafka_start() {
+  local name
+  for name in $(kafka_daemons); do kafka_start_one "$name"; done
+}
+
+kafka_start_one() {
+  local name="$1"
   kafka_provision
-  if is_running kafka; then
-    log "kafka already running (pid $(pid_of kafka))"
+  _kafka_node "$name"
+  if is_running "$name"; then
+    log "$name already running (pid $(pid_of "$name"))"
     return 0
   fi
-  mkdir -p "$KAFKA_DATA_DIR" "$KAFKA_CONF_DIR" "$LOGS_DIR"
-  _data_render "$_DATA_SRC/kafka/server.properties.in" "$KAFKA_CONF_DIR/server.properties" \
-    KAFKA_PORT KAFKA_SASL_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR
+  local KAFKA_VOTERS
+  KAFKA_VOTERS="$(_kafka_voters)"
+  _kafka_node "$name"
+  mkdir -p "$KAFKA_NODE_DATA_DIR" "$KAFKA_NODE_CONF_DIR" "$LOGS_DIR"
+  _data_render "$_DATA_SRC/kafka/server.properties.in" "$KAFKA_NODE_CONF_DIR/server.properties" \
+    KAFKA_NODE_ID KAFKA_VOTERS KAFKA_NODE_PORT KAFKA_NODE_SASL_PORT KAFKA_NODE_CONTROLLER_PORT \
+    KAFKA_NODE_DATA_DIR KAFKA_REPLICATION KAFKA_MIN_ISR
 
   local formatted=false
-  [[ -f "$KAFKA_DATA_DIR/meta.properties" ]] && formatted=true
+  [[ -f "$KAFKA_NODE_DATA_DIR/meta.properties" ]] && formatted=true
   if [[ ! -s "$KAFKA_PASSWORD_FILE" ]]; then
     _data_password "$KAFKA_PASSWORD_FILE"
     # Formatted earlier with a password that is now lost: set the new one
-    # through the running broker (kafka_wait does it).
-    $formatted && touch "$KAFKA_CONF_DIR/scram-pending"
+    # through the running brokers (kafka_wait does it).
+    $formatted && touch "$KAFKA_SCRAM_PENDING"
   fi
   if ! $formatted; then
     local cluster_id pw
-    # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    if [[ ! -s "$KAFKA_CLUSTER_ID_FILE" ]]; then
+      # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
+      head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' >"$KAFKA_CLUSTER_ID_FILE"
+    fi
+    cluster_id="$(head -n1 "$KAFKA_CLUSTER_ID_FILE")"
     pw="$(head -n1 "$KAFKA_PASSWORD_FILE")"
-    log "formatting Kafka storage (cluster id $cluster_id)"
-    kafka_run storage format --config "$KAFKA_CONF_DIR/server.properties" \
+    log "formatting the storage of $name (cluster id $cluster_id)"
+    kafka_run storage format --config "$KAFKA_NODE_CONF_DIR/server.properties" \
       --cluster-id "$cluster_id" \
       --add-scram "SCRAM-SHA-512=[name=$KAFKA_USERNAME,password=$pw]" \
-      >>"$LOGS_DIR/kafka-format.log" 2>&1 \
-      || { tail -n 20 "$LOGS_DIR/kafka-format.log" >&2; die "formatting Kafka storage failed"; }
-    rm -f "$KAFKA_CONF_DIR/scram-pending"
+      >>"$LOGS_DIR/$name-format.log" 2>&1 \
+      || { tail -n 20 "$LOGS_DIR/$name-format.log" >&2; die "formatting the storage of $name failed"; }
   fi
 
   local -a extra=()
   read -r -a extra <<<"$KAFKA_EXTRA_JVM_OPTS"
   KAFKA_STARTED_AT=$SECONDS
-  start_daemon kafka java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
+  start_daemon "$name" java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$_DATA_SRC/kafka/log4j2.xml" \
     "${extra[@]}" \
-    -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$KAFKA_CONF_DIR/server.properties"
+    -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$KAFKA_NODE_CONF_DIR/server.properties"
 }
 
-# kafka_wait [TIMEOUT_SECONDS]: until the broker answers a metadata request
-# (topic listing) on the PLAINTEXT listener. The client ports open only once
-# the broker is unfenced, so topics can be created as soon as this returns.
+# kafka_wait [TIMEOUT_SECONDS]: every broker of the world answers.
 kafka_wait() {
-  local timeout="${1:-120}" deadline
-  deadline=$((SECONDS + timeout))
-  until _data_port_open "$KAFKA_PORT"; do
-    is_running kafka || _data_died kafka || return 1
-    ((SECONDS < deadline)) || { log "kafka: port $KAFKA_PORT not open after ${timeout}s"; return 1; }
-    sleep 0.5
-  done
-  until timeout 30 "${_KAFKA_TOOL_JAVA[@]}" org.apache.kafka.tools.TopicCommand \
-      --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1; do
-    is_running kafka || _data_died kafka || return 1
-    ((SECONDS < deadline)) || { log "kafka: no metadata after ${timeout}s"; return 1; }
-    sleep 1
-  done
-  if [[ -f "$KAFKA_CONF_DIR/scram-pending" ]]; then
+  local timeout="${1:-120}" name
+  for name in $(kafka_daemons); do kafka_wait_one "$name" "$timeout" || return 1; done
+  if [[ -f "$KAFKA_SCRAM_PENDING" ]]; then
     log "setting the SCRAM credential of $KAFKA_USERNAME"
-    kafka_run configs --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+    kafka_run configs --bootstrap-server "$(_kafka_list KAFKA_NODE_PORT)" --alter \
       --entity-type users --entity-name "$KAFKA_USERNAME" \
       --add-config "SCRAM-SHA-512=[password=$(head -n1 "$KAFKA_PASSWORD_FILE")]" >&2 \
       || { log "kafka: could not set the SCRAM credential"; return 1; }
-    rm -f "$KAFKA_CONF_DIR/scram-pending"
+    rm -f "$KAFKA_SCRAM_PENDING"
   fi
   [[ -n "${KAFKA_STARTED_AT:-}" ]] && log "kafka ready $((SECONDS - KAFKA_STARTED_AT))s after start"
   return 0
 }
 
-kafka_stop() { stop_daemon kafka "${1:-30}"; }
+# kafka_wait_one NAME [TIMEOUT_SECONDS]: until broker NAME answers a metadata
+# request (topic listing) on its PLAINTEXT listener. The client ports open
+# only once the broker is unfenced, so topics can be created as soon as this
+# returns.
+kafka_wait_one() {
+  local name="$1" timeout="${2:-120}" deadline port
+  _kafka_node "$name"
+  port="$KAFKA_NODE_PORT"
+  deadline=$((SECONDS + timeout))
+  until _data_port_open "$port"; do
+    is_running "$name" || _data_died "$name" || return 1
+    ((SECONDS < deadline)) || { log "$name: port $port not open after ${timeout}s"; return 1; }
+    sleep 0.5
+  done
+  until timeout 30 "${_KAFKA_TOOL_JAVA[@]}" org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "127.0.0.1:$port" --list >/dev/null 2>&1; do
+    is_running "$name" || _data_died "$name" || return 1
+    ((SECONDS < deadline)) || { log "$name: no metadata after ${timeout}s"; return 1; }
+    sleep 1
+  done
+}
+
+kafka_stop() {
+  local name
+  for name in $(kafka_daemons); do stop_daemon "$name" "${1:-30}"; done
+}
 
 # kafka_version: the version of the provisioned jars (e.g. 4.4.0).
 kafka_version() {
@@ -251,8 +354,57 @@ cassandra_provision() {
   _data_fetch Cassandra "$_DATA_SRC/cassandra/pom.xml" cassandra.version "$CASSANDRA_VERSION" "$CASSANDRA_HOME"
 }
 
+# cassandra_daemons: the nodes' daemon names, one a line: `cassandra` when the
+# world has one (as it always had), else cassandra-1 .. cassandra-N.
+cassandra_daemons() {
+  if ((CASSANDRA_NODES == 1)); then echo cassandra; return; fi
+  local i
+  for ((i = 1; i <= CASSANDRA_NODES; i++)); do echo "cassandra-$i"; done
+}
+
+# _cassandra_node NAME: sets CASSANDRA_NODE_{ADDRESS,JMX_PORT,DATA_DIR,CONF_DIR}
+# for node NAME. The single node listens on 127.0.0.1; node i of several on
+# $CASSANDRA_ADDRESS_PREFIX.i, each with the world's CQL and storage ports,
+# and JMX (which binds to 127.0.0.1) on the world's JMX port + i-1.
+_cassandra_node() {
+  local i
+  case "$1" in
+    cassandra)
+      ((CASSANDRA_NODES == 1)) || die "this world's nodes are cassandra-1 .. cassandra-$CASSANDRA_NODES"
+      i=1
+      CASSANDRA_NODE_ADDRESS=127.0.0.1
+      CASSANDRA_NODE_DATA_DIR="$DATA_DIR/cassandra"
+      CASSANDRA_NODE_CONF_DIR="$MILLRACE_WORLD/conf/cassandra" ;;
+    cassandra-[1-9])
+      i="${1#cassandra-}"
+      ((CASSANDRA_NODES > 1 && i <= CASSANDRA_NODES)) || die "this world has no node $1"
+      CASSANDRA_NODE_ADDRESS="$CASSANDRA_ADDRESS_PREFIX.$i"
+      CASSANDRA_NODE_DATA_DIR="$DATA_DIR/$1"
+      CASSANDRA_NODE_CONF_DIR="$MILLRACE_WORLD/conf/$1" ;;
+    *) die "no Cassandra node is called $1" ;;
+  esac
+  CASSANDRA_NODE_JMX_PORT=$((CASSANDRA_JMX_PORT + i - 1))
+}
+
+# The first node is the seed and where cql connects; its data directory
+# holds the marker of the millrace role.
+_cassandra_node "$(cassandra_daemons | head -n1)"
+CASSANDRA_SEED_ADDRESS="$CASSANDRA_NODE_ADDRESS"
+CASSANDRA_ROLE_MARKER="$CASSANDRA_NODE_DATA_DIR/.millrace-role"
+
+# _cassandra_list: host:port of every node's CQL listener, comma-separated.
+_cassandra_list() {
+  local name out=()
+  for name in $(cassandra_daemons); do
+    _cassandra_node "$name"
+    out+=("$CASSANDRA_NODE_ADDRESS:$CASSANDRA_CQL_PORT")
+  done
+  (IFS=,; echo "${out[*]}")
+}
+
 # The JVM options of bin/cassandra + conf/jvm-server.options +
-# conf/jvm17-server.options that matter, for Java 17.
+# conf/jvm17-server.options that matter, for Java 17; for the node
+# _cassandra_node chose last.
 _cassandra_jvm_opts() {
   local jamm
   jamm="$(compgen -G "$CASSANDRA_HOME/lib/jamm-*.jar" | head -n1)" || true
@@ -294,65 +446,117 @@ _cassandra_jvm_opts() {
     -Dio.netty.tryReflectionSetAccessible=true \
     -Dio.netty.allocator.useCacheForAllThreads=true \
     -Dio.netty.allocator.maxOrder=11 \
-    "-Dcassandra.config=file://$CASSANDRA_CONF_DIR/cassandra.yaml" \
+    "-Dcassandra.config=file://$CASSANDRA_NODE_CONF_DIR/cassandra.yaml" \
     "-Dlogback.configurationFile=$_DATA_SRC/cassandra/logback.xml" \
     -Dcassandra-foreground=yes \
-    "-Dcassandra.storagedir=$CASSANDRA_DATA_DIR" \
+    "-Dcassandra.storagedir=$CASSANDRA_NODE_DATA_DIR" \
     "-Dcassandra.logdir=$LOGS_DIR" \
-    "-Dcassandra.jmx.local.port=$CASSANDRA_JMX_PORT" \
+    "-Dcassandra.jmx.local.port=$CASSANDRA_NODE_JMX_PORT" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 \
     -Dcassandra.superuser_setup_delay_ms=0 \
-    "-Dcassandra.triggers_dir=$CASSANDRA_CONF_DIR/triggers"
+    "-Dcassandra.triggers_dir=$CASSANDRA_NODE_CONF_DIR/triggers"
   local -a extra=()
   read -r -a extra <<<"$CASSANDRA_EXTRA_JVM_OPTS"
   ((${#extra[@]} == 0)) || printf '%s\n' "${extra[@]}"
 }
 
+# cassandra_start: every node of the world that is not running.
 cassandra_start() {
+  local name
+  for name in $(cassandra_daemons); do cassandra_start_one "$name"; done
+}
+
+cassandra_start_one() {
+  local name="$1"
   cassandra_provision
-  if is_running cassandra; then
-    log "cassandra already running (pid $(pid_of cassandra))"
+  _cassandra_node "$name"
+  if is_running "$name"; then
+    log "$name already running (pid $(pid_of "$name"))"
     return 0
   fi
-  mkdir -p "$CASSANDRA_DATA_DIR"/{data,commitlog,saved_caches,hints,cdc_raw} "$CASSANDRA_CONF_DIR/triggers" "$LOGS_DIR"
+  mkdir -p "$CASSANDRA_NODE_DATA_DIR"/{data,commitlog,saved_caches,hints,cdc_raw} \
+    "$CASSANDRA_NODE_CONF_DIR/triggers" "$LOGS_DIR"
   local CASSANDRA_COMMITLOG_SYNC_CONF
   case "$CASSANDRA_COMMITLOG_SYNC" in
     periodic) CASSANDRA_COMMITLOG_SYNC_CONF=$'commitlog_sync: periodic\ncommitlog_sync_period: 10000ms' ;;
     group) CASSANDRA_COMMITLOG_SYNC_CONF=$'commitlog_sync: group\ncommitlog_sync_group_window: 15ms' ;;
     *) die "MILLRACE_CASSANDRA_COMMITLOG_SYNC must be periodic or group, not $CASSANDRA_COMMITLOG_SYNC" ;;
   esac
-  _data_render "$_DATA_SRC/cassandra/cassandra.yaml.in" "$CASSANDRA_CONF_DIR/cassandra.yaml" \
-    CASSANDRA_CQL_PORT CASSANDRA_STORAGE_PORT CASSANDRA_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF
+  _data_render "$_DATA_SRC/cassandra/cassandra.yaml.in" "$CASSANDRA_NODE_CONF_DIR/cassandra.yaml" \
+    CASSANDRA_NODE_ADDRESS CASSANDRA_SEED_ADDRESS CASSANDRA_CQL_PORT CASSANDRA_STORAGE_PORT \
+    CASSANDRA_NODE_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF
   local -a opts
   mapfile -t opts < <(_cassandra_jvm_opts)
   ((${#opts[@]} > 10)) || die "could not build Cassandra's JVM options"
   CASSANDRA_STARTED_AT=$SECONDS
-  start_daemon cassandra java "${opts[@]}" \
-    -cp "$CASSANDRA_CONF_DIR:$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
+  start_daemon "$name" java "${opts[@]}" \
+    -cp "$CASSANDRA_NODE_CONF_DIR:$CASSANDRA_HOME/lib/*" org.apache.cassandra.service.CassandraDaemon
 }
 
-# cassandra_wait [TIMEOUT_SECONDS]: until a CQL query succeeds as the superuser.
+# cassandra_wait [TIMEOUT_SECONDS]: every node of the world answers.
 cassandra_wait() {
-  local timeout="${1:-180}" deadline
-  deadline=$((SECONDS + timeout))
-  cqlsh_provision
-  until _data_port_open "$CASSANDRA_CQL_PORT"; do
-    is_running cassandra || _data_died cassandra || return 1
-    ((SECONDS < deadline)) || { log "cassandra: port $CASSANDRA_CQL_PORT not open after ${timeout}s"; return 1; }
-    sleep 0.5
-  done
-  # Right after the port opens the default superuser may not exist yet.
-  until cql "SELECT release_version FROM system.local" >/dev/null 2>&1; do
-    is_running cassandra || _data_died cassandra || return 1
-    ((SECONDS < deadline)) || { log "cassandra: no CQL answer after ${timeout}s"; return 1; }
-    sleep 1
-  done
+  local timeout="${1:-180}" name
+  for name in $(cassandra_daemons); do cassandra_wait_one "$name" "$timeout" || return 1; done
   [[ -n "${CASSANDRA_STARTED_AT:-}" ]] && log "cassandra ready $((SECONDS - CASSANDRA_STARTED_AT))s after start"
   return 0
 }
 
+# cassandra_wait_one NAME [TIMEOUT_SECONDS]: until a CQL query to node NAME
+# succeeds as the superuser; with several nodes, also until NAME sees every
+# node up and normal, so what runs next finds the whole ring.
+cassandra_wait_one() {
+  local name="$1" timeout="${2:-180}" deadline host
+  _cassandra_node "$name"
+  host="$CASSANDRA_NODE_ADDRESS"
+  deadline=$((SECONDS + timeout))
+  cqlsh_provision
+  until _data_port_open "$CASSANDRA_CQL_PORT" "$host"; do
+    is_running "$name" || _data_died "$name" || return 1
+    ((SECONDS < deadline)) || { log "$name: port $host:$CASSANDRA_CQL_PORT not open after ${timeout}s"; return 1; }
+    sleep 0.5
+  done
+  # Right after the port opens the default superuser may not exist yet.
+  until CQL_HOST="$host" cql "SELECT release_version FROM system.local" >/dev/null 2>&1; do
+    is_running "$name" || _data_died "$name" || return 1
+    ((SECONDS < deadline)) || { log "$name: no CQL answer after ${timeout}s"; return 1; }
+    sleep 1
+  done
+  ((CASSANDRA_NODES > 1)) || return 0
+  until [[ "$(cassandra_nodetool "$name" status 2>/dev/null | grep -c '^UN ')" == "$CASSANDRA_NODES" ]]; do
+    is_running "$name" || _data_died "$name" || return 1
+    ((SECONDS < deadline)) || { log "$name: does not see all $CASSANDRA_NODES nodes up after ${timeout}s"; return 1; }
+    sleep 1
+  done
+}
+
+# cassandra_nodetool NAME ARGS...: nodetool against node NAME (its JMX port).
+cassandra_nodetool() {
+  local name="$1"; shift
+  _cassandra_node "$name"
+  # The module flags of conf/jvm17-clients.options.
+  java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
+    --add-exports java.base/jdk.internal.misc=ALL-UNNAMED \
+    --add-exports java.base/jdk.internal.ref=ALL-UNNAMED \
+    --add-exports java.base/sun.nio.ch=ALL-UNNAMED \
+    --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED \
+    --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED \
+    --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED \
+    --add-opens java.base/java.lang.module=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.loader=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.ref=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED \
+    --add-opens java.base/sun.nio.ch=ALL-UNNAMED \
+    --add-opens java.base/java.lang=ALL-UNNAMED \
+    -Dlogback.configurationFile="$_DATA_SRC/cassandra/logback.xml" \
+    -cp "$CASSANDRA_HOME/lib/*" org.apache.cassandra.tools.NodeTool \
+    -h 127.0.0.1 -p "$CASSANDRA_NODE_JMX_PORT" "$@"
+}
+
 # Cassandra drains on SIGTERM (flushes memtables), which can take a while.
-cassandra_stop() { stop_daemon cassandra "${1:-60}"; }
+cassandra_stop() {
+  local name
+  for name in $(cassandra_daemons); do stop_daemon "$name" "${1:-60}"; done
+}
 
 # cassandra_version: the version of the provisioned jars (e.g. 5.0.9).
 cassandra_version() {
@@ -381,7 +585,7 @@ cqlsh_provision() {
 # _cql_login: prints "USER PASSWORD" of the superuser to use: millrace once
 # cassandra_setup_roles created it in this data dir, else the default one.
 _cql_login() {
-  if [[ -f "$CASSANDRA_DATA_DIR/.millrace-role" && -s "$CASSANDRA_PASSWORD_FILE" ]]; then
+  if [[ -f "$CASSANDRA_ROLE_MARKER" && -s "$CASSANDRA_PASSWORD_FILE" ]]; then
     printf '%s %s\n' "$CASSANDRA_USERNAME" "$(head -n1 "$CASSANDRA_PASSWORD_FILE")"
   else
     printf 'cassandra cassandra\n'
@@ -389,7 +593,8 @@ _cql_login() {
 }
 
 # cql "STATEMENT" [CQLSH_ARGS...]: run CQL as the superuser; output on stdout.
-# CQL_USER / CQL_PASSWORD override the login (e.g. to test other roles).
+# CQL_USER / CQL_PASSWORD override the login (e.g. to test other roles),
+# CQL_HOST the node (the first one by default).
 cql() {
   local stmt="$1" user pw creds rc; shift
   [[ -x "$CQLSH_VENV/bin/cqlsh" ]] || cqlsh_provision
@@ -400,7 +605,7 @@ cql() {
   creds="$(umask 077 && mktemp "$CASSANDRA_CONF_DIR/credentials.XXXXXX")"
   printf '[plain_text_auth]\nusername = %s\npassword = %s\n' "$user" "$pw" >"$creds"
   # cqlsh 6.2.2 says on stdout that it was "built against 5.0.0": drop that line.
-  "$CQLSH_VENV/bin/cqlsh" 127.0.0.1 "$CASSANDRA_CQL_PORT" \
+  "$CQLSH_VENV/bin/cqlsh" "${CQL_HOST:-$CASSANDRA_SEED_ADDRESS}" "$CASSANDRA_CQL_PORT" \
     --cqlshrc=/dev/null --credentials="$creds" -u "$user" \
     --connect-timeout=10 --request-timeout=30 \
     -e "$stmt" "$@" | sed '/^WARNING: cqlsh was built against/d'
@@ -436,7 +641,24 @@ cassandra_setup_roles() {
       sleep 2
     done
   fi
-  touch "$CASSANDRA_DATA_DIR/.millrace-role"
+  if [[ ! -f "$CASSANDRA_ROLE_MARKER" ]] && ((CASSANDRA_NODES > 1)); then
+    _cassandra_replicate_auth || return 1
+  fi
+  touch "$CASSANDRA_ROLE_MARKER"
+}
+
+# With several nodes, the roles get a copy on each (NetworkTopologyStrategy,
+# factor = nodes, at most 3) as production clusters have them: left at
+# Cassandra's factor of 1, a login fails whenever the one node holding the
+# role is down. The repair copies the rows written before onto the others.
+_cassandra_replicate_auth() {
+  local rf=$((CASSANDRA_NODES < 3 ? CASSANDRA_NODES : 3))
+  log "replicating system_auth to $rf nodes"
+  CQL_USER="$CASSANDRA_USERNAME" CQL_PASSWORD="$(head -n1 "$CASSANDRA_PASSWORD_FILE")" \
+    cql "ALTER KEYSPACE system_auth WITH replication = {'class': 'NetworkTopologyStrategy', '$CASSANDRA_LOCAL_DC': $rf}" >&2 \
+    || { log "could not alter the replication of system_auth"; return 1; }
+  cassandra_nodetool "$(cassandra_daemons | head -n1)" repair -full system_auth >>"$LOGS_DIR/repair.log" 2>&1 \
+    || { tail -n 20 "$LOGS_DIR/repair.log" >&2; log "repair of system_auth failed"; return 1; }
 }
 
 # ------------------------------------------------------------------- env ---
@@ -449,12 +671,15 @@ data_env() {
   kpw="$(_data_read_password "$KAFKA_PASSWORD_FILE" kafka_start)"
   cpw="$(_data_read_password "$CASSANDRA_PASSWORD_FILE" cassandra_setup_roles)"
   printf 'export %s=%s\n' \
-    MILLRACE_KAFKA_BOOTSTRAP "$(_data_shq "127.0.0.1:$KAFKA_PORT")" \
-    MILLRACE_KAFKA_SASL_BOOTSTRAP "$(_data_shq "127.0.0.1:$KAFKA_SASL_PORT")" \
+    MILLRACE_KAFKA_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_PORT)")" \
+    MILLRACE_KAFKA_SASL_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_SASL_PORT)")" \
+    MILLRACE_KAFKA_BROKERS "$(_data_shq "$KAFKA_BROKERS")" \
+    MILLRACE_KAFKA_MIN_ISR "$(_data_shq "$KAFKA_MIN_ISR")" \
     MILLRACE_KAFKA_SASL_MECHANISM "$(_data_shq SCRAM-SHA-512)" \
     MILLRACE_KAFKA_SASL_USERNAME "$(_data_shq "$KAFKA_USERNAME")" \
     MILLRACE_KAFKA_SASL_PASSWORD "$(_data_shq "$kpw")" \
-    MILLRACE_CASSANDRA_CONTACT_POINTS "$(_data_shq "127.0.0.1:$CASSANDRA_CQL_PORT")" \
+    MILLRACE_CASSANDRA_CONTACT_POINTS "$(_data_shq "$(_cassandra_list)")" \
+    MILLRACE_CASSANDRA_NODES "$(_data_shq "$CASSANDRA_NODES")" \
     MILLRACE_CASSANDRA_LOCAL_DC "$(_data_shq "$CASSANDRA_LOCAL_DC")" \
     MILLRACE_CASSANDRA_USERNAME "$(_data_shq "$CASSANDRA_USERNAME")" \
     MILLRACE_CASSANDRA_PASSWORD "$(_data_shq "$cpw")"

@@ -12,7 +12,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
 # Daemons in start order; `down` stops them in reverse.
-WORLD_DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler kafka cassandra node-agent)
+# shellcheck disable=SC2207 # the names never contain spaces
+WORLD_DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler
+  $(kafka_daemons) $(cassandra_daemons) node-agent)
 
 world_provision() {
   local t0=$SECONDS
@@ -74,10 +76,17 @@ world_up() {
 }
 
 world_down() {
-  local i
+  local i name kind prev=""
   for ((i = ${#WORLD_DAEMONS[@]} - 1; i >= 0; i--)); do
-    stop_daemon "${WORLD_DAEMONS[$i]}" 30
+    name="${WORLD_DAEMONS[$i]}"
+    kind="${name%-[0-9]}"
+    # The brokers (or nodes) of one cluster stop together: a last broker
+    # left alone waits in vain for a controller quorum to shut down cleanly.
+    [[ "$kind" == "$prev" ]] || wait
+    stop_daemon "$name" 30 &
+    prev="$kind"
   done
+  wait
 }
 
 # True when every daemon of the world is running.
@@ -88,13 +97,23 @@ world_running() {
 }
 
 world_status() {
-  local name pid state rss total=0 version
+  local name pid state rss total=0 version kind
+  # Asking a JVM for its version takes a second or two: once per kind.
+  local -A versions=()
   printf '%-24s %-8s %-9s %-10s %s\n' COMPONENT PID STATE RSS_MIB VERSION
   for name in "${WORLD_DAEMONS[@]}"; do
     pid="$(pid_of "$name")"
-    if is_running "$name"; then state=running; rss=$(( $(rss_kb "$pid") / 1024 )); total=$((total + rss))
+    if is_running "$name"; then
+      state=running
+      # A SIGSTOPped daemon (a fault test) still has a pid but answers nothing.
+      [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == T ]] && state=paused
+      rss=$(( $(rss_kb "$pid") / 1024 )); total=$((total + rss))
     else state=stopped; rss=-; pid=-; fi
-    version="$(component_version "$name" 2>/dev/null || echo '?')"
+    kind="${name%-[0-9]}"
+    if [[ ! -v "versions[$kind]" ]]; then
+      versions[$kind]="$(component_version "$name" 2>/dev/null || echo '?')"
+    fi
+    version="${versions[$kind]}"
     printf '%-24s %-8s %-9s %-10s %s\n' "$name" "$pid" "$state" "$rss" "$version"
   done
   printf '%-24s %-8s %-9s %-10s\n' "total" "" "" "$total"
@@ -105,8 +124,8 @@ component_version() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
     kube-*) echo "$K8S_VERSION" ;;
-    kafka) kafka_version ;;
-    cassandra) cassandra_version ;;
+    kafka | kafka-*) kafka_version ;;
+    cassandra | cassandra-*) cassandra_version ;;
     node-agent) echo "millrace-node-agent (Pods as local processes)" ;;
   esac
 }

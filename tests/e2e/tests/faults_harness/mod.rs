@@ -10,6 +10,7 @@ mod readback;
 mod verdict;
 mod watch;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use millrace_testsupport::kube_helpers::{pod_ready, pods, restart_count};
+use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods, restart_count};
 use millrace_testsupport::{Deadline, World, poll_until, repo_root};
 use serde_json::Value;
 use tokio::sync::watch as channel;
@@ -26,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::operator_common::{self, Launch, Operator, Scenario};
 pub use phases::{Check, Fault, FaultPhase};
-use push::{PUSH_CLIENTS, PushLog, push_client, push_id, resolver};
+use push::{PUSH_CLIENTS, PushLog, push_client, push_id, resolver, update_client};
 pub use verdict::Verdict;
 use watch::{ConditionChange, watch_conditions, watch_memory};
 
@@ -122,6 +123,26 @@ fn results_dir() -> PathBuf {
         .unwrap_or_else(|_| repo_root().join("tests/faults/results"))
 }
 
+/// How a run's load is made.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Records per second of each of the `PUSH_CLIENTS` push clients.
+    pub push_rate: f64,
+    /// Records per second of the updater (the same keys written again with
+    /// a higher version), if it runs; the verdict then checks each key's
+    /// row has its latest version.
+    pub update_rate: Option<f64>,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self {
+            push_rate: 100.0,
+            update_rate: None,
+        }
+    }
+}
+
 /// One phase's window and what happened in it.
 #[derive(Debug, Default, Clone)]
 struct Phase {
@@ -133,6 +154,11 @@ struct Phase {
     recovery: Option<Duration>,
     notes: Vec<String>,
     failed: bool,
+    /// The sink's metrics when the fault was injected (data-plane faults).
+    sink_before: Option<HashMap<String, f64>>,
+    /// How much each of the sink's write-retry counters grew over the
+    /// fault, once measured.
+    sink_retries: Option<BTreeMap<String, f64>>,
 }
 
 /// The tasks that run beside the phases, and what they collect.
@@ -171,6 +197,14 @@ impl Harness {
     /// run removed, the operator started, the pipeline `pipeline` makes
     /// applied and Ready, and the watchers and push clients running.
     pub async fn start(pipeline: impl FnOnce(&Scenario) -> Value) -> anyhow::Result<Self> {
+        Self::start_with(pipeline, Load::default()).await
+    }
+
+    /// As [`Harness::start`], with the load `load` says.
+    pub async fn start_with(
+        pipeline: impl FnOnce(&Scenario) -> Value,
+        load: Load,
+    ) -> anyhow::Result<Self> {
         let run_started = Instant::now();
         let world = World::discover()?;
         guard(&world)?;
@@ -215,10 +249,11 @@ impl Harness {
         let push = Arc::new(Mutex::new(PushLog::default()));
         let next_id = Arc::new(AtomicU64::new(0));
         let (push_stop, push_stop_rx) = channel::channel(false);
-        let push_clients: Vec<_> = (0..PUSH_CLIENTS)
+        let mut push_clients: Vec<_> = (0..PUSH_CLIENTS)
             .map(|n| {
                 tokio::spawn(push_client(
                     n,
+                    load.push_rate,
                     next_id.clone(),
                     eps.clone(),
                     push.clone(),
@@ -226,6 +261,14 @@ impl Harness {
                 ))
             })
             .collect();
+        if let Some(rate) = load.update_rate {
+            push_clients.push(tokio::spawn(update_client(
+                rate,
+                eps.clone(),
+                push.clone(),
+                push_stop_rx.clone(),
+            )));
+        }
 
         let pods: Api<Pod> = sc.ns.api();
         Ok(Self {
@@ -253,6 +296,29 @@ impl Harness {
                 peak_mib,
             },
         })
+    }
+
+    /// What the clusters say of the pipeline's replication: the topic's
+    /// replication factor and `min.insync.replicas` (as set on the topic),
+    /// and the keyspace's replication.
+    pub async fn replication(&self) -> anyhow::Result<Value> {
+        let topic = operator_common::describe_topic(&self.world, &self.sc.topic)
+            .await?
+            .context("the topic does not exist")?;
+        let (replication,) = self
+            .session
+            .query_unpaged(
+                "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+                (&self.sc.keyspace,),
+            )
+            .await?
+            .into_rows_result()?
+            .single_row::<(HashMap<String, String>,)>()?;
+        Ok(serde_json::json!({
+            "topic_replication_factor": topic.replication_factor,
+            "topic_min_insync_replicas": topic.config.get("min.insync.replicas"),
+            "keyspace_replication": replication,
+        }))
     }
 
     /// The pipeline and the operator removed, then the scenario's topic,
@@ -346,8 +412,17 @@ impl Harness {
         match result {
             Ok(()) => {
                 let took = injected.elapsed();
-                self.phase().recovery = Some(took);
-                self.note(format!("recovered in {:.1}s", took.as_secs_f64()));
+                // A phase that checks again after a restart keeps the
+                // first time: when the stream carried on.
+                if self.phase().recovery.is_none() {
+                    self.phase().recovery = Some(took);
+                    self.note(format!("recovered in {:.1}s", took.as_secs_f64()));
+                } else {
+                    self.note(format!(
+                        "still flowing {:.1}s after the fault",
+                        took.as_secs_f64()
+                    ));
+                }
             }
             Err(e) => self.fail(format!("{e:#}")),
         }
@@ -358,6 +433,51 @@ impl Harness {
         let p = self.phase();
         p.failed = true;
         p.notes.push(format!("failed: {text}"));
+    }
+
+    /// The sink Pods' Prometheus metrics, each series summed over the
+    /// Pods, keyed by name and labels as exposed
+    /// (`millrace_write_retries_total{reason="unavailable"}`).
+    async fn sink_metrics(&self) -> anyhow::Result<HashMap<String, f64>> {
+        let pods = self.runner_pods("sink").await?;
+        anyhow::ensure!(!pods.is_empty(), "no sink Pod");
+        let mut out = HashMap::new();
+        for pod in &pods {
+            let ip = pod_ip(pod).context("a sink Pod without an address")?;
+            let text = reqwest::Client::new()
+                .get(format!("http://{ip}:8080/metrics"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                if let Some((series, value)) = line.rsplit_once(' ')
+                    && let Ok(v) = value.parse::<f64>()
+                {
+                    *out.entry(series.to_string()).or_default() += v;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the sink's counters of write retries grew by since `before`,
+    /// by reason.
+    fn retries_since(
+        before: &HashMap<String, f64>,
+        now: &HashMap<String, f64>,
+    ) -> BTreeMap<String, f64> {
+        now.iter()
+            .filter_map(|(series, v)| {
+                let reason = series
+                    .strip_prefix("millrace_write_retries_total{reason=\"")?
+                    .strip_suffix("\"}")?;
+                let grew = v - before.get(series).copied().unwrap_or(0.0);
+                (grew > 0.0).then(|| (reason.to_string(), grew))
+            })
+            .collect()
     }
 
     async fn runner_pods(&self, component: &str) -> anyhow::Result<Vec<Pod>> {
@@ -433,20 +553,31 @@ impl Harness {
         Ok(pid)
     }
 
-    async fn restart_daemon(&mut self, name: &str) -> anyhow::Result<Duration> {
+    /// `tests/env/restart` of `names`: started together, then each waited
+    /// for until it answers.
+    async fn restart_daemons(&mut self, names: &[&str]) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let out = tokio::process::Command::new(repo_root().join("tests/env/restart"))
-            .arg(name)
+        // The scripts of the checkout that brought the world up (its env
+        // file names it): the build may be shared with other checkouts, so
+        // this binary's own idea of the repository can be another one.
+        let repo = self
+            .world
+            .var("MILLRACE_REPO")
+            .map(PathBuf::from)
+            .unwrap_or_else(repo_root);
+        let out = tokio::process::Command::new(repo.join("tests/env/restart"))
+            .args(names)
             .output()
             .await?;
+        let names = names.join(" ");
         anyhow::ensure!(
             out.status.success(),
-            "tests/env/restart {name}: {}",
+            "tests/env/restart {names}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let took = started.elapsed();
         self.note(format!(
-            "{name} restarted and answering after {:.1}s",
+            "{names} restarted and answering after {:.1}s",
             took.as_secs_f64()
         ));
         Ok(took)

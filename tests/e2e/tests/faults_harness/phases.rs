@@ -8,7 +8,7 @@ use millrace_testsupport::kube_helpers::pod_ip;
 use millrace_testsupport::{Deadline, poll_until};
 use serde_json::{Value, json};
 
-use super::readback::sink_caught_up;
+use super::readback::{sink_caught_up, smallest_isr};
 use super::{Continue, Harness, TABLE, launch_operator, now_ms, signal};
 use crate::operator_common::{Operator, describe_topic};
 
@@ -47,11 +47,12 @@ pub enum Fault {
     /// `column` added to the table and the topic's partitions raised to
     /// `partitions`, by server-side apply of the whole resource.
     EditPipeline { column: Value, partitions: i32 },
-    /// kill -9 of one of the world's daemons, `tests/env/restart` after
-    /// `down_secs` (counted from the kill); `while_down` is checked
-    /// meanwhile.
+    /// kill -9 of daemons of the world (one Kafka broker, two Cassandra
+    /// nodes, ...), all at once, and `tests/env/restart` of them together
+    /// after `down_secs` (counted from the kill); `while_down` is checked
+    /// meanwhile. The sink's write retries over the whole fault are noted.
     KillDaemon {
-        daemon: &'static str,
+        daemons: &'static [&'static str],
         down_secs: u64,
         while_down: Option<Check>,
     },
@@ -82,6 +83,17 @@ pub enum Check {
     IngestGone { secs: u64 },
     /// The sink group's committed offsets are at the topic's end.
     SinkCaughtUp { secs: u64 },
+    /// The sink waits for the cluster: its `millrace_writes_waiting` gauge
+    /// for `reason` is above 0 and its write retries for `reason` grew
+    /// since the fault (the runner's /metrics).
+    SinkWaiting { reason: &'static str, secs: u64 },
+    /// The sink's write retries for `reason` did not grow over the fault.
+    NoSinkRetries { reason: &'static str },
+    /// A push client was answered `status` after the fault.
+    PushRefused { status: u16, secs: u64 },
+    /// Every partition of the topic has `replicas` replicas in sync again
+    /// (a broker back from a fault has caught up).
+    TopicInSync { replicas: usize, secs: u64 },
 }
 
 impl Harness {
@@ -94,6 +106,9 @@ impl Harness {
             if let Some(injected) = self.inject(&phase.fault).await? {
                 for check in &phase.checks {
                     self.check(check, injected, since).await;
+                }
+                if self.phase().sink_before.is_some() && self.phase().sink_retries.is_none() {
+                    self.measure_sink_retries().await;
                 }
             }
             if let Some(secs) = phase.steady_secs {
@@ -177,23 +192,34 @@ impl Harness {
                 }
             }
             Fault::KillDaemon {
-                daemon,
+                daemons,
                 down_secs,
                 while_down,
             } => {
-                let pid = match self.daemon_pid(daemon) {
-                    Ok(pid) => pid,
-                    Err(e) => return self.failed(e),
-                };
-                signal(&pid, "KILL")?;
+                let mut pids = Vec::new();
+                for daemon in *daemons {
+                    match self.daemon_pid(daemon) {
+                        Ok(pid) => pids.push(pid),
+                        Err(e) => return self.failed(e),
+                    }
+                }
+                let before = self.sink_metrics().await.ok();
+                self.phase().sink_before = before;
+                for pid in &pids {
+                    signal(pid, "KILL")?;
+                }
                 let t = self.injected();
-                self.note(format!("kill -9 {pid} ({daemon})"));
+                self.note(format!(
+                    "kill -9 {} ({})",
+                    pids.join(" "),
+                    daemons.join(" ")
+                ));
                 if let Some(check) = while_down {
                     self.check(check, t, now_ms()).await;
                 }
                 tokio::time::sleep(Duration::from_secs(*down_secs).saturating_sub(t.elapsed()))
                     .await;
-                match self.restart_daemon(daemon).await {
+                match self.restart_daemons(daemons).await {
                     Ok(_) => Ok(Some(t)),
                     Err(e) => self.failed(e),
                 }
@@ -221,6 +247,20 @@ impl Harness {
                     .await?;
                 Ok(Some(Instant::now()))
             }
+        }
+    }
+
+    /// The sink's write retries since the fault was injected, by reason,
+    /// kept in the phase and noted.
+    async fn measure_sink_retries(&mut self) {
+        let before = self.phase().sink_before.clone().unwrap_or_default();
+        match self.sink_metrics().await {
+            Ok(now) => {
+                let grew = Self::retries_since(&before, &now);
+                self.note(format!("sink write retries since the fault: {grew:?}"));
+                self.phase().sink_retries = Some(grew);
+            }
+            Err(e) => self.fail(format!("reading the sink's metrics: {e:#}")),
         }
     }
 
@@ -294,6 +334,94 @@ impl Harness {
                 .await;
                 if let Err(e) = r {
                     self.fail(format!("{e:#}"));
+                }
+            }
+            Check::SinkWaiting { reason, secs } => {
+                let before = self.phase().sink_before.clone().unwrap_or_default();
+                let r = poll_until(
+                    &format!("the sink to wait for the cluster ({reason})"),
+                    Deadline::secs(*secs),
+                    || async {
+                        let now = self.sink_metrics().await?;
+                        // The gauge is labelled by a write's first failure,
+                        // which may be a timeout before the nodes are
+                        // known to be down.
+                        let waiting: f64 = now
+                            .iter()
+                            .filter(|(k, _)| k.starts_with("millrace_writes_waiting{"))
+                            .map(|(_, v)| v)
+                            .sum();
+                        let retried = Self::retries_since(&before, &now)
+                            .get(*reason)
+                            .copied()
+                            .unwrap_or(0.0);
+                        Ok((waiting > 0.0 && retried > 0.0).then_some((waiting, retried)))
+                    },
+                )
+                .await;
+                match r {
+                    Ok((waiting, retried)) => self.note(format!(
+                        "sink waiting after {:.1}s: {waiting} writes waiting, {retried} retries ({reason}) so far",
+                        injected.elapsed().as_secs_f64()
+                    )),
+                    Err(e) => self.fail(format!("{e:#}")),
+                }
+            }
+            Check::NoSinkRetries { reason } => {
+                self.measure_sink_retries().await;
+                let grew = self
+                    .phase()
+                    .sink_retries
+                    .as_ref()
+                    .and_then(|r| r.get(*reason).copied());
+                if let Some(n) = grew {
+                    self.fail(format!("the sink retried {n} writes ({reason})"));
+                }
+            }
+            Check::PushRefused { status, secs } => {
+                let from = self.phase().injected_ms.unwrap_or(since);
+                let push = self.push.clone();
+                let r = poll_until(
+                    &format!("a push answered {status}"),
+                    Deadline::secs(*secs),
+                    || async {
+                        let l = push.lock().unwrap_or_else(|p| p.into_inner());
+                        Ok(l.refusals
+                            .iter()
+                            .find(|(at, s, _)| *at >= from && s == status)
+                            .map(|(at, _, _)| *at))
+                    },
+                )
+                .await;
+                match r {
+                    Ok(at) => self.note(format!(
+                        "first push answered {status} {:.1}s after the fault",
+                        (at - from) as f64 / 1000.0
+                    )),
+                    Err(e) => self.fail(format!("{e:#}")),
+                }
+            }
+            Check::TopicInSync { replicas, secs } => {
+                let (w, tp, n) = (self.world.clone(), self.sc.topic.clone(), *replicas);
+                let r = poll_until(
+                    &format!("{n} in-sync replicas of every partition"),
+                    Deadline::secs(*secs),
+                    || {
+                        let (w, tp) = (w.clone(), tp.clone());
+                        async move {
+                            let isr = tokio::task::spawn_blocking(move || smallest_isr(&w, &tp))
+                                .await??;
+                            Ok((isr >= n).then_some(()))
+                        }
+                    },
+                )
+                .await;
+                match r {
+                    Ok(()) => self.note(format!(
+                        "every partition has {n} replicas in sync {:.1}s after the fault",
+                        injected.elapsed().as_secs_f64()
+                    )),
+                    Err(e) => self.fail(format!("{e:#}")),
                 }
             }
             Check::SinkCaughtUp { secs } => {

@@ -119,13 +119,27 @@ pub fn sink_caught_up(world: &World, group: &str, topic: &str) -> anyhow::Result
     Ok(Some(lag))
 }
 
+/// The fewest in-sync replicas any partition of `topic` has (0 when the
+/// topic has no partitions or a partition no leader).
+pub fn smallest_isr(world: &World, topic: &str) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = world.kafka_config().create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| if p.leader() < 0 { 0 } else { p.isr().len() })
+        .min()
+        .unwrap_or(0))
+}
+
 pub async fn table_ids(
     session: &scylla::client::session::Session,
     table: &str,
 ) -> anyhow::Result<HashMap<u128, u32>> {
     let mut query =
         scylla::statement::unprepared::Statement::new(format!("SELECT id FROM {table}"));
-    query.set_page_size(5000);
+    query.set_page_size(1000);
     let ids: Vec<uuid::Uuid> = session
         .query_iter(query, &[])
         .await?

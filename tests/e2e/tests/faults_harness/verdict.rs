@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use super::push::{PushLog, is_push_id, push_id};
+use super::push::{PushLog, is_push_id, is_update_id, push_id};
+use millrace_testsupport::{Deadline, poll_until};
+
 use super::readback::{TopicRecord, read_topic, table_ids};
 use super::watch::ConditionChange;
 use super::{Harness, Phase, results_dir};
@@ -41,7 +43,15 @@ impl Harness {
         let (topic_keys, _) = tokio::task::spawn_blocking(move || read_topic(&w, &tp)).await??;
         let w = self.world.clone();
         let (_, dead) = tokio::task::spawn_blocking(move || read_topic(&w, &dq)).await??;
-        let rows = table_ids(&self.session, &self.table).await?;
+        // A scan of the whole table at LOCAL_QUORUM can time out on a
+        // busy machine (a page needs two replicas in time): it is made
+        // again, whole, until one completes.
+        let rows = poll_until(
+            "a complete scan of the table",
+            Deadline::secs(600),
+            || async { table_ids(&self.session, &self.table).await.map(Some) },
+        )
+        .await?;
         let push_log = std::mem::take(&mut *self.push.lock().unwrap_or_else(|p| p.into_inner()));
         let changes = self
             .background
@@ -82,6 +92,7 @@ impl Harness {
             ..
         } = &seen;
         let sent: HashSet<u128> = (0..push_log.sent_upto)
+            .chain(push_log.updates_sent.keys().copied())
             .map(|i| push_id(i).as_u128())
             .collect();
         let unexpected: Vec<u128> = rows
@@ -89,6 +100,7 @@ impl Harness {
             .filter(|id| !accepted.contains_key(id) && !sent.contains(id))
             .copied()
             .collect();
+
         let push_not_in_topic = accepted
             .keys()
             .filter(|id| is_push_id(**id) && !topic_keys.contains_key(id))
@@ -96,6 +108,7 @@ impl Harness {
 
         let mut table_rows = Vec::new();
         let mut failures = Vec::new();
+        let updates = self.judge_updates(push_log, &mut failures).await?;
         for p in &self.phases {
             let (row, failed) = judge_window(p, &seen);
             table_rows.push(row);
@@ -152,6 +165,7 @@ impl Harness {
             "push_batches_given_up": push_log.gave_up.len(),
             "lost_records": lost_records,
             "peak_world_rss_mib": self.background.peak_mib.load(Ordering::Relaxed),
+            "updates": updates,
             "phases": table_rows,
             "failures": failures,
         });
@@ -161,6 +175,68 @@ impl Harness {
             accepted: accepted.len(),
             failures,
         })
+    }
+}
+
+impl Harness {
+    /// The updater's keys read back one by one: each must be a row whose
+    /// `version` is the latest it was accepted (202) with, or a later one
+    /// sent without an answer (Kafka may have taken it). `None` when the
+    /// updater did not run.
+    async fn judge_updates(
+        &self,
+        log: &PushLog,
+        failures: &mut Vec<String>,
+    ) -> anyhow::Result<Option<Value>> {
+        if log.updates_sent.is_empty() {
+            return Ok(None);
+        }
+        let read = self
+            .session
+            .prepare(format!("SELECT version FROM {} WHERE id = ?", self.table))
+            .await?;
+        let (mut latest, mut ahead, mut stale, mut missing) = (0, 0, 0, 0);
+        let mut stale_keys = Vec::new();
+        for (key, (accepted, _)) in &log.updates_accepted {
+            let id = push_id(*key);
+            debug_assert!(is_update_id(id.as_u128()));
+            let row = self
+                .session
+                .execute_unpaged(&read, (id,))
+                .await?
+                .into_rows_result()?
+                .maybe_first_row::<(Option<i64>,)>()?;
+            let sent = log.updates_sent.get(key).copied().unwrap_or(*accepted);
+            match row.and_then(|(v,)| v).map(|v| v as u64) {
+                None => missing += 1,
+                Some(v) if v == *accepted => latest += 1,
+                Some(v) if v > *accepted && v <= sent => ahead += 1,
+                Some(v) => {
+                    stale += 1;
+                    if stale_keys.len() < 20 {
+                        stale_keys.push(json!({"id": id.to_string(), "row_version": v,
+                                               "latest_accepted": accepted, "latest_sent": sent}));
+                    }
+                }
+            }
+        }
+        if missing > 0 {
+            failures.push(format!("{missing} updated keys are not rows"));
+        }
+        if stale > 0 {
+            failures.push(format!(
+                "{stale} updated keys are rows without their latest accepted version"
+            ));
+        }
+        Ok(Some(json!({
+            "keys_accepted": log.updates_accepted.len(),
+            "rows_latest": latest,
+            "rows_ahead": ahead,
+            "rows_stale": stale,
+            "rows_missing": missing,
+            "stale_examples": stale_keys,
+            "highest_version_accepted": log.updates_accepted.values().map(|(v, _)| *v).max(),
+        })))
     }
 }
 
@@ -255,6 +331,7 @@ fn judge_window(p: &Phase, seen: &Seen) -> (Value, Vec<String>) {
         "push_refusals": by_status.iter().map(|(s, n)| (if *s == 0 { "conn-error".to_string() } else { s.to_string() }, *n)).collect::<BTreeMap<_, _>>(),
         "busy_without_retry_after": busy_without_retry_after,
         "recovery_s": p.recovery.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+        "sink_write_retries": p.sink_retries,
         "conditions_seen": conditions_seen,
         "notes": p.notes,
         "ok": lost == 0 && dup_rows == 0 && !p.failed && busy_without_retry_after == 0,
@@ -315,6 +392,27 @@ fn write_results(results: &Value) -> anyhow::Result<()> {
             } else {
                 "**no**"
             },
+        ));
+    }
+    if let Some(u) = results["updates"].as_object() {
+        md.push_str(&format!(
+            "\nUpdated keys (the same keys pushed again with a higher `version`): {} keys accepted, highest version {}; rows with the latest accepted version {}, with a later one sent but not answered 202 {}, stale {}, missing {}.\n",
+            u["keys_accepted"], u["highest_version_accepted"], u["rows_latest"], u["rows_ahead"],
+            u["rows_stale"], u["rows_missing"],
+        ));
+    }
+    md.push_str("\nNotes:\n\n");
+    for p in results["phases"].as_array().into_iter().flatten() {
+        let notes: Vec<&str> = p["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        md.push_str(&format!(
+            "- {}: {}\n",
+            p["fault"].as_str().unwrap_or_default(),
+            notes.join("; ")
         ));
     }
     let failures: Vec<&str> = results["failures"]
