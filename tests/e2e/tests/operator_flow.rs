@@ -49,18 +49,6 @@ fn topic_total(s: &Scenario, topic: &str) -> anyhow::Result<i64> {
     operator_common::topic_records(&s.world, topic)
 }
 
-async fn row_count(s: &Scenario) -> anyhow::Result<i64> {
-    let session = s.world.cassandra_session().await?;
-    let rows = session
-        .query_unpaged(
-            format!("SELECT COUNT(*) FROM {}.created_users", s.keyspace),
-            &[],
-        )
-        .await?
-        .into_rows_result()?;
-    Ok(rows.single_row::<(i64,)>()?.0)
-}
-
 fn flow_of(sp: &StreamPipeline) -> (i64, i64, i64) {
     let flow = sp
         .status
@@ -157,7 +145,7 @@ async fn flow_matches_the_table_and_the_dead_letter_topic_and_poison_is_dead_let
     .await?;
     assert_eq!(flow_of(&sp), (0, 40, 40));
     assert_eq!(topic_total(&s, &dlq)?, 40, "the dead-letter topic");
-    assert_eq!(row_count(&s).await?, 0);
+    assert_eq!(s.row_count("created_users").await?, 0);
 
     // Good records (pages 1 and 2; page 3 holds a poison record of its
     // own): rows, and the pipeline is Ready again.
@@ -183,7 +171,11 @@ async fn flow_matches_the_table_and_the_dead_letter_topic_and_poison_is_dead_let
     )
     .await?;
     assert_eq!(flow_of(&sp), (n, 40, n + 40));
-    assert_eq!(row_count(&s).await?, n, "one row per good record");
+    assert_eq!(
+        s.row_count("created_users").await?,
+        n,
+        "one row per good record"
+    );
     assert_eq!(topic_total(&s, &dlq)?, 40, "nothing more dead-lettered");
     assert_eq!(topic_total(&s, &s.topic)?, n + 40, "records ingested");
     let flowing = condition(&sp, "Flowing").context("Flowing")?;

@@ -6,7 +6,7 @@
 
 mod operator_common;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario, condition};
@@ -15,15 +15,6 @@ use rdkafka::client::DefaultClientContext;
 use serde_json::json;
 
 const ROWS: i64 = 500;
-
-async fn row_count(s: &Scenario, table: &str) -> anyhow::Result<i64> {
-    let session = s.world.cassandra_session().await?;
-    let rows = session
-        .query_unpaged(format!("SELECT COUNT(*) FROM {}.{table}", s.keyspace), &[])
-        .await?
-        .into_rows_result()?;
-    Ok(rows.single_row::<(i64,)>()?.0)
-}
 
 async fn table_comment(s: &Scenario, table: &str) -> anyhow::Result<Option<String>> {
     let session = s.world.cassandra_session().await?;
@@ -43,21 +34,6 @@ fn topic_records(s: &Scenario, topic: &str) -> anyhow::Result<i64> {
     operator_common::topic_records(&s.world, topic)
 }
 
-async fn event_reasons(s: &Scenario, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let events = s.ns.api::<Event>().list(&ListParams::default()).await?;
-    Ok(events
-        .items
-        .iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .map(|e| {
-            (
-                e.reason.clone().unwrap_or_default(),
-                e.message.clone().unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
 #[tokio::test]
 async fn a_second_pipeline_on_the_same_topic_and_table_gets_a_conflict_and_its_delete_keeps_the_owners_data()
 -> anyhow::Result<()> {
@@ -74,7 +50,7 @@ async fn a_second_pipeline_on_the_same_topic_and_table_gets_a_conflict_and_its_d
     s.wait_condition("owner-a", "Ready", "True", None, 180)
         .await?;
     poll_until("A's 500 rows", Deadline::secs(120), || async {
-        Ok((row_count(&s, "created_users").await? == ROWS).then_some(()))
+        Ok((s.row_count("created_users").await? == ROWS).then_some(()))
     })
     .await?;
     let comment = table_comment(&s, "created_users").await?;
@@ -146,7 +122,7 @@ async fn a_second_pipeline_on_the_same_topic_and_table_gets_a_conflict_and_its_d
     let took = s.delete_pipeline("intruder-b", 90).await?;
     println!("B deleted in {took:?}");
     assert_eq!(
-        row_count(&s, "created_users").await?,
+        s.row_count("created_users").await?,
         ROWS,
         "A's rows are all there"
     );
@@ -159,7 +135,7 @@ async fn a_second_pipeline_on_the_same_topic_and_table_gets_a_conflict_and_its_d
         "A's dead-letter topic is there"
     );
     assert_eq!(topic_records(&s, &s.topic)?, topic_before, "A's records");
-    let reasons = event_reasons(&s, "intruder-b").await?;
+    let reasons = s.event_reasons("intruder-b").await?;
     println!("B's Events: {reasons:?}");
     assert!(
         reasons
@@ -233,11 +209,11 @@ async fn a_table_or_topic_deleted_by_hand_is_reported_when_it_is_made_again() ->
         r.map_err(|(t, e)| anyhow::anyhow!("deleting {t}: {e}"))?;
     }
     poll_until("a TopicRecreated Event", Deadline::secs(90), || async {
-        let reasons = event_reasons(&s, name).await?;
+        let reasons = s.event_reasons(name).await?;
         Ok(reasons.iter().find(|(r, _)| r == "TopicRecreated").cloned())
     })
     .await?;
-    let reasons = event_reasons(&s, name).await?;
+    let reasons = s.event_reasons(name).await?;
     println!("Events: {reasons:?}");
     assert!(
         reasons

@@ -13,8 +13,7 @@ mod operator_common;
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::Pod;
 use millrace_api::{DeadLetterReplayStatus, ReplayState, StreamPipeline};
 use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods};
 use millrace_testsupport::tools::http_get;
@@ -22,7 +21,6 @@ use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario, condition};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -45,21 +43,6 @@ async fn produce(s: &Scenario, records: &[(String, Value)]) -> anyhow::Result<()
             .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
     }
     Ok(())
-}
-
-async fn event_reasons(s: &Scenario, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let events = s.ns.api::<Event>().list(&ListParams::default()).await?;
-    Ok(events
-        .items
-        .iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .map(|e| {
-            (
-                e.reason.clone().unwrap_or_default(),
-                e.message.clone().unwrap_or_default(),
-            )
-        })
-        .collect())
 }
 
 fn flow(sp: &StreamPipeline) -> millrace_api::FlowStatus {
@@ -220,7 +203,7 @@ async fn dead_letters_are_replayed_once_per_token_through_the_fixed_mapping() ->
         36,
         "the 3 that failed again are back on the dead-letter topic, once"
     );
-    let reasons = event_reasons(&s, name).await?;
+    let reasons = s.event_reasons(name).await?;
     for reason in ["ReplayStarted", "ReplayCompleted"] {
         assert!(
             reasons.iter().any(|(r, _)| r == reason),
@@ -291,24 +274,6 @@ async fn dead_letters_are_replayed_once_per_token_through_the_fixed_mapping() ->
     s.cleanup().await
 }
 
-/// Offsets of `topic` per partition: (low, high).
-fn watermarks(s: &Scenario, topic: &str) -> anyhow::Result<Vec<(i64, i64)>> {
-    let consumer: BaseConsumer = s
-        .world
-        .kafka_config()
-        .set("group.id", millrace_testsupport::names::unique_name("wm"))
-        .create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-    let n = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len());
-    (0..n as i32)
-        .map(|p| Ok(consumer.fetch_watermarks(topic, p, timeout)?))
-        .collect()
-}
-
 /// A user record of the seed's shape (a fixture page's first), with its
 /// own id.
 fn user(i: usize) -> (String, Value) {
@@ -322,18 +287,6 @@ fn user(i: usize) -> (String, Value) {
     let id = format!("00000000-0000-4000-8000-{i:012}");
     record["login"]["uuid"] = json!(id);
     (id, record)
-}
-
-async fn row_count(s: &Scenario) -> anyhow::Result<i64> {
-    let session = s.world.cassandra_session().await?;
-    let rows = session
-        .query_unpaged(
-            format!("SELECT COUNT(*) FROM {}.created_users", s.keyspace),
-            &[],
-        )
-        .await?
-        .into_rows_result()?;
-    Ok(rows.single_row::<(i64,)>()?.0)
 }
 
 #[tokio::test]
@@ -368,10 +321,10 @@ async fn records_deleted_by_retention_before_the_sink_read_them_are_shown() -> a
         Ok(left.is_empty().then_some(()))
     })
     .await?;
-    let before = watermarks(&s, &s.topic)?;
+    let before = operator_common::watermarks(&s.world, &s.topic)?;
     let more: Vec<(String, Value)> = (10..70).map(user).collect();
     produce(&s, &more).await?;
-    let after = watermarks(&s, &s.topic)?;
+    let after = operator_common::watermarks(&s.world, &s.topic)?;
     let mut cut = TopicPartitionList::new();
     let mut expected_skipped = 0;
     let mut kept = 0;
@@ -416,14 +369,14 @@ async fn records_deleted_by_retention_before_the_sink_read_them_are_shown() -> a
     );
     let ready = condition(&sp, "Ready").context("Ready")?;
     assert_eq!(ready.status, "False", "{}", ready.message);
-    let reasons = event_reasons(&s, name).await?;
+    let reasons = s.event_reasons(name).await?;
     assert!(
         reasons.iter().any(|(r, m)| r == "RecordsSkipped"
             && m.contains(&format!("deleted {expected_skipped} records"))),
         "{reasons:?}"
     );
     assert_eq!(
-        row_count(&s).await?,
+        s.row_count("created_users").await?,
         10 + kept,
         "what was not deleted is written"
     );

@@ -453,6 +453,39 @@ impl Scenario {
 
     /// Deletes what the scenario left in Kafka and Cassandra, and the
     /// namespace.
+    /// Rows of `table` in the scenario's keyspace.
+    pub async fn row_count(&self, table: &str) -> anyhow::Result<i64> {
+        let session = self.world.cassandra_session().await?;
+        let rows = session
+            .query_unpaged(
+                format!("SELECT COUNT(*) FROM {}.{table}", self.keyspace),
+                &[],
+            )
+            .await?
+            .into_rows_result()?;
+        Ok(rows.single_row::<(i64,)>()?.0)
+    }
+
+    /// (reason, message) of the Events about the object `name`.
+    pub async fn event_reasons(&self, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let events = self
+            .ns
+            .api::<k8s_openapi::api::core::v1::Event>()
+            .list(&Default::default())
+            .await?;
+        Ok(events
+            .items
+            .iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
     pub async fn cleanup(self) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.world.kafka_config().create()?;
         let dlq = format!("{}.dlq", self.topic);
@@ -511,9 +544,8 @@ pub struct ColumnView {
     pub kind: String,
 }
 
-/// Records `topic` holds: its partitions' high watermarks less their low
-/// ones (all it was ever written while nothing expired).
-pub fn topic_records(world: &World, topic: &str) -> anyhow::Result<i64> {
+/// Each partition's (low, high) watermarks of `topic`.
+pub fn watermarks(world: &World, topic: &str) -> anyhow::Result<Vec<(i64, i64)>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = world
         .kafka_config()
@@ -525,12 +557,18 @@ pub fn topic_records(world: &World, topic: &str) -> anyhow::Result<i64> {
         .topics()
         .first()
         .map_or(0, |t| t.partitions().len());
-    let mut total = 0;
-    for p in 0..partitions as i32 {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        total += high - low;
-    }
-    Ok(total)
+    (0..partitions as i32)
+        .map(|p| Ok(consumer.fetch_watermarks(topic, p, timeout)?))
+        .collect()
+}
+
+/// Records `topic` holds: its partitions' high watermarks less their low
+/// ones (all it was ever written while nothing expired).
+pub fn topic_records(world: &World, topic: &str) -> anyhow::Result<i64> {
+    Ok(watermarks(world, topic)?
+        .iter()
+        .map(|(low, high)| high - low)
+        .sum())
 }
 
 pub async fn describe_topic(world: &World, topic: &str) -> anyhow::Result<Option<TopicView>> {
