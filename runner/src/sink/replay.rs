@@ -117,19 +117,48 @@ fn forget(states: &States, metrics: &Metrics, partition: i32) -> Option<Progress
     was
 }
 
-fn commit_list(
+/// Offsets to commit for the replay: each partition's next offset, with
+/// its progress as metadata.
+fn commit_list<'a>(
     topic: &str,
-    partition: i32,
-    offset: i64,
-    meta: &ReplayMetadata,
+    progress: impl IntoIterator<Item = (i32, i64, &'a ReplayMetadata)>,
 ) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
-    let mut elem = tpl.add_partition(topic, partition);
-    if let Err(e) = elem.set_offset(Offset::Offset(offset)) {
-        warn!(error = %e, partition, "cannot set the replay offset");
+    for (partition, offset, meta) in progress {
+        let mut elem = tpl.add_partition(topic, partition);
+        if let Err(e) = elem.set_offset(Offset::Offset(offset)) {
+            warn!(error = %e, partition, "cannot set the replay offset");
+        }
+        elem.set_metadata(meta.encode());
     }
-    elem.set_metadata(meta.encode());
     tpl
+}
+
+/// The partition is replayed up to its end: commits the end, stops
+/// fetching it, and marks it done. On a failed commit it stays active, and
+/// the next record or end of partition finishes it again.
+fn finish(
+    consumer: &StreamConsumer<ReplayContext>,
+    states: &States,
+    metrics: &Metrics,
+    partition: i32,
+    meta: ReplayMetadata,
+) {
+    let topic = &consumer.context().topic;
+    let list = commit_list(topic, [(partition, meta.end, &meta)]);
+    if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
+        warn!(error = %e, partition, "committing the replay's end");
+        let next = meta.end;
+        set(states, metrics, partition, Progress::Active { next, meta });
+        return;
+    }
+    info!(partition, replayed = meta.replayed, failed_again = meta.failed_again, token = %meta.token, "dead letters of this partition are replayed");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    if let Err(e) = consumer.pause(&tpl) {
+        warn!(error = %e, partition, "pausing a replayed partition");
+    }
+    set(states, metrics, partition, Progress::Done);
 }
 
 struct ReplayContext {
@@ -153,7 +182,7 @@ impl ConsumerContext for ReplayContext {
                     if let Some(Progress::Active { next, meta }) =
                         forget(&self.states, &self.metrics, e.partition())
                     {
-                        let list = commit_list(&self.topic, e.partition(), next, &meta);
+                        let list = commit_list(&self.topic, [(e.partition(), next, &meta)]);
                         if let Err(err) = consumer.commit(&list, CommitMode::Sync) {
                             warn!(error = %err, "committing the replay's progress on revoke");
                         }
@@ -218,7 +247,7 @@ impl ReplayContext {
             let (progress, begin) = decide(&self.token, offset, meta, low, high);
             if let Some((start, meta)) = begin {
                 info!(partition, start, end = meta.end, token = %self.token, "replay of the dead letters begins");
-                let list = commit_list(&self.topic, partition, start, &meta);
+                let list = commit_list(&self.topic, [(partition, start, &meta)]);
                 if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
                     // Not fatal: the next owner decides again, from the
                     // topic's end at that time.
@@ -347,77 +376,61 @@ pub(super) async fn run(
                     }
                 }
                 let next = offset + 1;
-                let finished = next >= meta.end;
-                let commit_now = finished || last_commit.elapsed() >= COMMIT_EVERY;
-                if commit_now {
-                    let at = if finished { meta.end } else { next };
-                    let list = commit_list(&topic, partition, at, &meta);
-                    let mode = if finished {
-                        CommitMode::Sync
-                    } else {
-                        CommitMode::Async
-                    };
-                    if let Err(e) = consumer.commit(&list, mode) {
+                if next >= meta.end {
+                    finish(&consumer, &states, &metrics, partition, meta);
+                    continue;
+                }
+                if last_commit.elapsed() >= COMMIT_EVERY {
+                    let list = commit_list(&topic, [(partition, next, &meta)]);
+                    if let Err(e) = consumer.commit(&list, CommitMode::Async) {
                         warn!(error = %e, partition, "committing the replay's progress");
                     }
                     last_commit = Instant::now();
                 }
-                let progress = if finished {
-                    info!(partition, replayed = meta.replayed, failed_again = meta.failed_again, token = %token, "dead letters of this partition are replayed");
-                    pause(&consumer, &topic, partition);
-                    Progress::Done
-                } else {
-                    Progress::Active { next, meta }
-                };
-                set(&states, &metrics, partition, progress);
+                set(
+                    &states,
+                    &metrics,
+                    partition,
+                    Progress::Active { next, meta },
+                );
             }
             Err(KafkaError::PartitionEOF(partition)) => {
                 // Read to the end of what the partition holds: past the
                 // replay's end, whatever offsets are missing before it.
                 let current = lock(&states).get(&partition).cloned();
                 if let Some(Progress::Active { meta, .. }) = current {
-                    let Ok((_, high)) =
+                    // A blocking request: off the runtime's other tasks.
+                    let Ok((_, high)) = tokio::task::block_in_place(|| {
                         consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5))
-                    else {
+                    }) else {
                         continue;
                     };
                     if high >= meta.end {
-                        let list = commit_list(&topic, partition, meta.end, &meta);
-                        if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
-                            warn!(error = %e, partition, "committing the replay's end");
-                            continue;
-                        }
-                        info!(partition, replayed = meta.replayed, failed_again = meta.failed_again, token = %token, "dead letters of this partition are replayed");
-                        pause(&consumer, &topic, partition);
-                        set(&states, &metrics, partition, Progress::Done);
+                        finish(&consumer, &states, &metrics, partition, meta);
                     }
                 }
             }
             Err(e) => warn!(error = %e, "replay consumer error"),
         }
     }
-    let mut tpl = TopicPartitionList::new();
-    for (partition, progress) in lock(&states).iter() {
-        if let Progress::Active { next, meta } = progress {
-            let mut elem = tpl.add_partition(&topic, *partition);
-            let _ = elem.set_offset(Offset::Offset(*next));
-            elem.set_metadata(meta.encode());
-        }
-    }
+    let tpl = {
+        let states = lock(&states);
+        commit_list(
+            &topic,
+            states
+                .iter()
+                .filter_map(|(partition, progress)| match progress {
+                    Progress::Active { next, meta } => Some((*partition, *next, meta)),
+                    Progress::Done => None,
+                }),
+        )
+    };
     if tpl.count() > 0
         && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
     {
         warn!(error = %e, "committing the replay's progress at shutdown");
     }
     Ok(())
-}
-
-fn pause(consumer: &StreamConsumer<ReplayContext>, topic: &str, partition: i32) {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    if let Err(e) = consumer.pause(&tpl) {
-        warn!(error = %e, partition, "pausing a replayed partition");
-    }
 }
 
 #[cfg(test)]
