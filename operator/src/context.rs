@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::cache;
 use crate::clients;
 use crate::credentials::{Credentials, KafkaAuth};
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct Context {
     pub kafka: clients::kafka::Clients,
     pub cassandra: clients::cassandra::Sessions,
     pub lag: clients::lag::LagReaders,
+    /// What the controller's watches hold of the objects the operator owns.
+    pub cache: cache::Owned,
     /// The credentials each pipeline (by uid) last used, in memory only: a
     /// `Delete` cleanup can still reach Kafka and Cassandra when the Secret
     /// went first (as when the whole namespace is deleted).
@@ -67,6 +70,7 @@ impl Context {
         config: Config,
         metrics: Arc<Metrics>,
         instance: String,
+        cache: cache::Owned,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -83,6 +87,7 @@ impl Context {
             kafka: Default::default(),
             cassandra: Default::default(),
             lag: Default::default(),
+            cache,
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }

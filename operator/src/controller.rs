@@ -9,17 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Event;
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use millrace_api::{
     DeletionPolicy, StreamPipeline, StreamPipelineStatus, condition_type, validate_pipeline,
@@ -27,6 +25,7 @@ use millrace_api::{
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::apply::{self, PartOutcome};
+use crate::cache;
 pub use crate::context::{Config, Context};
 use crate::credentials;
 use crate::desired::ownership::Owner;
@@ -500,19 +499,72 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` resolves or a signal arrives.
+/// Reconciles that would follow each other within this long (the
+/// operator's own writes, then the controller-manager's updates of both
+/// Deployments' status) run as one.
+pub const DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// What of a pipeline calls for a reconcile: its spec (generation, which
+/// the apiserver also bumps when deletion starts), its annotations (a
+/// replay or force-delete request), labels and finalizers. Not its status:
+/// the operator's own status writes would otherwise set off a reconcile
+/// each.
+fn needs_work(sp: &StreamPipeline) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sp.metadata.generation.hash(&mut h);
+    sp.annotations().hash(&mut h);
+    sp.labels().hash(&mut h);
+    sp.finalizers().hash(&mut h);
+    sp.metadata.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// A watch of one kind the operator owns, filling its cache as it goes.
+fn owned<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    writer: reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let config =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=millrace-operator");
+    watcher(scoped::<K>(client, namespace), config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+}
+
+/// Runs the controller until `shutdown` resolves or a signal arrives;
+/// `writers` fill the caches `ctx.cache` reads.
 pub async fn run(
     ctx: Arc<Context>,
+    writers: cache::Writers,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let ns = ctx.config.namespace.clone();
-    let pipelines: Api<StreamPipeline> = scoped(&client, ns.as_deref());
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=millrace-operator");
-    let controller = Controller::new(pipelines, watcher::Config::default().any_semantic());
+    let ns = ns.as_deref();
+    let (store, writer) = reflector::store();
+    let pipelines = watcher(
+        scoped::<StreamPipeline>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(needs_work, Default::default());
+    let controller = Controller::for_stream(pipelines, store.clone());
     // A pipeline waiting for a credentials Secret (or using one that is
     // rotated) is reconciled as soon as the Secret changes.
-    let store = controller.store();
     let secret_users = move |secret: Secret| {
         let namespace = secret.namespace();
         let name = secret.name_any();
@@ -524,18 +576,15 @@ pub async fn run(
             .collect::<Vec<_>>()
     };
     let controller = controller
-        .owns(scoped::<Deployment>(&client, ns.as_deref()), owned.clone())
-        .owns(scoped::<Service>(&client, ns.as_deref()), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns.as_deref()), owned.clone())
-        .owns(
-            scoped::<ServiceAccount>(&client, ns.as_deref()),
-            owned.clone(),
-        )
-        .owns(scoped::<Role>(&client, ns.as_deref()), owned.clone())
-        .owns(scoped::<RoleBinding>(&client, ns.as_deref()), owned);
+        .owns_stream(owned(&client, ns, writers.deployments))
+        .owns_stream(owned(&client, ns, writers.services))
+        .owns_stream(owned(&client, ns, writers.config_maps))
+        .owns_stream(owned(&client, ns, writers.service_accounts))
+        .owns_stream(owned(&client, ns, writers.roles))
+        .owns_stream(owned(&client, ns, writers.role_bindings));
     let controller = if ctx.config.watch_secrets {
         controller.watches(
-            scoped::<Secret>(&client, ns.as_deref()),
+            scoped::<Secret>(&client, ns),
             watcher::Config::default(),
             secret_users,
         )
@@ -544,7 +593,9 @@ pub async fn run(
     };
     controller
         .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+            kube::runtime::controller::Config::default()
+                .concurrency(ctx.config.concurrency)
+                .debounce(DEBOUNCE),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -7,10 +7,11 @@
 //! → [`desired`] (pure builders) → [`apply`] (Kubernetes, Kafka, Cassandra)
 //! → [`status`] (report). [`controller`] wires it to kube-rs and publishes
 //! the [`events`] the steps hand back. Below the steps: [`context`] (what
-//! reconciles share) and [`clients`] (cached Kafka, CQL and lag-reader
-//! clients). [`leader`], [`metrics`] and [`serve`] serve the binary.
+//! reconciles share), [`cache`] (the watch caches of owned objects) and
+//! [`clients`] (cached Kafka, CQL and lag-reader clients). [`leader`], [`metrics`] and [`serve`] serve the binary.
 
 pub mod apply;
+pub mod cache;
 pub mod clients;
 pub mod context;
 pub mod controller;

@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
+    let (cache, cache_writers) = millrace_operator::cache::Owned::new();
     let ctx = Arc::new(Context::new(
         client,
         Config {
@@ -204,10 +205,11 @@ async fn main() -> anyhow::Result<()> {
         },
         metrics,
         identity,
+        cache,
     ));
     info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, concurrency = ctx.config.concurrency, "starting the StreamPipeline controller");
     let mut stop = stop_rx;
-    controller::run(ctx, async move {
+    controller::run(ctx, cache_writers, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await;

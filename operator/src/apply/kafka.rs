@@ -350,27 +350,22 @@ pub async fn reconcile_topic(
 }
 
 /// Records this pipeline as the owner of each of `topics` (the topic and
-/// its dead-letter topic), or says which one another pipeline owns.
+/// its dead-letter topic): the ones recorded just now, or the conflict when
+/// another pipeline owns one.
 async fn claim_topics(
     ctx: &Context,
     p: &Pipeline<'_>,
     cluster: &str,
     topics: &[&str],
-    events: &mut Vec<Notice>,
-) -> Result<Option<PartOutcome<TopicStatus>>> {
+) -> Result<std::result::Result<Vec<String>, PartOutcome<TopicStatus>>> {
     let owner = p.owner_id();
+    let mut claimed = Vec::new();
     for topic in topics {
         match claim_topic(ctx, &owner, cluster, topic).await? {
             Claim::Ours => {}
-            Claim::Free => events.push(Notice::normal(
-                "TopicClaimed",
-                format!(
-                    "recorded this pipeline as the owner of topic {topic} ({})",
-                    ownership::record_name(ctx, cluster, topic)
-                ),
-            )),
+            Claim::Free => claimed.push((*topic).to_owned()),
             Claim::Theirs(other) => {
-                return Ok(Some(PartOutcome::conflict(
+                return Ok(Err(PartOutcome::conflict(
                     crate::desired::ownership::conflict_message(
                         &format!("topic {topic}"),
                         &other,
@@ -383,7 +378,57 @@ async fn claim_topics(
             }
         }
     }
-    Ok(None)
+    Ok(Ok(claimed))
+}
+
+/// The Events for topics created and ownership recorded in one reconcile:
+/// a new pipeline's topic, its dead-letter topic and their records are one
+/// Event, `TopicCreated`; a record alone (a topic that was there before)
+/// is `TopicClaimed`.
+fn creation_notices(
+    created: &[(String, String)],
+    claimed: &[String],
+    dead_letter: &str,
+    record: impl Fn(&str) -> String,
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    if !created.is_empty() {
+        let mut note = created
+            .iter()
+            .map(|(_, note)| note.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let records: Vec<String> = claimed
+            .iter()
+            .filter(|t| created.iter().any(|(c, _)| c == *t))
+            .map(|t| record(t))
+            .collect();
+        if !records.is_empty() {
+            note.push_str(&format!(
+                "; recorded as this pipeline's in {}",
+                records.join(" and ")
+            ));
+        }
+        let reason = if created.len() == 1 && created[0].0 == dead_letter {
+            "DeadLetterTopicCreated"
+        } else {
+            "TopicCreated"
+        };
+        out.push(Notice::normal(reason, note));
+    }
+    for topic in claimed
+        .iter()
+        .filter(|t| !created.iter().any(|(c, _)| c == *t))
+    {
+        out.push(Notice::normal(
+            "TopicClaimed",
+            format!(
+                "recorded this pipeline as the owner of topic {topic} ({})",
+                record(topic)
+            ),
+        ));
+    }
+    out
 }
 
 /// Whether this pipeline's status last saw `topic`, so a topic deleted by
@@ -407,17 +452,13 @@ async fn reconcile_inner(
     let admin = ctx.kafka.get(kafka, auth)?;
     let dlq = spec.dead_letter_topic();
     let cluster = ownership::cluster_id(&admin, kafka).await?;
-    if let Some(conflict) = claim_topics(
-        ctx,
-        p,
-        &cluster,
-        &[declared.name.as_str(), dlq.as_str()],
-        events,
-    )
-    .await?
-    {
-        return Ok(conflict);
-    }
+    let claimed =
+        match claim_topics(ctx, p, &cluster, &[declared.name.as_str(), dlq.as_str()]).await? {
+            Ok(claimed) => claimed,
+            Err(conflict) => return Ok(conflict),
+        };
+    // (topic, note) of each topic created now, announced as one Event.
+    let mut created: Vec<(String, String)> = Vec::new();
     ctx.remember(&p.uid, |r| {
         r.topics = vec![declared.name.clone(), dlq.clone()]
     });
@@ -437,11 +478,11 @@ async fn reconcile_inner(
                     ),
                 ));
             }
+            TopicAction::Create { .. } => created.push((declared.name.clone(), note)),
             action => {
                 let reason = match action {
-                    TopicAction::Create { .. } => "TopicCreated",
                     TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
-                    TopicAction::SetConfig(_) => "TopicConfigApplied",
+                    _ => "TopicConfigApplied",
                 };
                 events.push(Notice::normal(reason, note));
             }
@@ -459,9 +500,12 @@ async fn reconcile_inner(
                 ),
             ));
         } else {
-            events.push(Notice::normal("DeadLetterTopicCreated", note));
+            created.push((dlq.clone(), format!("dead-letter topic: {note}")));
         }
     }
+    events.extend(creation_notices(&created, &claimed, &dlq, |t| {
+        ownership::record_name(ctx, &cluster, t)
+    }));
     let partitions = match &observed {
         Some(o) => o.partitions.max(declared.partitions),
         None => declared.partitions,
@@ -561,4 +605,34 @@ pub async fn delete_topics(
         ownership::release_topic(ctx, owner, &cluster, name).await?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_topic_its_dead_letter_topic_and_their_records_are_one_event() {
+        let record = |t: &str| format!("ConfigMap ns/{t}");
+        let both = [
+            ("t".to_owned(), "created t".to_owned()),
+            (
+                "t.dlq".to_owned(),
+                "dead-letter topic: created t.dlq".to_owned(),
+            ),
+        ];
+        let claimed = ["t".to_owned(), "t.dlq".to_owned()];
+        let n = creation_notices(&both, &claimed, "t.dlq", record);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].reason, "TopicCreated");
+        assert_eq!(
+            n[0].note,
+            "created t; dead-letter topic: created t.dlq; recorded as this pipeline's in ConfigMap ns/t and ConfigMap ns/t.dlq"
+        );
+        // An existing topic adopted, its dead-letter topic created.
+        let n = creation_notices(&both[1..], &claimed, "t.dlq", record);
+        let reasons: Vec<&str> = n.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["DeadLetterTopicCreated", "TopicClaimed"]);
+        assert!(creation_notices(&[], &[], "t.dlq", record).is_empty());
+    }
 }

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tracing::info;
 
 use super::PartOutcome;
+use crate::cache::Cached;
 use crate::context::Context;
 use crate::desired::deployment::Role;
 use crate::desired::{
@@ -42,18 +43,26 @@ pub async fn ensure<K>(
     in_sync: impl Fn(&K) -> bool,
 ) -> Result<(K, Change)>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
+    K: Cached + Serialize + DeserializeOwned + Debug,
 {
     let namespace = desired
         .namespace()
         .ok_or(Error::MissingMetadata("metadata.namespace"))?;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = api.get_opt(&desired.name_any()).await?;
+    let existing = live(ctx, &namespace, &desired.name_any()).await?;
     ensure_from(ctx, desired, existing, in_sync).await
+}
+
+/// The live object from the watch cache, or from the apiserver when the
+/// cache does not hold it (not yet listed, or just created).
+pub async fn live<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>>
+where
+    K: Cached + DeserializeOwned + Debug,
+{
+    if let Some(cached) = ctx.cache.get::<K>(namespace, name) {
+        return Ok(Some((*cached).clone()));
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api.get_opt(name).await?)
 }
 
 /// [`ensure`], with the live object (or its absence) already read.
@@ -197,11 +206,10 @@ async fn reconcile_runner_inner(
     note("RoleBinding", p.runner_name(), binding.1);
     note("Service", p.service_name(), svc.1);
 
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &p.namespace);
-    let mut live = Vec::new();
+    let mut applied_deployments = Vec::new();
     for d in &objects.deployments {
         let name = p.deployment_name(d.role);
-        let existing = deployments.get_opt(&name).await?;
+        let existing = live::<Deployment>(ctx, &p.namespace, &name).await?;
         if !dependencies_ready && existing.is_none() {
             continue;
         }
@@ -211,7 +219,7 @@ async fn reconcile_runner_inner(
         })
         .await?;
         note("Deployment", name, c);
-        live.push((d.role, want, applied));
+        applied_deployments.push((d.role, want, applied));
     }
     if !changed.is_empty() {
         events.push(Notice::normal("RunnerApplied", changed.join(", ")));
@@ -221,7 +229,7 @@ async fn reconcile_runner_inner(
         service: Some(p.service_name()),
         ..RunnerStatus::default()
     };
-    if live.len() < Role::ALL.len() {
+    if applied_deployments.len() < Role::ALL.len() {
         return Ok(PartOutcome::waiting(
             "the runner starts once the topic and the table are ready",
             status,
@@ -229,7 +237,7 @@ async fn reconcile_runner_inner(
     }
     let mut all_ready = true;
     let mut parts = Vec::new();
-    for (role, want, d) in &live {
+    for (role, want, d) in &applied_deployments {
         let s = d.status.clone().unwrap_or_default();
         let ready = s.ready_replicas.unwrap_or(0);
         let current = d.metadata.generation.unwrap_or(0) <= s.observed_generation.unwrap_or(-1);

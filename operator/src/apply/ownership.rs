@@ -65,6 +65,15 @@ pub async fn claim_topic(
     topic: &str,
 ) -> Result<Claim> {
     let name = ownership::topic_claim_name(cluster, topic);
+    // The watch cache answers the common case (the record is this
+    // pipeline's) without a read; anything else is read afresh, so a
+    // record removed a moment ago never shows as another's.
+    let cached = ctx
+        .cache
+        .get::<ConfigMap>(&ctx.config.claims_namespace, &name);
+    if cached.is_some_and(|cm| ownership::claim(owner, recorded_owner(&cm)) == Claim::Ours) {
+        return Ok(Claim::Ours);
+    }
     let api = api(ctx);
     let recorded = api.get_opt(&name).await?;
     if let Some(cm) = &recorded {

@@ -1,7 +1,7 @@
 //! Report: conditions with reasons and messages a person can act on,
 //! `observedGeneration`, and what was created. The status is patched only
-//! when it changes, and each condition change becomes an Event (handed back
-//! for the controller to publish). [`flow`] adds the data-flow figures.
+//! when it changes, and each meaningful transition becomes one Event
+//! (handed back for the controller to publish). [`flow`] adds the data-flow figures.
 
 pub mod flow;
 pub mod replay;
@@ -141,7 +141,7 @@ pub fn changed<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition
 }
 
 /// Writes the status if it differs from the one the object has, and
-/// returns an Event for each condition that changed.
+/// returns the Events its transitions call for.
 pub async fn update(
     ctx: &Context,
     sp: &StreamPipeline,
@@ -170,26 +170,44 @@ pub async fn update(
     Ok(condition_events(&old.conditions, &new.conditions))
 }
 
-/// An Event per changed condition: a warning unless it became true or its
-/// reason is an expected step.
+/// The Events a status change calls for: one meaningful transition, one
+/// Event. `Ready` changing is announced with its reason (which names the
+/// part at fault); a part going wrong while `Ready` does not change (it
+/// was already false for another reason) is announced on its own. Steps
+/// on the way to ready, and parts recovering, are not: `Ready` becoming
+/// true says it for all of them.
 fn condition_events(old: &[Condition], new: &[Condition]) -> Vec<Notice> {
-    let quiet = [
-        reasons::PROGRESSING,
-        reasons::WAITING_FOR_DEPENDENCIES,
-        reasons::SUSPENDED,
-        reasons::RESUMED,
-    ];
-    changed(old, new)
-        .into_iter()
-        .map(|c| {
-            let note = format!("{} is {}: {}", c.type_, c.status, c.message);
-            if c.status == "True" || quiet.contains(&c.reason.as_str()) {
+    let steps = [reasons::PROGRESSING, reasons::WAITING_FOR_DEPENDENCIES];
+    let user_actions = [reasons::SUSPENDED, reasons::RESUMED];
+    let changed = changed(old, new);
+    let mut out = Vec::new();
+    let ready = changed
+        .iter()
+        .find(|c| c.type_ == condition_type::READY && !steps.contains(&c.reason.as_str()));
+    if let Some(c) = ready {
+        let note = format!("{} is {}: {}", c.type_, c.status, c.message);
+        out.push(
+            if c.status == "True" || user_actions.contains(&c.reason.as_str()) {
                 Notice::normal(&c.reason, note)
             } else {
                 Notice::warning(&c.reason, note)
-            }
-        })
-        .collect()
+            },
+        );
+    }
+    for c in &changed {
+        let announced = ready.is_some_and(|r| r.reason == c.reason);
+        if c.type_ == condition_type::READY
+            || c.status == "True"
+            || announced
+            || steps.contains(&c.reason.as_str())
+            || user_actions.contains(&c.reason.as_str())
+        {
+            continue;
+        }
+        let note = format!("{} is {}: {}", c.type_, c.status, c.message);
+        out.push(Notice::warning(&c.reason, note));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -199,6 +217,76 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    fn reasons_of(old: &[Condition], conds: &[Cond]) -> (Vec<Condition>, Vec<String>) {
+        let new = merge(old, conds, 1, &at(1));
+        let events = condition_events(old, &new)
+            .into_iter()
+            .map(|n| n.reason)
+            .collect();
+        (new, events)
+    }
+
+    #[test]
+    fn a_new_pipeline_is_announced_once_when_ready() {
+        let parts = |ready: bool, runner: bool| {
+            vec![
+                Cond::new(
+                    "Ready",
+                    ready,
+                    if ready { "Reconciled" } else { "Progressing" },
+                    "x",
+                ),
+                Cond::new("TopicReady", true, "Reconciled", "ok"),
+                Cond::new("TableReady", true, "Reconciled", "ok"),
+                Cond::new(
+                    "RunnerReady",
+                    runner,
+                    if runner { "Reconciled" } else { "Progressing" },
+                    "x",
+                ),
+            ]
+        };
+        let (first, events) = reasons_of(&[], &parts(false, false));
+        assert!(events.is_empty(), "steps on the way are quiet: {events:?}");
+        let (_, events) = reasons_of(&first, &parts(true, true));
+        assert_eq!(events, ["Reconciled"], "one Event for Ready, none per part");
+    }
+
+    #[test]
+    fn a_part_going_wrong_is_announced_once() {
+        let ok = [
+            Cond::new("Ready", true, "Reconciled", "ok"),
+            Cond::new("TableReady", true, "Reconciled", "ok"),
+            Cond::new("Flowing", true, "Flowing", "ok"),
+        ];
+        let (ready, _) = reasons_of(&[], &ok);
+        let broken = [
+            Cond::new(
+                "Ready",
+                false,
+                "NotSupported",
+                "TableReady: gender changed type",
+            ),
+            Cond::new("TableReady", false, "NotSupported", "gender changed type"),
+            Cond::new("Flowing", true, "Flowing", "ok"),
+        ];
+        let (broken_status, events) = reasons_of(&ready, &broken);
+        assert_eq!(events, ["NotSupported"], "Ready carries the part's reason");
+        // Ready stays false for the same reason; another part goes wrong.
+        let worse = [
+            Cond::new(
+                "Ready",
+                false,
+                "NotSupported",
+                "TableReady: gender changed type",
+            ),
+            Cond::new("TableReady", false, "NotSupported", "gender changed type"),
+            Cond::new("Flowing", false, "SinkStalled", "no progress"),
+        ];
+        let (_, events) = reasons_of(&broken_status, &worse);
+        assert_eq!(events, ["SinkStalled"]);
     }
 
     #[test]
