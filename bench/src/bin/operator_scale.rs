@@ -70,6 +70,11 @@ struct Args {
     /// The operator binary (default: $CARGO_TARGET_DIR/release/millrace-operator).
     #[arg(long)]
     operator: Option<PathBuf>,
+    /// Another operator binary (today's, say) run at each size too, first,
+    /// in the same run, so the two are compared side by side on the same
+    /// box and load.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// More arguments for the operator (repeatable).
     #[arg(long = "operator-arg", allow_hyphen_values = true)]
     operator_args: Vec<String>,
@@ -416,6 +421,34 @@ fn pipeline_body(
     }))
 }
 
+/// The apiserver's count of GETs of the kinds a reconcile reads (the
+/// runner's objects, the ownership records, the credentials Secrets). The
+/// world's other clients read these through watches, so a rise is the
+/// operator's reads.
+async fn apiserver_gets(client: &kube::Client) -> anyhow::Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let kinds = [
+        "deployments",
+        "services",
+        "configmaps",
+        "serviceaccounts",
+        "roles",
+        "rolebindings",
+        "secrets",
+    ];
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("verb=\"GET\""))
+        .filter(|l| {
+            kinds
+                .iter()
+                .any(|k| l.contains(&format!("resource=\"{k}\"")))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -656,6 +689,7 @@ async fn measure(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let idle = op.now();
     let m_start = op.metrics().await?;
+    let gets_start = apiserver_gets(client).await?;
     let t_start = Instant::now();
     let applied: HashMap<String, Instant> = futures::stream::iter(bodies)
         .map(|body| {
@@ -719,6 +753,7 @@ async fn measure(
         .copied()
         .unwrap_or_else(Instant::now);
     let m_ready = op.metrics().await?;
+    let gets_ready = apiserver_gets(client).await?;
     let at_ready = op.now();
     let mut latencies: Vec<f64> = applied
         .iter()
@@ -753,6 +788,8 @@ async fn measure(
         "reconciles_per_pipeline": round(reconciles / n as f64, 2),
         "mean_reconcile_seconds": round(m_ready.mean_reconcile_seconds_since(&m_start), 4),
         "writes": m_ready.writes_since(&m_start),
+        "apiserver_gets": round(gets_ready - gets_start, 0),
+        "apiserver_gets_per_reconcile": round((gets_ready - gets_start) / reconciles.max(1.0), 2),
         "failures": m_ready.failures(),
         "rss_idle_mib": round(idle.rss_kib as f64 / 1024.0, 1),
         "rss_peak_mib": round(at_ready.hwm_kib.max(apply_samples.iter().map(|s| s.rss_kib).max().unwrap_or(0)) as f64 / 1024.0, 1),
@@ -875,13 +912,18 @@ fn f(v: &Value) -> String {
 
 fn tables(runs: &[Value]) -> String {
     let mut out = String::new();
-    out.push_str("| pipelines | resync s | tables | apply s | apply->Ready p50 s | p90 s | p99 s | max s | all Ready s | reconciles | reconciles/s | peak RSS MiB | CPU s | peak threads |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| pipelines | operator | resync s | tables | apply s | apply->Ready p50 s | p90 s | p99 s | max s | all Ready s | reconciles | per pipeline | apiserver writes per pipeline | GETs per reconcile | reconciles/s | peak RSS MiB | CPU s | peak threads |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs {
         let a = &r["apply"];
         let l = &a["apply_to_ready_seconds"];
+        let per_pipeline = |v: &Value| match (v.as_f64(), r["pipelines"].as_f64()) {
+            (Some(v), Some(n)) if n > 0.0 => json!(round(v / n, 2)),
+            _ => Value::Null,
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             f(&r["pipelines"]),
+            f(&r["operator"]),
             f(&r["resync_seconds"]),
             f(&r["tables"]),
             f(&a["apply_seconds"]),
@@ -896,18 +938,22 @@ fn tables(runs: &[Value]) -> String {
                 String::new()
             },
             f(&a["reconciles"]),
+            f(&per_pipeline(&a["reconciles"])),
+            f(&per_pipeline(&a["writes"]["kubernetes"])),
+            f(&a["apiserver_gets_per_reconcile"]),
             f(&a["reconciles_per_second"]),
             f(&a["rss_peak_mib"]),
             f(&a["cpu_seconds"]),
             f(&a["threads_peak"]),
         ));
     }
-    out.push_str("\nSteady state (one resync of every pipeline):\n\n| pipelines | window s | resync reconciles | writes kubernetes | writes kafka | writes cassandra | pipeline objects written | RSS MiB | threads | CPU s | CPU ms/reconcile |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("\nSteady state (one resync of every pipeline):\n\n| pipelines | operator | window s | resync reconciles | writes kubernetes | writes kafka | writes cassandra | pipeline objects written | RSS MiB | threads | CPU s | CPU ms/reconcile |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs {
         let s = &r["steady"];
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             f(&r["pipelines"]),
+            f(&r["operator"]),
             f(&s["window_seconds"]),
             f(&s["reconciles"]),
             f(&s["writes"]["kubernetes"]),
@@ -1012,13 +1058,25 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let tck = clock_ticks();
     let mut runs = Vec::new();
+    let mut operators = Vec::new();
+    if let Some(baseline) = &args.baseline {
+        anyhow::ensure!(baseline.exists(), "{} not found", baseline.display());
+        operators.push(("baseline", baseline.clone(), format!("{run}b")));
+    }
+    operators.push(("new", binary.clone(), run.clone()));
     for &n in &args.sizes {
-        match run_size(&args, &world, &client, &binary, &run, n, tck).await {
-            Ok(r) => runs.push(r),
-            Err(e) => {
-                eprintln!("operator-scale: {n} pipelines: {e:#}");
-                runs.push(json!({ "pipelines": n, "error": format!("{e:#}") }));
-            }
+        for (label, binary, run) in &operators {
+            eprintln!("operator-scale: {n} pipelines, {label} operator");
+            let mut r = match run_size(&args, &world, &client, binary, run, n, tck).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("operator-scale: {n} pipelines: {e:#}");
+                    json!({ "pipelines": n, "error": format!("{e:#}") })
+                }
+            };
+            r["operator"] = json!(label);
+            r["operator_binary"] = json!(binary.display().to_string());
+            runs.push(r);
         }
     }
     let command = std::env::var("OPERATOR_SCALE_COMMAND")
