@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
+use millrace_api::lease::{Gate, NotLeader};
 
 use crate::clients;
 use crate::credentials::{Credentials, KafkaAuth};
@@ -33,7 +34,13 @@ pub struct Config {
 }
 
 pub struct Context {
+    /// Refuses every write (any request but a read) while `leadership` is
+    /// closed.
     pub client: kube::Client,
+    /// Open while this process holds the leader Lease within its renew
+    /// deadline (always, without leader election). Kafka and Cassandra
+    /// writes ask it themselves; `client` asks it for every Kubernetes one.
+    pub leadership: Gate,
     pub config: Config,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
@@ -67,6 +74,7 @@ impl Context {
         config: Config,
         metrics: Arc<Metrics>,
         instance: String,
+        leadership: Gate,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -77,6 +85,7 @@ impl Context {
         );
         Self {
             client,
+            leadership,
             config,
             metrics,
             recorder,
@@ -86,6 +95,11 @@ impl Context {
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// Before a Kafka or Cassandra write: only the leader writes.
+    pub fn may_write(&self) -> Result<(), NotLeader> {
+        self.leadership.check()
     }
 
     /// Failures in a row for `key` after one more (or 0, with `reset`).

@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use millrace_api::{
     DeletionPolicy, StreamPipeline, StreamPipelineStatus, condition_type, validate_pipeline,
 };
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::apply::{self, PartOutcome};
 pub use crate::context::{Config, Context};
@@ -46,6 +46,10 @@ pub const FORCE_DELETE_ANNOTATION: &str = "millrace.io/force-delete";
 /// logged, never fatal.
 async fn publish(ctx: &Context, sp: &StreamPipeline, notices: Vec<Notice>) {
     for notice in notices {
+        if ctx.may_write().is_err() {
+            debug!("not the leader: Events left unpublished");
+            return;
+        }
         let mut note = notice.note;
         if note.len() > 1000 {
             let mut end = 1000;

@@ -92,7 +92,9 @@ where
                 &Patch::Apply(&desired),
             )
             .await;
-        ctx.metrics.write(Target::Kubernetes);
+        if !matches!(&applied, Err(e) if crate::leader::refused_write(e)) {
+            ctx.metrics.write(Target::Kubernetes);
+        }
         applied
     };
     let applied = match (apply().await, &existing) {
