@@ -18,6 +18,8 @@
 //!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`credentials`],
 //!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
+//! - `lease` (crate feature `lease`): the one Lease mechanism, for the
+//!   operator's leader election and the runner's pull Leases.
 //! - `serve` (crate feature `serve`): the bounded HTTP server the runner
 //!   and the operator serve `/metrics` and their health on.
 
@@ -33,6 +35,8 @@ mod crd_yaml;
 pub mod credentials;
 pub mod json_pointer;
 pub mod kafka_client;
+#[cfg(feature = "lease")]
+pub mod lease;
 pub mod mapping;
 pub mod pull_lease;
 pub mod replay;

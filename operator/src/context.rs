@@ -3,10 +3,11 @@
 //! each pipeline between reconciles (in memory only).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
+use millrace_api::lease::{Gate, NotLeader};
 
 use crate::cache;
 use crate::clients;
@@ -34,15 +35,23 @@ pub struct Config {
 }
 
 pub struct Context {
+    /// Refuses every write (any request but a read) while `leadership` is
+    /// closed.
     pub client: kube::Client,
+    /// Open while this process holds the leader Lease within its renew
+    /// deadline (always, without leader election). Kafka and Cassandra
+    /// writes ask it themselves; `client` asks it for every Kubernetes one.
+    pub leadership: Gate,
     pub config: Config,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub kafka: clients::kafka::Clients,
     pub cassandra: clients::cassandra::Sessions,
     pub lag: clients::lag::LagReaders,
-    /// What the controller's watches hold of the objects the operator owns.
-    pub cache: cache::Owned,
+    /// What the controller's watches hold of the objects the operator
+    /// owns; each run of the controller (each term as leader) fills a
+    /// fresh one.
+    cache: RwLock<cache::Owned>,
     /// The credentials each pipeline (by uid) last used, in memory only: a
     /// `Delete` cleanup can still reach Kafka and Cassandra when the Secret
     /// went first (as when the whole namespace is deleted).
@@ -70,7 +79,7 @@ impl Context {
         config: Config,
         metrics: Arc<Metrics>,
         instance: String,
-        cache: cache::Owned,
+        leadership: Gate,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -81,16 +90,32 @@ impl Context {
         );
         Self {
             client,
+            leadership,
             config,
             metrics,
             recorder,
             kafka: Default::default(),
             cassandra: Default::default(),
             lag: Default::default(),
-            cache,
+            cache: RwLock::new(cache::Owned::new().0),
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// The watch caches of the running controller.
+    pub fn cache(&self) -> cache::Owned {
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs the caches a new run of the controller fills.
+    pub fn set_cache(&self, owned: cache::Owned) {
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = owned;
+    }
+
+    /// Before a Kafka or Cassandra write: only the leader writes.
+    pub fn may_write(&self) -> Result<(), NotLeader> {
+        self.leadership.check()
     }
 
     /// Failures in a row for `key` after one more (or 0, with `reset`).

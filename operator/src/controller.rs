@@ -22,7 +22,7 @@ use kube::{Resource, ResourceExt};
 use millrace_api::{
     DeletionPolicy, StreamPipeline, StreamPipelineStatus, condition_type, validate_pipeline,
 };
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::apply::{self, PartOutcome};
 use crate::cache;
@@ -45,6 +45,10 @@ pub const FORCE_DELETE_ANNOTATION: &str = "millrace.io/force-delete";
 /// logged, never fatal.
 async fn publish(ctx: &Context, sp: &StreamPipeline, notices: Vec<Notice>) {
     for notice in notices {
+        if ctx.may_write().is_err() {
+            debug!("not the leader: Events left unpublished");
+            return;
+        }
         let mut note = notice.note;
         if note.len() > 1000 {
             let mut end = 1000;
@@ -543,13 +547,14 @@ where
         .touched_objects()
 }
 
-/// Runs the controller until `shutdown` resolves or a signal arrives;
-/// `writers` fill the caches `ctx.cache` reads.
+/// Runs the controller until `shutdown` resolves or a signal arrives,
+/// with watch caches of its own (installed in `ctx`).
 pub async fn run(
     ctx: Arc<Context>,
-    writers: cache::Writers,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let (owned_cache, writers) = cache::Owned::new();
+    ctx.set_cache(owned_cache);
     let client = ctx.client.clone();
     let ns = ctx.config.namespace.clone();
     let ns = ns.as_deref();

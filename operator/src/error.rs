@@ -76,6 +76,11 @@ pub enum Error {
 
     #[error("the StreamPipeline has no {0}")]
     MissingMetadata(&'static str),
+
+    /// A write refused because this process does not hold the leader
+    /// Lease (or let its renew deadline pass).
+    #[error("{0}")]
+    NotLeader(#[from] millrace_api::lease::NotLeader),
 }
 
 impl Error {
@@ -90,9 +95,11 @@ impl Error {
             | Self::CassandraAuth { .. }
             | Self::Render { .. }
             | Self::MissingMetadata(_) => ErrorClass::User,
-            Self::Kube(_) | Self::Kafka { .. } | Self::Cassandra { .. } | Self::Finalizer(_) => {
-                ErrorClass::Transient
-            }
+            Self::Kube(_)
+            | Self::Kafka { .. }
+            | Self::Cassandra { .. }
+            | Self::Finalizer(_)
+            | Self::NotLeader(_) => ErrorClass::Transient,
         }
     }
 
@@ -101,6 +108,7 @@ impl Error {
         match self {
             Self::InvalidSpec(_) => "invalid_spec",
             Self::SecretNotFound { .. } | Self::SecretKeyMissing { .. } => "secret",
+            Self::Kube(e) if crate::leader::refused_write(e) => "not_leader",
             Self::Kube(_) => "kubernetes",
             Self::Kafka { .. } => "kafka_unavailable",
             Self::KafkaRejected(_) => "kafka_rejected",
@@ -109,6 +117,7 @@ impl Error {
             Self::KafkaAuth { .. } => "kafka_auth",
             Self::CassandraAuth { .. } => "cassandra_auth",
             Self::Finalizer(_) => "finalizer",
+            Self::NotLeader(_) => "not_leader",
             Self::Render { .. } | Self::MissingMetadata(_) => "internal",
         }
     }
@@ -124,6 +133,7 @@ impl Error {
             Self::KafkaAuth { .. } => "KafkaAuthFailed",
             Self::CassandraAuth { .. } => "CassandraAuthFailed",
             Self::Finalizer(_) => "FinalizerError",
+            Self::NotLeader(_) => "NotLeader",
             Self::Render { .. } | Self::MissingMetadata(_) => "InternalError",
         }
     }

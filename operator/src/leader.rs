@@ -1,156 +1,114 @@
-//! Leader election on a `coordination.k8s.io` Lease: of several operator
-//! processes only the holder reconciles. The holder renews the Lease; a
-//! Lease not renewed within its duration may be taken over.
+//! Leader election: of several operator processes only the holder of the
+//! leader Lease reconciles. The Lease itself is [`millrace_api::lease`]
+//! (shared with the runner's pull Leases); this module gives the operator a
+//! Kubernetes client that refuses every write while the process does not
+//! hold it, so no write can slip out between a missed renew deadline and
+//! the moment the controller is dropped (a process stopped or starved past
+//! its deadline resumes with its reconciles and its renewal loop ready at
+//! once, in no particular order).
 
-use std::time::Duration;
+use http::{Method, Request};
+use kube::client::{Body, ClientBuilder};
+use millrace_api::lease::{Gate, NotLeader};
+use tower::BoxError;
+use tower::Layer;
+use tower::filter::Filter;
+use tower::layer::layer_fn;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
-
-pub struct LeaderElection {
-    api: Api<Lease>,
-    name: String,
-    identity: String,
-    duration: Duration,
+/// Whether the request changes something (anything but a read or watch).
+pub fn writes(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Whether a Lease held by someone else may be taken: nobody holds it, or
-/// its holder has not renewed it within its duration.
-pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let Some(holder) = spec.holder_identity.as_deref() else {
-        return true;
-    };
-    if holder.is_empty() {
-        return true;
-    }
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    renewed
-        .0
-        .checked_add(duration)
-        .map_or(true, |until| until < now)
+/// A client on `config` whose writes pass only while `gate` is open; reads
+/// and watches always do.
+pub fn gated_client(config: kube::Config, gate: Gate) -> Result<kube::Client, kube::Error> {
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&gate_layer(gate))
+        .build())
 }
 
-impl LeaderElection {
-    pub fn new(
-        client: kube::Client,
-        namespace: &str,
-        name: &str,
-        identity: String,
-        duration: Duration,
-    ) -> Self {
-        Self {
-            api: Api::namespaced(client, namespace),
-            name: name.to_owned(),
-            identity,
-            duration,
-        }
-    }
-
-    pub fn renew_interval(&self) -> Duration {
-        self.duration / 3
-    }
-
-    pub fn duration(&self) -> Duration {
-        self.duration
-    }
-
-    /// Takes or renews the Lease; `Ok(false)` when another holds it.
-    pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
-        let now = Timestamp::now();
-        let seconds = self.duration.as_secs() as i32;
-        match self.api.get_opt(&self.name).await? {
-            None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(self.name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(self.identity.clone()),
-                        lease_duration_seconds: Some(seconds),
-                        acquire_time: Some(MicroTime(now)),
-                        renew_time: Some(MicroTime(now)),
-                        lease_transitions: Some(0),
-                        ..LeaseSpec::default()
-                    }),
-                };
-                match self.api.create(&PostParams::default(), &lease).await {
-                    Ok(_) => Ok(true),
-                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                    Err(e) => Err(e),
-                }
+/// Fails a write at once, before it leaves the process, while `gate` is
+/// closed.
+fn gate_layer<S>(
+    gate: Gate,
+) -> impl Layer<S, Service = Filter<S, impl Fn(Request<Body>) -> Result<Request<Body>, BoxError> + Clone>>
+{
+    layer_fn(move |service| {
+        let gate = gate.clone();
+        Filter::new(service, move |request: Request<Body>| {
+            if writes(request.method()) {
+                gate.check().map_err(BoxError::from)?;
             }
-            Some(mut lease) => {
-                let spec = lease.spec.clone().unwrap_or_default();
-                let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-                if !mine && !expired(&spec, now) {
-                    return Ok(false);
-                }
-                lease.spec = Some(LeaseSpec {
-                    holder_identity: Some(self.identity.clone()),
-                    lease_duration_seconds: Some(seconds),
-                    acquire_time: if mine {
-                        spec.acquire_time.clone()
-                    } else {
-                        Some(MicroTime(now))
-                    },
-                    renew_time: Some(MicroTime(now)),
-                    lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(!mine)),
-                    ..spec
-                });
-                match self
-                    .api
-                    .replace(&self.name, &PostParams::default(), &lease)
-                    .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                    Err(e) => Err(e),
-                }
-            }
-        }
-    }
+            Ok::<_, BoxError>(request)
+        })
+    })
+}
 
-    /// Gives the Lease up on shutdown, so a standby takes over at once.
-    pub async fn release(&self) {
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await
-            && let Some(spec) = lease.spec.as_mut()
-            && spec.holder_identity.as_deref() == Some(self.identity.as_str())
-        {
-            spec.holder_identity = None;
-            spec.renew_time = None;
-            spec.acquire_time = None;
-            let _ = self
-                .api
-                .replace(&self.name, &PostParams::default(), &lease)
-                .await;
-        }
-    }
+/// Whether `e` is a write the gated client refused (it never left the
+/// process).
+pub fn refused_write(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Service(source) if source.is::<NotLeader>())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn held(renewed: i64, seconds: i32) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: Some("other".into()),
-            renew_time: Some(MicroTime(Timestamp::from_second(renewed).expect("ts"))),
-            lease_duration_seconds: Some(seconds),
-            ..LeaseSpec::default()
-        }
+    /// A client whose requests reach a stand-in for the apiserver that
+    /// counts them and answers `{}`.
+    fn stand_in(gate: Gate) -> (kube::Client, Arc<AtomicUsize>) {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let apiserver = tower::service_fn(move |_: Request<Body>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, BoxError>(http::Response::new(Body::from(b"{}".to_vec()))) }
+        });
+        let client = ClientBuilder::new(apiserver, "default")
+            .with_layer(&gate_layer(gate))
+            .build();
+        (client, seen)
+    }
+
+    fn request(method: Method) -> Request<Vec<u8>> {
+        Request::builder()
+            .method(method)
+            .uri("/api/v1/namespaces/default/configmaps/x")
+            .body(Vec::new())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_keeps_writes_in_the_process_and_lets_reads_out() {
+        let (client, seen) = stand_in(Gate::closed());
+        let refused = client
+            .request_text(request(Method::PATCH))
+            .await
+            .expect_err("refused");
+        assert!(refused_write(&refused), "{refused}");
+        assert_eq!(seen.load(Ordering::SeqCst), 0, "the write went out");
+        client
+            .request_text(request(Method::GET))
+            .await
+            .expect("a read passes");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+        let (client, seen) = stand_in(Gate::always_open());
+        client
+            .request_text(request(Method::DELETE))
+            .await
+            .expect("an open gate lets writes out");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
     #[test]
-    fn a_lease_is_taken_only_after_its_holder_stops_renewing() {
-        let now = Timestamp::from_second(1_000).expect("ts");
-        assert!(!expired(&held(990, 15), now));
-        assert!(expired(&held(980, 15), now));
-        assert!(expired(&LeaseSpec::default(), now));
+    fn only_reads_pass_a_closed_gate() {
+        assert!(!writes(&Method::GET));
+        assert!(!writes(&Method::HEAD));
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(writes(&m), "{m}");
+        }
     }
 }

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use millrace_api::lease::{self, Gate, LeaseLock, Timing};
 use millrace_operator::context::{Config, Context};
 use millrace_operator::controller;
 use millrace_operator::desired::deployment::RunnerDefaults;
-use millrace_operator::leader::LeaderElection;
+use millrace_operator::leader;
 use millrace_operator::metrics::Metrics;
 use millrace_operator::serve;
 use tracing::{error, info};
@@ -60,6 +61,22 @@ struct Args {
     #[arg(long, env = "MILLRACE_LEASE_NAME", default_value = "millrace-operator")]
     lease_name: String,
 
+    /// With --leader-election: how long another process must see the
+    /// leader Lease unchanged before it takes it, in seconds.
+    #[arg(long, env = "MILLRACE_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+
+    /// With --leader-election: the leader stops reconciling when it has not
+    /// renewed the Lease for this long, in seconds; shorter than the lease
+    /// duration, the difference being the margin for clocks and latency.
+    #[arg(long, env = "MILLRACE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    renew_deadline_seconds: u64,
+
+    /// With --leader-election: how often the leader renews and the others
+    /// look at the Lease, in seconds.
+    #[arg(long, env = "MILLRACE_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    retry_period_seconds: u64,
+
     /// Watch StreamPipelines in this namespace only (default: all).
     #[arg(long, env = "MILLRACE_NAMESPACE")]
     namespace: Option<String>,
@@ -85,6 +102,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let timing = Timing::new(
+        Duration::from_secs(args.lease_duration_seconds),
+        Duration::from_secs(args.renew_deadline_seconds),
+        Duration::from_secs(args.retry_period_seconds),
+    )
+    .context("the leader election flags")?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,kube=warn,rdkafka=warn,scylla=warn")
     });
@@ -102,9 +125,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.metrics_listen))?;
     info!(%addr, "serving /metrics, /healthz, /readyz");
 
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API")?;
+        .context("configuring the Kubernetes client")?;
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
         format!(
             "{}-{}",
@@ -112,19 +135,6 @@ async fn main() -> anyhow::Result<()> {
             std::process::id()
         )
     });
-    metrics.set_ready(true);
-
-    // Stops the controller on SIGTERM/SIGINT, or when leadership is lost.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            info!("shutting down");
-            let _ = stop_tx.send(true);
-        });
-    }
-
     let lease_namespace = args
         .lease_namespace
         .clone()
@@ -135,61 +145,41 @@ async fn main() -> anyhow::Result<()> {
         .claims_namespace
         .clone()
         .unwrap_or_else(|| lease_namespace.clone());
+    // The Lease is renewed on a client of its own: the reconciles' client
+    // refuses writes while the Lease is not held, the renewal among them.
     let election = if args.leader_election {
-        let namespace = lease_namespace;
-        let election = Arc::new(LeaderElection::new(
-            client.clone(),
-            &namespace,
+        let lease_client =
+            kube::Client::try_from(config.clone()).context("connecting to the Kubernetes API")?;
+        Some(LeaseLock::new(
+            kube::Api::namespaced(lease_client, &lease_namespace),
             &args.lease_name,
-            identity.clone(),
-            Duration::from_secs(15),
-        ));
-        info!(lease = %args.lease_name, %namespace, %identity, "waiting to become the leader");
-        let mut stop = stop_rx.clone();
-        loop {
-            match election.try_acquire().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => error!(error = %e, "leader election"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = stop.changed() => return Ok(()),
-            }
-        }
-        info!(%identity, "became the leader");
-        metrics.set_leader(true);
-        let renewing = election.clone();
-        let stop_tx = stop_tx.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut last_renewed = tokio::time::Instant::now();
-            loop {
-                tokio::time::sleep(renewing.renew_interval()).await;
-                match renewing.try_acquire().await {
-                    Ok(true) => last_renewed = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        error!("lost the leader Lease to another process; stopping");
-                        break;
-                    }
-                    Err(e) => {
-                        error!(error = %e, "renewing the leader Lease");
-                        if last_renewed.elapsed() > renewing.duration() {
-                            break;
-                        }
-                    }
-                }
-            }
-            metrics.set_leader(false);
-            let _ = stop_tx.send(true);
-        });
-        Some(election)
+            &identity,
+            timing,
+        ))
     } else {
-        metrics.set_leader(true);
         None
     };
+    let gate = election
+        .as_ref()
+        .map_or_else(Gate::always_open, LeaseLock::gate);
+    let client =
+        leader::gated_client(config, gate.clone()).context("connecting to the Kubernetes API")?;
+    metrics.set_ready(true);
 
-    let (cache, cache_writers) = millrace_operator::cache::Owned::new();
+    // Stops the controller on SIGTERM/SIGINT.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+
     let ctx = Arc::new(Context::new(
         client,
         Config {
@@ -203,18 +193,46 @@ async fn main() -> anyhow::Result<()> {
             claims_namespace,
             concurrency: args.concurrency,
         },
-        metrics,
-        identity,
-        cache,
+        metrics.clone(),
+        identity.clone(),
+        gate,
     ));
-    info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, concurrency = ctx.config.concurrency, "starting the StreamPipeline controller");
-    let mut stop = stop_rx;
-    controller::run(ctx, cache_writers, async move {
-        let _ = stop.wait_for(|s| *s).await;
-    })
-    .await;
-    if let Some(election) = election {
-        election.release().await;
+    let Some(lock) = election else {
+        metrics.set_leader(true);
+        info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, concurrency = ctx.config.concurrency, "starting the StreamPipeline controller");
+        controller::run(ctx, stopped()).await;
+        info!("stopped");
+        return Ok(());
+    };
+
+    // A leader that misses its renew deadline drops its controller (the
+    // reconciles in flight with it; the gated client has refused their
+    // writes from the deadline on) and waits as a standby with everything
+    // observed afresh, rather than exiting: the process keeps serving its
+    // health and metrics, and needs no restart to lead again.
+    loop {
+        info!(lease = %lock.name(), namespace = %lease_namespace, %identity, ?timing, "waiting to become the leader");
+        tokio::select! {
+            _ = lease::acquire(&lock) => {}
+            _ = stopped() => break,
+        }
+        info!(%identity, "became the leader");
+        metrics.set_leader(true);
+        info!(namespace = ?ctx.config.namespace, image = %ctx.config.runner.image, concurrency = ctx.config.concurrency, "starting the StreamPipeline controller");
+        tokio::select! {
+            _ = controller::run(ctx.clone(), stopped()) => {
+                metrics.set_leader(false);
+                // Gives the Lease up, so a standby takes over at once.
+                if let Err(e) = lock.release().await {
+                    error!(error = %e, "releasing the leader Lease");
+                }
+                break;
+            }
+            lost = lease::hold(&lock) => {
+                metrics.set_leader(false);
+                error!(reason = %lost, "lost leadership: stopped the controller; no writes until the Lease is held again");
+            }
+        }
     }
     info!("stopped");
     Ok(())

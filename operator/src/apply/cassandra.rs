@@ -175,6 +175,7 @@ pub async fn reconcile_table(
 }
 
 async fn execute(ctx: &Context, session: &Session, spec: &CassandraSpec, cql: &str) -> Result<()> {
+    ctx.may_write()?;
     tokio::time::timeout(REQUEST_TIMEOUT, session.query_unpaged(cql, &[]))
         .await
         .map_err(|_| unavailable(spec, "timed out running DDL"))?

@@ -239,6 +239,7 @@ async fn create(
     for (k, v) in config {
         new = new.set(k, v);
     }
+    ctx.may_write()?;
     let results = admin
         .create_topics([&new], &options())
         .await
@@ -282,6 +283,7 @@ async fn execute(
             ))
         }
         TopicAction::IncreasePartitions(n) => {
+            ctx.may_write()?;
             let results = admin
                 .create_partitions([&NewPartitions::new(name, *n as usize)], &options())
                 .await
@@ -297,6 +299,7 @@ async fn execute(
             for (k, v) in config {
                 alter = alter.set(k, v);
             }
+            ctx.may_write()?;
             let results = admin
                 .alter_configs([&alter], &options())
                 .await
@@ -589,6 +592,7 @@ pub async fn delete_topics(
         }
         return Ok(outcome);
     }
+    ctx.may_write()?;
     let results = admin
         .delete_topics(&names, &options())
         .await

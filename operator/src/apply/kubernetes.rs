@@ -58,7 +58,7 @@ pub async fn live<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Optio
 where
     K: Cached + DeserializeOwned + Debug,
 {
-    if let Some(cached) = ctx.cache.get::<K>(namespace, name) {
+    if let Some(cached) = ctx.cache().get::<K>(namespace, name) {
         return Ok(Some((*cached).clone()));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
@@ -101,7 +101,9 @@ where
                 &Patch::Apply(&desired),
             )
             .await;
-        ctx.metrics.write(Target::Kubernetes);
+        if !matches!(&applied, Err(e) if crate::leader::refused_write(e)) {
+            ctx.metrics.write(Target::Kubernetes);
+        }
         applied
     };
     let applied = match (apply().await, &existing) {

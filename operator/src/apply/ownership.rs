@@ -69,7 +69,7 @@ pub async fn claim_topic(
     // pipeline's) without a read; anything else is read afresh, so a
     // record removed a moment ago never shows as another's.
     let cached = ctx
-        .cache
+        .cache()
         .get::<ConfigMap>(&ctx.config.claims_namespace, &name);
     if cached.is_some_and(|cm| ownership::claim(owner, recorded_owner(&cm)) == Claim::Ours) {
         return Ok(Claim::Ours);

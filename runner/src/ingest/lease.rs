@@ -6,16 +6,17 @@
 //! names its uid), so it goes when the pipeline does; a Lease made before
 //! it had an owner is given one on its next renewal.
 //!
-//! The runner's Role allows get, create and update on Leases (no patch), so
-//! every change is a read-modify-replace guarded by resourceVersion: of two
-//! replicas racing for an expired Lease, one gets a conflict and stays idle.
+//! The Lease is held through [`millrace_api::lease`], the mechanism the
+//! operator's leader election uses too: every change is a read-modify-
+//! replace guarded by resourceVersion (the runner's Role allows get, create
+//! and update, no patch), so of two replicas racing for an expired Lease one
+//! gets a conflict and stays idle; and a replica judges a Lease expired by
+//! how long it has seen it unchanged, not by the holder's clock.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
+use millrace_api::lease::{Attempt, LeaseError, LeaseLock, Timing, annotate};
 use millrace_api::{
     HttpPullSource, LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner,
 };
@@ -37,12 +38,13 @@ pub async fn kube_client() -> anyhow::Result<Option<kube::Client>> {
     Ok(Some(kube::Client::try_from(config)?))
 }
 
+/// A pull Lease lasts one run with all its retries and some margin; its
+/// holder stops a run whose Lease it could not renew within this much less
+/// than that (the margin for two machines' clocks and latencies).
+const PULL_LEASE_MARGIN: Duration = Duration::from_secs(15);
+
 pub struct PullLease {
-    api: Api<Lease>,
-    name: String,
-    owner: Option<OwnerReference>,
-    holder: String,
-    duration: Duration,
+    lock: LeaseLock,
 }
 
 impl PullLease {
@@ -56,128 +58,78 @@ impl PullLease {
             .ok()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("millrace-runner-{}", std::process::id()));
-        // Long enough to cover one run with all its retries, so the holder
-        // keeps the Lease while it pulls.
-        let run = u64::try_from(spec.timeout_seconds).unwrap_or(30)
-            * (u64::try_from(spec.max_retries).unwrap_or(3) + 1);
-        let duration = Duration::from_secs((run + 30).max(60));
-        Self {
-            api: Api::namespaced(client, &pipeline.namespace),
-            name: pull_lease_name(&pipeline.name, source),
-            owner: pipeline
+        let lock = LeaseLock::new(
+            Api::namespaced(client, &pipeline.namespace),
+            &pull_lease_name(&pipeline.name, source),
+            &holder,
+            timing(spec),
+        )
+        .with_owner(
+            pipeline
                 .uid
                 .as_deref()
                 .map(|uid| pull_lease_owner(&pipeline.name, uid)),
-            holder,
-            duration,
-        }
+        );
+        Self { lock }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.lock.name()
     }
 
-    /// Takes or renews the Lease; `Ok(false)` when another replica holds it.
-    pub async fn acquire(&self) -> Result<bool, kube::Error> {
-        let now = jiff::Timestamp::now();
-        let duration_secs = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    owner_references: self.owner.clone().map(|o| vec![o]),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(self.holder.clone()),
-                    lease_duration_seconds: Some(duration_secs),
-                    acquire_time: Some(MicroTime(now)),
-                    renew_time: Some(MicroTime(now)),
-                    lease_transitions: Some(0),
-                    ..LeaseSpec::default()
-                }),
-            };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => {
-                    info!(lease = %self.name, holder = %self.holder, "created the pull Lease");
-                    Ok(true)
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
-        };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        let mine = spec.holder_identity.as_deref() == Some(self.holder.as_str());
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(MicroTime(renewed)), Some(secs)) => {
-                let until = renewed
-                    .checked_add(jiff::SignedDuration::from_secs(i64::from(secs)))
-                    .unwrap_or(*renewed);
-                until < now
-            }
-            _ => true,
-        };
-        if !mine && !expired {
-            debug!(lease = %self.name, holder = ?spec.holder_identity, "another replica holds the pull Lease");
-            return Ok(false);
+    /// Takes or renews the Lease; `Ok(false)` when another replica holds
+    /// it. A replica takes the Lease of another only when it has seen it
+    /// unchanged for the Lease's whole duration (its schedule's slots are
+    /// when it looks).
+    pub async fn acquire(&self) -> Result<bool, LeaseError> {
+        let attempt = self.lock.try_acquire_or_renew().await?;
+        if let Attempt::HeldBy(holder) = &attempt {
+            debug!(lease = %self.lock.name(), %holder, "another replica holds the pull Lease");
         }
-        if !mine {
-            spec.holder_identity = Some(self.holder.clone());
-            spec.acquire_time = Some(MicroTime(now));
-            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-            info!(lease = %self.name, holder = %self.holder, "took over the pull Lease");
-        }
-        spec.renew_time = Some(MicroTime(now));
-        spec.lease_duration_seconds = Some(duration_secs);
-        self.adopt(&mut lease);
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(attempt.is_held())
     }
 
-    /// Gives a Lease made without an owner (by an older runner) its
-    /// pipeline as owner; the caller writes it.
-    fn adopt(&self, lease: &mut Lease) {
-        let Some(owner) = &self.owner else {
-            return;
-        };
-        let owners = lease.metadata.owner_references.get_or_insert_with(Vec::new);
-        if !owners.iter().any(|o| o.uid == owner.uid) {
-            owners.push(owner.clone());
-        }
+    /// Whether this replica may go on with its run: it renewed the Lease
+    /// within the renew deadline and saw no other holder since.
+    pub fn held(&self) -> bool {
+        self.lock.gate().is_open()
     }
 
-    /// Records a run in the annotation, if this replica still holds the
-    /// Lease.
-    pub async fn record(&self, last: &LastPull) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
-            return Ok(());
-        };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        if spec.holder_identity.as_deref() != Some(self.holder.as_str()) {
-            return Ok(());
-        }
-        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    /// Records a run in the annotation (a renewal too), if this replica
+    /// still holds the Lease.
+    pub async fn record(&self, last: &LastPull) -> Result<(), LeaseError> {
         let text = serde_json::to_string(last).unwrap_or_default();
-        lease
-            .metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(LAST_PULL_ANNOTATION.to_owned(), text);
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-            Err(e) => Err(e),
+        let attempt = self
+            .lock
+            .renew_with(|lease| annotate(lease, LAST_PULL_ANNOTATION, text))
+            .await?;
+        if !attempt.is_held() {
+            info!(lease = %self.lock.name(), "the pull Lease is no longer ours: the run is not recorded");
         }
+        Ok(())
+    }
+}
+
+/// Long enough to cover one run with all its retries, so the holder keeps
+/// the Lease while it pulls.
+fn timing(spec: &HttpPullSource) -> Timing {
+    let run = u64::try_from(spec.timeout_seconds).unwrap_or(30)
+        * (u64::try_from(spec.max_retries).unwrap_or(3) + 1);
+    let duration = Duration::from_secs((run + 30).max(60));
+    let renew_deadline = duration - PULL_LEASE_MARGIN;
+    Timing::new(duration, renew_deadline, Duration::from_secs(5)).unwrap_or(Timing::DEFAULT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pull_lease_covers_a_run_and_its_holder_stops_before_it_can_be_taken() {
+        let spec = HttpPullSource::new("http://example.invalid/", "*/5 * * * *");
+        let t = timing(&spec);
+        assert_eq!(t.duration, Duration::from_secs(150));
+        assert_eq!(t.renew_deadline, Duration::from_secs(135));
+        assert!(t.renew_deadline >= Duration::from_secs(120), "a whole run");
     }
 }

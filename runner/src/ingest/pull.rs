@@ -304,11 +304,21 @@ impl Puller {
             warn!(source = %self.name, error = %error, missing, attempts, ?pause, "kafka did not acknowledge every pulled record; sending them again");
             tokio::time::sleep(pause).await;
             // A long run keeps its Lease, so that no other replica pulls
-            // while this one still holds records.
-            if let Some(lease) = &self.lease
-                && let Err(e) = lease.acquire().await
-            {
-                warn!(source = %self.name, error = %e, "cannot renew the pull Lease while producing");
+            // while this one still holds records; a run whose Lease was
+            // not renewed within its renew deadline (or was taken) stops,
+            // as another replica may be pulling by now.
+            if let Some(lease) = &self.lease {
+                if let Err(e) = lease.acquire().await {
+                    warn!(source = %self.name, error = %e, "cannot renew the pull Lease while producing");
+                }
+                if !lease.held() {
+                    warn!(source = %self.name, missing, "lost the pull Lease: stopping this run");
+                    return Delivery {
+                        acknowledged: acked.iter().filter(|a| **a).count() as u64,
+                        attempts,
+                        error: Some(error),
+                    };
+                }
             }
         }
     }
