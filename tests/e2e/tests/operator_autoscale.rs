@@ -298,9 +298,18 @@ async fn kubectl_scale_sets_the_sink_replicas_and_is_refused_while_autoscale_is_
             && selector.contains(&format!("app.kubernetes.io/instance={name}")),
         "{selector}"
     );
-    let pods = kubectl(&s, &["get", "pods", "-l", &selector, "-o", "name"])?;
-    let listed = String::from_utf8_lossy(&pods.stdout).lines().count();
-    assert_eq!(listed, 3, "the selector finds the sink's Pods");
+    // A change of sinkReplicas is a spec change, which rolls the Pods: the
+    // old ones may still be going.
+    poll_until(
+        "the selector to find the 3 sink Pods",
+        Deadline::secs(90),
+        || async {
+            let pods = kubectl(&s, &["get", "pods", "-l", &selector, "-o", "name"])?;
+            let listed = String::from_utf8_lossy(&pods.stdout).lines().count();
+            Ok((listed == 3).then_some(()))
+        },
+    )
+    .await?;
 
     // A patch of /scale, as an HPA makes it.
     s.pipelines()
