@@ -10,18 +10,23 @@
 //! - how many offsets of the partition, up to the offset, the sink never
 //!   read because the topic's retention had deleted them first: records
 //!   lost to the table, which status must show. Rows written = records
-//!   committed − dead-lettered − skipped.
+//!   committed − dead-lettered − skipped;
+//! - how many tries of writes of the partition's records, up to the
+//!   offset, Cassandra timed out or refused as overloaded (each retried):
+//!   the sign that Cassandra, not the sink, is the bottleneck, on which the
+//!   operator's autoscaler holds back.
 //!
-//! Text, `millrace.wt=<µs>;dl=<count>;sk=<count>`. Metadata written by
-//! runners before a count existed (`millrace.wt=<µs>`, or without `sk`)
-//! reads as a count of zero; a part this version does not know is ignored,
-//! so a newer runner's commits still read.
+//! Text, `millrace.wt=<µs>;dl=<count>;sk=<count>;to=<count>`. Metadata
+//! written by runners before a count existed (`millrace.wt=<µs>`, or
+//! without `sk` or `to`) reads as a count of zero; a part this version does
+//! not know is ignored, so a newer runner's commits still read.
 
 /// Prefix of the metadata, so metadata written by something else is never
 /// taken for ours.
 const PREFIX: &str = "millrace.wt=";
 const DEAD_LETTERED: &str = "dl";
 const SKIPPED: &str = "sk";
+const TIMED_OUT: &str = "to";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitMetadata {
@@ -34,13 +39,17 @@ pub struct CommitMetadata {
     /// before the sink read them, since the group first committed with a
     /// count.
     pub skipped: u64,
+    /// Tries of writes of the partition's records below the offset that
+    /// Cassandra timed out or refused as overloaded, since the group first
+    /// committed with a count.
+    pub timed_out: u64,
 }
 
 impl CommitMetadata {
     pub fn encode(&self) -> String {
         format!(
-            "{PREFIX}{};{DEAD_LETTERED}={};{SKIPPED}={}",
-            self.write_timestamp, self.dead_lettered, self.skipped
+            "{PREFIX}{};{DEAD_LETTERED}={};{SKIPPED}={};{TIMED_OUT}={}",
+            self.write_timestamp, self.dead_lettered, self.skipped, self.timed_out
         )
     }
 
@@ -56,6 +65,7 @@ impl CommitMetadata {
             match key {
                 DEAD_LETTERED => out.dead_lettered = value.parse().ok()?,
                 SKIPPED => out.skipped = value.parse().ok()?,
+                TIMED_OUT => out.timed_out = value.parse().ok()?,
                 _ => {}
             }
         }
@@ -73,8 +83,9 @@ mod tests {
             write_timestamp: -3,
             dead_lettered: 42,
             skipped: 7,
+            timed_out: 5,
         };
-        assert_eq!(m.encode(), "millrace.wt=-3;dl=42;sk=7");
+        assert_eq!(m.encode(), "millrace.wt=-3;dl=42;sk=7;to=5");
         assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
         assert_eq!(
             CommitMetadata::decode("millrace.wt=1700000000123999"),
@@ -88,7 +99,8 @@ mod tests {
             Some(CommitMetadata {
                 write_timestamp: 5,
                 dead_lettered: 2,
-                skipped: 0
+                skipped: 0,
+                timed_out: 0
             }),
             "written before the skipped count existed"
         );
@@ -97,7 +109,8 @@ mod tests {
             Some(CommitMetadata {
                 write_timestamp: 5,
                 dead_lettered: 2,
-                skipped: 1
+                skipped: 1,
+                timed_out: 0
             }),
             "a part a later version adds is ignored"
         );
@@ -112,6 +125,7 @@ mod tests {
             "millrace.wt=1;dl=-1",
             "millrace.wt=1;dl=",
             "millrace.wt=1;sk=-2",
+            "millrace.wt=1;to=x",
             "millrace.wt=1;dl",
         ] {
             assert_eq!(CommitMetadata::decode(text), None, "{text}");

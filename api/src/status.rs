@@ -40,6 +40,45 @@ pub struct StreamPipelineStatus {
     /// `millrace.io/replay-dead-letters`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_replay: Option<DeadLetterReplayStatus>,
+
+    /// The sink's autoscaler (`spec.runner.autoscale`): its last decision
+    /// and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<AutoscaleStatus>,
+}
+
+/// What the autoscaler decided last, from the sink's lag.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscaleStatus {
+    /// Replicas the operator gives the sink Deployment.
+    pub replicas: i32,
+
+    /// Replicas the last measured lag asks for, within the bounds: the
+    /// sink gets them at once when more, after the cool-down when fewer.
+    pub desired_replicas: i32,
+
+    /// When `replicas` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+
+    /// Since when the lag has asked for fewer replicas than the sink has,
+    /// without a break; empty when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_pending_since: Option<Time>,
+
+    /// The most replicas the lag asked for since `scaleDownPendingSince`:
+    /// what the sink is scaled down to once the cool-down has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_to: Option<i32>,
+
+    /// The last decision: `ScaledUp`, `ScaledDown`, `ScaleHeldBack`,
+    /// `CoolingDown` (fewer replicas wanted, waiting out the cool-down) or
+    /// `Steady`.
+    pub reason: String,
+
+    /// The decision with the figures it was made on.
+    pub message: String,
 }
 
 /// A dead-letter replay, as the sink's replay group has committed it.
@@ -173,6 +212,16 @@ pub struct RunnerStatus {
     /// Ready replicas of the sink Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_ready_replicas: Option<i32>,
+
+    /// Replicas of the sink Deployment (its Pods, ready or not): the
+    /// scale subresource's current replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_replicas: Option<i32>,
+
+    /// The label selector of the sink's Pods, as text: the scale
+    /// subresource's selector, for an HPA's Pod metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_selector: Option<String>,
 }
 
 /// How records are flowing, read from Kafka: the topic's high watermarks
@@ -211,6 +260,18 @@ pub struct FlowStatus {
     /// When `recordsSkipped` last grew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_skip: Option<Time>,
+
+    /// Tries of the sink's writes that Cassandra timed out or refused as
+    /// overloaded (each was retried), from the sink's commits; empty while
+    /// there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_timeouts: Option<i64>,
+
+    /// When, between two refreshes, more than 1 in 100 of the records the
+    /// sink handled met such a timeout: Cassandra was the bottleneck, and
+    /// the autoscaler adds no replicas for a minute after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_overload: Option<Time>,
 
     /// Rows written per second between the last two refreshes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +330,21 @@ pub mod condition_type {
     /// Records reach the table: the sink keeps up and writes what it
     /// reads, and pulls succeed.
     pub const FLOWING: &str = "Flowing";
+}
+
+/// Reasons of the autoscaler's decisions (`status.autoscale.reason`, and
+/// the Events of the decisions that change or hold back the replicas).
+pub mod autoscale_reason {
+    /// The lag asked for more replicas; the sink got them.
+    pub const SCALED_UP: &str = "ScaledUp";
+    /// The lag asked for fewer replicas for the whole cool-down.
+    pub const SCALED_DOWN: &str = "ScaledDown";
+    /// The lag asks for more replicas, but Cassandra is the bottleneck.
+    pub const SCALE_HELD_BACK: &str = "ScaleHeldBack";
+    /// The lag asks for fewer replicas; the cool-down has not passed.
+    pub const COOLING_DOWN: &str = "CoolingDown";
+    /// The sink has the replicas the lag asks for.
+    pub const STEADY: &str = "Steady";
 }
 
 /// Reasons the operator gives in conditions.

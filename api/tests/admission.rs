@@ -602,3 +602,90 @@ fn schema_bounds_are_checked_in_rust_too() {
         );
     }
 }
+
+fn autoscale(o: &mut Value, autoscale: Value) {
+    o["spec"]["runner"] = json!({"autoscale": autoscale});
+}
+
+#[test]
+fn the_autoscale_example_passes_both_checks() {
+    let object: Value =
+        serde_yaml::from_str(include_str!("../../examples/autoscale.yaml")).unwrap();
+    assert_eq!(cel_failures(&object, None), Vec::<String>::new());
+    rust_verdict(&object).unwrap();
+    let typed: StreamPipeline = serde_json::from_value(object).unwrap();
+    let a = typed.spec.runner.autoscale.unwrap();
+    assert_eq!((a.min_replicas, a.max_replicas), (1, 12));
+}
+
+#[test]
+fn autoscale_bounds_are_refused_by_both_checks() {
+    let ok = with(|o| autoscale(o, json!({"maxReplicas": 4, "targetLagPerReplica": 100})));
+    assert_eq!(cel_failures(&ok, None), Vec::<String>::new());
+    rust_verdict(&ok).unwrap();
+    let typed: StreamPipeline = serde_json::from_value(ok).unwrap();
+    let a = typed.spec.runner.autoscale.unwrap();
+    assert_eq!((a.min_replicas, a.cooldown_seconds), (1, 300), "defaults");
+
+    let min_above_max = with(|o| {
+        autoscale(
+            o,
+            json!({"minReplicas": 5, "maxReplicas": 4, "targetLagPerReplica": 100}),
+        )
+    });
+    let failures = cel_failures(&min_above_max, None);
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("minReplicas must not exceed maxReplicas")),
+        "{failures:?}"
+    );
+    let rust = rust_verdict(&min_above_max).unwrap_err();
+    assert!(rust.contains("spec.runner.autoscale.minReplicas"), "{rust}");
+
+    // Bounds the OpenAPI schema checks: Rust refuses them too.
+    for bad in [
+        json!({"minReplicas": 0, "maxReplicas": 4, "targetLagPerReplica": 100}),
+        json!({"maxReplicas": 65, "targetLagPerReplica": 100}),
+        json!({"maxReplicas": 4, "targetLagPerReplica": 0}),
+        json!({"maxReplicas": 4, "targetLagPerReplica": 100, "cooldownSeconds": -1}),
+    ] {
+        let object = with(|o| autoscale(o, bad.clone()));
+        assert!(rust_verdict(&object).is_err(), "{bad}: Rust accepted it");
+    }
+}
+
+#[test]
+fn sink_replicas_cannot_change_while_autoscale_is_set() {
+    let typed = |v: &Value| {
+        serde_json::from_value::<StreamPipeline>(v.clone())
+            .unwrap()
+            .spec
+    };
+    let scaled = json!({"maxReplicas": 4, "targetLagPerReplica": 100});
+    let old = with(|o| {
+        autoscale(o, scaled.clone());
+        o["spec"]["runner"]["sinkReplicas"] = json!(1);
+    });
+    // What `kubectl scale` (the scale subresource) does.
+    let new = with(|o| {
+        autoscale(o, scaled.clone());
+        o["spec"]["runner"]["sinkReplicas"] = json!(3);
+    });
+    let failures = cel_failures(&new, Some(&old));
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("spec.runner.autoscale is set")),
+        "{failures:?}"
+    );
+    assert!(validate_update(&typed(&old), &typed(&new)).is_err());
+
+    // Without autoscale before, or after: allowed.
+    let manual = with(|o| o["spec"]["runner"] = json!({"sinkReplicas": 1}));
+    assert_eq!(cel_failures(&new, Some(&manual)), Vec::<String>::new());
+    validate_update(&typed(&manual), &typed(&new)).unwrap();
+    let dropped = with(|o| o["spec"]["runner"] = json!({"sinkReplicas": 3}));
+    assert_eq!(cel_failures(&dropped, Some(&old)), Vec::<String>::new());
+    validate_update(&typed(&old), &typed(&dropped)).unwrap();
+}

@@ -211,29 +211,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     } else {
         p.clone()
     };
-    let runner_objects = desired::runner_objects(&runner_p, &ctx.config.runner);
-    let mut runner = match runner_objects {
-        Ok(objects) => {
-            apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready).await
-        }
-        Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
-    };
-    publish(ctx, sp, std::mem::take(&mut runner.events)).await;
-
-    // Report.
-    let topic_cond = Cond::new(
-        condition_type::TOPIC_READY,
-        topic.ready,
-        &topic.reason,
-        &topic.message,
-    );
-    let table_cond = Cond::new(
-        condition_type::TABLE_READY,
-        table.ready,
-        &table.reason,
-        &table.message,
-    );
-    let runner_cond = Cond::new(RUNNER_READY, runner.ready, &runner.reason, &runner.message);
+    // The flow comes before the runner: the autoscaler decides the sink's
+    // replicas from its lag.
+    let partitions = topic.status.as_ref().and_then(|t| t.partitions);
     let flow = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
             status::flow::flow(
@@ -242,7 +222,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 &p.namespace,
                 &p.name,
                 &sp.spec,
-                topic.status.as_ref().and_then(|t| t.partitions),
+                partitions,
                 auth.as_ref(),
                 old.flow.as_ref(),
             )
@@ -265,6 +245,35 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         &sp.spec.dead_letter_topic(),
         Timestamp::now(),
     );
+    // `runner_p`: a pipeline in conflict has its runner suspended.
+    let autoscaled = autoscale(runner_p.sp, &old, flow.as_ref(), partitions, &flowing_cond);
+    let runner_objects = desired::runner_objects(
+        &runner_p,
+        &ctx.config.runner,
+        autoscaled.as_ref().map(|d| d.status.replicas),
+    );
+    let mut runner = match runner_objects {
+        Ok(objects) => {
+            apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready).await
+        }
+        Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
+    };
+    publish(ctx, sp, std::mem::take(&mut runner.events)).await;
+
+    // Report.
+    let topic_cond = Cond::new(
+        condition_type::TOPIC_READY,
+        topic.ready,
+        &topic.reason,
+        &topic.message,
+    );
+    let table_cond = Cond::new(
+        condition_type::TABLE_READY,
+        table.ready,
+        &table.reason,
+        &table.message,
+    );
+    let runner_cond = Cond::new(RUNNER_READY, runner.ready, &runner.reason, &runner.message);
     let replay = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
             status::replay::replay(
@@ -308,8 +317,20 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         runner: runner.status.clone().or(old.runner.clone()),
         flow,
         dead_letter_replay: replay,
+        autoscale: match (&sp.spec.runner.autoscale, &autoscaled) {
+            (None, _) => None,
+            (Some(_), Some(d)) => Some(d.status.clone()),
+            // Suspended: the last decision stands until the sink runs again.
+            (Some(_), None) => old.autoscale.clone(),
+        },
     };
     report(ctx, sp, new).await?;
+    // Once the decision is in the status: an Event for a decision that
+    // was not recorded would be made again on the next reconcile.
+    if let Some(notice) = autoscaled.and_then(|d| d.notice) {
+        info!(reason = %notice.reason, "{}", notice.note);
+        publish(ctx, sp, vec![notice]).await;
+    }
 
     // A failed part is retried with back-off; the others were still done.
     let failed = [topic.error, table.error, runner.error]
@@ -330,6 +351,31 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         ctx.config.resync.min(status::flow::REFRESH)
     };
     Ok(Action::requeue(next))
+}
+
+/// The autoscaler's decision (`spec.runner.autoscale`), unless the
+/// pipeline is suspended (its sink then has no replicas to decide).
+fn autoscale(
+    sp: &StreamPipeline,
+    old: &StreamPipelineStatus,
+    flow: Option<&millrace_api::FlowStatus>,
+    partitions: Option<i32>,
+    flowing: &Cond,
+) -> Option<desired::autoscale::Decision> {
+    let spec = sp.spec.runner.autoscale.as_ref()?;
+    if sp.spec.suspend {
+        return None;
+    }
+    let sink_ready = old.runner.as_ref().and_then(|r| r.sink_ready_replicas);
+    let observed = desired::autoscale::Observed {
+        lag: flow.and_then(|f| f.sink_lag),
+        partitions,
+        previous: old.autoscale.as_ref(),
+        current: sp.spec.runner.sink_replicas,
+        pushback: status::flow::cassandra_pushback(flow, flowing, sink_ready),
+        now: Timestamp::now(),
+    };
+    Some(desired::autoscale::decide(spec, &observed))
 }
 
 fn credentials_failed<S>(error: Option<&Error>, what: &str) -> PartOutcome<S> {

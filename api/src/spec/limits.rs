@@ -21,6 +21,11 @@ pub const MAX_RETRIES: (i64, i64) = (0, 20);
 pub const MAX_BODY_BYTES: (i64, i64) = (1, 64 * 1024 * 1024);
 pub const RECORDS_PER_SECOND: (i64, i64) = (1, 1_000_000);
 pub const REPLICAS: (i64, i64) = (0, 64);
+/// Autoscaling never goes to zero: a sink with no replica commits nothing,
+/// which is the sign the autoscaler reads as a stalled sink.
+pub const AUTOSCALE_REPLICAS: (i64, i64) = (1, 64);
+pub const TARGET_LAG: (i64, i64) = (1, 1_000_000_000);
+pub const COOLDOWN_SECONDS: (i64, i64) = (0, 86_400);
 pub const MAX_IN_FLIGHT: (i64, i64) = (1, 65_536);
 pub const BATCH_MAX_RECORDS: (i64, i64) = (1, 10_000);
 pub const BATCH_MAX_DELAY_MS: (i64, i64) = (0, 60_000);

@@ -16,7 +16,7 @@ pub use cassandra::{
     Consistency, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
 };
 pub use kafka::{KafkaCredentials, KafkaSpec, SaslMechanism, SecurityProtocol, TopicSpec};
-pub use runner::{BatchSpec, ImagePullPolicy, LogFormat, RunnerSpec};
+pub use runner::{AutoscaleSpec, BatchSpec, ImagePullPolicy, LogFormat, RunnerSpec};
 pub use sources::{
     GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource, SecretReference, SourceKind,
     SourceSpec,
@@ -51,6 +51,14 @@ pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
     derive = "PartialEq",
     doc = "A StreamPipeline ingests JSON records (pulled from an HTTP API, pushed to an endpoint, or generated), buffers them in a Kafka topic, and writes them as rows of a Cassandra table.",
     selectable = ".spec.kafka.topic.name",
+    // `kubectl scale sp/NAME --replicas=N`, an HPA or KEDA set the sink's
+    // replicas; the operator fills the status paths from the sink
+    // Deployment.
+    scale(
+        spec_replicas_path = ".spec.runner.sinkReplicas",
+        status_replicas_path = ".status.runner.sinkReplicas",
+        label_selector_path = ".status.runner.sinkSelector"
+    ),
     // The operator names the runner's Deployments and Service after the
     // pipeline with a suffix, and a Service name must be a DNS-1035 label.
     validation = Rule::new(format!(

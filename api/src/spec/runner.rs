@@ -1,6 +1,7 @@
 //! How the data plane runs: the ingest and sink Deployments.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -8,8 +9,17 @@ use super::limits;
 
 /// The runner Deployments the operator manages for the pipeline: ingest
 /// (sources to Kafka) and sink (Kafka to Cassandra).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+// `kubectl scale` and an HPA write `sinkReplicas` through the scale
+// subresource; with `autoscale` set the operator decides the replicas, and
+// a second decider would only fight it.
+#[x_kube(
+    validation = Rule::new("!has(self.autoscale) || !has(oldSelf.autoscale) || self.sinkReplicas == oldSelf.sinkReplicas")
+        .message("spec.runner.autoscale is set, so the operator scales the sink: sinkReplicas (and kubectl scale, an HPA or KEDA) cannot change it; remove autoscale first")
+        .field_path(".sinkReplicas")
+        .reason(Reason::FieldValueForbidden)
+)]
 pub struct RunnerSpec {
     /// Runner container image. Unset: the image the operator was released
     /// with.
@@ -29,10 +39,18 @@ pub struct RunnerSpec {
     pub ingest_replicas: i32,
 
     /// Replicas of the sink Deployment (Kafka to Cassandra). More replicas
-    /// than topic partitions leaves some idle.
+    /// than topic partitions leaves some idle. The scale subresource
+    /// (`kubectl scale`, an HPA, KEDA) sets this field. Ignored while
+    /// `autoscale` is set, and then it cannot be changed.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = limits::REPLICAS.0, max = limits::REPLICAS.1))]
     pub sink_replicas: i32,
+
+    /// Scale the sink by its lag, between `minReplicas` and `maxReplicas`
+    /// and never past the topic's partitions. Set, it replaces
+    /// `sinkReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<AutoscaleSpec>,
 
     /// CPU and memory for each runner container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,12 +85,53 @@ impl Default for RunnerSpec {
             image_pull_policy: None,
             ingest_replicas: default_replicas(),
             sink_replicas: default_replicas(),
+            autoscale: None,
             resources: None,
             max_in_flight: default_max_in_flight(),
             batch: BatchSpec::default(),
             log_format: LogFormat::default(),
         }
     }
+}
+
+/// How the operator scales the sink by its lag: it wants
+/// `ceil(lag / targetLagPerReplica)` replicas, within `minReplicas` and
+/// `maxReplicas` and at most the topic's partitions. It scales up at once,
+/// and down only once the lag has asked for fewer replicas for
+/// `cooldownSeconds` (then to the most it asked for in that time). While
+/// Cassandra times out writes it does not scale up: more writers would only
+/// add load.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas")
+    .message("minReplicas must not exceed maxReplicas")
+    .field_path(".minReplicas"))]
+pub struct AutoscaleSpec {
+    /// Fewest sink replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = limits::AUTOSCALE_REPLICAS.0, max = limits::AUTOSCALE_REPLICAS.1))]
+    pub min_replicas: i32,
+
+    /// Most sink replicas (the topic's partitions cap it too: a replica
+    /// past them would have nothing to read).
+    #[schemars(range(min = limits::AUTOSCALE_REPLICAS.0, max = limits::AUTOSCALE_REPLICAS.1))]
+    pub max_replicas: i32,
+
+    /// Records of lag one sink replica is expected to work off: the sink
+    /// wants one replica per this many records of lag.
+    #[schemars(range(min = limits::TARGET_LAG.0, max = limits::TARGET_LAG.1))]
+    pub target_lag_per_replica: i64,
+
+    /// How long the lag must ask for fewer replicas before the sink is
+    /// scaled down, and the least time between a change and a scale-down,
+    /// in seconds.
+    #[serde(default = "default_cooldown_seconds")]
+    #[schemars(range(min = limits::COOLDOWN_SECONDS.0, max = limits::COOLDOWN_SECONDS.1))]
+    pub cooldown_seconds: i32,
+}
+
+fn default_cooldown_seconds() -> i32 {
+    300
 }
 
 /// When the kubelet pulls the runner image.

@@ -133,6 +133,19 @@ pub fn validate_update(
             },
         );
     }
+    if old.runner.autoscale.is_some()
+        && new.runner.autoscale.is_some()
+        && old.runner.sink_replicas != new.runner.sink_replicas
+    {
+        v.push(
+            "spec.runner.sinkReplicas",
+            Problem::Immutable {
+                old: old.runner.sink_replicas.to_string(),
+                new: new.runner.sink_replicas.to_string(),
+                why: "spec.runner.autoscale is set, so the operator scales the sink; remove autoscale first",
+            },
+        );
+    }
     let immutables = v.finish();
     match (immutables, validate_spec(new)) {
         (Ok(()), result) => result,

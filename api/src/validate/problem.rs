@@ -133,6 +133,8 @@ pub enum Problem {
     Empty,
     #[error("is longer than {max} characters")]
     TooLong { max: usize },
+    #[error("minReplicas ({min}) must not exceed maxReplicas ({max})")]
+    MinAboveMax { min: i32, max: i32 },
     #[error("cannot change from {old:?} to {new:?}: {why}")]
     Immutable {
         old: String,

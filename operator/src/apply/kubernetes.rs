@@ -157,6 +157,16 @@ fn drifted<K: Resource<DynamicType = ()> + Serialize>(desired: &K, live: &K) -> 
     Ok(true)
 }
 
+/// A label selector as `kubectl` and the scale subresource write it:
+/// `k1=v1,k2=v2`, keys in order.
+fn selector_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Applies the runner's objects. Deployments are created only once the
 /// topic and table can be used (`dependencies_ready`); once they exist they
 /// follow the spec (so `suspend` always scales them down).
@@ -254,6 +264,12 @@ async fn reconcile_runner_inner(
             Role::Sink => {
                 status.sink_deployment = Some(d.name_any());
                 status.sink_ready_replicas = Some(ready);
+                status.sink_replicas = Some(s.replicas.unwrap_or(0));
+                status.sink_selector = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.match_labels.as_ref())
+                    .map(selector_text);
             }
         }
     }

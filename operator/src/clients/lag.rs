@@ -110,6 +110,9 @@ pub struct Offsets {
     /// Of those, the ones retention deleted before the sink read them
     /// (from the commits' metadata).
     pub skipped: i64,
+    /// Write tries Cassandra timed out or refused as overloaded (from the
+    /// commits' metadata).
+    pub timed_out: i64,
 }
 
 /// The sink's group's offsets on `topic`, with the counts its commits
@@ -143,6 +146,7 @@ pub fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<
         {
             out.dead_lettered += i64::try_from(meta.dead_lettered).unwrap_or(i64::MAX);
             out.skipped += i64::try_from(meta.skipped).unwrap_or(i64::MAX);
+            out.timed_out += i64::try_from(meta.timed_out).unwrap_or(i64::MAX);
         }
         out.produced += high;
         out.lag += (high - position.max(low)).max(0);

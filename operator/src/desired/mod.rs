@@ -3,6 +3,7 @@
 //! talks to a cluster, so all of it is unit-tested with plain values.
 //! [`runner_objects`] builds the runner's whole set at once.
 
+pub mod autoscale;
 pub mod config_map;
 pub mod deployment;
 pub mod drift;

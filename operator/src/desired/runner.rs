@@ -30,7 +30,17 @@ pub struct RunnerObjects {
     pub deployments: Vec<RunnerDeployment>,
 }
 
-pub fn runner_objects(p: &Pipeline<'_>, defaults: &RunnerDefaults) -> Result<RunnerObjects> {
+/// `autoscaled`: the sink's replicas as the autoscaler decided them, which
+/// replace `spec.runner.sinkReplicas` (a suspended pipeline still gets none).
+pub fn runner_objects(
+    p: &Pipeline<'_>,
+    defaults: &RunnerDefaults,
+    autoscaled: Option<i32>,
+) -> Result<RunnerObjects> {
+    let replicas = |role: Role| match (role, autoscaled) {
+        (Role::Sink, Some(n)) if !p.sp.spec.suspend => n,
+        _ => deployment::replicas(&p.sp.spec, role),
+    };
     Ok(RunnerObjects {
         config_map: config_map::config_map(p)?,
         service_account: rbac::service_account(p),
@@ -39,10 +49,16 @@ pub fn runner_objects(p: &Pipeline<'_>, defaults: &RunnerDefaults) -> Result<Run
         service: service::service(p),
         deployments: Role::ALL
             .into_iter()
-            .map(|role| RunnerDeployment {
-                role,
-                deployment: deployment::deployment(p, role, defaults),
-                replicas: deployment::replicas(&p.sp.spec, role),
+            .map(|role| {
+                let mut deployment = deployment::deployment(p, role, defaults);
+                if let Some(spec) = deployment.spec.as_mut() {
+                    spec.replicas = Some(replicas(role));
+                }
+                RunnerDeployment {
+                    role,
+                    deployment,
+                    replicas: replicas(role),
+                }
             })
             .collect(),
     })
@@ -58,7 +74,7 @@ mod tests {
     fn the_seed_pipeline_gets_its_whole_runner() {
         let sp = fixtures::seed();
         let p = Pipeline::new(&sp).expect("pipeline");
-        let objects = runner_objects(&p, &RunnerDefaults::default()).expect("objects");
+        let objects = runner_objects(&p, &RunnerDefaults::default(), None).expect("objects");
         assert_eq!(objects.config_map.name_any(), "randomuser-pipeline");
         assert_eq!(objects.service_account.name_any(), "randomuser-runner");
         assert_eq!(objects.role.name_any(), "randomuser-runner");
@@ -102,5 +118,24 @@ mod tests {
             Some("randomuser-runner"),
             "the sink runs as the runner's ServiceAccount"
         );
+    }
+
+    #[test]
+    fn the_autoscaled_replicas_replace_sink_replicas_unless_suspended() {
+        let mut sp = fixtures::seed();
+        let sink_replicas = |sp: &millrace_api::StreamPipeline| {
+            let p = Pipeline::new(sp).expect("pipeline");
+            let objects = runner_objects(&p, &RunnerDefaults::default(), Some(4)).expect("objects");
+            let sink = &objects.deployments[1];
+            let ingest = &objects.deployments[0];
+            assert_eq!(
+                sink.deployment.spec.as_ref().and_then(|s| s.replicas),
+                Some(sink.replicas)
+            );
+            (ingest.replicas, sink.replicas)
+        };
+        assert_eq!(sink_replicas(&sp), (sp.spec.runner.ingest_replicas, 4));
+        sp.spec.suspend = true;
+        assert_eq!(sink_replicas(&sp), (0, 0));
     }
 }

@@ -36,6 +36,15 @@ pub const SKIP_SHOWN_FOR: Duration = Duration::from_secs(600);
 /// dead-letter topic, the pipeline is `DeadLettering`.
 pub const DEAD_LETTER_SHARE: f64 = 0.10;
 
+/// Above this many write timeouts (or overloads) per record handled in a
+/// refresh, Cassandra is the bottleneck: a timeout now and then under load
+/// is routine, one write in a hundred waiting is not.
+pub const OVERLOAD_SHARE: f64 = 0.01;
+
+/// How long after an overload the autoscaler adds no replicas: two
+/// refreshes, so one quiet refresh does not end it.
+pub const OVERLOAD_HOLD: Duration = Duration::from_secs(2 * REFRESH.as_secs());
+
 /// The last run of each pull source, as its Lease records it.
 pub async fn last_pulls(
     client: &kube::Client,
@@ -137,6 +146,18 @@ fn totals(new: &mut FlowStatus, old: Option<&FlowStatus>, measured: Offsets, now
     if measured.skipped > old.and_then(|o| o.records_skipped).unwrap_or(0) {
         new.last_skip = Some(Time(now));
     }
+    if measured.timed_out > 0 || old.is_some_and(|o| o.write_timeouts.is_some()) {
+        new.write_timeouts = Some(measured.timed_out);
+    }
+    // The first refresh has nothing to compare with: the counts it reads
+    // may be from long ago.
+    if let Some(o) = old {
+        let timed_out = measured.timed_out - o.write_timeouts.unwrap_or(0);
+        let handled_now = (measured.handled - handled(o)).max(1);
+        if timed_out > 0 && timed_out as f64 > OVERLOAD_SHARE * handled_now as f64 {
+            new.last_overload = Some(Time(now));
+        }
+    }
     let moved = old.is_none_or(|o| handled(o) != measured.handled);
     if moved || new.sink_progressed.is_none() {
         new.sink_progressed = Some(Time(now));
@@ -155,6 +176,32 @@ fn totals(new: &mut FlowStatus, old: Option<&FlowStatus>, measured: Offsets, now
                 previous_rate.map(|_| 0)
             }
         });
+}
+
+/// Why Cassandra is the bottleneck, if it is, for the autoscaler to hold
+/// back: the sink's writes met timeouts or overload lately (as of the last
+/// measurement), or the sink runs and has committed nothing for a while
+/// (`SinkStalled`; a sink with no ready replica is stalled for reasons
+/// replicas can fix).
+pub fn cassandra_pushback(
+    flow: Option<&FlowStatus>,
+    flowing: &Cond,
+    sink_ready: Option<i32>,
+) -> Option<String> {
+    if flowing.reason == reasons::SINK_STALLED && sink_ready.unwrap_or(0) > 0 {
+        return Some(format!("the sink writes nothing: {}", flowing.message));
+    }
+    let flow = flow?;
+    let at = flow.last_overload.as_ref()?;
+    let measured_at = flow.updated.as_ref().map_or(at.0, |u| u.0);
+    let ago = measured_at.duration_since(at.0);
+    (!ago.is_negative() && ago.unsigned_abs() < OVERLOAD_HOLD).then(|| {
+        format!(
+            "Cassandra timed out or refused as overloaded more than 1 in 100 of the sink's writes (at {}; {} such tries in all)",
+            at.0,
+            flow.write_timeouts.unwrap_or(0)
+        )
+    })
 }
 
 /// The Event's note when retention deleted more records the sink had not
@@ -273,6 +320,7 @@ mod tests {
             handled,
             dead_lettered,
             skipped: 0,
+            timed_out: 0,
         }
     }
 
@@ -387,6 +435,47 @@ mod tests {
         assert!(!flowing(Some(&lost), Some(&later), None, "t.dlq", at(1300)).ready);
         let c = flowing(Some(&lost), Some(&later), None, "t.dlq", at(1700));
         assert!(c.ready, "shown for ten minutes: {}", c.message);
+    }
+
+    #[test]
+    fn write_timeouts_on_more_than_one_write_in_a_hundred_are_an_overload() {
+        let first = refresh(None, measured(5000, 1000, 0), 1000);
+        assert_eq!(first.write_timeouts, None, "none: no field");
+        let mut m = measured(4000, 2000, 0);
+        m.timed_out = 5;
+        let few = refresh(Some(&first), m, 1030);
+        assert_eq!(few.write_timeouts, Some(5));
+        assert_eq!(few.last_overload, None, "5 in 1000 is routine");
+        let ok = Cond::new(FLOWING, true, reasons::FLOWING, "ok");
+        assert_eq!(cassandra_pushback(Some(&few), &ok, Some(1)), None);
+        let mut m = measured(3900, 2100, 0);
+        m.timed_out = 40;
+        let many = refresh(Some(&few), m, 1060);
+        assert_eq!(many.last_overload, Some(Time(at(1060))));
+        let why = cassandra_pushback(Some(&many), &ok, Some(1)).expect("pushback");
+        assert!(why.contains("40 such tries"), "{why}");
+        // It holds for two refreshes, then ends.
+        let mut m = measured(3000, 3000, 0);
+        m.timed_out = 40;
+        let calm = refresh(Some(&many), m, 1090);
+        assert!(cassandra_pushback(Some(&calm), &ok, Some(1)).is_some());
+        let calmer = refresh(Some(&calm), m, 1120);
+        assert_eq!(cassandra_pushback(Some(&calmer), &ok, Some(1)), None);
+    }
+
+    #[test]
+    fn a_running_sink_that_writes_nothing_is_pushback_and_one_without_pods_is_not() {
+        let stalled = Cond::new(
+            FLOWING,
+            false,
+            reasons::SINK_STALLED,
+            "the sink has 9 records",
+        );
+        let f = refresh(None, measured(9, 0, 0), 1000);
+        let why = cassandra_pushback(Some(&f), &stalled, Some(2)).expect("pushback");
+        assert!(why.contains("9 records"), "{why}");
+        assert_eq!(cassandra_pushback(Some(&f), &stalled, Some(0)), None);
+        assert_eq!(cassandra_pushback(None, &stalled, None), None);
     }
 
     #[test]

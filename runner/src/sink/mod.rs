@@ -80,6 +80,7 @@ fn offset_list(topic: &str, safe: &[Safe]) -> TopicPartitionList {
                     write_timestamp: ts,
                     dead_lettered: s.dead_lettered,
                     skipped: s.skipped,
+                    timed_out: s.timed_out,
                 }
                 .encode(),
             );
@@ -408,19 +409,25 @@ struct Record {
 impl Writer {
     /// Writes the record's row, or dead-letters it; returns when either is
     /// done, so its offset may be stored.
-    async fn handle(&self, record: Record) -> Outcome {
+    /// With the outcome, how many tries of the write Cassandra timed out or
+    /// refused as overloaded.
+    async fn handle(&self, record: Record) -> (Outcome, u64) {
         let origin = Origin::Sink {
             topic: &self.topic,
             partition: record.partition,
             offset: record.offset,
             write_timestamp: record.write_timestamp,
         };
-        self.handle_as(&record, origin).await
+        self.handle_counted(&record, origin).await
     }
 
     /// As [`Writer::handle`], dead-lettering what fails as coming from
     /// `origin`.
     async fn handle_as(&self, record: &Record, origin: Origin<'_>) -> Outcome {
+        self.handle_counted(record, origin).await.0
+    }
+
+    async fn handle_counted(&self, record: &Record, origin: Origin<'_>) -> (Outcome, u64) {
         // Only the fields the columns read are parsed (RowMapper::parse):
         // JSON parsing was the largest part of the sink's CPU per row.
         let value = match self.mapper.parse(&record.payload) {
@@ -428,7 +435,7 @@ impl Writer {
             Err(e) => {
                 self.fail(record, Reason::NotJson, &format!("not JSON: {e}"), origin)
                     .await;
-                return Outcome::DeadLettered;
+                return (Outcome::DeadLettered, 0);
             }
         };
         let row = match self.mapper.map(&value) {
@@ -436,24 +443,25 @@ impl Writer {
             Err(e) => {
                 self.fail(record, Reason::Unmappable, &e.to_string(), origin)
                     .await;
-                return Outcome::DeadLettered;
+                return (Outcome::DeadLettered, 0);
             }
         };
         let values = cql_value::bind(row, record.write_timestamp);
         let started = Instant::now();
-        match self.write(&values).await {
+        let (written, timed_out) = self.write(&values).await;
+        match written {
             Ok(()) => {
                 self.metrics
                     .write_latency
                     .observe(started.elapsed().as_secs_f64());
                 self.metrics.rows_written.inc();
-                Outcome::Written
+                (Outcome::Written, timed_out)
             }
             Err(e) => {
                 let reason = format!("cassandra refused the row: {e}");
                 self.fail(record, Reason::WriteFailed, &reason, origin)
                     .await;
-                Outcome::DeadLettered
+                (Outcome::DeadLettered, timed_out)
             }
         }
     }
@@ -461,17 +469,23 @@ impl Writer {
     /// Writes the row, waiting as long as the cluster cannot take writes:
     /// only an error that says the row itself is at fault is returned. A
     /// waiting write keeps its permit, so the sink stops reading new
-    /// records (back-pressure) instead of piling them up in memory.
-    async fn write(&self, values: &[Bound]) -> Result<(), ExecutionError> {
+    /// records (back-pressure) instead of piling them up in memory. With
+    /// the result, the tries Cassandra timed out or refused as overloaded:
+    /// it was the bottleneck for them, which the commits report.
+    async fn write(&self, values: &[Bound]) -> (Result<(), ExecutionError>, u64) {
         let mut attempt = 0u32;
         let mut waiting = None;
+        let mut timed_out = 0u64;
         loop {
             match self.session.execute_unpaged(&self.insert, values).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return (Ok(()), timed_out),
                 Err(e) => match classify(&e) {
-                    Retry::Never => return Err(e),
+                    Retry::Never => return (Err(e), timed_out),
                     Retry::Wait => {
                         let what = wait_reason(&e);
+                        if matches!(what, "timeout" | "overloaded") {
+                            timed_out += 1;
+                        }
                         if waiting.is_none() {
                             waiting = Some(self.metrics.waiting_write(what));
                         }
@@ -763,10 +777,14 @@ pub async fn run(
                     let writer = writer.clone();
                     let tracker = tracker.clone();
                     tokio::spawn(async move {
-                        let outcome = writer.handle(record).await;
+                        let (outcome, timed_out) = writer.handle(record).await;
                         // The offset is stored by the storer task, once every
                         // earlier record of the partition is done too.
-                        lock(&tracker).finish(ticket, outcome == Outcome::DeadLettered);
+                        lock(&tracker).finish_counted(
+                            ticket,
+                            outcome == Outcome::DeadLettered,
+                            timed_out,
+                        );
                         drop(permit);
                     });
                 }

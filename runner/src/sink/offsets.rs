@@ -51,6 +51,11 @@ struct PartitionState {
     skips: BTreeMap<i64, u64>,
     /// Offsets skipped up to `stored`, counted across owners.
     stored_skipped: u64,
+    /// Write tries Cassandra timed out or refused as overloaded, by the
+    /// offset of the finished record, not yet below the stored offset.
+    timeouts: BTreeMap<i64, u64>,
+    /// Such tries up to `stored`, counted across owners.
+    stored_timed_out: u64,
     /// The offset the partition's next record should have: after the last
     /// one started, or the committed offset it was assigned at.
     expected: Option<i64>,
@@ -91,6 +96,9 @@ pub struct Safe {
     /// Offsets of the partition up to `offset` that retention deleted
     /// before the sink read them.
     pub skipped: u64,
+    /// Write tries of the partition's records up to `offset` that
+    /// Cassandra timed out or refused as overloaded.
+    pub timed_out: u64,
 }
 
 /// A gap in a partition's offsets, held in flight until the consumer knows
@@ -146,6 +154,15 @@ impl PartitionState {
             self.stored_skipped += n;
             self.skips.remove(&o);
         }
+        let timed_out: Vec<(i64, u64)> = self
+            .timeouts
+            .range(..=safe)
+            .map(|(o, n)| (*o, *n))
+            .collect();
+        for (o, n) in timed_out {
+            self.stored_timed_out += n;
+            self.timeouts.remove(&o);
+        }
         Some(safe)
     }
 
@@ -156,6 +173,7 @@ impl PartitionState {
             write_timestamp: self.stored_timestamp,
             dead_lettered: self.stored_dead_lettered,
             skipped: self.stored_skipped,
+            timed_out: self.stored_timed_out,
         })
     }
 }
@@ -174,6 +192,7 @@ impl OffsetTracker {
                 clock: WriteClock::resume(committed.map(|c| c.write_timestamp)),
                 stored_dead_lettered: committed.map_or(0, |c| c.dead_lettered),
                 stored_skipped: committed.map_or(0, |c| c.skipped),
+                stored_timed_out: committed.map_or(0, |c| c.timed_out),
                 expected: at,
                 ..PartitionState::default()
             },
@@ -245,12 +264,26 @@ impl OffsetTracker {
     /// offset of the last record below which everything is done, when it
     /// moved: the consumer stores it (librdkafka commits that plus one).
     pub fn finish(&mut self, ticket: Ticket, dead_lettered: bool) -> Option<i64> {
+        self.finish_counted(ticket, dead_lettered, 0)
+    }
+
+    /// As [`OffsetTracker::finish`], for a record whose write Cassandra
+    /// timed out or refused as overloaded `timed_out` times first.
+    pub fn finish_counted(
+        &mut self,
+        ticket: Ticket,
+        dead_lettered: bool,
+        timed_out: u64,
+    ) -> Option<i64> {
         let state = self.partitions.get_mut(&ticket.partition)?;
         if state.epoch != ticket.epoch || !state.in_flight.remove(&ticket.offset) {
             return None;
         }
         if dead_lettered {
             state.dead_letters.insert(ticket.offset);
+        }
+        if timed_out > 0 {
+            state.timeouts.insert(ticket.offset, timed_out);
         }
         state.advance()
     }
@@ -309,7 +342,7 @@ mod tests {
         CommitMetadata {
             write_timestamp,
             dead_lettered,
-            skipped: 0,
+            ..CommitMetadata::default()
         }
     }
 
@@ -337,6 +370,34 @@ mod tests {
         let again = t.start(1, 23, Some(11));
         assert_eq!(t.finish(again, true), Some(23));
         assert_eq!(t.all_safe(None)[0].dead_lettered, 10, "23 counted once");
+    }
+
+    #[test]
+    fn timed_out_tries_are_counted_below_the_safe_offset_and_across_owners() {
+        let mut t = OffsetTracker::default();
+        let committed = CommitMetadata {
+            timed_out: 4,
+            ..meta(10_000, 0)
+        };
+        t.assign(2, Some(committed), Some(5));
+        let a = t.start(2, 5, Some(11));
+        let b = t.start(2, 6, Some(11));
+        // 6 waited three times, but 5 is still in flight.
+        assert_eq!(t.finish_counted(b, false, 3), None);
+        assert_eq!(t.finish_counted(a, false, 1), Some(6));
+        assert_eq!(t.take_safe(None)[0].timed_out, 8, "4 before, 1 and 3");
+        t.revoke(2);
+        t.assign(
+            2,
+            Some(CommitMetadata {
+                timed_out: 8,
+                ..meta(12_000, 0)
+            }),
+            Some(7),
+        );
+        let c = t.start(2, 7, Some(11));
+        assert_eq!(t.finish(c, false), Some(7));
+        assert_eq!(t.all_safe(None)[0].timed_out, 8, "carried across owners");
     }
 
     fn offsets(safe: Vec<Safe>) -> Vec<(i32, i64)> {
@@ -437,6 +498,7 @@ mod tests {
                 write_timestamp: Some(42_001),
                 dead_lettered: 0,
                 skipped: 0,
+                timed_out: 0,
             }],
             "offset 14 is a gap: the timestamp is that of 11, the last record below it"
         );
