@@ -49,8 +49,10 @@ struct Args {
     /// Numbers of pipelines, one run each.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     sizes: Vec<usize>,
-    /// Pipelines writing to one table (each pipeline has its own topic).
-    #[arg(long, default_value_t = 50)]
+    /// Pipelines per table name (each pipeline has its own topic). A table
+    /// has one owner, so any value above 1 makes all but one pipeline of each
+    /// table `ResourceConflict`: kept only to show that.
+    #[arg(long, default_value_t = 1)]
     pipelines_per_table: usize,
     /// Partitions of each pipeline's topic (and its dead-letter topic).
     #[arg(long, default_value_t = 1)]
