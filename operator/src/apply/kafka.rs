@@ -394,6 +394,9 @@ fn creation_notices(
     dead_letter: &str,
     record: impl Fn(&str) -> String,
 ) -> Vec<Notice> {
+    let (fresh, adopted): (Vec<&String>, Vec<&String>) = claimed
+        .iter()
+        .partition(|t| created.iter().any(|(c, _)| c == *t));
     let mut out = Vec::new();
     if !created.is_empty() {
         let mut note = created
@@ -401,12 +404,8 @@ fn creation_notices(
             .map(|(_, note)| note.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        let records: Vec<String> = claimed
-            .iter()
-            .filter(|t| created.iter().any(|(c, _)| c == *t))
-            .map(|t| record(t))
-            .collect();
-        if !records.is_empty() {
+        if !fresh.is_empty() {
+            let records: Vec<String> = fresh.iter().map(|t| record(t)).collect();
             note.push_str(&format!(
                 "; recorded as this pipeline's in {}",
                 records.join(" and ")
@@ -419,10 +418,7 @@ fn creation_notices(
         };
         out.push(Notice::normal(reason, note));
     }
-    for topic in claimed
-        .iter()
-        .filter(|t| !created.iter().any(|(c, _)| c == *t))
-    {
+    for topic in adopted {
         out.push(Notice::normal(
             "TopicClaimed",
             format!(

@@ -262,29 +262,26 @@ mod tests {
             Cond::new("Flowing", true, "Flowing", "ok"),
         ];
         let (ready, _) = reasons_of(&[], &ok);
-        let broken = [
-            Cond::new(
-                "Ready",
-                false,
-                "NotSupported",
-                "TableReady: gender changed type",
-            ),
-            Cond::new("TableReady", false, "NotSupported", "gender changed type"),
-            Cond::new("Flowing", true, "Flowing", "ok"),
-        ];
-        let (broken_status, events) = reasons_of(&ready, &broken);
+        // The table refuses a change; Flowing as given.
+        let table_refused = |flowing: Cond| {
+            [
+                Cond::new(
+                    "Ready",
+                    false,
+                    "NotSupported",
+                    "TableReady: gender changed type",
+                ),
+                Cond::new("TableReady", false, "NotSupported", "gender changed type"),
+                flowing,
+            ]
+        };
+        let (broken_status, events) = reasons_of(
+            &ready,
+            &table_refused(Cond::new("Flowing", true, "Flowing", "ok")),
+        );
         assert_eq!(events, ["NotSupported"], "Ready carries the part's reason");
         // Ready stays false for the same reason; another part goes wrong.
-        let worse = [
-            Cond::new(
-                "Ready",
-                false,
-                "NotSupported",
-                "TableReady: gender changed type",
-            ),
-            Cond::new("TableReady", false, "NotSupported", "gender changed type"),
-            Cond::new("Flowing", false, "SinkStalled", "no progress"),
-        ];
+        let worse = table_refused(Cond::new("Flowing", false, "SinkStalled", "no progress"));
         let (_, events) = reasons_of(&broken_status, &worse);
         assert_eq!(events, ["SinkStalled"]);
     }
