@@ -9,13 +9,13 @@
 //! | `text`, `varchar` | strings; numbers and booleans as written; objects and arrays as compact JSON |
 //! | `ascii` | as `text`, if every character is ASCII |
 //! | `tinyint` `smallint` `int` `bigint` | integers, numbers with no fraction (`3.0`), and strings of digits (`"72215"`), in range |
-//! | `varint` | integers of any size, as numbers or strings of digits |
+//! | `varint` | integers of any size, as numbers or strings of digits (a record's numbers reach these columns as written: see `RowMapper::parse`) |
 //! | `float` `double` | numbers and numeric strings (`"1.5"`, `"NaN"`, `"Infinity"`) |
-//! | `decimal` | numbers and decimal strings (`"12.30"`, `"1e-3"`), keeping the written scale |
+//! | `decimal` | numbers and decimal strings (`"12.30"`, `"1e-3"`), keeping every written digit and the written scale |
 //! | `boolean` | booleans and the strings `"true"` / `"false"` in any case |
 //! | `uuid` | UUID strings (hyphenated, simple, braced or URN) |
 //! | `timeuuid` | as `uuid`, version 1 only |
-//! | `timestamp` | RFC 3339 strings (`2011-09-02T17:45:30.402Z`); without an offset, UTC; a bare date is midnight UTC; integers (as numbers or strings of digits) are milliseconds since the epoch |
+//! | `timestamp` | RFC 3339 strings (`2011-09-02T17:45:30.402Z`); without an offset, UTC; a bare date is midnight UTC; integers (as numbers or strings of digits) count the column's `unit` since the epoch (seconds, milliseconds or microseconds, rounded down to the millisecond) and are refused without one, or when they fall outside the years 1900 to 2199 |
 //! | `date` | `YYYY-MM-DD`; an RFC 3339 timestamp gives its UTC date; integers (as numbers or strings of digits) are days since the epoch |
 //! | `time` | `HH:MM[:SS[.fffffffff]]`; integers (as numbers or strings of digits) are nanoseconds since midnight |
 //! | `inet` | IPv4 and IPv6 address strings |
@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use crate::cell::{CellValue, Decimal, Varint};
 use crate::cql_type::CqlType;
+use crate::spec::EpochUnit;
 
 /// Why a JSON value does not fit a column's type.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +64,25 @@ pub enum ValueError {
     NullInCollection { at: String },
     #[error("element {at}: {source}")]
     Element { at: String, source: Box<ValueError> },
+    #[error(
+        "{value} counts seconds, milliseconds or microseconds since the epoch, but the column does not say which: set its unit ({readings})"
+    )]
+    EpochWithoutUnit { value: String, readings: String },
+    #[error(
+        "{value} {unit} since the epoch is {instant}, outside the years {}-{}: is the column's unit right?",
+        PLAUSIBLE_YEARS.0, PLAUSIBLE_YEARS.1
+    )]
+    ImplausibleInstant {
+        value: String,
+        unit: &'static str,
+        instant: String,
+    },
 }
+
+/// The years an instant read from a number may fall in. A number in another
+/// unit than the column's lands far outside them: milliseconds read as
+/// seconds are tens of thousands of years ahead.
+pub const PLAUSIBLE_YEARS: (i16, i16) = (1900, 2199);
 
 /// Longest excerpt of an offending value quoted in an error, so a dead-letter
 /// reason stays readable when a record carries a huge field.
@@ -102,8 +121,19 @@ fn unparsable(value: &str, expected: &'static str) -> ValueError {
 }
 
 /// Converts `value` to a value of `cql_type`. `value` must not be null: the
-/// caller decides what null means for the column.
+/// caller decides what null means for the column. Numbers are refused for
+/// timestamps; [`coerce_with_unit`] takes them.
 pub fn coerce(value: &Value, cql_type: &CqlType) -> Result<CellValue, ValueError> {
+    coerce_with_unit(value, cql_type, None)
+}
+
+/// As [`coerce`], with numbers read into timestamps as `unit` since the
+/// epoch.
+pub fn coerce_with_unit(
+    value: &Value,
+    cql_type: &CqlType,
+    unit: Option<EpochUnit>,
+) -> Result<CellValue, ValueError> {
     match cql_type {
         CqlType::Text => Ok(CellValue::Text(text_of(value))),
         CqlType::Ascii => {
@@ -147,14 +177,14 @@ pub fn coerce(value: &Value, cql_type: &CqlType) -> Result<CellValue, ValueError
                 }),
             }
         }
-        CqlType::Timestamp => timestamp(value).map(CellValue::Timestamp),
+        CqlType::Timestamp => timestamp(value, unit).map(CellValue::Timestamp),
         CqlType::Date => date(value).map(CellValue::Date),
         CqlType::Time => time(value).map(CellValue::Time),
         CqlType::Inet => inet(value).map(CellValue::Inet),
         CqlType::Blob => blob(value).map(CellValue::Blob),
-        CqlType::List(element) => elements(value, element).map(CellValue::List),
-        CqlType::Set(element) => elements(value, element).map(CellValue::Set),
-        CqlType::Map(key, val) => entries(value, key, val).map(CellValue::Map),
+        CqlType::List(element) => elements(value, element, unit).map(CellValue::List),
+        CqlType::Set(element) => elements(value, element, unit).map(CellValue::Set),
+        CqlType::Map(key, val) => entries(value, key, val, unit).map(CellValue::Map),
     }
 }
 
@@ -310,15 +340,18 @@ fn uuid(value: &Value) -> Result<Uuid, ValueError> {
 const SECONDS_PER_DAY: i64 = 86_400;
 const NANOS_PER_DAY: i64 = SECONDS_PER_DAY * 1_000_000_000;
 
-fn timestamp(value: &Value) -> Result<i64, ValueError> {
+fn timestamp(value: &Value, unit: Option<EpochUnit>) -> Result<i64, ValueError> {
     const EXPECTED: &str = "a timestamp such as 2011-09-02T17:45:30.402Z";
     match value {
-        Value::Number(n) => number_as_i64(n)
-            .ok_or_else(|| unparsable(&n.to_string(), "whole milliseconds since the epoch")),
+        Value::Number(n) => {
+            let whole = number_as_i64(n)
+                .ok_or_else(|| unparsable(&n.to_string(), "a whole number since the epoch"))?;
+            since_epoch(whole, unit)
+        }
         Value::String(s) => {
             let text = s.trim();
-            if let Ok(ms) = text.parse::<i64>() {
-                return Ok(ms);
+            if let Ok(whole) = text.parse::<i64>() {
+                return since_epoch(whole, unit);
             }
             parse_timestamp(text)
                 .map(jiff::Timestamp::as_millisecond)
@@ -326,6 +359,57 @@ fn timestamp(value: &Value) -> Result<i64, ValueError> {
         }
         other => Err(wrong(EXPECTED, other)),
     }
+}
+
+/// `whole` `unit`s since the epoch, in milliseconds, if that is a plausible
+/// instant.
+fn since_epoch(whole: i64, unit: Option<EpochUnit>) -> Result<i64, ValueError> {
+    let Some(unit) = unit else {
+        let readings = [EpochUnit::Seconds, EpochUnit::Milliseconds]
+            .into_iter()
+            .filter_map(|u| {
+                let at = plausible_instant(to_millis(whole, u)?)?;
+                Some(format!("as {} it is {at}", u.as_str()))
+            })
+            .collect::<Vec<_>>();
+        return Err(ValueError::EpochWithoutUnit {
+            value: whole.to_string(),
+            readings: if readings.is_empty() {
+                "it is no plausible instant in seconds or milliseconds".to_owned()
+            } else {
+                readings.join(", ")
+            },
+        });
+    };
+    let millis = to_millis(whole, unit);
+    match millis.and_then(plausible_instant) {
+        Some(_) => Ok(millis.unwrap_or_default()),
+        None => Err(ValueError::ImplausibleInstant {
+            value: whole.to_string(),
+            unit: unit.as_str(),
+            instant: millis
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map_or_else(|| "beyond any date".to_owned(), |t| t.to_string()),
+        }),
+    }
+}
+
+fn to_millis(whole: i64, unit: EpochUnit) -> Option<i64> {
+    match unit {
+        EpochUnit::Seconds => whole.checked_mul(1000),
+        EpochUnit::Milliseconds => Some(whole),
+        // CQL timestamps hold milliseconds.
+        EpochUnit::Microseconds => Some(whole.div_euclid(1000)),
+    }
+}
+
+/// The instant `millis` after the epoch, if it falls in [`PLAUSIBLE_YEARS`].
+fn plausible_instant(millis: i64) -> Option<jiff::Timestamp> {
+    let at = jiff::Timestamp::from_millisecond(millis).ok()?;
+    let year = at.to_zoned(jiff::tz::TimeZone::UTC).year();
+    (PLAUSIBLE_YEARS.0..=PLAUSIBLE_YEARS.1)
+        .contains(&year)
+        .then_some(at)
 }
 
 fn parse_timestamp(text: &str) -> Option<jiff::Timestamp> {
@@ -439,7 +523,11 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn elements(value: &Value, element: &CqlType) -> Result<Vec<CellValue>, ValueError> {
+fn elements(
+    value: &Value,
+    element: &CqlType,
+    unit: Option<EpochUnit>,
+) -> Result<Vec<CellValue>, ValueError> {
     let Value::Array(items) = value else {
         return Err(wrong("an array", value));
     };
@@ -450,7 +538,7 @@ fn elements(value: &Value, element: &CqlType) -> Result<Vec<CellValue>, ValueErr
             if item.is_null() {
                 return Err(ValueError::NullInCollection { at: i.to_string() });
             }
-            coerce(item, element).map_err(|source| ValueError::Element {
+            coerce_with_unit(item, element, unit).map_err(|source| ValueError::Element {
                 at: i.to_string(),
                 source: Box::new(source),
             })
@@ -462,6 +550,7 @@ fn entries(
     value: &Value,
     key: &CqlType,
     val: &CqlType,
+    unit: Option<EpochUnit>,
 ) -> Result<Vec<(CellValue, CellValue)>, ValueError> {
     let Value::Object(map) = value else {
         return Err(wrong("an object", value));
@@ -476,8 +565,8 @@ fn entries(
             if v.is_null() {
                 return Err(ValueError::NullInCollection { at: at() });
             }
-            let key = coerce(&Value::String(k.clone()), key).map_err(element)?;
-            let value = coerce(v, val).map_err(element)?;
+            let key = coerce_with_unit(&Value::String(k.clone()), key, unit).map_err(element)?;
+            let value = coerce_with_unit(v, val, unit).map_err(element)?;
             Ok((key, value))
         })
         .collect()
@@ -708,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_takes_rfc3339_dates_and_epoch_millis() {
+    fn timestamp_takes_rfc3339_dates_and_numbers_in_the_columns_unit() {
         assert_eq!(
             ok(json!("2011-09-02T17:45:30.402Z"), "timestamp"),
             CellValue::Timestamp(1_314_985_530_402)
@@ -729,11 +818,10 @@ mod tests {
             ok(json!("1970-01-02"), "timestamp"),
             CellValue::Timestamp(86_400_000)
         );
-        assert_eq!(
-            ok(json!(1_314_985_530_402i64), "timestamp"),
-            CellValue::Timestamp(1_314_985_530_402)
-        );
-        assert_eq!(ok(json!("-1000"), "timestamp"), CellValue::Timestamp(-1000));
+        assert!(matches!(
+            err(json!("2011-13-02T00:00:00Z"), "timestamp"),
+            ValueError::Unparsable { .. }
+        ));
         assert!(matches!(
             err(json!("2011-13-02T00:00:00Z"), "timestamp"),
             ValueError::Unparsable { .. }
@@ -742,9 +830,93 @@ mod tests {
             err(json!("yesterday"), "timestamp"),
             ValueError::Unparsable { .. }
         ));
+        let ts = CqlType::Timestamp;
+        let with = |v: Value, unit| coerce_with_unit(&v, &ts, Some(unit));
         assert!(matches!(
-            err(json!(1.5), "timestamp"),
-            ValueError::Unparsable { .. }
+            with(json!(1.5), EpochUnit::Seconds),
+            Err(ValueError::Unparsable { .. })
+        ));
+        // The seed's case: epoch seconds, November 2023.
+        assert_eq!(
+            with(json!(1_700_000_000), EpochUnit::Seconds),
+            Ok(CellValue::Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            with(json!("1700000000"), EpochUnit::Seconds),
+            Ok(CellValue::Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(
+            with(json!(1_314_985_530_402i64), EpochUnit::Milliseconds),
+            Ok(CellValue::Timestamp(1_314_985_530_402))
+        );
+        assert_eq!(
+            with(json!(1_314_985_530_402_999i64), EpochUnit::Microseconds),
+            Ok(CellValue::Timestamp(1_314_985_530_402))
+        );
+        assert_eq!(
+            with(json!("-1000"), EpochUnit::Milliseconds),
+            Ok(CellValue::Timestamp(-1000))
+        );
+        // Text dates need no unit, and a unit does not change them.
+        assert_eq!(
+            with(json!("2011-09-02T17:45:30.402Z"), EpochUnit::Seconds),
+            Ok(CellValue::Timestamp(1_314_985_530_402))
+        );
+    }
+
+    #[test]
+    fn a_number_without_a_unit_or_in_the_wrong_unit_is_refused() {
+        let e = err(json!(1_700_000_000), "timestamp");
+        assert_eq!(
+            e.to_string(),
+            "1700000000 counts seconds, milliseconds or microseconds since the epoch, but the column \
+             does not say which: set its unit (as seconds it is 2023-11-14T22:13:20Z, as milliseconds \
+             it is 1970-01-20T16:13:20Z)"
+        );
+        assert!(matches!(
+            err(json!("1700000000000"), "timestamp"),
+            ValueError::EpochWithoutUnit { .. }
+        ));
+        let ts = CqlType::Timestamp;
+        // Milliseconds read as seconds: the year 55,841.
+        let e = coerce_with_unit(&json!(1_700_000_000_000i64), &ts, Some(EpochUnit::Seconds))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ValueError::ImplausibleInstant {
+                    unit: "seconds",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is the column's unit right?"), "{e}");
+        // Nanoseconds read as microseconds.
+        assert!(matches!(
+            coerce_with_unit(
+                &json!(1_700_000_000_000_000_000i64),
+                &ts,
+                Some(EpochUnit::Microseconds)
+            ),
+            Err(ValueError::ImplausibleInstant { .. })
+        ));
+        // Overflow is no instant at all, not a panic.
+        assert!(matches!(
+            coerce_with_unit(&json!(i64::MAX), &ts, Some(EpochUnit::Seconds)),
+            Err(ValueError::ImplausibleInstant { .. })
+        ));
+        // Collections of timestamps take the unit too.
+        let list: CqlType = "list<timestamp>".parse().unwrap();
+        assert_eq!(
+            coerce_with_unit(&json!([1_700_000_000]), &list, Some(EpochUnit::Seconds)),
+            Ok(CellValue::List(vec![CellValue::Timestamp(
+                1_700_000_000_000
+            )]))
+        );
+        assert!(matches!(
+            err(json!([1_700_000_000]), "list<timestamp>"),
+            ValueError::Element { .. }
         ));
     }
 

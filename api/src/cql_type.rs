@@ -49,6 +49,27 @@ pub enum CqlTypeError {
 }
 
 impl CqlType {
+    /// Whether values of this type are or hold timestamps.
+    pub fn holds_timestamps(&self) -> bool {
+        match self {
+            Self::Timestamp => true,
+            Self::List(t) | Self::Set(t) => t.holds_timestamps(),
+            Self::Map(k, v) => k.holds_timestamps() || v.holds_timestamps(),
+            _ => false,
+        }
+    }
+
+    /// Whether values of this type keep more digits than an f64 or a 64-bit
+    /// integer holds, so a JSON number must reach them as written.
+    pub fn needs_exact_numbers(&self) -> bool {
+        match self {
+            Self::Decimal | Self::Varint => true,
+            Self::List(t) | Self::Set(t) => t.needs_exact_numbers(),
+            Self::Map(k, v) => k.needs_exact_numbers() || v.needs_exact_numbers(),
+            _ => false,
+        }
+    }
+
     /// Whether this is a list, set or map.
     pub fn is_collection(&self) -> bool {
         matches!(self, Self::List(_) | Self::Set(_) | Self::Map(..))

@@ -7,14 +7,17 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::cell::{Cell, CellValue};
-use crate::coerce::{ValueError, coerce};
+use crate::coerce::{ValueError, coerce_with_unit};
 use crate::cql_type::CqlType;
 use crate::json_pointer::JsonPointer;
-use crate::spec::TableSpec;
+use crate::spec::{EpochUnit, TableSpec};
 use crate::template::Template;
 use crate::validate::{InvalidSpec, table_problems};
 
@@ -37,6 +40,8 @@ pub struct MappedColumn {
     name: String,
     cql_type: CqlType,
     source: ColumnSource,
+    /// What numbers read into timestamps count since the epoch.
+    unit: Option<EpochUnit>,
 }
 
 /// Where a column's value comes from.
@@ -148,6 +153,7 @@ impl RowMapper {
                 name: spec.name.clone(),
                 cql_type,
                 source,
+                unit: spec.unit,
             });
         }
         let index_of = |name: &str| columns.iter().position(|c| c.name == name);
@@ -170,8 +176,12 @@ impl RowMapper {
     /// columns read: the others are checked as JSON but neither allocated
     /// nor kept, which makes parsing a record with many unmapped fields
     /// several times cheaper. Mapping the result gives exactly the row (or
-    /// the errors) mapping the fully parsed record would; bytes that are not
-    /// JSON fail as a full parse does.
+    /// the errors) mapping the fully parsed record would, except that
+    /// numbers a decimal or varint column reads keep every digit (as the
+    /// text of the number); bytes that are not JSON fail as a full parse
+    /// does. A table with a `wholeRecord` column parses the whole record,
+    /// and its decimal and varint columns get numbers as serde_json holds
+    /// them (an f64 beyond 64-bit integers): send such values as strings.
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
         let Some(needed) = &self.needed else {
             return serde_json::from_slice(bytes);
@@ -274,14 +284,16 @@ impl RowMapper {
             ColumnSource::Pointer(pointer) => match pointer.get(record) {
                 None => Cell::Unset,
                 Some(Value::Null) => Cell::Null,
-                Some(value) => {
-                    Cell::Value(coerce(value, &column.cql_type).map_err(|e| fail(e.into()))?)
-                }
+                Some(value) => Cell::Value(
+                    coerce_with_unit(value, &column.cql_type, column.unit)
+                        .map_err(|e| fail(e.into()))?,
+                ),
             },
             ColumnSource::Template(template) => match template.render(record) {
                 None => Cell::Unset,
                 Some(text) => Cell::Value(
-                    coerce(&Value::String(text), &column.cql_type).map_err(|e| fail(e.into()))?,
+                    coerce_with_unit(&Value::String(text), &column.cql_type, column.unit)
+                        .map_err(|e| fail(e.into()))?,
                 ),
             },
             ColumnSource::WholeRecord => Cell::Value(CellValue::Text(record.to_string())),
@@ -312,6 +324,10 @@ impl RowMapper {
 struct Needed {
     /// A pointer ends here: the value is read whole.
     whole: bool,
+    /// A column that needs numbers as written (decimal, varint) reads at or
+    /// below this node: numbers here are kept as their text, since an f64
+    /// would round them.
+    exact: bool,
     /// Keys read below this object. A few per level, so a list searched in
     /// order beats a map.
     children: Vec<(String, Needed)>,
@@ -324,10 +340,10 @@ impl Needed {
         let mut root = Self::default();
         for column in columns {
             match &column.source {
-                ColumnSource::Pointer(p) => root.add(p)?,
+                ColumnSource::Pointer(p) => root.add(p, column.cql_type.needs_exact_numbers())?,
                 ColumnSource::Template(t) => {
                     for p in t.pointers() {
-                        root.add(p)?;
+                        root.add(p, false)?;
                     }
                 }
                 ColumnSource::WholeRecord => return None,
@@ -337,11 +353,12 @@ impl Needed {
     }
 
     /// Adds a pointer's path; `None` for the root pointer (the whole record).
-    fn add(&mut self, pointer: &JsonPointer) -> Option<()> {
+    fn add(&mut self, pointer: &JsonPointer, exact: bool) -> Option<()> {
         if pointer.is_root() {
             return None;
         }
         let mut node = self;
+        node.exact |= exact;
         // The pointer is valid (it parsed), so its tokens are the text
         // between slashes with RFC 6901's two escapes.
         for raw in pointer.as_str()[1..].split('/') {
@@ -354,6 +371,7 @@ impl Needed {
                 }
             };
             node = &mut node.children[at].1;
+            node.exact |= exact;
         }
         node.whole = true;
         Some(())
@@ -385,6 +403,13 @@ impl<'de> Visitor<'de> for Pruned<'_> {
         let mut out = Map::new();
         while let Some(found) = map.next_key_seed(Key(self.0))? {
             match found {
+                Some((key, node)) if node.whole && node.exact => {
+                    let raw = map.next_value::<Box<RawValue>>()?;
+                    out.insert(
+                        key.clone(),
+                        exact_value(raw.get()).map_err(A::Error::custom)?,
+                    );
+                }
                 Some((key, node)) if node.whole => {
                     out.insert(key.clone(), map.next_value::<Value>()?);
                 }
@@ -401,8 +426,14 @@ impl<'de> Visitor<'de> for Pruned<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Value>()? {
-            items.push(item);
+        if self.0.exact {
+            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                items.push(exact_value(raw.get()).map_err(A::Error::custom)?);
+            }
+        } else {
+            while let Some(item) = seq.next_element::<Value>()? {
+                items.push(item);
+            }
         }
         Ok(Value::Array(items))
     }
@@ -441,6 +472,29 @@ impl<'de> Visitor<'de> for Pruned<'_> {
 
     fn visit_none<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
+    }
+}
+
+/// `raw` JSON as a value whose numbers, at any depth, are strings of the
+/// digits as written: decimal and varint columns take those exactly, where
+/// serde_json's own numbers are at most an f64 or a 64-bit integer. Only the
+/// values such columns read go through here.
+fn exact_value(raw: &str) -> Result<Value, serde_json::Error> {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => Ok(Value::String(raw.trim().to_owned())),
+        Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(raw)?
+            .iter()
+            .map(|item| exact_value(item.get()))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        Some(b'{') => {
+            serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(raw)?
+                .into_iter()
+                .map(|(k, v)| exact_value(v.get()).map(|v| (k, v)))
+                .collect::<Result<Map<_, _>, _>>()
+                .map(Value::Object)
+        }
+        _ => serde_json::from_str(raw),
     }
 }
 
@@ -489,6 +543,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::coerce::coerce;
     use crate::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec};
 
     fn users_table() -> TableSpec {
@@ -698,6 +753,72 @@ mod tests {
             mapper.parse(text.as_bytes()).unwrap(),
             serde_json::from_str::<Value>(&text).unwrap()
         );
+    }
+
+    #[test]
+    fn decimal_and_varint_columns_keep_every_digit_of_a_json_number() {
+        let mut table = users_table();
+        table.columns.pop();
+        for (name, ty, pointer) in [
+            ("amount", "decimal", "/amount"),
+            ("big", "varint", "/big"),
+            ("prices", "list<decimal>", "/prices"),
+            ("rates", "map<text,decimal>", "/rates"),
+            ("first_price", "decimal", "/nested/0/p"),
+            ("shown", "text", "/shown"),
+        ] {
+            table
+                .columns
+                .push(ColumnSpec::from_pointer(name, ty, pointer));
+        }
+        let mapper = RowMapper::new(&table).unwrap();
+        let text = r#"{"login":{"uuid":"3f1d9c52-8a4e-4b7e-9d0a-6c2b51e8f7a1"},
+            "amount": 123456789012345678901234567890.123456789,
+            "big": -98765432109876543210987654321,
+            "prices": [0.10000000000000000001, 2],
+            "rates": {"eur": 1.00000000000000000000001},
+            "nested": [{"p": 3.14159265358979323846264338327950288}],
+            "shown": 0.1000000000000000000001}"#;
+        let row = mapper.map(&mapper.parse(text.as_bytes()).unwrap()).unwrap();
+        let at = |name: &str| {
+            let i = mapper.column_names().position(|n| n == name).unwrap();
+            row[i].value().cloned().unwrap()
+        };
+        let decimal = |digits: &str| match coerce(&json!(digits), &"decimal".parse().unwrap()) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            at("amount"),
+            decimal("123456789012345678901234567890.123456789")
+        );
+        assert_eq!(
+            at("big"),
+            coerce(
+                &json!("-98765432109876543210987654321"),
+                &"varint".parse().unwrap()
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            at("prices"),
+            CellValue::List(vec![decimal("0.10000000000000000001"), decimal("2")])
+        );
+        assert_eq!(
+            at("rates"),
+            CellValue::Map(vec![(
+                CellValue::Text("eur".into()),
+                decimal("1.00000000000000000000001")
+            )])
+        );
+        assert_eq!(
+            at("first_price"),
+            decimal("3.14159265358979323846264338327950288")
+        );
+        // Other columns see numbers as before.
+        assert_eq!(at("shown"), CellValue::Text("0.1".into()));
+        // Not JSON is still refused as a full parse refuses it.
+        assert!(mapper.parse(br#"{"amount": 1.2.3}"#).is_err());
     }
 
     #[test]

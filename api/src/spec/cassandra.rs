@@ -288,6 +288,35 @@ pub struct ColumnSpec {
     /// When true, the column holds the whole record as JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whole_record: Option<bool>,
+
+    /// For a `timestamp` column (or a collection of timestamps): what a
+    /// number (or a string of digits) counts since the epoch, `seconds`,
+    /// `milliseconds` or `microseconds`. Without it such a value is refused:
+    /// seconds read as milliseconds would be stored as a wrong date in 1970.
+    /// Text dates (RFC 3339) need no unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<EpochUnit>,
+}
+
+/// What a number read into a `timestamp` column counts since 1970-01-01
+/// 00:00 UTC.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EpochUnit {
+    Seconds,
+    Milliseconds,
+    Microseconds,
+}
+
+impl EpochUnit {
+    /// Its name as the spec writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seconds => "seconds",
+            Self::Milliseconds => "milliseconds",
+            Self::Microseconds => "microseconds",
+        }
+    }
 }
 
 /// A clustering column and its sort order.
@@ -331,6 +360,7 @@ impl ColumnSpec {
             from: Some(pointer.to_owned()),
             template: None,
             whole_record: None,
+            unit: None,
         }
     }
 
@@ -342,6 +372,15 @@ impl ColumnSpec {
             from: None,
             template: Some(template.to_owned()),
             whole_record: None,
+            unit: None,
+        }
+    }
+
+    /// This column, reading numbers as `unit` since the epoch.
+    pub fn with_unit(self, unit: EpochUnit) -> Self {
+        Self {
+            unit: Some(unit),
+            ..self
         }
     }
 
@@ -353,6 +392,7 @@ impl ColumnSpec {
             from: None,
             template: None,
             whole_record: Some(true),
+            unit: None,
         }
     }
 }

@@ -27,8 +27,6 @@ pub const AUTOSCALE_REPLICAS: (i64, i64) = (1, 64);
 pub const TARGET_LAG: (i64, i64) = (1, 1_000_000_000);
 pub const COOLDOWN_SECONDS: (i64, i64) = (0, 86_400);
 pub const MAX_IN_FLIGHT: (i64, i64) = (1, 65_536);
-pub const BATCH_MAX_RECORDS: (i64, i64) = (1, 10_000);
-pub const BATCH_MAX_DELAY_MS: (i64, i64) = (0, 60_000);
 
 pub const CONTACT_POINTS_MAX: usize = 16;
 pub const COLUMNS_MAX: usize = 100;

@@ -13,10 +13,10 @@ mod sources;
 
 pub use cassandra::{
     CassandraCredentials, CassandraSpec, ClusteringColumn, ClusteringOrder, ColumnSpec,
-    Consistency, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
+    Consistency, EpochUnit, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
 };
 pub use kafka::{KafkaCredentials, KafkaSpec, SaslMechanism, SecurityProtocol, TopicSpec};
-pub use runner::{AutoscaleSpec, BatchSpec, ImagePullPolicy, LogFormat, RunnerSpec};
+pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, RunnerSpec};
 pub use sources::{
     GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource, SecretReference, SourceKind,
     SourceSpec,

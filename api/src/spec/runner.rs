@@ -61,10 +61,6 @@ pub struct RunnerSpec {
     #[schemars(range(min = limits::MAX_IN_FLIGHT.0, max = limits::MAX_IN_FLIGHT.1))]
     pub max_in_flight: i32,
 
-    /// How the sink groups rows of one partition into a write.
-    #[serde(default)]
-    pub batch: BatchSpec,
-
     /// Log format of the runner: `json` (default) or `text`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -88,7 +84,6 @@ impl Default for RunnerSpec {
             autoscale: None,
             resources: None,
             max_in_flight: default_max_in_flight(),
-            batch: BatchSpec::default(),
             log_format: LogFormat::default(),
         }
     }
@@ -149,40 +144,6 @@ impl ImagePullPolicy {
             Self::Always => "Always",
             Self::IfNotPresent => "IfNotPresent",
             Self::Never => "Never",
-        }
-    }
-}
-
-/// Grouping of rows into writes. Only rows of one Cassandra partition are
-/// grouped (an unlogged batch), so a batch never spans nodes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchSpec {
-    /// Most rows in one write.
-    #[serde(default = "default_max_records")]
-    #[schemars(range(min = limits::BATCH_MAX_RECORDS.0, max = limits::BATCH_MAX_RECORDS.1))]
-    pub max_records: i32,
-
-    /// Longest a row waits for others to share its write, in milliseconds.
-    /// 0 writes each row as soon as it is read.
-    #[serde(default = "default_max_delay_ms")]
-    #[schemars(range(min = limits::BATCH_MAX_DELAY_MS.0, max = limits::BATCH_MAX_DELAY_MS.1))]
-    pub max_delay_ms: i32,
-}
-
-fn default_max_records() -> i32 {
-    100
-}
-
-fn default_max_delay_ms() -> i32 {
-    10
-}
-
-impl Default for BatchSpec {
-    fn default() -> Self {
-        Self {
-            max_records: default_max_records(),
-            max_delay_ms: default_max_delay_ms(),
         }
     }
 }

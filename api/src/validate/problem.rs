@@ -107,6 +107,10 @@ pub enum Problem {
     Template(#[from] TemplateError),
     #[error("a wholeRecord column holds JSON text, so its type must be text, not {0}")]
     WholeRecordNotText(String),
+    #[error(
+        "unit says how numbers are read into a timestamp, so it needs a timestamp column (or a collection of timestamps), not {0}"
+    )]
+    UnitWithoutTimestamp(String),
     #[error("set exactly one of httpPull, httpPush or generator ({0} are set)")]
     SourceKindCount(usize),
     #[error("source name {0:?} is used more than once")]

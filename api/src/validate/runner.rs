@@ -1,5 +1,5 @@
-//! Checks of `spec.runner`: replica counts, autoscaling and batching
-//! bounds.
+//! Checks of `spec.runner`: the bounds of replica counts, autoscaling and
+//! writes in flight.
 
 use super::accumulator::Problems;
 use super::problem::Problem;
@@ -53,15 +53,5 @@ pub(super) fn check_runner(v: &mut Problems, runner: &RunnerSpec) {
         format!("{at}.maxInFlight"),
         runner.max_in_flight.into(),
         limits::MAX_IN_FLIGHT,
-    );
-    v.range(
-        format!("{at}.batch.maxRecords"),
-        runner.batch.max_records.into(),
-        limits::BATCH_MAX_RECORDS,
-    );
-    v.range(
-        format!("{at}.batch.maxDelayMs"),
-        runner.batch.max_delay_ms.into(),
-        limits::BATCH_MAX_DELAY_MS,
     );
 }

@@ -137,6 +137,12 @@ fn check_column(v: &mut Problems, column: &ColumnSpec, at: &str) {
             Problem::WholeRecordNotText(column.type_.clone()),
         );
     }
+    if column.unit.is_some() && cql_type.as_ref().is_ok_and(|t| !t.holds_timestamps()) {
+        v.push(
+            format!("{at}.unit"),
+            Problem::UnitWithoutTimestamp(column.type_.clone()),
+        );
+    }
 }
 
 #[cfg(test)]

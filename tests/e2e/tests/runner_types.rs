@@ -84,6 +84,12 @@ fn columns() -> Vec<(&'static str, &'static str, Value, CqlValue)> {
             CqlValue::Timestamp(CqlTimestamp(1_614_834_367_008)),
         ),
         (
+            "c_ts_s",
+            "timestamp",
+            json!(1_700_000_000),
+            CqlValue::Timestamp(CqlTimestamp(1_700_000_000_000)),
+        ),
+        (
             "c_date",
             "date",
             json!("1969-12-31"),
@@ -136,8 +142,17 @@ async fn every_cql_type_round_trips_through_the_runner() -> anyhow::Result<()> {
     let cols = columns();
     let mut table_columns = vec![json!({"name": "id", "type": "uuid", "from": "/id"})];
     for (name, ty, _, _) in &cols {
-        table_columns.push(json!({"name": name, "type": ty, "from": format!("/{name}")}));
+        let mut column = json!({"name": name, "type": ty, "from": format!("/{name}")});
+        // Numbers into timestamps say what they count.
+        match *name {
+            "c_ts_ms" => column["unit"] = json!("milliseconds"),
+            "c_ts_s" => column["unit"] = json!("seconds"),
+            _ => {}
+        }
+        table_columns.push(column);
     }
+    table_columns
+        .push(json!({"name": "c_ts_no_unit", "type": "timestamp", "from": "/c_ts_no_unit"}));
     table_columns.push(json!({"name": "c_missing", "type": "text", "from": "/absent"}));
     table_columns.push(json!({"name": "c_null", "type": "text", "from": "/c_null"}));
     table_columns.push(json!({"name": "c_whole", "type": "text", "wholeRecord": true}));
@@ -203,6 +218,74 @@ async fn every_cql_type_round_trips_through_the_runner() -> anyhow::Result<()> {
         panic!("the whole record is text: {:?}", row.columns[n + 2]);
     };
     assert_eq!(serde_json::from_str::<Value>(whole)?, record);
+
+    // Epoch seconds into a timestamp column that does not say its unit are
+    // refused at the door, not stored as a date in January 1970.
+    let response = reqwest::Client::new()
+        .post(ingest.url("/v1/records"))
+        .body(
+            json!({"id": uuid::Uuid::new_v4().to_string(), "c_ts_no_unit": 1_700_000_000})
+                .to_string(),
+        )
+        .send()
+        .await?;
+    assert_eq!(response.status(), 422);
+    let body = response.text().await?;
+    assert!(
+        body.contains("set its unit (as seconds it is 2023-11-14T22:13:20Z"),
+        "{body}"
+    );
+    drop((ingest, sink));
+    fx.cleanup().await
+}
+
+/// A JSON number with more digits than an f64 holds reaches decimal and
+/// varint columns digit for digit, through the push endpoint, Kafka and
+/// the sink.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thirty_digit_decimal_is_stored_exactly() -> anyhow::Result<()> {
+    let table = json!({
+        "name": "exact",
+        "columns": [
+            {"name": "id", "type": "uuid", "from": "/id"},
+            {"name": "amount", "type": "decimal", "from": "/amount"},
+            {"name": "big", "type": "varint", "from": "/big"},
+        ],
+        "partitionKey": ["id"],
+    });
+    let fx = Fixture::new("exact", 1, table).await?;
+    let pipeline = fx.pipeline(json!([{"name": "events", "httpPush": {}}]));
+    let mut ingest = fx.start("ingest", &pipeline, "ingest")?;
+    let mut sink = fx.start("sink", &pipeline, "sink")?;
+    ingest.wait_ready(Deadline::secs(60)).await?;
+    sink.wait_ready(Deadline::secs(60)).await?;
+    let id = uuid::Uuid::new_v4();
+    // Written by hand: serde_json's own numbers would round these.
+    let amount = "123456789012345678901234567890.123456789";
+    let big = "-98765432109876543210987654321";
+    let body = format!(r#"{{"id": "{id}", "amount": {amount}, "big": {big}}}"#);
+    let response = reqwest::Client::new()
+        .post(ingest.url("/v1/records"))
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202, "{}", response.text().await?);
+    let select = format!(
+        "SELECT CAST(amount AS text), CAST(big AS text) FROM {} WHERE id = ?",
+        fx.qualified_table()
+    );
+    let (stored_amount, stored_big) =
+        millrace_testsupport::poll_until("the row to be written", Deadline::secs(60), || async {
+            let rows = fx
+                .session
+                .query_unpaged(select.as_str(), (id,))
+                .await?
+                .into_rows_result()?;
+            Ok(rows.maybe_first_row::<(String, String)>()?)
+        })
+        .await?;
+    assert_eq!(stored_amount, amount);
+    assert_eq!(stored_big, big);
     drop((ingest, sink));
     fx.cleanup().await
 }
