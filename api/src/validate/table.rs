@@ -148,7 +148,7 @@ fn check_column(v: &mut Problems, column: &ColumnSpec, at: &str) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec};
+    use crate::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec, EpochUnit};
     use crate::validate::Problem;
     use crate::validate::fixture::{problems, spec};
 
@@ -209,6 +209,17 @@ mod tests {
                 .iter()
                 .any(|p| p.problem == Problem::RootPointer)
         );
+        s.cassandra.table.columns[1] =
+            ColumnSpec::from_pointer("seen", "text", "/seen").with_unit(EpochUnit::Seconds);
+        assert!(
+            problems(&s).iter().any(|p| p.field.ends_with(".unit")
+                && matches!(p.problem, Problem::UnitWithoutTimestamp(_)))
+        );
+        for ty in ["timestamp", "list<timestamp>", "map<timestamp,text>"] {
+            s.cassandra.table.columns[1] =
+                ColumnSpec::from_pointer("seen", ty, "/seen").with_unit(EpochUnit::Seconds);
+            assert!(problems(&s).is_empty(), "{ty}: {:?}", problems(&s));
+        }
         s.cassandra.table.columns[1] = ColumnSpec {
             whole_record: Some(true),
             ..ColumnSpec::from_pointer("raw", "blob", "/x")

@@ -489,12 +489,7 @@ async fn hostile_pushes_are_answered_and_memory_stays_bounded() -> anyhow::Resul
         "a push to be refused as busy",
         Deadline::secs(20),
         || async {
-            replace_answered(
-                &mut holders.lock().await,
-                port,
-                &mut *replaced.lock().await,
-            )
-            .await?;
+            replace_answered(&mut holders.lock().await, port, &mut *replaced.lock().await).await?;
             let answer = push(port, record(9).to_string().as_bytes()).await?;
             if answer.status == Some(503) {
                 return Ok(Some(answer));
