@@ -5,12 +5,36 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use millrace_api::{RunnerSpec, StreamPipelineSpec};
 use serde_json::json;
 
-use super::Pipeline;
+use super::{Pipeline, fnv64};
 use crate::error::{Error, Result};
 
 pub const PIPELINE_KEY: &str = "pipeline.yaml";
+
+/// The spec as a runner Pod runs it. How many Pods run (replica counts,
+/// autoscaling, suspension) is the Deployments' business: left out, a
+/// scale change (`kubectl scale`, an HPA, the autoscaler) changes neither
+/// the document nor [`config_hash`], so it rolls no Pod.
+pub fn runner_spec(spec: &StreamPipelineSpec) -> StreamPipelineSpec {
+    let defaults = RunnerSpec::default();
+    let mut spec = spec.clone();
+    spec.runner.ingest_replicas = defaults.ingest_replicas;
+    spec.runner.sink_replicas = defaults.sink_replicas;
+    spec.runner.autoscale = None;
+    spec.suspend = false;
+    spec
+}
+
+/// The digest of what a runner Pod runs, for the Pod template's
+/// [`super::CONFIG_HASH_ANNOTATION`]: any change of it rolls the Pods.
+pub fn config_hash(spec: &StreamPipelineSpec) -> String {
+    // A spec always serializes (string keys only); an empty digest input
+    // would still be stable.
+    let bytes = serde_json::to_vec(&runner_spec(spec)).unwrap_or_default();
+    format!("{:016x}", fnv64(&bytes))
+}
 
 /// The StreamPipeline as the runner's `--pipeline` file.
 pub fn pipeline_document(p: &Pipeline<'_>) -> Result<String> {
@@ -21,9 +45,8 @@ pub fn pipeline_document(p: &Pipeline<'_>) -> Result<String> {
             "name": p.name,
             "namespace": p.namespace,
             "uid": p.uid,
-            "generation": p.generation,
         },
-        "spec": p.sp.spec,
+        "spec": runner_spec(&p.sp.spec),
     });
     serde_yaml::to_string(&doc).map_err(|e| Error::Render {
         what: "the pipeline document",
@@ -58,6 +81,34 @@ mod tests {
         let back: StreamPipeline = serde_yaml::from_str(text).expect("parses as a StreamPipeline");
         assert_eq!(back.spec, sp.spec);
         assert_eq!(back.metadata.namespace.as_deref(), Some("data"));
-        assert_eq!(back.metadata.generation, Some(4));
+    }
+
+    #[test]
+    fn scaling_changes_neither_the_document_nor_the_hash_and_anything_else_does() {
+        let sp = fixtures::seed();
+        let document = |sp: &millrace_api::StreamPipeline| {
+            pipeline_document(&Pipeline::new(sp).expect("pipeline")).expect("document")
+        };
+        let mut scaled = sp.clone();
+        scaled.spec.runner.sink_replicas = 4;
+        scaled.spec.runner.ingest_replicas = 2;
+        scaled.spec.runner.autoscale = Some(millrace_api::AutoscaleSpec {
+            min_replicas: 1,
+            max_replicas: 8,
+            target_lag_per_replica: 1000,
+            cooldown_seconds: 60,
+        });
+        scaled.spec.suspend = true;
+        scaled.metadata.generation = Some(9);
+        assert_eq!(document(&scaled), document(&sp));
+        assert_eq!(config_hash(&scaled.spec), config_hash(&sp.spec));
+
+        let mut changed = sp.clone();
+        changed.spec.runner.max_in_flight = 64;
+        assert_ne!(config_hash(&changed.spec), config_hash(&sp.spec));
+        assert_ne!(document(&changed), document(&sp));
+        let mut changed = sp.clone();
+        changed.spec.cassandra.table.columns.pop();
+        assert_ne!(config_hash(&changed.spec), config_hash(&sp.spec));
     }
 }

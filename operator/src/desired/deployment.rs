@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millrace_api::StreamPipelineSpec;
 
-use super::{GENERATION_ANNOTATION, Pipeline};
+use super::config_map::config_hash;
+use super::{CONFIG_HASH_ANNOTATION, GENERATION_ANNOTATION, Pipeline};
 
 pub const PIPELINE_DIR: &str = "/etc/millrace";
 pub const PIPELINE_FILE: &str = "/etc/millrace/pipeline.yaml";
@@ -245,8 +246,13 @@ pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> De
         }]),
         ..Container::default()
     };
+    let mut metadata = p.meta(p.deployment_name(role), Some(role.as_str()));
+    metadata.annotations = Some(BTreeMap::from([(
+        GENERATION_ANNOTATION.to_owned(),
+        p.generation.to_string(),
+    )]));
     Deployment {
-        metadata: p.meta(p.deployment_name(role), Some(role.as_str())),
+        metadata,
         spec: Some(DeploymentSpec {
             replicas: Some(replicas(spec, role)),
             selector: LabelSelector {
@@ -259,7 +265,7 @@ pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> De
                     annotations: Some({
                         let mut annotations = defaults.pod_annotations.clone();
                         annotations
-                            .insert(GENERATION_ANNOTATION.to_owned(), p.generation.to_string());
+                            .insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(&p.sp.spec));
                         annotations
                     }),
                     ..ObjectMeta::default()
@@ -407,7 +413,11 @@ mod tests {
                 .metadata
                 .as_ref()
                 .and_then(|m| m.annotations.as_ref())
-                .expect("annotations")[GENERATION_ANNOTATION],
+                .expect("annotations")[CONFIG_HASH_ANNOTATION],
+            config_hash(&sp.spec)
+        );
+        assert_eq!(
+            d.metadata.annotations.as_ref().expect("annotations")[GENERATION_ANNOTATION],
             "4"
         );
         let pod = template.spec.as_ref().expect("pod");

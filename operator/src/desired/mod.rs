@@ -29,7 +29,12 @@ pub const FIELD_MANAGER: &str = "millrace-operator";
 /// A digest of what the operator last applied; an object whose digest
 /// matches is not written again.
 pub const DESIRED_HASH_ANNOTATION: &str = "millrace.io/desired-hash";
-/// On the Pod template, so a spec change rolls the Pods.
+/// On the Pod template: the digest of the spec as the runner runs it
+/// ([`config_map::config_hash`]), so a change of what a Pod does rolls the
+/// Pods and a change of how many run does not.
+pub const CONFIG_HASH_ANNOTATION: &str = "millrace.io/config-hash";
+/// On each runner Deployment: the pipeline generation it was made from, so
+/// a reader knows when the Deployment reflects a spec change.
 pub const GENERATION_ANNOTATION: &str = "millrace.io/pipeline-generation";
 
 /// The pipeline's identity, checked once: every builder needs it.

@@ -260,6 +260,31 @@ async fn kubectl_scale_sets_the_sink_replicas_and_is_refused_while_autoscale_is_
     s.apply(&pipeline(&s, name, 3)?).await?;
     s.wait_condition(name, "Ready", "True", None, 180).await?;
 
+    let sink_pods = |s: &Scenario| {
+        let out = kubectl(
+            s,
+            &[
+                "get",
+                "pods",
+                "-l",
+                &format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=sink"),
+                "-o",
+                "name",
+            ],
+        );
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+    };
+    let before = poll_until("one sink Pod", Deadline::secs(60), || async {
+        let pods = sink_pods(&s)?;
+        Ok((pods.len() == 1).then_some(pods))
+    })
+    .await?;
+
     // kubectl scale, through the scale subresource.
     let out = kubectl(
         &s,
@@ -298,18 +323,25 @@ async fn kubectl_scale_sets_the_sink_replicas_and_is_refused_while_autoscale_is_
             && selector.contains(&format!("app.kubernetes.io/instance={name}")),
         "{selector}"
     );
-    // A change of sinkReplicas is a spec change, which rolls the Pods: the
-    // old ones may still be going.
-    poll_until(
+    let found = poll_until(
         "the selector to find the 3 sink Pods",
         Deadline::secs(90),
         || async {
             let pods = kubectl(&s, &["get", "pods", "-l", &selector, "-o", "name"])?;
-            let listed = String::from_utf8_lossy(&pods.stdout).lines().count();
-            Ok((listed == 3).then_some(()))
+            let listed: Vec<String> = String::from_utf8_lossy(&pods.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            Ok((listed.len() == 3).then_some(listed))
         },
     )
     .await?;
+    // Scaling adds Pods; it does not roll the one already running.
+    assert!(
+        found.contains(&before[0]),
+        "the sink Pod {} was replaced by scaling: {found:?}",
+        before[0]
+    );
 
     // A patch of /scale, as an HPA makes it.
     s.pipelines()

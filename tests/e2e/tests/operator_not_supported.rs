@@ -45,7 +45,7 @@ fn dead_letters(s: &Scenario) -> anyhow::Result<i64> {
     operator_common::topic_records(&s.world, &format!("{}.dlq", s.topic))
 }
 
-/// POSTs `body` to the ingest Pod of the current generation.
+/// POSTs `body` to an ingest Pod running the current spec.
 async fn push(s: &Scenario, name: &str, body: &Value) -> anyhow::Result<u16> {
     let generation = s
         .pipelines()
@@ -53,11 +53,13 @@ async fn push(s: &Scenario, name: &str, body: &Value) -> anyhow::Result<u16> {
         .await?
         .metadata
         .generation
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_default();
+    let hash = s
+        .runner_config_hash(&format!("{name}-ingest"), generation)
+        .await?;
     let api = s.ns.api::<Pod>();
     let pod = poll_until(
-        "an ingest Pod of the new generation to be Ready",
+        "an ingest Pod running the current spec to be Ready",
         Deadline::secs(120),
         || async {
             Ok(pods(
@@ -71,8 +73,8 @@ async fn push(s: &Scenario, name: &str, body: &Value) -> anyhow::Result<u16> {
                     && p.metadata
                         .annotations
                         .as_ref()
-                        .and_then(|a| a.get("millrace.io/pipeline-generation"))
-                        == Some(&generation)
+                        .and_then(|a| a.get("millrace.io/config-hash"))
+                        == Some(&hash)
             }))
         },
     )

@@ -85,6 +85,15 @@ async fn the_seed_pipeline_becomes_a_topic_a_table_and_a_running_runner() -> any
                     && m.operation.as_deref() == Some("Apply")),
             "written by server-side apply as millrace-operator"
         );
+        assert_eq!(
+            d.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("millrace.io/pipeline-generation"))
+                .map(String::as_str),
+            Some("1"),
+            "the Deployment says which generation it reflects"
+        );
         let spec = d.spec.expect("spec");
         assert_eq!(spec.replicas, Some(1));
         let template = spec.template;
@@ -100,7 +109,11 @@ async fn the_seed_pipeline_becomes_a_topic_a_table_and_a_running_runner() -> any
             .as_ref()
             .and_then(|m| m.annotations.clone())
             .expect("annotations");
-        assert_eq!(annotations["millrace.io/pipeline-generation"], "1");
+        let hash = &annotations["millrace.io/config-hash"];
+        assert!(
+            hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "the Pod template carries the digest of what the Pods run: {hash:?}"
+        );
         let pod = template.spec.expect("pod spec");
         assert_eq!(
             pod.service_account_name.as_deref(),

@@ -4,7 +4,6 @@
 
 mod operator_common;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use operator_common::{Operator, Scenario};
@@ -33,6 +32,8 @@ async fn supported_changes_are_applied_and_unsupported_ones_are_reported() -> an
         .await?;
     s.wait_condition(name, "TableReady", "True", None, 60)
         .await?;
+
+    let first_hash = s.runner_config_hash("randomuser-sink", 1).await?;
 
     // Add a column, raise the partitions, change the topic config.
     let age = json!({"name": "age", "type": "int", "from": "/dob/age"});
@@ -82,13 +83,11 @@ async fn supported_changes_are_applied_and_unsupported_ones_are_reported() -> an
             .any(|c| c.name == "age")
     );
     // The spec change rolls the runner's Pods.
-    let sink = s.ns.api::<Deployment>().get("randomuser-sink").await?;
-    let generation = sink
-        .spec
-        .and_then(|s| s.template.metadata)
-        .and_then(|m| m.annotations)
-        .and_then(|a| a.get("millrace.io/pipeline-generation").cloned());
-    assert_eq!(generation.as_deref(), Some("2"));
+    let second_hash = s.runner_config_hash("randomuser-sink", 2).await?;
+    assert_ne!(
+        second_hash, first_hash,
+        "a new column changes what the Pods run"
+    );
 
     // Unsupported: fewer partitions and a changed column type; supported
     // in the same update: a new column and a topic config change.

@@ -614,8 +614,9 @@ impl Harness {
         }
     }
 
-    /// Waits until every runner Pod runs the resource's current generation
-    /// (the operator stamps it on the Pod template) and is ready.
+    /// Waits until every runner Pod runs the resource's current spec (the
+    /// operator stamps its digest on each Deployment's Pod template, and
+    /// the generation it reflects on the Deployment) and is ready.
     async fn wait_rolled(&mut self, secs: u64) {
         let r = poll_until(
             "the runner Pods rolled to the new generation",
@@ -628,19 +629,24 @@ impl Harness {
                     .await?
                     .metadata
                     .generation
-                    .context("generation")?
-                    .to_string();
-                let mut all = self.runner_pods("ingest").await?;
-                all.extend(self.runner_pods("sink").await?);
-                let rolled = all.len() == 2
-                    && all.iter().all(|p| {
-                        pod_ready(p)
-                            && p.metadata
-                                .annotations
-                                .as_ref()
-                                .and_then(|a| a.get("millrace.io/pipeline-generation"))
-                                == Some(&generation)
-                    });
+                    .context("generation")?;
+                let mut rolled = true;
+                for role in ["ingest", "sink"] {
+                    let hash = self
+                        .sc
+                        .runner_config_hash(&format!("{PIPELINE}-{role}"), generation)
+                        .await?;
+                    let pods = self.runner_pods(role).await?;
+                    rolled &= pods.len() == 1
+                        && pods.iter().all(|p| {
+                            pod_ready(p)
+                                && p.metadata
+                                    .annotations
+                                    .as_ref()
+                                    .and_then(|a| a.get("millrace.io/config-hash"))
+                                    == Some(&hash)
+                        });
+                }
                 Ok(rolled.then_some(generation))
             },
         )

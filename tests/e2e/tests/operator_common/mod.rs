@@ -413,6 +413,42 @@ impl Scenario {
     }
 
     /// Deletes the pipeline and waits until its finalizer has run.
+    /// The `millrace.io/config-hash` of the runner Deployment `deployment`
+    /// once it reflects pipeline generation `generation` or a later one: the
+    /// annotation its Pods carry when they run that spec.
+    pub async fn runner_config_hash(
+        &self,
+        deployment: &str,
+        generation: i64,
+    ) -> anyhow::Result<String> {
+        let api = self.ns.api::<k8s_openapi::api::apps::v1::Deployment>();
+        poll_until(
+            &format!("{deployment} to reflect generation {generation}"),
+            Deadline::secs(60),
+            || async {
+                let Some(d) = api.get_opt(deployment).await? else {
+                    return Ok(None);
+                };
+                let reflected = d
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("millrace.io/pipeline-generation"))
+                    .and_then(|g| g.parse::<i64>().ok())
+                    .is_some_and(|g| g >= generation);
+                Ok(reflected
+                    .then(|| {
+                        d.spec
+                            .and_then(|s| s.template.metadata)
+                            .and_then(|m| m.annotations)
+                            .and_then(|mut a| a.remove("millrace.io/config-hash"))
+                    })
+                    .flatten())
+            },
+        )
+        .await
+    }
+
     pub async fn delete_pipeline(&self, name: &str, secs: u64) -> anyhow::Result<Duration> {
         let api = self.pipelines();
         let start = Instant::now();
