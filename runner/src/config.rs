@@ -193,6 +193,9 @@ impl Connections {
         ) {
             cfg.set(key, value);
         }
+        if let Some(contexts) = kafka_debug(std::env::var("MILLRACE_KAFKA_DEBUG").ok()) {
+            cfg.set("debug", contexts);
+        }
         cfg
     }
 
@@ -220,6 +223,13 @@ impl Connections {
         }
         builder.build().await
     }
+}
+
+/// librdkafka's debug contexts (`debug`, e.g. `cgrp,fetch,broker`) from
+/// `MILLRACE_KAFKA_DEBUG`, for troubleshooting: none when unset or blank.
+/// Its lines go to the log at debug level (target `librdkafka`).
+fn kafka_debug(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// `host` or `host:port` (IPv6 in brackets), with Cassandra's port 9042
@@ -284,6 +294,16 @@ spec:
         let c = Connections::new(&p, Some("other:1".into()), Some("x:1, y".into()));
         assert_eq!(c.kafka_bootstrap, "other:1");
         assert_eq!(c.cassandra_contact_points, ["x:1", "y:9042"]);
+    }
+
+    #[test]
+    fn librdkafka_debug_contexts_come_only_from_a_set_value() {
+        assert_eq!(kafka_debug(None), None);
+        assert_eq!(kafka_debug(Some("  ".into())), None);
+        assert_eq!(
+            kafka_debug(Some(" cgrp,fetch ".into())).as_deref(),
+            Some("cgrp,fetch")
+        );
     }
 
     #[test]

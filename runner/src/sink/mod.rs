@@ -58,6 +58,24 @@ const WRITE_BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// every second: well inside that, so commits are not delayed.
 const STORE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The consumer group session of the sink. It must outlast the loss of any
+/// one Kafka broker, or the sink's group churns on every broker crash:
+/// the group coordinator (Kafka 4's) answers a heartbeat only once the
+/// `__consumer_offsets` partition's high watermark moves, so while a dead
+/// broker is still in that partition's ISR (until the controller fences it,
+/// `broker.session.timeout.ms`, 9 s by default, later on a loaded host) no
+/// heartbeat succeeds. With 10 s the session expired ~8 s after a broker's
+/// `kill -9`, whichever broker it was: every partition was revoked, the
+/// revoke's commit failed (`UnknownMemberId`) and the rejoin waited another
+/// session for the old member to expire, 20-25 s without writes. 30 s is
+/// about twice the worst case seen (the time since the last heartbeat, plus
+/// the fencing, plus one heartbeat interval), and still below the 45 s
+/// default that held a dead sink's partitions too long.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// A third of the session at most (Kafka's advice); 3 s as before, so a
+/// dead broker costs the same few heartbeats.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
 type Tracker = Arc<Mutex<OffsetTracker>>;
 
 fn lock(tracker: &Tracker) -> std::sync::MutexGuard<'_, OffsetTracker> {
@@ -666,9 +684,16 @@ pub async fn run(
         // holds its partitions until the session times out: the default
         // 45 s stalled those partitions for most of a minute in the fault
         // suite. Heartbeats come from librdkafka's own thread, unaffected by
-        // slow writes, so 10 s is safe for a process without GC pauses.
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "3000")
+        // slow writes; but the session must outlast a Kafka broker's loss
+        // ([`SESSION_TIMEOUT`]).
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            HEARTBEAT_INTERVAL.as_millis().to_string(),
+        )
         // While Cassandra cannot take writes, every permit is held by a
         // waiting write and the loop deliberately stops reading. With the
         // default 5 minute poll limit, librdkafka would then take the
@@ -855,6 +880,23 @@ mod tests {
         assert_eq!(lag(5, 5, [-1001, -1001]), Some(0), "an empty partition");
         assert_eq!(lag(0, 9, [-1001, -1001]), None, "not known yet");
         assert_eq!(lag(0, -1, [3, 3]), None, "no watermark yet");
+    }
+
+    #[test]
+    fn the_group_session_outlasts_the_fencing_of_a_dead_broker() {
+        // Kafka's default broker.session.timeout.ms: a dead broker stays in
+        // the ISR of __consumer_offsets, and heartbeats go unanswered, at
+        // least this long.
+        let fencing = Duration::from_secs(9);
+        assert!(
+            SESSION_TIMEOUT >= 2 * (fencing + HEARTBEAT_INTERVAL),
+            "a broker's crash would expire the sink's session"
+        );
+        assert!(SESSION_TIMEOUT >= 3 * HEARTBEAT_INTERVAL);
+        assert!(
+            SESSION_TIMEOUT < Duration::from_secs(45),
+            "a dead sink would hold its partitions as long as the default"
+        );
     }
 
     fn db(error: DbError, message: &str) -> ExecutionError {
