@@ -154,7 +154,14 @@ mod tests {
             CqlValue::Timestamp(CqlTimestamp(1_614_834_367_008))
         );
         assert_eq!(
-            of(json!(1_614_834_367_008_i64), "timestamp"),
+            value(
+                crate::coerce_with_unit(
+                    &json!(1_614_834_367_008_i64),
+                    &CqlType::Timestamp,
+                    Some(crate::spec::EpochUnit::Milliseconds)
+                )
+                .unwrap()
+            ),
             CqlValue::Timestamp(CqlTimestamp(1_614_834_367_008))
         );
         refused(json!("yesterday"), "timestamp");

@@ -50,7 +50,7 @@ pub mod template;
 pub mod validate;
 
 pub use cell::{Cell, CellValue, Decimal, Varint};
-pub use coerce::{ValueError, coerce};
+pub use coerce::{PLAUSIBLE_YEARS, ValueError, coerce, coerce_with_unit};
 pub use commit_metadata::CommitMetadata;
 pub use cql_type::{CqlType, CqlTypeError};
 pub use crd_yaml::crd_yaml;

@@ -11,8 +11,8 @@
 use std::net::IpAddr;
 
 use millrace_api::{
-    Cell, CellValue, ColumnErrorKind, ColumnSpec, CqlType, JsonPointer, JsonPointerError,
-    RowMapper, TableSpec, ValueError, coerce,
+    Cell, CellValue, ColumnErrorKind, ColumnSpec, CqlType, EpochUnit, JsonPointer,
+    JsonPointerError, PLAUSIBLE_YEARS, RowMapper, TableSpec, ValueError, coerce, coerce_with_unit,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -233,7 +233,23 @@ proptest! {
         prop_assert_eq!(coerce(&json!(n), &CqlType::Int).unwrap(), CellValue::Int(n));
         prop_assert_eq!(coerce(&json!(b), &CqlType::Boolean).unwrap(), CellValue::Boolean(b));
         prop_assert_eq!(coerce(&json!(d), &CqlType::Double).unwrap(), CellValue::Double(d));
-        prop_assert_eq!(coerce(&json!(ms), &CqlType::Timestamp).unwrap(), CellValue::Timestamp(ms));
+        // A number is a timestamp only with its unit, and only in the
+        // plausible years.
+        let without_unit = matches!(
+            coerce(&json!(ms), &CqlType::Timestamp),
+            Err(ValueError::EpochWithoutUnit { .. })
+        );
+        prop_assert!(without_unit);
+        let in_ms = coerce_with_unit(&json!(ms), &CqlType::Timestamp, Some(EpochUnit::Milliseconds));
+        let year = jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).year())
+            .unwrap_or(i16::MAX);
+        if (PLAUSIBLE_YEARS.0..=PLAUSIBLE_YEARS.1).contains(&year) {
+            prop_assert_eq!(in_ms, Ok(CellValue::Timestamp(ms)));
+        } else {
+            let implausible = matches!(in_ms, Err(ValueError::ImplausibleInstant { .. }));
+            prop_assert!(implausible, "{:?}", in_ms);
+        }
         prop_assert_eq!(coerce(&json!(days), &CqlType::Date).unwrap(), CellValue::Date(days));
     }
 
