@@ -8,7 +8,7 @@ mod operator_common;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use millrace_api::StreamPipeline;
-use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods};
+use millrace_testsupport::kube_helpers::{pod_ip, pod_ready_with_config, pods};
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -68,14 +68,7 @@ async fn push(s: &Scenario, name: &str, body: &Value) -> anyhow::Result<u16> {
             )
             .await?
             .into_iter()
-            .find(|p| {
-                pod_ready(p)
-                    && p.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get("millrace.io/config-hash"))
-                        == Some(&hash)
-            }))
+            .find(|p| pod_ready_with_config(p, &hash)))
         },
     )
     .await?;

@@ -81,6 +81,18 @@ pub async fn pods(api: &Api<Pod>, selector: &str) -> anyhow::Result<Vec<Pod>> {
         .items)
 }
 
+/// Whether a runner Pod is ready and runs the spec whose digest is `hash`
+/// (the `millrace.io/config-hash` the operator puts on the Pod template).
+pub fn pod_ready_with_config(pod: &Pod, hash: &str) -> bool {
+    pod_ready(pod)
+        && pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("millrace.io/config-hash"))
+            .is_some_and(|h| h == hash)
+}
+
 pub fn pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use millrace_testsupport::kube_helpers::{pod_ip, pod_ready, pods, restart_count};
+use millrace_testsupport::kube_helpers::{
+    pod_ip, pod_ready, pod_ready_with_config, pods, restart_count,
+};
 use millrace_testsupport::{Deadline, World, poll_until, repo_root};
 use serde_json::Value;
 use tokio::sync::watch as channel;
@@ -637,15 +639,8 @@ impl Harness {
                         .runner_config_hash(&format!("{PIPELINE}-{role}"), generation)
                         .await?;
                     let pods = self.runner_pods(role).await?;
-                    rolled &= pods.len() == 1
-                        && pods.iter().all(|p| {
-                            pod_ready(p)
-                                && p.metadata
-                                    .annotations
-                                    .as_ref()
-                                    .and_then(|a| a.get("millrace.io/config-hash"))
-                                    == Some(&hash)
-                        });
+                    rolled &=
+                        pods.len() == 1 && pods.iter().all(|p| pod_ready_with_config(p, &hash));
                 }
                 Ok(rolled.then_some(generation))
             },
