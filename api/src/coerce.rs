@@ -382,16 +382,16 @@ fn since_epoch(whole: i64, unit: Option<EpochUnit>) -> Result<i64, ValueError> {
         });
     };
     let millis = to_millis(whole, unit);
-    match millis.and_then(plausible_instant) {
-        Some(_) => Ok(millis.unwrap_or_default()),
-        None => Err(ValueError::ImplausibleInstant {
-            value: whole.to_string(),
-            unit: unit.as_str(),
-            instant: millis
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                .map_or_else(|| "beyond any date".to_owned(), |t| t.to_string()),
-        }),
+    if let Some(ms) = millis.filter(|&ms| plausible_instant(ms).is_some()) {
+        return Ok(ms);
     }
+    Err(ValueError::ImplausibleInstant {
+        value: whole.to_string(),
+        unit: unit.as_str(),
+        instant: millis
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map_or_else(|| "beyond any date".to_owned(), |t| t.to_string()),
+    })
 }
 
 fn to_millis(whole: i64, unit: EpochUnit) -> Option<i64> {
@@ -818,10 +818,6 @@ mod tests {
             ok(json!("1970-01-02"), "timestamp"),
             CellValue::Timestamp(86_400_000)
         );
-        assert!(matches!(
-            err(json!("2011-13-02T00:00:00Z"), "timestamp"),
-            ValueError::Unparsable { .. }
-        ));
         assert!(matches!(
             err(json!("2011-13-02T00:00:00Z"), "timestamp"),
             ValueError::Unparsable { .. }
