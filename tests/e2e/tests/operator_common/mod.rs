@@ -324,10 +324,14 @@ impl Scenario {
         Ok(())
     }
 
-    /// The world's SASL listener, if it has one.
-    pub fn kafka_sasl(&self) -> Option<KafkaSasl> {
-        let var = |name: &str| self.world.var(name).map(str::to_owned);
-        Some(KafkaSasl {
+    /// The world's SASL listener; a world without one fails the test.
+    pub fn kafka_sasl(&self) -> anyhow::Result<KafkaSasl> {
+        let var = |name: &str| {
+            self.world.var(name).map(str::to_owned).with_context(|| {
+                format!("the test world has no {name}: bring it up again with tests/env/up")
+            })
+        };
+        Ok(KafkaSasl {
             bootstrap: var("MILLRACE_KAFKA_SASL_BOOTSTRAP")?,
             username: var("MILLRACE_KAFKA_SASL_USERNAME")?,
             password: var("MILLRACE_KAFKA_SASL_PASSWORD")?,
