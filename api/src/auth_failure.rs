@@ -19,6 +19,13 @@ pub fn cassandra_auth_failure(message: &str) -> bool {
         return true;
     }
     let m = message.to_ascii_lowercase();
+    // PasswordAuthenticator's words when it cannot read its own tables
+    // (too few system_auth replicas up): the login may be right, and
+    // retrying is what helps, so it is the cluster being unavailable.
+    if m.contains("unable to perform authentication") || m.contains("cannot achieve consistency")
+    {
+        return false;
+    }
     m.contains("authentication error") || m.contains("requires authentication")
 }
 
@@ -52,7 +59,11 @@ mod tests {
             assert!(cassandra_refused_login(refused), "{refused}");
             assert!(cassandra_auth_failure(refused), "{refused}");
         }
-        for other in ["Connection refused (os error 111)", "timed out connecting"] {
+        for other in [
+            "Connection refused (os error 111)",
+            "timed out connecting",
+            "Authentication error: Unable to perform authentication: Cannot achieve consistency level QUORUM",
+        ] {
             assert!(!cassandra_refused_login(other), "{other}");
             assert!(!cassandra_auth_failure(other), "{other}");
         }
