@@ -22,8 +22,7 @@ pub fn cassandra_auth_failure(message: &str) -> bool {
     // PasswordAuthenticator's words when it cannot read its own tables
     // (too few system_auth replicas up): the login may be right, and
     // retrying is what helps, so it is the cluster being unavailable.
-    if m.contains("unable to perform authentication") || m.contains("cannot achieve consistency")
-    {
+    if m.contains("unable to perform authentication") || m.contains("cannot achieve consistency") {
         return false;
     }
     m.contains("authentication error") || m.contains("requires authentication")
@@ -46,9 +45,40 @@ pub fn kafka_sasl_refusal(message: &str) -> Option<String> {
     Some(text.split(" (after ").next().unwrap_or(text).to_owned())
 }
 
+/// The part a person can act on of a librdkafka log line or error that
+/// reports a failed TLS handshake (an untrusted or misnamed broker
+/// certificate, a client certificate the broker refused), or `None`.
+///
+/// From "ssl://h:9093/bootstrap: SSL handshake failed: error:0A000086:SSL
+/// routines::certificate verify failed: broker certificate could not be
+/// verified, ... (after 4ms in state SSL_HANDSHAKE)" it keeps "SSL handshake
+/// failed: ...".
+pub fn kafka_tls_failure(message: &str) -> Option<String> {
+    let at = message.find("SSL handshake failed")?;
+    let text = &message[at..];
+    Some(text.split(" (after ").next().unwrap_or(text).to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_kafka_handshake_is_told_from_other_errors() {
+        assert_eq!(
+            kafka_tls_failure(
+                "ssl://127.0.0.1:19095/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed (add broker's CA certificate to the trusted certificate store) (after 3ms in state SSL_HANDSHAKE)"
+            )
+            .as_deref(),
+            Some(
+                "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed (add broker's CA certificate to the trusted certificate store)"
+            )
+        );
+        assert_eq!(
+            kafka_tls_failure("ssl://127.0.0.1:19095/bootstrap: Connection refused"),
+            None
+        );
+    }
 
     #[test]
     fn refused_cassandra_logins_are_told_from_unreachable_clusters() {

@@ -30,21 +30,29 @@ impl Credentials {
     }
 }
 
-/// What a Kafka client takes from the Secret of
-/// `spec.kafka.credentialsSecretRef`.
+/// What a Kafka client takes from the Secrets of `spec.kafka`: the SASL
+/// login of `credentialsSecretRef` and the TLS material of `tls` (or the
+/// login Secret's `caKey`).
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct KafkaCredentialValues {
     /// The SASL username and password.
     pub login: Option<Credentials>,
-    /// PEM of the CA that signed the brokers' certificates (`caKey`).
+    /// PEM of the CA that signed the brokers' certificates.
     pub ca_pem: Option<String>,
+    /// PEM of the client certificate, for mutual TLS.
+    pub client_cert_pem: Option<String>,
+    /// PEM of the client certificate's private key.
+    pub client_key_pem: Option<String>,
 }
 
 impl fmt::Debug for KafkaCredentialValues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pem = |v: &Option<String>| v.as_ref().map(|_| "<pem>");
         f.debug_struct("KafkaCredentialValues")
             .field("login", &self.login)
-            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .field("ca_pem", &pem(&self.ca_pem))
+            .field("client_cert_pem", &pem(&self.client_cert_pem))
+            .field("client_key_pem", &pem(&self.client_key_pem))
             .finish()
     }
 }
@@ -63,8 +71,11 @@ mod tests {
         let kafka = KafkaCredentialValues {
             login: Some(c),
             ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+            client_cert_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+            client_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
         };
         let text = format!("{kafka:?}");
         assert!(text.contains("\"u\"") && !text.contains("s3cret"), "{text}");
+        assert!(!text.contains("BEGIN"), "{text}");
     }
 }

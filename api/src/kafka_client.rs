@@ -6,33 +6,57 @@
 //! not need rdkafka; each client adds the settings of its own role.
 
 use crate::credentials::KafkaCredentialValues;
-use crate::spec::KafkaCredentials;
+use crate::spec::KafkaSpec;
 
-/// librdkafka settings for `bootstrap_servers`: with a credentials Secret
-/// (`secret_ref`), its security protocol, and the SASL mechanism and login
-/// and the CA when `values` has them.
+/// The runner's environment for what the operator takes from the pipeline's
+/// Secrets (each by `secretKeyRef`, so no value is in the Deployment).
+pub mod env {
+    pub const KAFKA_USERNAME: &str = "MILLRACE_KAFKA_USERNAME";
+    pub const KAFKA_PASSWORD: &str = "MILLRACE_KAFKA_PASSWORD";
+    pub const KAFKA_CA_PEM: &str = "MILLRACE_KAFKA_CA_PEM";
+    pub const KAFKA_CLIENT_CERT_PEM: &str = "MILLRACE_KAFKA_CLIENT_CERT_PEM";
+    pub const KAFKA_CLIENT_KEY_PEM: &str = "MILLRACE_KAFKA_CLIENT_KEY_PEM";
+}
+
+/// librdkafka settings for `bootstrap_servers` of the cluster `kafka`
+/// describes: its security protocol, and the SASL login and the TLS
+/// material of `values` where that protocol uses them.
 pub fn kafka_client_settings(
     bootstrap_servers: &str,
-    secret_ref: Option<&KafkaCredentials>,
+    kafka: &KafkaSpec,
     values: &KafkaCredentialValues,
 ) -> Vec<(&'static str, String)> {
     let mut settings = vec![("bootstrap.servers", bootstrap_servers.to_owned())];
-    let Some(secret_ref) = secret_ref else {
+    let protocol = kafka.security_protocol();
+    if kafka.credentials_secret_ref.is_none() && kafka.tls.is_none() {
         return settings;
-    };
-    settings.push((
-        "security.protocol",
-        secret_ref.security_protocol.as_str().to_owned(),
-    ));
-    if let Some(login) = &values.login {
+    }
+    settings.push(("security.protocol", protocol.as_str().to_owned()));
+    if let (true, Some(creds), Some(login)) = (
+        protocol.uses_sasl(),
+        &kafka.credentials_secret_ref,
+        &values.login,
+    ) {
         settings.extend([
-            ("sasl.mechanism", secret_ref.mechanism.as_str().to_owned()),
+            ("sasl.mechanism", creds.mechanism.as_str().to_owned()),
             ("sasl.username", login.username.clone()),
             ("sasl.password", login.password.clone()),
         ]);
     }
-    if let Some(pem) = &values.ca_pem {
-        settings.push(("ssl.ca.pem", pem.clone()));
+    if protocol.uses_tls() {
+        // librdkafka's default since 1.9, stated so that no build or
+        // future default turns the check of the brokers' names off.
+        settings.push(("ssl.endpoint.identification.algorithm", "https".to_owned()));
+        let pems = [
+            ("ssl.ca.pem", &values.ca_pem),
+            ("ssl.certificate.pem", &values.client_cert_pem),
+            ("ssl.key.pem", &values.client_key_pem),
+        ];
+        for (key, pem) in pems {
+            if let Some(pem) = pem {
+                settings.push((key, pem.clone()));
+            }
+        }
     }
     settings
 }
@@ -48,62 +72,95 @@ pub fn consumer_group(namespace: &str, name: &str) -> String {
 mod tests {
     use super::*;
     use crate::credentials::Credentials;
-    use crate::spec::{SaslMechanism, SecurityProtocol};
+    use crate::spec::{KafkaTls, TopicSpec};
 
-    fn secret_ref() -> KafkaCredentials {
-        serde_json::from_value(serde_json::json!({
-            "name": "kafka-login",
-            "mechanism": "SCRAM-SHA-256",
-            "securityProtocol": "SASL_PLAINTEXT",
-        }))
-        .unwrap()
+    fn kafka(extra: serde_json::Value) -> KafkaSpec {
+        let mut spec = serde_json::json!({
+            "bootstrapServers": "k:9092",
+            "topic": serde_json::to_value(TopicSpec::named("t")).unwrap(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value(spec).unwrap()
     }
 
-    #[test]
-    fn without_a_secret_only_the_brokers_are_set() {
-        let values = KafkaCredentialValues {
+    fn all_values() -> KafkaCredentialValues {
+        KafkaCredentialValues {
             login: Some(Credentials {
                 username: "u".into(),
                 password: "p".into(),
             }),
-            ca_pem: None,
-        };
+            ca_pem: Some("CA".into()),
+            client_cert_pem: Some("CERT".into()),
+            client_key_pem: Some("KEY".into()),
+        }
+    }
+
+    fn keys(settings: &[(&'static str, String)]) -> Vec<&'static str> {
+        settings.iter().map(|(k, _)| *k).collect()
+    }
+
+    #[test]
+    fn without_a_secret_only_the_brokers_are_set() {
         assert_eq!(
-            kafka_client_settings("k:9092", None, &values),
+            kafka_client_settings("k:9092", &kafka(serde_json::json!({})), &all_values()),
             [("bootstrap.servers", "k:9092".to_owned())]
         );
     }
 
     #[test]
-    fn a_secret_sets_the_protocol_and_the_login_and_ca_it_holds() {
-        let r = secret_ref();
-        assert_eq!(r.mechanism, SaslMechanism::ScramSha256);
-        assert_eq!(r.security_protocol, SecurityProtocol::SaslPlaintext);
+    fn a_plaintext_login_sets_sasl_and_nothing_of_tls() {
+        let spec = kafka(serde_json::json!({"credentialsSecretRef": {
+            "name": "kafka-login", "mechanism": "SCRAM-SHA-256", "securityProtocol": "SASL_PLAINTEXT",
+        }}));
         assert_eq!(
-            kafka_client_settings("k:9092", Some(&r), &KafkaCredentialValues::default()),
+            kafka_client_settings("k:9092", &spec, &KafkaCredentialValues::default()),
             [
                 ("bootstrap.servers", "k:9092".to_owned()),
                 ("security.protocol", "SASL_PLAINTEXT".to_owned()),
             ]
         );
-        let values = KafkaCredentialValues {
-            login: Some(Credentials {
-                username: "u".into(),
-                password: "p".into(),
-            }),
-            ca_pem: Some("PEM".into()),
-        };
         assert_eq!(
-            kafka_client_settings("k:9092", Some(&r), &values),
+            kafka_client_settings("k:9092", &spec, &all_values()),
             [
                 ("bootstrap.servers", "k:9092".to_owned()),
                 ("security.protocol", "SASL_PLAINTEXT".to_owned()),
                 ("sasl.mechanism", "SCRAM-SHA-256".to_owned()),
                 ("sasl.username", "u".to_owned()),
                 ("sasl.password", "p".to_owned()),
-                ("ssl.ca.pem", "PEM".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn tls_alone_is_ssl_with_the_ca_and_client_certificate() {
+        let mut spec = kafka(serde_json::json!({}));
+        spec.tls = Some(KafkaTls::default());
+        let settings = kafka_client_settings("k:9093", &spec, &all_values());
+        assert_eq!(
+            keys(&settings),
+            [
+                "bootstrap.servers",
+                "security.protocol",
+                "ssl.endpoint.identification.algorithm",
+                "ssl.ca.pem",
+                "ssl.certificate.pem",
+                "ssl.key.pem",
+            ],
+            "no SASL without a login Secret"
+        );
+        assert_eq!(settings[1].1, "SSL");
+        assert_eq!(settings[2].1, "https", "brokers' names are checked");
+    }
+
+    #[test]
+    fn a_tls_login_is_sasl_ssl() {
+        let spec = kafka(serde_json::json!({"credentialsSecretRef": {"name": "app-user"}}));
+        let settings = kafka_client_settings("k:9093", &spec, &all_values());
+        assert_eq!(settings[1], ("security.protocol", "SASL_SSL".to_owned()));
+        assert_eq!(settings[2], ("sasl.mechanism", "SCRAM-SHA-512".to_owned()));
+        assert!(keys(&settings).contains(&"ssl.ca.pem"));
     }
 
     #[test]

@@ -441,7 +441,63 @@ fn refused() -> Vec<(&'static str, Value, &'static str)> {
             with(|o| o["metadata"]["name"] = json!("p".repeat(51))),
             "StreamPipeline's name",
         ),
+        (
+            "a SASL login Secret with a protocol without SASL",
+            with(|o| {
+                o["spec"]["kafka"]["credentialsSecretRef"] =
+                    json!({"name": "login", "securityProtocol": "SSL"})
+            }),
+            "its securityProtocol is SASL_SSL or SASL_PLAINTEXT",
+        ),
+        (
+            "tls with a plaintext login",
+            with(|o| {
+                o["spec"]["kafka"]["tls"] = json!({});
+                o["spec"]["kafka"]["credentialsSecretRef"] =
+                    json!({"name": "login", "securityProtocol": "SASL_PLAINTEXT"});
+            }),
+            "spec.kafka.tls asks for TLS",
+        ),
+        (
+            "the CA given twice",
+            with(|o| {
+                o["spec"]["kafka"]["tls"] = json!({"caSecretRef": {"name": "ca"}});
+                o["spec"]["kafka"]["credentialsSecretRef"] =
+                    json!({"name": "login", "caKey": "ca.crt"});
+            }),
+            "the CA is given twice",
+        ),
+        (
+            "config for a topic millrace does not manage",
+            with(|o| {
+                o["spec"]["kafka"]["topic"]["managed"] = json!(false);
+                o["spec"]["kafka"]["topic"]["config"] = json!({"retention.ms": "1000"});
+            }),
+            "with managed: false the topic is used as it is",
+        ),
+        (
+            "a CA for a plaintext login",
+            with(|o| {
+                o["spec"]["kafka"]["credentialsSecretRef"] = json!({"name": "login", "securityProtocol": "SASL_PLAINTEXT", "caKey": "ca.crt"})
+            }),
+            "which SASL_PLAINTEXT does not use",
+        ),
     ]
+}
+
+#[test]
+fn the_strimzi_example_passes_both_checks() {
+    let object: Value =
+        serde_yaml::from_str(include_str!("../../examples/strimzi-kafka.yaml")).unwrap();
+    assert_eq!(cel_failures(&object, None), Vec::<String>::new());
+    rust_verdict(&object).unwrap();
+    let typed: StreamPipeline = serde_json::from_value(object).unwrap();
+    let kafka = typed.spec.kafka;
+    assert_eq!(
+        kafka.security_protocol(),
+        millrace_api::SecurityProtocol::SaslSsl
+    );
+    assert_eq!(kafka.ca_ref().unwrap().key, "ca.crt");
 }
 
 #[test]

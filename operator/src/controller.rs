@@ -468,6 +468,14 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                     format!("deletionPolicy is Delete: {}", done.join(", ")),
                 ));
             }
+            for name in &topics.unmanaged {
+                notices.push(Notice::normal(
+                    "LeftInPlace",
+                    format!(
+                        "deletionPolicy is Delete, but topic {name} is not managed by millrace (spec.kafka.topic.managed: false): left in place"
+                    ),
+                ));
+            }
             for (name, recorded) in &topics.kept {
                 notices.push(Notice::warning(
                     "LeftInPlace",

@@ -1,37 +1,50 @@
 //! Observe: read what the spec points at (the credentials Secrets). Values
 //! are held in memory only; `Debug` never shows a password.
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 pub use millrace_api::Credentials;
-use millrace_api::{CassandraSpec, KafkaCredentials, KafkaSpec};
+use millrace_api::{CassandraSpec, KafkaCredentialValues, KafkaSpec};
 
 use crate::error::{Error, Result};
 
-/// The Kafka credentials and the Secret reference they came from (which
-/// also names the SASL mechanism and security protocol).
-pub type KafkaAuth = (Credentials, KafkaCredentials);
+/// Everything a Kafka client of the pipeline's cluster takes from its
+/// Secrets: the SASL login and the TLS material.
+pub type KafkaAuth = KafkaCredentialValues;
 
-async fn read(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    username_key: &str,
-    password_key: &str,
-) -> Result<Credentials> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?
-        .ok_or_else(|| Error::SecretNotFound {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })?;
-    let value = |key: &str| -> Result<String> {
-        let missing = || Error::SecretKeyMissing {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            key: key.to_owned(),
-        };
+/// The Secrets of one pipeline, each read once per reconcile.
+struct Secrets<'a> {
+    api: Api<Secret>,
+    namespace: &'a str,
+    read: HashMap<String, Secret>,
+}
+
+impl<'a> Secrets<'a> {
+    fn new(client: &kube::Client, namespace: &'a str) -> Self {
+        Self {
+            api: Api::namespaced(client.clone(), namespace),
+            namespace,
+            read: HashMap::new(),
+        }
+    }
+
+    /// The value of `key` in Secret `name`, or `None` if the Secret has no
+    /// such key; a missing Secret is an error.
+    async fn value_opt(&mut self, name: &str, key: &str) -> Result<Option<String>> {
+        if !self.read.contains_key(name) {
+            let secret = self
+                .api
+                .get_opt(name)
+                .await?
+                .ok_or_else(|| Error::SecretNotFound {
+                    namespace: self.namespace.to_owned(),
+                    name: name.to_owned(),
+                })?;
+            self.read.insert(name.to_owned(), secret);
+        }
+        let secret = &self.read[name];
         let bytes = secret
             .data
             .as_ref()
@@ -43,26 +56,60 @@ async fn read(
                     .as_ref()
                     .and_then(|d| d.get(key))
                     .map(|s| s.clone().into_bytes())
-            })
-            .ok_or_else(missing)?;
-        String::from_utf8(bytes).map_err(|_| missing())
-    };
-    Ok(Credentials {
-        username: value(username_key)?,
-        password: value(password_key)?,
-    })
+            });
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| self.missing(name, key)),
+        }
+    }
+
+    async fn value(&mut self, name: &str, key: &str) -> Result<String> {
+        self.value_opt(name, key)
+            .await?
+            .ok_or_else(|| self.missing(name, key))
+    }
+
+    fn missing(&self, name: &str, key: &str) -> Error {
+        Error::SecretKeyMissing {
+            namespace: self.namespace.to_owned(),
+            name: name.to_owned(),
+            key: key.to_owned(),
+        }
+    }
 }
 
+/// What the Kafka clients take from the pipeline's Secrets, or `None` when
+/// the spec names no Secret.
 pub async fn kafka_credentials(
     client: &kube::Client,
     namespace: &str,
     kafka: &KafkaSpec,
 ) -> Result<Option<KafkaAuth>> {
-    let Some(r) = &kafka.credentials_secret_ref else {
+    if kafka.credentials_secret_ref.is_none() && kafka.tls.is_none() {
         return Ok(None);
-    };
-    let creds = read(client, namespace, &r.name, &r.username_key, &r.password_key).await?;
-    Ok(Some((creds, r.clone())))
+    }
+    let mut secrets = Secrets::new(client, namespace);
+    let mut values = KafkaCredentialValues::default();
+    if let Some(r) = &kafka.credentials_secret_ref {
+        let found = secrets.value_opt(&r.name, &r.username_key).await?;
+        let username = r
+            .username(found)
+            .ok_or_else(|| secrets.missing(&r.name, &r.username_key))?;
+        values.login = Some(Credentials {
+            username,
+            password: secrets.value(&r.name, &r.password_key).await?,
+        });
+    }
+    if let Some(ca) = kafka.ca_ref() {
+        values.ca_pem = Some(secrets.value(&ca.name, &ca.key).await?);
+    }
+    if let Some(cert) = kafka.client_cert_ref() {
+        values.client_cert_pem = Some(secrets.value(&cert.name, &cert.cert_key).await?);
+        values.client_key_pem = Some(secrets.value(&cert.name, &cert.key_key).await?);
+    }
+    Ok(Some(values))
 }
 
 pub async fn cassandra_credentials(
@@ -73,7 +120,9 @@ pub async fn cassandra_credentials(
     let Some(r) = &cassandra.credentials_secret_ref else {
         return Ok(None);
     };
-    Ok(Some(
-        read(client, namespace, &r.name, &r.username_key, &r.password_key).await?,
-    ))
+    let mut secrets = Secrets::new(client, namespace);
+    Ok(Some(Credentials {
+        username: secrets.value(&r.name, &r.username_key).await?,
+        password: secrets.value(&r.name, &r.password_key).await?,
+    }))
 }

@@ -48,6 +48,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The TLS handshake with the brokers failed: a CA that did not sign
+    /// their certificates, a broker name its certificate does not carry, or
+    /// a client certificate the brokers refuse.
+    #[error(
+        "Kafka at {bootstrap}: TLS failed: {message}; check spec.kafka.tls (the CA that signed the brokers' certificates, the client certificate) and that the bootstrap names are in the brokers' certificates"
+    )]
+    KafkaTls { bootstrap: String, message: String },
+
+    /// A topic the spec says millrace does not manage is not there.
+    #[error(
+        "{what} does not exist; spec.kafka.topic.managed is false, so millrace does not create it: create it where the topic is managed (for example a Strimzi KafkaTopic), or set managed: true"
+    )]
+    UnmanagedTopicMissing { what: String },
+
     #[error("Cassandra at {contact_points}: {message}")]
     Cassandra {
         contact_points: String,
@@ -92,6 +106,8 @@ impl Error {
             | Self::KafkaRejected(_)
             | Self::CassandraRejected(_)
             | Self::KafkaAuth { .. }
+            | Self::KafkaTls { .. }
+            | Self::UnmanagedTopicMissing { .. }
             | Self::CassandraAuth { .. }
             | Self::Render { .. }
             | Self::MissingMetadata(_) => ErrorClass::User,
@@ -115,6 +131,8 @@ impl Error {
             Self::Cassandra { .. } => "cassandra_unavailable",
             Self::CassandraRejected(_) => "cassandra_rejected",
             Self::KafkaAuth { .. } => "kafka_auth",
+            Self::KafkaTls { .. } => "kafka_tls",
+            Self::UnmanagedTopicMissing { .. } => "topic_missing",
             Self::CassandraAuth { .. } => "cassandra_auth",
             Self::Finalizer(_) => "finalizer",
             Self::NotLeader(_) => "not_leader",
@@ -131,6 +149,8 @@ impl Error {
             Self::Kafka { .. } | Self::Cassandra { .. } => "Unavailable",
             Self::KafkaRejected(_) | Self::CassandraRejected(_) => "Rejected",
             Self::KafkaAuth { .. } => "KafkaAuthFailed",
+            Self::KafkaTls { .. } => "TlsFailed",
+            Self::UnmanagedTopicMissing { .. } => "TopicNotFound",
             Self::CassandraAuth { .. } => "CassandraAuthFailed",
             Self::Finalizer(_) => "FinalizerError",
             Self::NotLeader(_) => "NotLeader",

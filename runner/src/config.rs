@@ -142,9 +142,8 @@ fn push_paths(spec: &StreamPipelineSpec) -> Result<(), String> {
 #[derive(Clone, Debug)]
 pub struct Connections {
     pub kafka_bootstrap: String,
-    /// The login from `MILLRACE_KAFKA_USERNAME` and `_PASSWORD`, and the
-    /// PEM of the CA that signed the brokers' certificates
-    /// (`MILLRACE_KAFKA_CA_PEM`), when the Secret has a `caKey`.
+    /// The login and TLS material the operator passes from the pipeline's
+    /// Secrets ([`millrace_api::kafka_client::env`]).
     pub kafka_credentials: KafkaCredentialValues,
     pub cassandra_contact_points: Vec<String>,
     pub cassandra_credentials: Option<Credentials>,
@@ -168,12 +167,9 @@ impl Connections {
         Self {
             kafka_bootstrap: kafka_bootstrap
                 .unwrap_or_else(|| pipeline.spec.kafka.bootstrap_servers.clone()),
-            kafka_credentials: KafkaCredentialValues {
-                login: Credentials::from_env("MILLRACE_KAFKA_USERNAME", "MILLRACE_KAFKA_PASSWORD"),
-                ca_pem: std::env::var("MILLRACE_KAFKA_CA_PEM")
-                    .ok()
-                    .filter(|s| !s.is_empty()),
-            },
+            kafka_credentials: kafka_credentials_from_env(&pipeline.spec.kafka, |name| {
+                std::env::var(name).ok().filter(|s| !s.is_empty())
+            }),
             cassandra_contact_points: contact_points.iter().map(|p| with_port(p)).collect(),
             cassandra_credentials: Credentials::from_env(
                 "MILLRACE_CASSANDRA_USERNAME",
@@ -188,7 +184,7 @@ impl Connections {
         let mut cfg = ClientConfig::new();
         for (key, value) in kafka_client_settings(
             &self.kafka_bootstrap,
-            pipeline.spec.kafka.credentials_secret_ref.as_ref(),
+            &pipeline.spec.kafka,
             &self.kafka_credentials,
         ) {
             cfg.set(key, value);
@@ -222,6 +218,29 @@ impl Connections {
             builder = builder.user(&creds.username, &creds.password);
         }
         builder.build().await
+    }
+}
+
+/// The Kafka login and TLS material from the variables the operator sets
+/// (`get` reads one, `None` when unset or empty). Without a user name
+/// variable, the login Secret's name is the user (Strimzi's KafkaUser
+/// Secrets), when its `usernameKey` is the default.
+fn kafka_credentials_from_env(
+    kafka: &millrace_api::KafkaSpec,
+    get: impl Fn(&str) -> Option<String>,
+) -> KafkaCredentialValues {
+    use millrace_api::kafka_client::env as names;
+    let login = kafka.credentials_secret_ref.as_ref().and_then(|r| {
+        Some(Credentials {
+            username: r.username(get(names::KAFKA_USERNAME))?,
+            password: get(names::KAFKA_PASSWORD)?,
+        })
+    });
+    KafkaCredentialValues {
+        login,
+        ca_pem: get(names::KAFKA_CA_PEM),
+        client_cert_pem: get(names::KAFKA_CLIENT_CERT_PEM),
+        client_key_pem: get(names::KAFKA_CLIENT_KEY_PEM),
     }
 }
 
@@ -276,6 +295,42 @@ spec:
       columns: [{name: id, type: uuid, from: /id}]
       partitionKey: [id]
 "#;
+
+    #[test]
+    fn the_kafka_login_and_tls_material_come_from_the_operators_variables() {
+        use millrace_api::kafka_client::env as names;
+        let kafka: millrace_api::KafkaSpec = serde_json::from_value(serde_json::json!({
+            "bootstrapServers": "k:9093",
+            "topic": {"name": "t"},
+            "tls": {"caSecretRef": {"name": "cluster-ca"}, "clientCertSecretRef": {"name": "app"}},
+            "credentialsSecretRef": {"name": "app-user"},
+        }))
+        .expect("spec");
+        let vars = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            kafka_credentials_from_env(&kafka, move |k| map.get(k).cloned())
+        };
+        let strimzi = vars(&[
+            (names::KAFKA_PASSWORD, "pw"),
+            (names::KAFKA_CA_PEM, "CA"),
+            (names::KAFKA_CLIENT_CERT_PEM, "CERT"),
+            (names::KAFKA_CLIENT_KEY_PEM, "KEY"),
+        ]);
+        let login = strimzi.login.as_ref().expect("login");
+        assert_eq!(login.username, "app-user", "the Secret's name");
+        assert_eq!(login.password, "pw");
+        assert_eq!(strimzi.ca_pem.as_deref(), Some("CA"));
+        assert_eq!(strimzi.client_key_pem.as_deref(), Some("KEY"));
+        let named = vars(&[
+            (names::KAFKA_USERNAME, "alice"),
+            (names::KAFKA_PASSWORD, "pw"),
+        ]);
+        assert_eq!(named.login.expect("login").username, "alice");
+        assert!(vars(&[]).login.is_none(), "no password, no login");
+    }
 
     #[test]
     fn a_pipeline_document_loads_with_its_consumer_group() {

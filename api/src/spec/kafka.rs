@@ -6,26 +6,64 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::tls::{CaSecretRef, ClientCertSecretRef};
 use super::{limits, patterns};
 
 /// The Kafka cluster and the topic that buffers records between ingest and sink.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.credentialsSecretRef) || !has(self.credentialsSecretRef.securityProtocol) || self.credentialsSecretRef.securityProtocol in ['SASL_SSL', 'SASL_PLAINTEXT']")
+        .message("credentialsSecretRef holds a SASL login, so its securityProtocol is SASL_SSL or SASL_PLAINTEXT; for TLS without a login, set spec.kafka.tls and no credentialsSecretRef")
+        .field_path(".credentialsSecretRef.securityProtocol"),
+    validation = Rule::new("!has(self.tls) || !has(self.credentialsSecretRef) || !has(self.credentialsSecretRef.securityProtocol) || self.credentialsSecretRef.securityProtocol != 'SASL_PLAINTEXT'")
+        .message("spec.kafka.tls asks for TLS, but credentialsSecretRef.securityProtocol is SASL_PLAINTEXT; use SASL_SSL")
+        .field_path(".credentialsSecretRef.securityProtocol"),
+    validation = Rule::new("!has(self.credentialsSecretRef) || !has(self.credentialsSecretRef.caKey) || !has(self.tls) || !has(self.tls.caSecretRef)")
+        .message("the CA is given twice: set tls.caSecretRef or credentialsSecretRef.caKey, not both")
+        .field_path(".credentialsSecretRef.caKey"),
+    validation = Rule::new("!has(self.credentialsSecretRef) || !has(self.credentialsSecretRef.caKey) || !has(self.credentialsSecretRef.securityProtocol) || self.credentialsSecretRef.securityProtocol != 'SASL_PLAINTEXT'")
+        .message("caKey names a CA for TLS, which SASL_PLAINTEXT does not use; use SASL_SSL or remove caKey")
+        .field_path(".credentialsSecretRef.caKey"),
+)]
 pub struct KafkaSpec {
     /// Comma-separated `host:port` list of Kafka brokers to bootstrap from,
     /// for example `kafka.kafka.svc:9092`.
     #[schemars(length(min = 1, max = 1024), pattern(patterns::BOOTSTRAP_SERVERS))]
     pub bootstrap_servers: String,
 
-    /// Secret holding SASL credentials (and optionally a CA certificate) for
-    /// the brokers. Without it, millrace connects in plaintext without
-    /// authentication.
+    /// TLS to the brokers: `SSL`, or `SASL_SSL` with `credentialsSecretRef`.
+    /// Every client of the cluster uses it: the operator's and both runner
+    /// roles'. Without it (and without `credentialsSecretRef`), millrace
+    /// connects in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<KafkaTls>,
+
+    /// Secret holding the SASL login for the brokers. Without it, millrace
+    /// does not authenticate with SASL (a client certificate in `tls` may
+    /// still identify it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<KafkaCredentials>,
 
     /// The topic records are written to. The operator creates it if it is
     /// missing and keeps its partitions and configuration as declared.
     pub topic: TopicSpec,
+}
+
+/// TLS to the Kafka brokers. The brokers' names are checked against their
+/// certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaTls {
+    /// The CA bundle that signed the brokers' certificates. Unset: the
+    /// system's trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
+
+    /// A client certificate and key for mutual TLS, such as the Secret
+    /// Strimzi writes for a KafkaUser with `tls` authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<ClientCertSecretRef>,
 }
 
 /// A Secret with the SASL username and password millrace uses for Kafka.
@@ -36,7 +74,10 @@ pub struct KafkaCredentials {
     #[schemars(length(min = 1, max = 253), pattern(patterns::DNS_SUBDOMAIN))]
     pub name: String,
 
-    /// Key in the Secret whose value is the SASL username.
+    /// Key in the Secret whose value is the SASL username. When this is
+    /// `username` (the default) and the Secret has no such key, the user
+    /// name is the Secret's name: the Secret Strimzi writes for a KafkaUser
+    /// with `scram-sha-512` is named after the user and holds `password`.
     #[serde(default = "default_username_key")]
     #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
     pub username_key: String,
@@ -46,8 +87,9 @@ pub struct KafkaCredentials {
     #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
     pub password_key: String,
 
-    /// Key in the Secret whose value is a PEM bundle of CA certificates to
-    /// trust for TLS. When unset, the system's trust store is used.
+    /// Key in the same Secret whose value is a PEM bundle of CA
+    /// certificates to trust for `SASL_SSL` (or use `tls.caSecretRef`).
+    /// When neither is set, the system's trust store is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
     pub ca_key: Option<String>,
@@ -56,14 +98,65 @@ pub struct KafkaCredentials {
     #[serde(default)]
     pub mechanism: SaslMechanism,
 
-    /// Kafka security protocol: `SASL_SSL` (default), `SASL_PLAINTEXT`,
-    /// `SSL` or `PLAINTEXT`.
+    /// `SASL_SSL` (default) or `SASL_PLAINTEXT`. (`SSL` and `PLAINTEXT`
+    /// carry no login, so they are refused here: for TLS without a login,
+    /// set `spec.kafka.tls` instead.)
     #[serde(default)]
     pub security_protocol: SecurityProtocol,
 }
 
+/// The default `usernameKey`, the only one that may be missing from the
+/// Secret (the user name is then the Secret's name).
+pub const DEFAULT_USERNAME_KEY: &str = "username";
+
 fn default_username_key() -> String {
-    "username".to_owned()
+    DEFAULT_USERNAME_KEY.to_owned()
+}
+
+impl KafkaCredentials {
+    /// Whether the Secret may lack `usernameKey`.
+    pub fn username_key_optional(&self) -> bool {
+        self.username_key == DEFAULT_USERNAME_KEY
+    }
+
+    /// The SASL user name: the Secret's value under `usernameKey`, else
+    /// (only for the default key) the Secret's name, as Strimzi names a
+    /// KafkaUser's Secret after the user.
+    pub fn username(&self, value: Option<String>) -> Option<String> {
+        value
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.username_key_optional().then(|| self.name.clone()))
+    }
+}
+
+impl KafkaSpec {
+    /// The protocol every client of the cluster uses: the login's, else
+    /// `SSL` with `tls`, else `PLAINTEXT`.
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        match (&self.credentials_secret_ref, &self.tls) {
+            (Some(creds), _) => creds.security_protocol,
+            (None, Some(_)) => SecurityProtocol::Ssl,
+            (None, None) => SecurityProtocol::Plaintext,
+        }
+    }
+
+    /// Where the CA bundle to trust is: `tls.caSecretRef`, else the
+    /// login Secret's `caKey`.
+    pub fn ca_ref(&self) -> Option<CaSecretRef> {
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.ca_secret_ref.clone()) {
+            return Some(ca);
+        }
+        let creds = self.credentials_secret_ref.as_ref()?;
+        Some(CaSecretRef {
+            name: creds.name.clone(),
+            key: creds.ca_key.clone()?,
+        })
+    }
+
+    /// The client certificate for mutual TLS, if any.
+    pub fn client_cert_ref(&self) -> Option<&ClientCertSecretRef> {
+        self.tls.as_ref()?.client_cert_secret_ref.as_ref()
+    }
 }
 
 fn default_password_key() -> String {
@@ -108,6 +201,14 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
     /// The name librdkafka's `security.protocol` takes.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,6 +223,11 @@ impl SecurityProtocol {
 /// The Kafka topic between ingest and sink.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.managed) || self.managed || !has(self.config) || size(self.config) == 0")
+        .message("config is what millrace sets on a topic it manages; with managed: false the topic is used as it is, so set its config where it is managed (for example its Strimzi KafkaTopic)")
+        .field_path(".config")
+)]
 pub struct TopicSpec {
     /// Topic name: letters, digits, `.`, `_` and `-`, at most 249
     /// characters, and neither `.` nor `..`.
@@ -151,6 +257,20 @@ pub struct TopicSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = limits::TOPIC_CONFIG_MAX))]
     pub config: BTreeMap<String, String>,
+
+    /// Whether millrace manages the topic and its dead-letter topic
+    /// (default): creates them, adds partitions, sets `config`, and deletes
+    /// them with `deletionPolicy: Delete`. With `false` both must exist and
+    /// are used as they are, as with a topic another operator (Strimzi's
+    /// Topic Operator) owns: millrace checks and reports them (`partitions`
+    /// and `replicationFactor` are then expectations, a difference is
+    /// reported) and never creates, alters or deletes them.
+    #[serde(default = "default_managed")]
+    pub managed: bool,
+}
+
+fn default_managed() -> bool {
+    true
 }
 
 fn default_partitions() -> i32 {
@@ -169,6 +289,7 @@ impl TopicSpec {
             partitions: default_partitions(),
             replication_factor: default_replication_factor(),
             config: BTreeMap::new(),
+            managed: default_managed(),
         }
     }
 }

@@ -10,17 +10,22 @@ pub mod limits;
 pub mod patterns;
 mod runner;
 mod sources;
+mod tls;
 
 pub use cassandra::{
     CassandraCredentials, CassandraSpec, ClusteringColumn, ClusteringOrder, ColumnSpec,
     Consistency, EpochUnit, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
 };
-pub use kafka::{KafkaCredentials, KafkaSpec, SaslMechanism, SecurityProtocol, TopicSpec};
+pub use kafka::{
+    DEFAULT_USERNAME_KEY, KafkaCredentials, KafkaSpec, KafkaTls, SaslMechanism, SecurityProtocol,
+    TopicSpec,
+};
 pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, RunnerSpec};
 pub use sources::{
     GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource, SecretReference, SourceKind,
     SourceSpec,
 };
+pub use tls::{CaSecretRef, ClientCertSecretRef};
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -12,6 +12,7 @@ pub(super) fn spec() -> StreamPipelineSpec {
         suspend: false,
         deletion_policy: DeletionPolicy::Retain,
         kafka: KafkaSpec {
+            tls: None,
             bootstrap_servers: "kafka-0.kafka:9092,[::1]:9093".into(),
             credentials_secret_ref: None,
             topic: TopicSpec::named("users_created"),

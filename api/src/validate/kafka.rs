@@ -5,7 +5,7 @@ use super::names::{
     is_host, is_port, is_secret_key, is_secret_name, is_topic_name, split_host_port,
 };
 use super::problem::Problem;
-use crate::spec::{KafkaSpec, StreamPipelineSpec, limits};
+use crate::spec::{KafkaSpec, SecurityProtocol, StreamPipelineSpec, limits};
 
 pub(super) fn check_kafka(v: &mut Problems, kafka: &KafkaSpec) {
     let servers = &kafka.bootstrap_servers;
@@ -34,6 +34,61 @@ pub(super) fn check_kafka(v: &mut Problems, kafka: &KafkaSpec) {
                 v.push(format!("{at}.{field}"), Problem::SecretKey(key.clone()));
             }
         }
+        let protocol = creds.security_protocol;
+        if !protocol.uses_sasl() {
+            v.push(
+                format!("{at}.securityProtocol"),
+                Problem::LoginWithoutSasl(protocol.as_str().to_owned()),
+            );
+        } else if protocol == SecurityProtocol::SaslPlaintext {
+            if kafka.tls.is_some() {
+                v.push(
+                    format!("{at}.securityProtocol"),
+                    Problem::TlsWithPlaintextLogin,
+                );
+            }
+            if creds.ca_key.is_some() {
+                v.push(format!("{at}.caKey"), Problem::CaWithoutTls);
+            }
+        }
+        if creds.ca_key.is_some()
+            && kafka
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.ca_secret_ref.is_some())
+        {
+            v.push(format!("{at}.caKey"), Problem::CaGivenTwice);
+        }
+    }
+    if let Some(tls) = &kafka.tls {
+        let at = "spec.kafka.tls";
+        let mut refs = Vec::new();
+        if let Some(ca) = &tls.ca_secret_ref {
+            refs.push(("caSecretRef", &ca.name, vec![("key", &ca.key)]));
+        }
+        if let Some(cert) = &tls.client_cert_secret_ref {
+            refs.push((
+                "clientCertSecretRef",
+                &cert.name,
+                vec![("certKey", &cert.cert_key), ("keyKey", &cert.key_key)],
+            ));
+        }
+        for (field, name, keys) in refs {
+            if !is_secret_name(name) {
+                v.push(
+                    format!("{at}.{field}.name"),
+                    Problem::SecretName(name.clone()),
+                );
+            }
+            for (key_field, key) in keys {
+                if !is_secret_key(key) {
+                    v.push(
+                        format!("{at}.{field}.{key_field}"),
+                        Problem::SecretKey(key.clone()),
+                    );
+                }
+            }
+        }
     }
     let topic = &kafka.topic;
     if !is_topic_name(&topic.name) {
@@ -57,6 +112,9 @@ pub(super) fn check_kafka(v: &mut Problems, kafka: &KafkaSpec) {
         topic.config.len(),
         limits::TOPIC_CONFIG_MAX,
     );
+    if !topic.managed && !topic.config.is_empty() {
+        v.push("spec.kafka.topic.config", Problem::ConfigOfUnmanagedTopic);
+    }
     for key in topic.config.keys() {
         let ok = !key.is_empty()
             && key.len() <= 255
@@ -95,8 +153,106 @@ pub(super) fn check_dead_letter(v: &mut Problems, spec: &StreamPipelineSpec) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::spec::{CaSecretRef, KafkaCredentials, KafkaTls};
     use crate::validate::fixture::{problems, spec};
     use crate::validate_spec;
+
+    fn login(protocol: &str, ca_key: Option<&str>) -> KafkaCredentials {
+        let mut creds = serde_json::json!({"name": "login", "securityProtocol": protocol});
+        if let Some(key) = ca_key {
+            creds["caKey"] = key.into();
+        }
+        serde_json::from_value(creds).unwrap()
+    }
+
+    fn tls_with_ca() -> KafkaTls {
+        KafkaTls {
+            ca_secret_ref: Some(CaSecretRef::named("cluster-ca")),
+            client_cert_secret_ref: None,
+        }
+    }
+
+    #[test]
+    fn tls_and_logins_combine_only_in_ways_that_mean_something() {
+        let check = |tls: Option<KafkaTls>, creds: Option<KafkaCredentials>| {
+            let mut s = spec();
+            s.kafka.tls = tls;
+            s.kafka.credentials_secret_ref = creds;
+            problems(&s)
+                .into_iter()
+                .map(|p| (p.field, p.problem))
+                .collect::<Vec<_>>()
+        };
+        for ok in [
+            check(Some(tls_with_ca()), None),
+            check(Some(KafkaTls::default()), Some(login("SASL_SSL", None))),
+            check(None, Some(login("SASL_SSL", Some("ca.crt")))),
+            check(None, Some(login("SASL_PLAINTEXT", None))),
+        ] {
+            assert_eq!(ok, []);
+        }
+        let at = |f: &str| format!("spec.kafka.credentialsSecretRef.{f}");
+        assert_eq!(
+            check(None, Some(login("SSL", None))),
+            [(
+                at("securityProtocol"),
+                Problem::LoginWithoutSasl("SSL".into())
+            )]
+        );
+        assert_eq!(
+            check(Some(tls_with_ca()), Some(login("SASL_PLAINTEXT", None))),
+            [(at("securityProtocol"), Problem::TlsWithPlaintextLogin)]
+        );
+        assert_eq!(
+            check(None, Some(login("SASL_PLAINTEXT", Some("ca.crt")))),
+            [(at("caKey"), Problem::CaWithoutTls)]
+        );
+        assert_eq!(
+            check(Some(tls_with_ca()), Some(login("SASL_SSL", Some("ca.crt")))),
+            [(at("caKey"), Problem::CaGivenTwice)]
+        );
+        let mut bad = tls_with_ca();
+        bad.ca_secret_ref.as_mut().unwrap().key = "a/b".into();
+        assert_eq!(
+            check(Some(bad), None),
+            [(
+                "spec.kafka.tls.caSecretRef.key".to_owned(),
+                Problem::SecretKey("a/b".into())
+            )]
+        );
+    }
+
+    #[test]
+    fn the_protocol_follows_the_login_and_tls() {
+        let mut s = spec().kafka;
+        assert_eq!(s.security_protocol(), SecurityProtocol::Plaintext);
+        s.tls = Some(KafkaTls::default());
+        assert_eq!(s.security_protocol(), SecurityProtocol::Ssl);
+        s.credentials_secret_ref = Some(login("SASL_SSL", Some("ca.pem")));
+        assert_eq!(s.security_protocol(), SecurityProtocol::SaslSsl);
+        assert_eq!(
+            s.ca_ref(),
+            Some(CaSecretRef {
+                name: "login".into(),
+                key: "ca.pem".into()
+            }),
+            "the login Secret's caKey, when tls names no CA"
+        );
+    }
+
+    #[test]
+    fn a_strimzi_scram_secret_names_its_user() {
+        let creds = login("SASL_SSL", None);
+        assert_eq!(creds.username(None).as_deref(), Some("login"));
+        assert_eq!(
+            creds.username(Some("alice".into())).as_deref(),
+            Some("alice")
+        );
+        let explicit: KafkaCredentials =
+            serde_json::from_value(serde_json::json!({"name": "login", "usernameKey": "user"}))
+                .unwrap();
+        assert_eq!(explicit.username(None), None, "a named key must be there");
+    }
 
     #[test]
     fn kafka_topic_injection_is_refused() {

@@ -69,6 +69,24 @@ pub enum Problem {
         "{0:?} is not a valid Kafka configuration name: use lower-case letters, digits and '.'"
     )]
     TopicConfigName(String),
+    #[error(
+        "credentialsSecretRef holds a SASL login, so its securityProtocol is SASL_SSL or SASL_PLAINTEXT, not {0}; for TLS without a login, set spec.kafka.tls and no credentialsSecretRef"
+    )]
+    LoginWithoutSasl(String),
+    #[error(
+        "spec.kafka.tls asks for TLS, but credentialsSecretRef.securityProtocol is SASL_PLAINTEXT; use SASL_SSL"
+    )]
+    TlsWithPlaintextLogin,
+    #[error("the CA is given twice: set tls.caSecretRef or credentialsSecretRef.caKey, not both")]
+    CaGivenTwice,
+    #[error(
+        "caKey names a CA for TLS, which SASL_PLAINTEXT does not use; use SASL_SSL or remove caKey"
+    )]
+    CaWithoutTls,
+    #[error(
+        "config is what millrace sets on a topic it manages; with managed: false the topic is used as it is, so set its config where it is managed (for example its Strimzi KafkaTopic)"
+    )]
+    ConfigOfUnmanagedTopic,
     #[error("must differ from kafka.topic.name ({0:?})")]
     DeadLetterIsTopic(String),
     #[error(

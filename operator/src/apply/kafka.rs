@@ -24,24 +24,36 @@ use crate::context::Context;
 use crate::credentials::KafkaAuth;
 use crate::desired::Pipeline;
 use crate::desired::ownership::{Claim, Owner};
-use crate::desired::topic::{ObservedTopic, TopicAction, plan_dead_letter, plan_topic};
+use crate::desired::topic::{
+    ObservedTopic, TopicAction, plan_dead_letter, plan_topic, unmanaged_differences,
+};
 use crate::error::{Error, Result};
 use crate::events::Notice;
 use crate::metrics::Target;
 
-/// Notices librdkafka reporting a refused SASL login. The admin client
-/// cannot tell: its log and error events go to a queue nothing polls, and
-/// its request just fails as if the broker were unreachable. So when a
-/// request with credentials fails, [`probe_refusal`] connects a short-lived
-/// producer with this context and polls it.
+/// How the brokers turned the client away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The SASL login was refused.
+    Login(String),
+    /// The TLS handshake failed.
+    Tls(String),
+}
+
+/// Notices librdkafka reporting a refused SASL login or a failed TLS
+/// handshake. The admin client cannot tell: its log and error events go to
+/// a queue nothing polls, and its request just fails as if the broker were
+/// unreachable. So when a request with credentials or TLS fails,
+/// [`probe_refusal`] connects a short-lived producer with this context and
+/// polls it.
 #[derive(Default)]
 pub struct AuthContext {
-    refused: Mutex<Option<String>>,
+    refused: Mutex<Option<Refusal>>,
 }
 
 impl AuthContext {
     /// The last refusal seen.
-    fn refusal(&self) -> Option<String> {
+    fn refusal(&self) -> Option<Refusal> {
         self.refused
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -49,9 +61,13 @@ impl AuthContext {
     }
 
     fn note(&self, message: &str) {
-        if let Some(text) = millrace_api::auth_failure::kafka_sasl_refusal(message) {
+        use millrace_api::auth_failure::{kafka_sasl_refusal, kafka_tls_failure};
+        let seen = kafka_tls_failure(message)
+            .map(Refusal::Tls)
+            .or_else(|| kafka_sasl_refusal(message).map(Refusal::Login));
+        if let Some(seen) = seen {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-            *refused = Some(text);
+            *refused = Some(seen);
         }
     }
 }
@@ -73,12 +89,12 @@ impl ClientContext for AuthContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
-            if reason.to_ascii_lowercase().contains("authentication") {
-                self.note(reason);
-            } else {
-                self.note(&format!("SASL authentication error: {reason}"));
-            }
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication)
+            && !reason.to_ascii_lowercase().contains("authentication")
+        {
+            self.note(&format!("SASL authentication error: {reason}"));
+        } else {
+            self.note(reason);
         }
         tracing::error!(target: "librdkafka", "{error}: {reason}");
     }
@@ -97,7 +113,7 @@ const PROBE: Duration = Duration::from_secs(4);
 
 /// Whether the broker refuses `auth`: librdkafka's words for it, from a
 /// short-lived producer that logs in with the same settings.
-async fn probe_refusal(spec: &KafkaSpec, auth: &KafkaAuth) -> Option<String> {
+async fn probe_refusal(spec: &KafkaSpec, auth: &KafkaAuth) -> Option<Refusal> {
     let config = client_config(spec, Some(auth));
     tokio::task::spawn_blocking(move || {
         let producer: BaseProducer<AuthContext> =
@@ -334,20 +350,32 @@ pub async fn reconcile_topic(
         (Err(Error::Kafka { .. }), Some(auth)) => probe_refusal(&spec.kafka, auth).await,
         _ => None,
     };
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(Error::Kafka { bootstrap, message }) if refusal.is_some() => PartOutcome::failed(
-            Error::KafkaAuth {
-                bootstrap,
-                secret: spec.kafka.credentials_secret_ref.as_ref().map_or_else(
-                    || "(none)".to_owned(),
-                    |r| format!("{}/{}", p.namespace, r.name),
-                ),
-                message: format!("{} ({message})", refusal.unwrap_or_default()),
-            },
-            &format!("topic {}", spec.kafka.topic.name),
-        ),
-        Err(e) => PartOutcome::failed(e, &format!("topic {}", spec.kafka.topic.name)),
+    let what = format!("topic {}", spec.kafka.topic.name);
+    let outcome = match (result, refusal) {
+        (Ok(outcome), _) => outcome,
+        (Err(Error::Kafka { bootstrap, message }), Some(Refusal::Login(refused))) => {
+            PartOutcome::failed(
+                Error::KafkaAuth {
+                    bootstrap,
+                    secret: spec.kafka.credentials_secret_ref.as_ref().map_or_else(
+                        || "(none)".to_owned(),
+                        |r| format!("{}/{}", p.namespace, r.name),
+                    ),
+                    message: format!("{refused} ({message})"),
+                },
+                &what,
+            )
+        }
+        (Err(Error::Kafka { bootstrap, message }), Some(Refusal::Tls(failed))) => {
+            PartOutcome::failed(
+                Error::KafkaTls {
+                    bootstrap,
+                    message: format!("{failed} ({message})"),
+                },
+                &what,
+            )
+        }
+        (Err(e), _) => PartOutcome::failed(e, &what),
     };
     outcome.with_events(events)
 }
@@ -456,6 +484,9 @@ async fn reconcile_inner(
             Ok(claimed) => claimed,
             Err(conflict) => return Ok(conflict),
         };
+    if !declared.managed {
+        return use_as_is(&admin, kafka, declared, &dlq).await;
+    }
     // (topic, note) of each topic created now, announced as one Event.
     let mut created: Vec<(String, String)> = Vec::new();
     ctx.remember(&p.uid, |r| {
@@ -543,6 +574,44 @@ async fn reconcile_inner(
     })
 }
 
+/// `managed: false`: the topic and the dead-letter topic are checked and
+/// reported, never created or altered.
+async fn use_as_is(
+    admin: &Arc<Admin>,
+    kafka: &KafkaSpec,
+    declared: &TopicSpec,
+    dlq: &str,
+) -> Result<PartOutcome<TopicStatus>> {
+    let Some(observed) = observe(admin, kafka, &declared.name).await? else {
+        return Err(Error::UnmanagedTopicMissing {
+            what: format!("topic {}", declared.name),
+        });
+    };
+    if observe(admin, kafka, dlq).await?.is_none() {
+        return Err(Error::UnmanagedTopicMissing {
+            what: format!("dead-letter topic {dlq}"),
+        });
+    }
+    let differences = unmanaged_differences(declared, &observed);
+    let noted = if differences.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}; not changed)", differences.join(", "))
+    };
+    Ok(PartOutcome::ready(
+        format!(
+            "topic {} is used as it is (managed: false): {} partitions, replication factor {}{noted}; dead letters go to {dlq}",
+            declared.name, observed.partitions, observed.replication_factor
+        ),
+        TopicStatus {
+            name: declared.name.clone(),
+            partitions: Some(observed.partitions),
+            dead_letter_topic: Some(dlq.to_owned()),
+            recreated: None,
+        },
+    ))
+}
+
 /// What `deletionPolicy: Delete` did with the topics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Deleted {
@@ -550,6 +619,9 @@ pub struct Deleted {
     /// Topics left in place, each with who is recorded as its owner (none:
     /// never recorded as this pipeline's).
     pub kept: Vec<(String, Option<Owner>)>,
+    /// Topics left in place because millrace does not manage them
+    /// (`managed: false`).
+    pub unmanaged: Vec<String>,
 }
 
 /// `deletionPolicy: Delete`: removes the topic and the dead-letter topic,
@@ -566,6 +638,13 @@ pub async fn delete_topics(
     let cluster = ownership::cluster_id(&admin, kafka).await?;
     let dlq = spec.dead_letter_topic();
     let mut outcome = Deleted::default();
+    if !kafka.topic.managed {
+        for name in [kafka.topic.name.as_str(), dlq.as_str()] {
+            ownership::release_topic(ctx, owner, &cluster, name).await?;
+        }
+        outcome.unmanaged = vec![kafka.topic.name.clone(), dlq];
+        return Ok(outcome);
+    }
     let mut names = Vec::new();
     for name in [kafka.topic.name.as_str(), dlq.as_str()] {
         let recorded = ownership::topic_owner(ctx, &cluster, name).await?;

@@ -9,39 +9,45 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 
-use crate::credentials::{Credentials, KafkaAuth};
+use crate::credentials::KafkaAuth;
 use crate::error::{Error, Result};
 
 pub type Admin = AdminClient<DefaultClientContext>;
 
-/// What an admin client is cached by: the bootstrap servers and the login
-/// (user, SASL mechanism, security protocol). The password is not part of
-/// the key: a client whose password changed is replaced, not kept beside
-/// the new one.
+/// What an admin client is cached by: the bootstrap servers and the public
+/// parts of the identity (protocol, SASL mechanism and user, CA and client
+/// certificate). Neither the password nor the private key is part of the
+/// key: a client whose secret changed is replaced, not kept beside the new
+/// one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientKey {
     pub bootstrap_servers: String,
-    pub login: Option<(String, String, String)>,
+    pub protocol: &'static str,
+    pub login: Option<(&'static str, String)>,
+    pub ca_pem: Option<String>,
+    pub client_cert_pem: Option<String>,
 }
 
 impl ClientKey {
     pub fn new(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> Self {
+        let login = spec
+            .credentials_secret_ref
+            .as_ref()
+            .zip(auth.and_then(|a| a.login.as_ref()))
+            .map(|(r, c)| (r.mechanism.as_str(), c.username.clone()));
         Self {
             bootstrap_servers: spec.bootstrap_servers.clone(),
-            login: auth.map(|(c, r)| {
-                (
-                    c.username.clone(),
-                    r.mechanism.as_str().to_owned(),
-                    r.security_protocol.as_str().to_owned(),
-                )
-            }),
+            protocol: spec.security_protocol().as_str(),
+            login,
+            ca_pem: auth.and_then(|a| a.ca_pem.clone()),
+            client_cert_pem: auth.and_then(|a| a.client_cert_pem.clone()),
         }
     }
 }
 
 /// A cached client and the credentials it was made with (compared on each
-/// use: a changed password replaces the client).
-pub type WithCredentials<A> = (Option<Credentials>, Arc<A>);
+/// use: a changed password or key replaces the client).
+pub type WithCredentials<A> = (Option<KafkaAuth>, Arc<A>);
 
 /// Admin clients, one per cluster and login, reused across reconciles.
 pub type Clients = ClientCache<Admin>;
@@ -81,7 +87,7 @@ impl<A> ClientCache<A> {
         make: impl FnOnce() -> Result<A>,
     ) -> Result<Arc<A>> {
         let key = ClientKey::new(spec, auth);
-        let creds = auth.map(|(c, _)| c);
+        let creds = auth;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((used, admin)) = cache.get(&key)
             && used.as_ref() == creds
@@ -108,14 +114,10 @@ pub fn client_config(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> ClientConfig
 /// The settings every client of the pipeline's cluster shares with the
 /// runner's ([`millrace_api::kafka_client_settings`]).
 pub fn settings(spec: &KafkaSpec, auth: Option<&KafkaAuth>) -> ClientConfig {
-    let values = millrace_api::KafkaCredentialValues {
-        login: auth.map(|(c, _)| c.clone()),
-        ca_pem: None,
-    };
+    let none = KafkaAuth::default();
+    let values = auth.unwrap_or(&none);
     let mut config = ClientConfig::new();
-    for (key, value) in
-        millrace_api::kafka_client_settings(&spec.bootstrap_servers, auth.map(|(_, r)| r), &values)
-    {
+    for (key, value) in millrace_api::kafka_client_settings(&spec.bootstrap_servers, spec, values) {
         config.set(key, value);
     }
     config
@@ -137,20 +139,20 @@ mod tests {
     use crate::desired::fixtures;
 
     fn auth(username: &str, password: &str) -> KafkaAuth {
-        let reference: millrace_api::KafkaCredentials =
-            serde_json::from_value(serde_json::json!({"name": "kafka-creds"})).expect("ref");
-        (
-            Credentials {
+        KafkaAuth {
+            login: Some(crate::credentials::Credentials {
                 username: username.into(),
                 password: password.into(),
-            },
-            reference,
-        )
+            }),
+            ..KafkaAuth::default()
+        }
     }
 
     #[test]
     fn clients_are_kept_per_login_and_replaced_when_the_password_changes() {
-        let spec = fixtures::seed().spec.kafka;
+        let mut spec = fixtures::seed().spec.kafka;
+        spec.credentials_secret_ref =
+            Some(serde_json::from_value(serde_json::json!({"name": "kafka-creds"})).expect("ref"));
         let cache = ClientCache::<usize>::default();
         let made = AtomicUsize::new(0);
         let get = |a: Option<&KafkaAuth>| {

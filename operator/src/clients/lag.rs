@@ -52,7 +52,7 @@ impl LagReaders {
         auth: Option<&KafkaAuth>,
     ) -> (Option<Arc<BaseConsumer>>, Option<Arc<BaseConsumer>>) {
         let key = (ClientKey::new(kafka, auth), group.to_owned());
-        let creds = auth.map(|(c, _)| c);
+        let creds = auth;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((used, reader)) = cache.get(&key)
             && used.as_ref() == creds

@@ -70,13 +70,18 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 }
 
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    secret_env_opt(name, secret, key, false)
+}
+
+/// An optional key leaves the variable unset when the Secret lacks it.
+fn secret_env_opt(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.to_owned(),
                 key: key.to_owned(),
-                optional: Some(false),
+                optional: Some(optional),
             }),
             ..EnvVarSource::default()
         }),
@@ -85,8 +90,9 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 }
 
 /// The container's environment: downward API, listen address, and
-/// credentials only by `secretKeyRef`.
+/// credentials and keys only by `secretKeyRef`.
 pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
+    use millrace_api::kafka_client::env as names;
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -97,16 +103,35 @@ pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
             ..EnvVar::default()
         },
     ];
-    if let Some(creds) = &spec.kafka.credentials_secret_ref {
-        env.push(secret_env(
-            "MILLRACE_KAFKA_USERNAME",
+    let kafka = &spec.kafka;
+    if let Some(creds) = &kafka.credentials_secret_ref {
+        // Without the default key, the runner takes the Secret's name
+        // (`KafkaCredentials::username`), as Strimzi's Secrets need.
+        env.push(secret_env_opt(
+            names::KAFKA_USERNAME,
             &creds.name,
             &creds.username_key,
+            creds.username_key_optional(),
         ));
         env.push(secret_env(
-            "MILLRACE_KAFKA_PASSWORD",
+            names::KAFKA_PASSWORD,
             &creds.name,
             &creds.password_key,
+        ));
+    }
+    if let Some(ca) = kafka.ca_ref() {
+        env.push(secret_env(names::KAFKA_CA_PEM, &ca.name, &ca.key));
+    }
+    if let Some(cert) = kafka.client_cert_ref() {
+        env.push(secret_env(
+            names::KAFKA_CLIENT_CERT_PEM,
+            &cert.name,
+            &cert.cert_key,
+        ));
+        env.push(secret_env(
+            names::KAFKA_CLIENT_KEY_PEM,
+            &cert.name,
+            &cert.key_key,
         ));
     }
     if let Some(creds) = &spec.cassandra.credentials_secret_ref {
@@ -431,6 +456,52 @@ mod tests {
                 .as_ref()
                 .map(|c| c.name.as_str()),
             Some("randomuser-pipeline")
+        );
+    }
+
+    #[test]
+    fn kafka_tls_material_and_a_strimzi_login_reach_the_runner_by_secret_key_ref() {
+        let mut spec = fixtures::seed().spec;
+        spec.kafka = serde_json::from_value(serde_json::json!({
+            "bootstrapServers": "my-cluster-kafka-bootstrap.kafka:9093",
+            "topic": {"name": "users_created"},
+            "tls": {
+                "caSecretRef": {"name": "my-cluster-cluster-ca-cert"},
+                "clientCertSecretRef": {"name": "app"},
+            },
+            "credentialsSecretRef": {"name": "app-user"},
+        }))
+        .expect("kafka");
+        let refs: Vec<(String, String, String, Option<bool>)> = env(&spec)
+            .into_iter()
+            .filter_map(|e| {
+                let r = e.value_from?.secret_key_ref?;
+                assert!(e.value.is_none());
+                Some((e.name, r.name, r.key, r.optional))
+            })
+            .collect();
+        let row = |env: &str, secret: &str, key: &str, optional: bool| {
+            (
+                env.to_owned(),
+                secret.to_owned(),
+                key.to_owned(),
+                Some(optional),
+            )
+        };
+        assert_eq!(
+            refs,
+            [
+                row("MILLRACE_KAFKA_USERNAME", "app-user", "username", true),
+                row("MILLRACE_KAFKA_PASSWORD", "app-user", "password", false),
+                row(
+                    "MILLRACE_KAFKA_CA_PEM",
+                    "my-cluster-cluster-ca-cert",
+                    "ca.crt",
+                    false
+                ),
+                row("MILLRACE_KAFKA_CLIENT_CERT_PEM", "app", "user.crt", false),
+                row("MILLRACE_KAFKA_CLIENT_KEY_PEM", "app", "user.key", false),
+            ]
         );
     }
 

@@ -68,6 +68,25 @@ pub fn plan_topic(declared: &TopicSpec, observed: Option<&ObservedTopic>) -> Top
     plan
 }
 
+/// How a topic millrace does not manage (`managed: false`) differs from
+/// what the spec expects, in words for the condition; nothing is changed.
+pub fn unmanaged_differences(declared: &TopicSpec, observed: &ObservedTopic) -> Vec<String> {
+    let mut notes = Vec::new();
+    if declared.partitions != observed.partitions {
+        notes.push(format!(
+            "it has {} partitions where the spec expects {}",
+            observed.partitions, declared.partitions
+        ));
+    }
+    if declared.replication_factor != observed.replication_factor {
+        notes.push(format!(
+            "replication factor {} where the spec expects {}",
+            observed.replication_factor, declared.replication_factor
+        ));
+    }
+    notes
+}
+
 /// The dead-letter topic is created like the main one, and otherwise left
 /// as it is.
 pub fn plan_dead_letter(declared: &TopicSpec, exists: bool) -> Option<TopicAction> {
@@ -103,6 +122,39 @@ fn dead_letter_config(declared: &TopicSpec) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unmanaged_topic_is_only_compared() {
+        let mut t = declared();
+        t.managed = false;
+        let same = ObservedTopic {
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            config: BTreeMap::from([("retention.ms".to_owned(), "1".to_owned())]),
+        };
+        assert!(
+            unmanaged_differences(&t, &same).is_empty(),
+            "config is not compared"
+        );
+        let other = ObservedTopic {
+            partitions: 12,
+            replication_factor: 3,
+            ..same
+        };
+        assert_eq!(
+            unmanaged_differences(&t, &other),
+            [
+                format!(
+                    "it has 12 partitions where the spec expects {}",
+                    t.partitions
+                ),
+                format!(
+                    "replication factor 3 where the spec expects {}",
+                    t.replication_factor
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn the_dead_letter_topic_takes_what_the_topic_takes_and_its_headers() {

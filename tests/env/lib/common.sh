@@ -28,6 +28,11 @@ APISERVER_PORT="${MILLRACE_APISERVER_PORT:-16443}"
 KAFKA_PORT="${MILLRACE_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${MILLRACE_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_SASL_PORT="${MILLRACE_KAFKA_SASL_PORT:-19094}"
+# TLS listeners, by default just above the SASL one: SSL (server
+# certificate only), SASL_SSL (SCRAM), and SSL requiring a client certificate.
+KAFKA_SSL_PORT="${MILLRACE_KAFKA_SSL_PORT:-$((KAFKA_PORT + 3))}"
+KAFKA_SASL_SSL_PORT="${MILLRACE_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 4))}"
+KAFKA_MTLS_PORT="${MILLRACE_KAFKA_MTLS_PORT:-$((KAFKA_PORT + 5))}"
 CASSANDRA_CQL_PORT="${MILLRACE_CASSANDRA_PORT:-19042}"
 CASSANDRA_STORAGE_PORT="${MILLRACE_CASSANDRA_STORAGE_PORT:-17000}"
 CASSANDRA_JMX_PORT="${MILLRACE_CASSANDRA_JMX_PORT:-17199}"
@@ -42,6 +47,35 @@ mkdir -p "$MILLRACE_CACHE" "$MILLRACE_BIN"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# tls_ca DIR NAME CN: a self-signed CA (DIR/NAME.key, DIR/NAME.crt), unless
+# present. Keys are PKCS#8 PEM, unencrypted (what Kafka's PEM stores and
+# librdkafka read).
+tls_ca() {
+  local d="$1" name="$2" cn="$3"
+  [[ -s "$d/$name.crt" && -s "$d/$name.key" ]] && return 0
+  mkdir -p "$d"
+  openssl genrsa -out "$d/$name.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "$d/$name.key" -subj "/CN=$cn" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
+    -out "$d/$name.crt" 2>/dev/null
+}
+
+# tls_cert DIR CA NAME SUBJECT EXT_LINES...: key + cert signed by CA (both
+# in DIR), unless present.
+tls_cert() {
+  local d="$1" ca="$2" name="$3" subj="$4"; shift 4
+  [[ -s "$d/$name.crt" && -s "$d/$name.key" ]] && return 0
+  openssl genrsa -out "$d/$name.key" 2048 2>/dev/null
+  openssl req -new -key "$d/$name.key" -subj "$subj" -out "$d/$name.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints = critical, CA:FALSE" \
+    "keyUsage = critical, digitalSignature, keyEncipherment" "$@" >"$d/$name.ext"
+  openssl x509 -req -in "$d/$name.csr" -CA "$d/$ca.crt" -CAkey "$d/$ca.key" -CAcreateserial \
+    -days 3650 -sha256 -extfile "$d/$name.ext" -out "$d/$name.crt.tmp" 2>/dev/null
+  mv -f "$d/$name.crt.tmp" "$d/$name.crt"
+  rm -f "$d/$name.csr" "$d/$name.ext" "$d/$ca.srl"
+}
 
 # wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...
 # Polls COMMAND every half second until it succeeds or the deadline passes.

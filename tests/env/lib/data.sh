@@ -33,6 +33,11 @@ KAFKA_PASSWORD_FILE="$MILLRACE_WORLD/kafka-password"
 KAFKA_CLUSTER_ID_FILE="$MILLRACE_WORLD/kafka-cluster-id"
 KAFKA_SCRAM_PENDING="$MILLRACE_WORLD/conf/kafka-scram-pending"
 KAFKA_USERNAME=millrace
+# The Kafka listeners' certificates, shaped as Strimzi makes them: a cluster
+# CA signs the brokers', a clients CA signs the users'.
+KAFKA_TLS_DIR="$MILLRACE_WORLD/kafka-tls"
+# The user of the mutual-TLS listener (the CN of its certificate).
+KAFKA_TLS_USER=millrace-tls
 # Internal topics, and topics created without a factor, get a copy on every
 # broker (at most 3). With copies on more than one broker, a write
 # acknowledged to an acks=all producer is on at least two, as in production.
@@ -157,7 +162,8 @@ kafka_daemons() {
   for ((i = 1; i <= KAFKA_BROKERS; i++)); do echo "kafka-$i"; done
 }
 
-# _kafka_node NAME: sets KAFKA_NODE_{ID,PORT,SASL_PORT,CONTROLLER_PORT,DATA_DIR,CONF_DIR}
+# _kafka_node NAME: sets KAFKA_NODE_{ID,PORT,SASL_PORT,SSL_PORT,SASL_SSL_PORT,
+# MTLS_PORT,CONTROLLER_PORT,DATA_DIR,CONF_DIR}
 # for broker NAME. Broker i listens on 127.0.0.1, on the world's ports + 10*(i-1).
 _kafka_node() {
   local i
@@ -177,6 +183,9 @@ _kafka_node() {
   KAFKA_NODE_ID="$i"
   KAFKA_NODE_PORT=$((KAFKA_PORT + 10 * (i - 1)))
   KAFKA_NODE_SASL_PORT=$((KAFKA_SASL_PORT + 10 * (i - 1)))
+  KAFKA_NODE_SSL_PORT=$((KAFKA_SSL_PORT + 10 * (i - 1)))
+  KAFKA_NODE_SASL_SSL_PORT=$((KAFKA_SASL_SSL_PORT + 10 * (i - 1)))
+  KAFKA_NODE_MTLS_PORT=$((KAFKA_MTLS_PORT + 10 * (i - 1)))
   KAFKA_NODE_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + 10 * (i - 1)))
 }
 
@@ -230,6 +239,22 @@ kafka_run() {
   "${_KAFKA_TOOL_JAVA[@]}" "$class" "$@"
 }
 
+# kafka_tls_make: the CAs and certificates of the TLS listeners, each made
+# only if missing. other-ca is a CA that signed nothing, for tests of a
+# wrong CA.
+kafka_tls_make() {
+  local d="$KAFKA_TLS_DIR"
+  tls_ca "$d" cluster-ca millrace-world-kafka-cluster-ca
+  tls_ca "$d" clients-ca millrace-world-kafka-clients-ca
+  tls_ca "$d" other-ca millrace-world-unrelated-ca
+  tls_cert "$d" cluster-ca broker "/CN=kafka" "extendedKeyUsage = serverAuth" \
+    "subjectAltName = IP:127.0.0.1, DNS:localhost"
+  tls_cert "$d" clients-ca "$KAFKA_TLS_USER" "/CN=$KAFKA_TLS_USER" "extendedKeyUsage = clientAuth"
+  # Kafka's PEM key store: the private key, then the certificate.
+  [[ -s "$d/broker.pem" ]] || cat "$d/broker.key" "$d/broker.crt" >"$d/broker.pem"
+  chmod 600 "$d"/*.key "$d/broker.pem"
+}
+
 # kafka_client_config FILE: write a client properties file for the SASL listener.
 kafka_client_config() {
   local pw; pw="$(_data_read_password "$KAFKA_PASSWORD_FILE" kafka_start)"
@@ -259,8 +284,10 @@ kafka_start_one() {
   KAFKA_VOTERS="$(_kafka_voters)"
   _kafka_node "$name"
   mkdir -p "$KAFKA_NODE_DATA_DIR" "$KAFKA_NODE_CONF_DIR" "$LOGS_DIR"
+  kafka_tls_make
   _data_render "$_DATA_SRC/kafka/server.properties.in" "$KAFKA_NODE_CONF_DIR/server.properties" \
     KAFKA_NODE_ID KAFKA_VOTERS KAFKA_NODE_PORT KAFKA_NODE_SASL_PORT KAFKA_NODE_CONTROLLER_PORT \
+    KAFKA_NODE_SSL_PORT KAFKA_NODE_SASL_SSL_PORT KAFKA_NODE_MTLS_PORT KAFKA_TLS_DIR \
     KAFKA_NODE_DATA_DIR KAFKA_REPLICATION KAFKA_MIN_ISR
 
   local formatted=false
@@ -673,6 +700,11 @@ data_env() {
   printf 'export %s=%s\n' \
     MILLRACE_KAFKA_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_PORT)")" \
     MILLRACE_KAFKA_SASL_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_SASL_PORT)")" \
+    MILLRACE_KAFKA_SSL_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_SSL_PORT)")" \
+    MILLRACE_KAFKA_SASL_SSL_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_SASL_SSL_PORT)")" \
+    MILLRACE_KAFKA_MTLS_BOOTSTRAP "$(_data_shq "$(_kafka_list KAFKA_NODE_MTLS_PORT)")" \
+    MILLRACE_KAFKA_TLS_DIR "$(_data_shq "$KAFKA_TLS_DIR")" \
+    MILLRACE_KAFKA_TLS_USER "$(_data_shq "$KAFKA_TLS_USER")" \
     MILLRACE_KAFKA_BROKERS "$(_data_shq "$KAFKA_BROKERS")" \
     MILLRACE_KAFKA_MIN_ISR "$(_data_shq "$KAFKA_MIN_ISR")" \
     MILLRACE_KAFKA_SASL_MECHANISM "$(_data_shq SCRAM-SHA-512)" \

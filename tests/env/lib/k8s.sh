@@ -158,30 +158,9 @@ k8s_build() {
 
 # ---------------------------------------------------------------- certificates
 
-# _k8s_ca NAME CN: a self-signed CA (NAME.key, NAME.crt), unless present.
-_k8s_ca() {
-  local d="$CERTS_DIR" name="$1" cn="$2"
-  [[ -s "$d/$name.crt" && -s "$d/$name.key" ]] && return 0
-  openssl genrsa -out "$d/$name.key" 2048 2>/dev/null
-  openssl req -x509 -new -key "$d/$name.key" -subj "/CN=$cn" -days 3650 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
-    -out "$d/$name.crt" 2>/dev/null
-}
-
-# _k8s_cert CA NAME SUBJECT EXT_LINES...: key + cert signed by CA, unless present.
-_k8s_cert() {
-  local d="$CERTS_DIR" ca="$1" name="$2" subj="$3"; shift 3
-  [[ -s "$d/$name.crt" && -s "$d/$name.key" ]] && return 0
-  openssl genrsa -out "$d/$name.key" 2048 2>/dev/null
-  openssl req -new -key "$d/$name.key" -subj "$subj" -out "$d/$name.csr" 2>/dev/null
-  printf '%s\n' "basicConstraints = critical, CA:FALSE" \
-    "keyUsage = critical, digitalSignature, keyEncipherment" "$@" >"$d/$name.ext"
-  openssl x509 -req -in "$d/$name.csr" -CA "$d/$ca.crt" -CAkey "$d/$ca.key" -CAcreateserial \
-    -days 3650 -sha256 -extfile "$d/$name.ext" -out "$d/$name.crt.tmp" 2>/dev/null
-  mv -f "$d/$name.crt.tmp" "$d/$name.crt"
-  rm -f "$d/$name.csr" "$d/$name.ext" "$d/$ca.srl"
-}
+# _k8s_ca / _k8s_cert: tls_ca / tls_cert (common.sh) in $CERTS_DIR.
+_k8s_ca() { tls_ca "$CERTS_DIR" "$@"; }
+_k8s_cert() { tls_cert "$CERTS_DIR" "$@"; }
 
 # _k8s_kubeconfig FILE USER CERT_NAME: kubeconfig with the certs embedded.
 _k8s_kubeconfig() {

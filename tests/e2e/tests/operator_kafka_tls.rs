@@ -1,0 +1,280 @@
+//! Kafka over TLS, from `kubectl apply` to rows: SSL with the cluster's CA,
+//! SASL_SSL with SCRAM-SHA-512, and mutual TLS, each with Secrets shaped as
+//! Strimzi writes them (the cluster CA Secret's `ca.crt`; a KafkaUser's
+//! Secret named after the user, with `password`, or with `user.crt`,
+//! `user.key` and the clients CA as `ca.crt`). A CA that did not sign the
+//! brokers' certificates is a `TlsFailed` condition, and no key or password
+//! shows up in the status, an Event, a ConfigMap or the operator's log.
+
+mod operator_common;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, PostParams};
+use millrace_testsupport::{Deadline, poll_until};
+use operator_common::{Operator, Scenario};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use serde_json::{Value, json};
+
+const ROWS: i64 = 200;
+
+/// The world's TLS listeners and the files of its CAs and users.
+struct KafkaTlsWorld {
+    ssl: String,
+    sasl_ssl: String,
+    mtls: String,
+    dir: PathBuf,
+    tls_user: String,
+    scram_user: String,
+    scram_password: String,
+}
+
+impl KafkaTlsWorld {
+    fn of(s: &Scenario) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            s.world.var(name).map(str::to_owned).with_context(|| {
+                format!("the test world has no {name}: bring it up again with tests/env/up")
+            })
+        };
+        Ok(Self {
+            ssl: var("MILLRACE_KAFKA_SSL_BOOTSTRAP")?,
+            sasl_ssl: var("MILLRACE_KAFKA_SASL_SSL_BOOTSTRAP")?,
+            mtls: var("MILLRACE_KAFKA_MTLS_BOOTSTRAP")?,
+            dir: PathBuf::from(var("MILLRACE_KAFKA_TLS_DIR")?),
+            tls_user: var("MILLRACE_KAFKA_TLS_USER")?,
+            scram_user: var("MILLRACE_KAFKA_SASL_USERNAME")?,
+            scram_password: var("MILLRACE_KAFKA_SASL_PASSWORD")?,
+        })
+    }
+
+    fn file(&self, name: &str) -> anyhow::Result<String> {
+        let path = self.dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+async fn create_secret(s: &Scenario, name: &str, data: Value) -> anyhow::Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": data,
+    }))?;
+    s.ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
+}
+
+/// The seed pipeline `name` on its own topic and table, generating `ROWS`
+/// users into `bootstrap` with the given TLS and login.
+fn pipeline(s: &Scenario, name: &str, bootstrap: &str, kafka: Value) -> anyhow::Result<Value> {
+    let mut sp = s.seed_pipeline(name)?;
+    let spec = &mut sp["spec"];
+    spec["kafka"]["bootstrapServers"] = json!(bootstrap);
+    spec["kafka"]["topic"]["name"] = json!(format!("{}-{name}", s.topic));
+    for (k, v) in kafka.as_object().context("kafka settings")? {
+        spec["kafka"][k] = v.clone();
+    }
+    spec["cassandra"]["table"]["name"] = json!(name.replace('-', "_"));
+    spec["sources"] = json!([{
+        "name": "synthetic",
+        "generator": {"profile": "randomuser", "recordsPerSecond": 200, "limit": ROWS}
+    }]);
+    Ok(sp)
+}
+
+async fn drop_topics(s: &Scenario, names: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = s.world.kafka_config().create()?;
+    let mut topics = Vec::new();
+    for name in names {
+        topics.push(format!("{}-{name}", s.topic));
+        topics.push(format!("{}-{name}.dlq", s.topic));
+    }
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let _ = admin.delete_topics(&refs, &AdminOptions::new()).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Result<()> {
+    let s = Scenario::new("op-ktls").await?;
+    let tls = KafkaTlsWorld::of(&s)?;
+    let cluster_ca = tls.file("cluster-ca.crt")?;
+    let user_key = tls.file(&format!("{}.key", tls.tls_user))?;
+
+    // Strimzi's Secrets: the cluster CA, a SCRAM KafkaUser's (named after
+    // the user, only `password`), and a TLS KafkaUser's (named after the
+    // user, with the clients CA as its ca.crt).
+    create_secret(
+        &s,
+        "my-cluster-cluster-ca-cert",
+        json!({"ca.crt": cluster_ca}),
+    )
+    .await?;
+    create_secret(
+        &s,
+        &tls.scram_user,
+        json!({
+            "password": tls.scram_password,
+            "sasl.jaas.config": format!(
+                "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{}\" password=\"{}\";",
+                tls.scram_user, tls.scram_password
+            ),
+        }),
+    )
+    .await?;
+    create_secret(
+        &s,
+        &tls.tls_user,
+        json!({
+            "ca.crt": tls.file("clients-ca.crt")?,
+            "user.crt": tls.file(&format!("{}.crt", tls.tls_user))?,
+            "user.key": user_key,
+        }),
+    )
+    .await?;
+
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let ca = json!({"caSecretRef": {"name": "my-cluster-cluster-ca-cert"}});
+    let modes = [
+        ("ssl", tls.ssl.clone(), json!({"tls": ca})),
+        (
+            "sasl-ssl",
+            tls.sasl_ssl.clone(),
+            json!({"tls": ca, "credentialsSecretRef": {"name": tls.scram_user, "mechanism": "SCRAM-SHA-512"}}),
+        ),
+        (
+            "mtls",
+            tls.mtls.clone(),
+            json!({"tls": {"caSecretRef": {"name": "my-cluster-cluster-ca-cert"},
+                           "clientCertSecretRef": {"name": tls.tls_user}}}),
+        ),
+    ];
+    let started = std::time::Instant::now();
+    for (name, bootstrap, kafka) in &modes {
+        s.apply(&pipeline(&s, name, bootstrap, kafka.clone())?)
+            .await?;
+    }
+    for (name, _, _) in &modes {
+        s.wait_condition(name, "Ready", "True", None, 240).await?;
+        let table = name.replace('-', "_");
+        poll_until(
+            &format!("{ROWS} rows through {name}"),
+            Deadline::secs(180),
+            || async { Ok((s.row_count(&table).await? == ROWS).then_some(())) },
+        )
+        .await?;
+        println!("{name}: {ROWS} rows, {:?} after apply", started.elapsed());
+    }
+
+    // The runner gets TLS material by secretKeyRef only.
+    let sink = s.ns.api::<Deployment>().get("mtls-sink").await?;
+    let env = sink
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].env.clone().unwrap_or_default())
+        .unwrap_or_default();
+    for (var, secret) in [
+        ("MILLRACE_KAFKA_CA_PEM", "my-cluster-cluster-ca-cert"),
+        ("MILLRACE_KAFKA_CLIENT_CERT_PEM", tls.tls_user.as_str()),
+        ("MILLRACE_KAFKA_CLIENT_KEY_PEM", tls.tls_user.as_str()),
+    ] {
+        let e = env.iter().find(|e| e.name == var).context(var)?;
+        assert!(e.value.is_none(), "{var} has no literal value");
+        assert_eq!(
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|r| r.name.as_str()),
+            Some(secret)
+        );
+    }
+
+    // No key or password anywhere the operator writes or logs.
+    let key_body: String = user_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .take(3)
+        .collect();
+    let secrets = [key_body.as_str(), tls.scram_password.as_str()];
+    let mut status = String::new();
+    for (name, _, _) in &modes {
+        status += &serde_json::to_string(&s.pipelines().get(name).await?.status)?;
+    }
+    let events = serde_json::to_string(&s.ns.api::<Event>().list(&ListParams::default()).await?)?;
+    let config_maps =
+        serde_json::to_string(&s.ns.api::<ConfigMap>().list(&ListParams::default()).await?)?;
+    let log = op.log_text();
+    for secret in secrets {
+        assert!(!status.contains(secret), "a secret in the status");
+        assert!(!events.contains(secret), "a secret in an Event");
+        assert!(!config_maps.contains(secret), "a secret in a ConfigMap");
+        assert!(!log.contains(secret), "a secret in the operator's log");
+    }
+
+    for (name, _, _) in &modes {
+        s.delete_pipeline(name, 60).await?;
+    }
+    op.stop().await?;
+    drop_topics(&s, &["ssl", "sasl-ssl", "mtls"]).await?;
+    s.cleanup().await
+}
+
+#[tokio::test]
+async fn a_ca_that_did_not_sign_the_brokers_is_a_tls_failed_condition() -> anyhow::Result<()> {
+    let s = Scenario::new("op-ktls-bad").await?;
+    let tls = KafkaTlsWorld::of(&s)?;
+    create_secret(&s, "wrong-ca", json!({"ca.crt": tls.file("other-ca.crt")?})).await?;
+    create_secret(
+        &s,
+        "cluster-ca",
+        json!({"ca.crt": tls.file("cluster-ca.crt")?}),
+    )
+    .await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+
+    let name = "wrong-ca";
+    let sp = pipeline(
+        &s,
+        name,
+        &tls.ssl,
+        json!({"tls": {"caSecretRef": {"name": "wrong-ca"}}}),
+    )?;
+    s.apply(&sp).await?;
+    let (_, failed) = s
+        .wait_condition(name, "TopicReady", "False", Some("TlsFailed"), 90)
+        .await?;
+    println!("TopicReady: {}", failed.message);
+    assert!(
+        failed.message.contains("certificate verify failed"),
+        "{}",
+        failed.message
+    );
+    assert!(
+        failed.message.contains("spec.kafka.tls"),
+        "{}",
+        failed.message
+    );
+
+    // Pointed at the right CA, it recovers.
+    s.merge(
+        name,
+        json!({"spec": {"kafka": {"tls": {"caSecretRef": {"name": "cluster-ca"}}}}}),
+    )
+    .await?;
+    s.wait_condition(name, "Ready", "True", None, 180).await?;
+    let table = name.replace('-', "_");
+    poll_until(&format!("{ROWS} rows"), Deadline::secs(180), || async {
+        Ok((s.row_count(&table).await? == ROWS).then_some(()))
+    })
+    .await?;
+
+    s.delete_pipeline(name, 60).await?;
+    op.stop().await?;
+    drop_topics(&s, &[name]).await?;
+    s.cleanup().await
+}
