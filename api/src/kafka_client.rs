@@ -164,6 +164,16 @@ mod tests {
     }
 
     #[test]
+    fn every_secret_the_clients_read_is_named_once() {
+        let spec = kafka(serde_json::json!({
+            "tls": {"caSecretRef": {"name": "ca"}, "clientCertSecretRef": {"name": "app"}},
+            "credentialsSecretRef": {"name": "app"},
+        }));
+        assert_eq!(spec.secret_names(), ["app", "ca"]);
+        assert!(kafka(serde_json::json!({})).secret_names().is_empty());
+    }
+
+    #[test]
     fn the_group_is_named_after_namespace_and_pipeline() {
         assert_eq!(
             consumer_group("data", "randomuser"),

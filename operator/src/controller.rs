@@ -136,10 +136,12 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let old = sp.status.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
 
-    // Observe: the credentials the spec points at.
-    let (kafka_auth, cassandra_auth) = tokio::join!(
+    // Observe: the credentials the spec points at, and the versions of
+    // every Secret the runner reads.
+    let (kafka_auth, cassandra_auth, secret_versions) = tokio::join!(
         credentials::kafka_credentials(&ctx.client, &p.namespace, &sp.spec.kafka),
         credentials::cassandra_credentials(&ctx.client, &p.namespace, &sp.spec.cassandra),
+        credentials::runner_secret_versions(&ctx.client, &p.namespace, &sp.spec),
     );
 
     // Validate: the apiserver's CEL rules catch nearly everything; this is
@@ -159,6 +161,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         report(ctx, sp, new).await?;
         return Err(Error::InvalidSpec(invalid));
     }
+    // Without the versions the Pods would roll for nothing: try again.
+    let secrets_version = desired::secrets_version(&secret_versions?);
     if let Ok(auth) = &kafka_auth {
         ctx.remember(&p.uid, |r| r.kafka = auth.clone());
     }
@@ -251,6 +255,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         &runner_p,
         &ctx.config.runner,
         autoscaled.as_ref().map(|d| d.status.replicas),
+        secrets_version.as_deref(),
     );
     let mut runner = match runner_objects {
         Ok(objects) => {
@@ -530,21 +535,15 @@ fn left_in_place(what: &str, recorded: Option<&Owner>) -> String {
     }
 }
 
-/// Whether the pipeline takes credentials from the Secret `name`.
+/// Whether the pipeline takes credentials or keys from the Secret `name`.
 fn uses_secret(sp: &StreamPipeline, name: &str) -> bool {
-    let kafka = sp
-        .spec
-        .kafka
-        .credentials_secret_ref
-        .as_ref()
-        .map(|r| r.name.as_str());
     let cassandra = sp
         .spec
         .cassandra
         .credentials_secret_ref
         .as_ref()
         .map(|r| r.name.as_str());
-    kafka == Some(name) || cassandra == Some(name)
+    sp.spec.kafka.secret_names().contains(&name) || cassandra == Some(name)
 }
 
 fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>

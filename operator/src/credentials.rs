@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 pub use millrace_api::Credentials;
-use millrace_api::{CassandraSpec, KafkaCredentialValues, KafkaSpec};
+use millrace_api::{CassandraSpec, KafkaCredentialValues, KafkaSpec, StreamPipelineSpec};
 
 use crate::error::{Error, Result};
 
@@ -125,4 +125,42 @@ pub async fn cassandra_credentials(
         username: secrets.value(&r.name, &r.username_key).await?,
         password: secrets.value(&r.name, &r.password_key).await?,
     }))
+}
+
+/// `(name, resourceVersion)` of every Secret the runner reads (its Kafka
+/// and Cassandra Secrets and its pull headers), for
+/// [`crate::desired::secrets_version`]: versions only, no value. A missing
+/// Secret has the version `""` (its absence is reported where it is used).
+pub async fn runner_secret_versions(
+    client: &kube::Client,
+    namespace: &str,
+    spec: &StreamPipelineSpec,
+) -> Result<Vec<(String, String)>> {
+    let mut names: Vec<&str> = spec.kafka.secret_names();
+    names.extend(
+        spec.cassandra
+            .credentials_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+    );
+    names.extend(spec.sources.iter().filter_map(|s| {
+        s.http_pull
+            .as_ref()?
+            .headers_from_secret
+            .as_ref()
+            .map(|r| r.name.as_str())
+    }));
+    names.sort_unstable();
+    names.dedup();
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let mut versions = Vec::with_capacity(names.len());
+    for name in names {
+        let version = api
+            .get_metadata_opt(name)
+            .await?
+            .and_then(|m| m.metadata.resource_version)
+            .unwrap_or_default();
+        versions.push((name.to_owned(), version));
+    }
+    Ok(versions)
 }

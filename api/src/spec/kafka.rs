@@ -153,6 +153,22 @@ impl KafkaSpec {
         })
     }
 
+    /// Every Secret the Kafka clients read: the login's, the CA's and the
+    /// client certificate's.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        if let Some(r) = &self.credentials_secret_ref {
+            names.push(&r.name);
+        }
+        if let Some(tls) = &self.tls {
+            names.extend(tls.ca_secret_ref.as_ref().map(|r| r.name.as_str()));
+            names.extend(tls.client_cert_secret_ref.as_ref().map(|r| r.name.as_str()));
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// The client certificate for mutual TLS, if any.
     pub fn client_cert_ref(&self) -> Option<&ClientCertSecretRef> {
         self.tls.as_ref()?.client_cert_secret_ref.as_ref()

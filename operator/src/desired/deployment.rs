@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millrace_api::StreamPipelineSpec;
 
 use super::config_map::config_hash;
-use super::{CONFIG_HASH_ANNOTATION, GENERATION_ANNOTATION, Pipeline};
+use super::{CONFIG_HASH_ANNOTATION, GENERATION_ANNOTATION, Pipeline, SECRETS_VERSION_ANNOTATION};
 
 pub const PIPELINE_DIR: &str = "/etc/millrace";
 pub const PIPELINE_FILE: &str = "/etc/millrace/pipeline.yaml";
@@ -199,7 +199,14 @@ pub struct RunnerDefaults {
     pub pod_annotations: BTreeMap<String, String>,
 }
 
-pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> Deployment {
+/// `secrets_version`: [`super::secrets_version`] of the Secrets the runner
+/// reads, as observed.
+pub fn deployment(
+    p: &Pipeline<'_>,
+    role: Role,
+    defaults: &RunnerDefaults,
+    secrets_version: Option<&str>,
+) -> Deployment {
     let default_image = defaults.image.as_str();
     let spec = &p.sp.spec;
     let labels = p.labels(Some(role.as_str()));
@@ -291,6 +298,10 @@ pub fn deployment(p: &Pipeline<'_>, role: Role, defaults: &RunnerDefaults) -> De
                         let mut annotations = defaults.pod_annotations.clone();
                         annotations
                             .insert(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(&p.sp.spec));
+                        if let Some(version) = secrets_version {
+                            annotations
+                                .insert(SECRETS_VERSION_ANNOTATION.to_owned(), version.to_owned());
+                        }
                         annotations
                     }),
                     ..ObjectMeta::default()
@@ -351,7 +362,7 @@ mod tests {
     fn only_a_pulling_ingest_gets_a_service_account_token() {
         let automount = |sp: &millrace_api::StreamPipeline, role| {
             let p = Pipeline::new(sp).expect("pipeline");
-            deployment(&p, role, &RunnerDefaults::default())
+            deployment(&p, role, &RunnerDefaults::default(), None)
                 .spec
                 .and_then(|s| s.template.spec)
                 .and_then(|p| p.automount_service_account_token)
@@ -391,7 +402,7 @@ mod tests {
                 "podman".to_owned(),
             )]),
         };
-        let d = deployment(&p, Role::Sink, &defaults);
+        let d = deployment(&p, Role::Sink, &defaults, None);
         assert_eq!(d.metadata.name.as_deref(), Some("randomuser-sink"));
         let spec = d.spec.as_ref().expect("spec");
         assert_eq!(spec.replicas, Some(2));
@@ -525,7 +536,7 @@ mod tests {
             image: "default:1".into(),
             ..RunnerDefaults::default()
         };
-        let d = deployment(&p, Role::Ingest, &defaults);
+        let d = deployment(&p, Role::Ingest, &defaults, None);
         assert_eq!(
             container(&d).image.as_deref(),
             Some("localhost/millrace-runner:dev")
@@ -546,7 +557,7 @@ mod tests {
             generator: None,
         });
         let p = Pipeline::new(&sp).expect("pipeline");
-        let ingest = deployment(&p, Role::Ingest, &RunnerDefaults::default());
+        let ingest = deployment(&p, Role::Ingest, &RunnerDefaults::default(), None);
         let from = container(&ingest).env_from.clone().expect("envFrom");
         assert_eq!(from.len(), 1);
         assert_eq!(
@@ -557,7 +568,7 @@ mod tests {
             from[0].secret_ref.as_ref().map(|s| s.name.as_str()),
             Some("api-token")
         );
-        let sink = deployment(&p, Role::Sink, &RunnerDefaults::default());
+        let sink = deployment(&p, Role::Sink, &RunnerDefaults::default(), None);
         assert!(container(&sink).env_from.is_none());
     }
 }

@@ -33,6 +33,11 @@ pub const DESIRED_HASH_ANNOTATION: &str = "millrace.io/desired-hash";
 /// ([`config_map::config_hash`]), so a change of what a Pod does rolls the
 /// Pods and a change of how many run does not.
 pub const CONFIG_HASH_ANNOTATION: &str = "millrace.io/config-hash";
+/// On the runner's Pod template: a digest of the names and
+/// resourceVersions of the Secrets the runner reads (never their values).
+/// Environment from a Secret is read only when a container starts, so a
+/// rewritten Secret (a rotated password or certificate) rolls the Pods.
+pub const SECRETS_VERSION_ANNOTATION: &str = "millrace.io/secrets-version";
 /// On each runner Deployment: the pipeline generation it was made from, so
 /// a reader knows when the Deployment reflects a spec change.
 pub const GENERATION_ANNOTATION: &str = "millrace.io/pipeline-generation";
@@ -116,6 +121,19 @@ impl<'a> Pipeline<'a> {
 }
 
 /// FNV-1a, 64 bit: stable across builds, unlike `DefaultHasher`.
+/// The [`SECRETS_VERSION_ANNOTATION`] value for Secrets read as
+/// `(name, resourceVersion)`, or `None` when the runner reads none.
+pub fn secrets_version(read: &[(String, String)]) -> Option<String> {
+    if read.is_empty() {
+        return None;
+    }
+    let mut read = read.to_vec();
+    read.sort();
+    read.dedup();
+    let text: Vec<String> = read.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    Some(format!("{:016x}", fnv64(text.join("\n").as_bytes())))
+}
+
 pub fn fnv64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
@@ -169,6 +187,27 @@ pub(crate) mod fixtures {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
+
+    #[test]
+    fn the_secrets_version_follows_each_secrets_version_and_nothing_else() {
+        let read = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect();
+            secrets_version(&pairs)
+        };
+        assert_eq!(read(&[]), None, "no annotation without Secrets");
+        let first = read(&[("kafka", "10"), ("cassandra", "7")]);
+        assert!(first.is_some());
+        assert_eq!(read(&[("cassandra", "7"), ("kafka", "10")]), first, "order");
+        assert_ne!(
+            read(&[("kafka", "11"), ("cassandra", "7")]),
+            first,
+            "rotated"
+        );
+        assert_ne!(read(&[("kafka", "10")]), first, "one Secret fewer");
+    }
 
     #[test]
     fn every_object_is_owned_by_the_pipeline_and_labelled() {

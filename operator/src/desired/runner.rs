@@ -32,10 +32,13 @@ pub struct RunnerObjects {
 
 /// `autoscaled`: the sink's replicas as the autoscaler decided them, which
 /// replace `spec.runner.sinkReplicas` (a suspended pipeline still gets none).
+/// `secrets_version`: the versions of the Secrets the runner reads
+/// ([`super::secrets_version`]).
 pub fn runner_objects(
     p: &Pipeline<'_>,
     defaults: &RunnerDefaults,
     autoscaled: Option<i32>,
+    secrets_version: Option<&str>,
 ) -> Result<RunnerObjects> {
     let replicas = |role: Role| match (role, autoscaled) {
         (Role::Sink, Some(n)) if !p.sp.spec.suspend => n,
@@ -50,7 +53,7 @@ pub fn runner_objects(
         deployments: Role::ALL
             .into_iter()
             .map(|role| {
-                let mut deployment = deployment::deployment(p, role, defaults);
+                let mut deployment = deployment::deployment(p, role, defaults, secrets_version);
                 if let Some(spec) = deployment.spec.as_mut() {
                     spec.replicas = Some(replicas(role));
                 }
@@ -74,7 +77,7 @@ mod tests {
     fn the_seed_pipeline_gets_its_whole_runner() {
         let sp = fixtures::seed();
         let p = Pipeline::new(&sp).expect("pipeline");
-        let objects = runner_objects(&p, &RunnerDefaults::default(), None).expect("objects");
+        let objects = runner_objects(&p, &RunnerDefaults::default(), None, None).expect("objects");
         assert_eq!(objects.config_map.name_any(), "randomuser-pipeline");
         assert_eq!(objects.service_account.name_any(), "randomuser-runner");
         assert_eq!(objects.role.name_any(), "randomuser-runner");
@@ -125,7 +128,8 @@ mod tests {
         let mut sp = fixtures::seed();
         let sink_replicas = |sp: &millrace_api::StreamPipeline| {
             let p = Pipeline::new(sp).expect("pipeline");
-            let objects = runner_objects(&p, &RunnerDefaults::default(), Some(4)).expect("objects");
+            let objects =
+                runner_objects(&p, &RunnerDefaults::default(), Some(4), None).expect("objects");
             let sink = &objects.deployments[1];
             let ingest = &objects.deployments[0];
             assert_eq!(

@@ -5,10 +5,13 @@
 
 mod operator_common;
 
+use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
+use millrace_testsupport::kube_helpers::{pod_ready, pods};
+use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario};
 use serde_json::json;
 
@@ -111,6 +114,86 @@ async fn with_watch_secrets_a_new_secret_is_picked_up_at_once() -> anyhow::Resul
     s.wait_condition(name, "TableReady", "True", None, 10)
         .await?;
     println!("Secret created -> TableReady {:?}", created.elapsed());
+
+    s.delete_pipeline(name, 60).await?;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+/// Environment from a Secret is read only when a container starts: a
+/// rewritten Secret (a rotated password or certificate) rolls the runner's
+/// Pods, within one resync and without `--watch-secrets`.
+#[tokio::test]
+async fn a_rewritten_secret_rolls_the_runner_pods() -> anyhow::Result<()> {
+    let s = Scenario::new("op-rotate").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["sources"] = json!([]);
+    s.apply(&sp).await?;
+    s.wait_condition(name, "Ready", "True", None, 180).await?;
+
+    let deployments = s.ns.api::<Deployment>();
+    let version = |d: Deployment| {
+        d.spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get("millrace.io/secrets-version").cloned())
+    };
+    let before = version(deployments.get("randomuser-sink").await?)
+        .context("the sink's Pod template names the Secrets' version")?;
+    let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=sink");
+    let old_pods: Vec<String> = pods(&s.ns.api::<Pod>(), &selector)
+        .await?
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert!(!old_pods.is_empty(), "a sink Pod runs");
+
+    // The same credentials, written again (as a rotation would).
+    let secrets = s.ns.api::<Secret>();
+    let patch = json!({"stringData": {"rotated-at": "now"}});
+    secrets
+        .patch(
+            operator_common::SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    let rotated = std::time::Instant::now();
+    let after = poll_until(
+        "the sink's Pod template to follow the Secret",
+        Deadline::secs(90),
+        || async {
+            Ok(version(deployments.get("randomuser-sink").await?).filter(|v| *v != before))
+        },
+    )
+    .await?;
+    println!(
+        "Secret rewritten -> Pod template {before} -> {after} in {:?}",
+        rotated.elapsed()
+    );
+    poll_until(
+        "a new sink Pod Ready, the old ones gone",
+        Deadline::secs(120),
+        || async {
+            let now = pods(&s.ns.api::<Pod>(), &selector).await?;
+            let ready_new = now.iter().any(|p| {
+                pod_ready(p)
+                    && !old_pods.contains(p.metadata.name.as_ref().unwrap_or(&String::new()))
+            });
+            let old_left = now
+                .iter()
+                .any(|p| old_pods.contains(p.metadata.name.as_ref().unwrap_or(&String::new())));
+            Ok((ready_new && !old_left).then_some(()))
+        },
+    )
+    .await?;
+    println!("rolled {:?} after the rewrite", rotated.elapsed());
+
+    // It stays: later reconciles see the same versions.
+    let settled = version(deployments.get("randomuser-sink").await?);
+    assert_eq!(settled.as_deref(), Some(after.as_str()));
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
