@@ -7,9 +7,8 @@ mod operator_common;
 
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Patch, PatchParams};
 use millrace_testsupport::kube_helpers::{pod_ready, pods};
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario};
@@ -46,37 +45,17 @@ async fn kafka_sasl_credentials_come_from_a_secret_and_are_never_shown() -> anyh
     assert!(s.kafka_topic(&s.topic).await?.is_some());
 
     // The runner gets the Kafka identity by secretKeyRef only.
-    let sink = s.ns.api::<Deployment>().get("randomuser-sink").await?;
-    let env = sink
-        .spec
-        .and_then(|s| s.template.spec)
-        .map(|p| p.containers[0].env.clone().unwrap_or_default())
-        .unwrap_or_default();
     for var in ["MILLRACE_KAFKA_USERNAME", "MILLRACE_KAFKA_PASSWORD"] {
-        let e = env.iter().find(|e| e.name == var).expect(var);
-        assert!(e.value.is_none(), "{var} has no literal value");
-        assert_eq!(
-            e.value_from
-                .as_ref()
-                .and_then(|v| v.secret_key_ref.as_ref())
-                .map(|r| r.name.as_str()),
-            Some("kafka-creds")
-        );
+        assert_eq!(s.env_secret("randomuser-sink", var).await?, "kafka-creds");
     }
 
     // No password anywhere the operator writes or logs.
-    let secrets = [sasl.password.as_str(), s.world.cassandra_password()];
-    let status = serde_json::to_string(&s.pipelines().get(name).await?.status)?;
-    let events = serde_json::to_string(&s.ns.api::<Event>().list(&ListParams::default()).await?)?;
-    let config_maps =
-        serde_json::to_string(&s.ns.api::<ConfigMap>().list(&ListParams::default()).await?)?;
-    let log = op.log_text();
-    for secret in secrets {
-        assert!(!status.contains(secret), "a password in the status");
-        assert!(!events.contains(secret), "a password in an Event");
-        assert!(!config_maps.contains(secret), "a password in a ConfigMap");
-        assert!(!log.contains(secret), "a password in the operator's log");
-    }
+    s.assert_secrets_unseen(
+        &op,
+        &[name],
+        &[sasl.password.as_str(), s.world.cassandra_password()],
+    )
+    .await?;
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;

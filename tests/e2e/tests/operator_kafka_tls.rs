@@ -11,10 +11,8 @@ mod operator_common;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario};
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -172,26 +170,12 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
     }
 
     // The runner gets TLS material by secretKeyRef only.
-    let sink = s.ns.api::<Deployment>().get("mtls-sink").await?;
-    let env = sink
-        .spec
-        .and_then(|s| s.template.spec)
-        .map(|p| p.containers[0].env.clone().unwrap_or_default())
-        .unwrap_or_default();
     for (var, secret) in [
         ("MILLRACE_KAFKA_CA_PEM", "my-cluster-cluster-ca-cert"),
         ("MILLRACE_KAFKA_CLIENT_CERT_PEM", tls.tls_user.as_str()),
         ("MILLRACE_KAFKA_CLIENT_KEY_PEM", tls.tls_user.as_str()),
     ] {
-        let e = env.iter().find(|e| e.name == var).context(var)?;
-        assert!(e.value.is_none(), "{var} has no literal value");
-        assert_eq!(
-            e.value_from
-                .as_ref()
-                .and_then(|v| v.secret_key_ref.as_ref())
-                .map(|r| r.name.as_str()),
-            Some(secret)
-        );
+        assert_eq!(s.env_secret("mtls-sink", var).await?, secret);
     }
 
     // No key or password anywhere the operator writes or logs.
@@ -200,21 +184,9 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
         .filter(|l| !l.starts_with("-----"))
         .take(3)
         .collect();
-    let secrets = [key_body.as_str(), tls.scram_password.as_str()];
-    let mut status = String::new();
-    for (name, _, _) in &modes {
-        status += &serde_json::to_string(&s.pipelines().get(name).await?.status)?;
-    }
-    let events = serde_json::to_string(&s.ns.api::<Event>().list(&ListParams::default()).await?)?;
-    let config_maps =
-        serde_json::to_string(&s.ns.api::<ConfigMap>().list(&ListParams::default()).await?)?;
-    let log = op.log_text();
-    for secret in secrets {
-        assert!(!status.contains(secret), "a secret in the status");
-        assert!(!events.contains(secret), "a secret in an Event");
-        assert!(!config_maps.contains(secret), "a secret in a ConfigMap");
-        assert!(!log.contains(secret), "a secret in the operator's log");
-    }
+    let names: Vec<&str> = modes.iter().map(|(name, _, _)| *name).collect();
+    s.assert_secrets_unseen(&op, &names, &[&key_body, &tls.scram_password])
+        .await?;
 
     for (name, _, _) in &modes {
         s.delete_pipeline(name, 60).await?;

@@ -12,10 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use millrace_api::StreamPipeline;
 use millrace_testsupport::{
     Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
@@ -504,6 +504,66 @@ impl Scenario {
             .await?
             .into_rows_result()?;
         Ok(rows.single_row::<(i64,)>()?.0)
+    }
+
+    /// The Secret that variable `var` of Deployment `deployment`'s runner
+    /// container comes from by `secretKeyRef`; an error if the variable is
+    /// missing or has a literal value.
+    pub async fn env_secret(&self, deployment: &str, var: &str) -> anyhow::Result<String> {
+        let d = self
+            .ns
+            .api::<k8s_openapi::api::apps::v1::Deployment>()
+            .get(deployment)
+            .await?;
+        let env = d
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.containers.into_iter().next())
+            .and_then(|c| c.env)
+            .unwrap_or_default();
+        let e = env
+            .into_iter()
+            .find(|e| e.name == var)
+            .with_context(|| format!("{deployment} has no {var}"))?;
+        if e.value.is_some() {
+            bail!("{deployment}: {var} has a literal value");
+        }
+        e.value_from
+            .and_then(|v| v.secret_key_ref)
+            .map(|r| r.name)
+            .with_context(|| format!("{deployment}: {var} is not from a secretKeyRef"))
+    }
+
+    /// Fails if any of `secrets` shows in the status of `pipelines`, in an
+    /// Event or a ConfigMap of the namespace, or in `op`'s log.
+    pub async fn assert_secrets_unseen(
+        &self,
+        op: &Operator,
+        pipelines: &[&str],
+        secrets: &[&str],
+    ) -> anyhow::Result<()> {
+        let mut status = String::new();
+        for name in pipelines {
+            status += &serde_json::to_string(&self.pipelines().get(name).await?.status)?;
+        }
+        let list = ListParams::default();
+        let events = serde_json::to_string(
+            &self
+                .ns
+                .api::<k8s_openapi::api::events::v1::Event>()
+                .list(&list)
+                .await?,
+        )?;
+        let config_maps = serde_json::to_string(&self.ns.api::<ConfigMap>().list(&list).await?)?;
+        let log = op.log_text();
+        for secret in secrets {
+            assert!(!secret.is_empty(), "an empty secret would match anything");
+            assert!(!status.contains(secret), "a secret in the status");
+            assert!(!events.contains(secret), "a secret in an Event");
+            assert!(!config_maps.contains(secret), "a secret in a ConfigMap");
+            assert!(!log.contains(secret), "a secret in the operator's log");
+        }
+        Ok(())
     }
 
     /// (reason, message) of the Events about the object `name`.
