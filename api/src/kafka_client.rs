@@ -27,10 +27,10 @@ pub fn kafka_client_settings(
     values: &KafkaCredentialValues,
 ) -> Vec<(&'static str, String)> {
     let mut settings = vec![("bootstrap.servers", bootstrap_servers.to_owned())];
-    let protocol = kafka.security_protocol();
     if kafka.credentials_secret_ref.is_none() && kafka.tls.is_none() {
         return settings;
     }
+    let protocol = kafka.security_protocol();
     settings.push(("security.protocol", protocol.as_str().to_owned()));
     if let (true, Some(creds), Some(login)) = (
         protocol.uses_sasl(),

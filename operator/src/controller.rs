@@ -136,13 +136,17 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let old = sp.status.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
 
-    // Observe: the credentials the spec points at, and the versions of
-    // every Secret the runner reads.
-    let (kafka_auth, cassandra_auth, secret_versions) = tokio::join!(
-        credentials::kafka_credentials(&ctx.client, &p.namespace, &sp.spec.kafka),
-        credentials::cassandra_credentials(&ctx.client, &p.namespace, &sp.spec.cassandra),
-        credentials::runner_secret_versions(&ctx.client, &p.namespace, &sp.spec),
-    );
+    // Observe: every Secret the spec names, each read once; without them
+    // nothing can be told (and the runner's Pods would roll for nothing),
+    // so a failed read is retried.
+    let secrets = credentials::SecretsRead::fetch(
+        &ctx.client,
+        &p.namespace,
+        credentials::runner_secret_names(&sp.spec),
+    )
+    .await?;
+    let kafka_auth = secrets.kafka(&sp.spec.kafka);
+    let cassandra_auth = secrets.cassandra(&sp.spec.cassandra);
 
     // Validate: the apiserver's CEL rules catch nearly everything; this is
     // the same check in Rust, for what CEL cannot express.
@@ -161,8 +165,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         report(ctx, sp, new).await?;
         return Err(Error::InvalidSpec(invalid));
     }
-    // Without the versions the Pods would roll for nothing: try again.
-    let secrets_version = desired::secrets_version(&secret_versions?);
+    let secrets_version = desired::secrets_version(&secrets.versions());
     if let Ok(auth) = &kafka_auth {
         ctx.remember(&p.uid, |r| r.kafka = auth.clone());
     }

@@ -1,7 +1,8 @@
-//! Observe: read what the spec points at (the credentials Secrets). Values
-//! are held in memory only; `Debug` never shows a password.
+//! Observe: read what the spec points at (the Secrets), each once per
+//! reconcile, and take from them what the clients need. Values are held in
+//! memory only; `Debug` never shows a password.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -14,37 +15,83 @@ use crate::error::{Error, Result};
 /// Secrets: the SASL login and the TLS material.
 pub type KafkaAuth = KafkaCredentialValues;
 
-/// The Secrets of one pipeline, each read once per reconcile.
-struct Secrets<'a> {
-    api: Api<Secret>,
-    namespace: &'a str,
-    read: HashMap<String, Secret>,
+/// Every Secret the runner reads: its Kafka and Cassandra Secrets and its
+/// pull headers.
+pub fn runner_secret_names(spec: &StreamPipelineSpec) -> Vec<&str> {
+    let mut names: Vec<&str> = spec.kafka.secret_names();
+    names.extend(
+        spec.cassandra
+            .credentials_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+    );
+    names.extend(spec.sources.iter().filter_map(|s| {
+        s.http_pull
+            .as_ref()?
+            .headers_from_secret
+            .as_ref()
+            .map(|r| r.name.as_str())
+    }));
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
-impl<'a> Secrets<'a> {
-    fn new(client: &kube::Client, namespace: &'a str) -> Self {
-        Self {
-            api: Api::namespaced(client.clone(), namespace),
-            namespace,
-            read: HashMap::new(),
-        }
+/// The Secrets a pipeline names, read at once: each name with the Secret,
+/// or `None` when it does not exist.
+pub struct SecretsRead {
+    namespace: String,
+    read: BTreeMap<String, Option<Secret>>,
+}
+
+impl SecretsRead {
+    pub async fn fetch<'a>(
+        client: &kube::Client,
+        namespace: &str,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self> {
+        let api = Api::<Secret>::namespaced(client.clone(), namespace);
+        let reads = names.into_iter().map(|name| {
+            let api = api.clone();
+            async move { Ok::<_, Error>((name.to_owned(), api.get_opt(name).await?)) }
+        });
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            read: futures::future::try_join_all(reads)
+                .await?
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// `(name, resourceVersion)` of each Secret, for
+    /// [`crate::desired::secrets_version`]: versions only, no value. A
+    /// missing Secret has the version `""` (its absence is reported where
+    /// it is used).
+    pub fn versions(&self) -> Vec<(String, String)> {
+        self.read
+            .iter()
+            .map(|(name, secret)| {
+                let version = secret
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone())
+                    .unwrap_or_default();
+                (name.clone(), version)
+            })
+            .collect()
     }
 
     /// The value of `key` in Secret `name`, or `None` if the Secret has no
-    /// such key; a missing Secret is an error.
-    async fn value_opt(&mut self, name: &str, key: &str) -> Result<Option<String>> {
-        if !self.read.contains_key(name) {
-            let secret = self
-                .api
-                .get_opt(name)
-                .await?
-                .ok_or_else(|| Error::SecretNotFound {
-                    namespace: self.namespace.to_owned(),
-                    name: name.to_owned(),
-                })?;
-            self.read.insert(name.to_owned(), secret);
-        }
-        let secret = &self.read[name];
+    /// such key; a missing (or unread) Secret is an error.
+    fn value_opt(&self, name: &str, key: &str) -> Result<Option<String>> {
+        let secret = self
+            .read
+            .get(name)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::SecretNotFound {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+            })?;
         let bytes = secret
             .data
             .as_ref()
@@ -65,102 +112,80 @@ impl<'a> Secrets<'a> {
         }
     }
 
-    async fn value(&mut self, name: &str, key: &str) -> Result<String> {
-        self.value_opt(name, key)
-            .await?
+    fn value(&self, name: &str, key: &str) -> Result<String> {
+        self.value_opt(name, key)?
             .ok_or_else(|| self.missing(name, key))
     }
 
     fn missing(&self, name: &str, key: &str) -> Error {
         Error::SecretKeyMissing {
-            namespace: self.namespace.to_owned(),
+            namespace: self.namespace.clone(),
             name: name.to_owned(),
             key: key.to_owned(),
         }
     }
+
+    /// What the Kafka clients take from the Secrets, or `None` when the
+    /// spec names none.
+    pub fn kafka(&self, kafka: &KafkaSpec) -> Result<Option<KafkaAuth>> {
+        if kafka.credentials_secret_ref.is_none() && kafka.tls.is_none() {
+            return Ok(None);
+        }
+        let mut values = KafkaCredentialValues::default();
+        if let Some(r) = &kafka.credentials_secret_ref {
+            let found = self.value_opt(&r.name, &r.username_key)?;
+            let username = r
+                .username(found)
+                .ok_or_else(|| self.missing(&r.name, &r.username_key))?;
+            values.login = Some(Credentials {
+                username,
+                password: self.value(&r.name, &r.password_key)?,
+            });
+        }
+        if let Some(ca) = kafka.ca_ref() {
+            values.ca_pem = Some(self.value(&ca.name, &ca.key)?);
+        }
+        if let Some(cert) = kafka.client_cert_ref() {
+            values.client_cert_pem = Some(self.value(&cert.name, &cert.cert_key)?);
+            values.client_key_pem = Some(self.value(&cert.name, &cert.key_key)?);
+        }
+        Ok(Some(values))
+    }
+
+    /// The Cassandra login, or `None` when the spec names no Secret.
+    pub fn cassandra(&self, cassandra: &CassandraSpec) -> Result<Option<Credentials>> {
+        let Some(r) = &cassandra.credentials_secret_ref else {
+            return Ok(None);
+        };
+        Ok(Some(Credentials {
+            username: self.value(&r.name, &r.username_key)?,
+            password: self.value(&r.name, &r.password_key)?,
+        }))
+    }
 }
 
-/// What the Kafka clients take from the pipeline's Secrets, or `None` when
-/// the spec names no Secret.
+/// [`SecretsRead::kafka`], reading only the Kafka Secrets.
 pub async fn kafka_credentials(
     client: &kube::Client,
     namespace: &str,
     kafka: &KafkaSpec,
 ) -> Result<Option<KafkaAuth>> {
-    if kafka.credentials_secret_ref.is_none() && kafka.tls.is_none() {
-        return Ok(None);
-    }
-    let mut secrets = Secrets::new(client, namespace);
-    let mut values = KafkaCredentialValues::default();
-    if let Some(r) = &kafka.credentials_secret_ref {
-        let found = secrets.value_opt(&r.name, &r.username_key).await?;
-        let username = r
-            .username(found)
-            .ok_or_else(|| secrets.missing(&r.name, &r.username_key))?;
-        values.login = Some(Credentials {
-            username,
-            password: secrets.value(&r.name, &r.password_key).await?,
-        });
-    }
-    if let Some(ca) = kafka.ca_ref() {
-        values.ca_pem = Some(secrets.value(&ca.name, &ca.key).await?);
-    }
-    if let Some(cert) = kafka.client_cert_ref() {
-        values.client_cert_pem = Some(secrets.value(&cert.name, &cert.cert_key).await?);
-        values.client_key_pem = Some(secrets.value(&cert.name, &cert.key_key).await?);
-    }
-    Ok(Some(values))
+    SecretsRead::fetch(client, namespace, kafka.secret_names())
+        .await?
+        .kafka(kafka)
 }
 
+/// [`SecretsRead::cassandra`], reading only the Cassandra Secret.
 pub async fn cassandra_credentials(
     client: &kube::Client,
     namespace: &str,
     cassandra: &CassandraSpec,
 ) -> Result<Option<Credentials>> {
-    let Some(r) = &cassandra.credentials_secret_ref else {
-        return Ok(None);
-    };
-    let mut secrets = Secrets::new(client, namespace);
-    Ok(Some(Credentials {
-        username: secrets.value(&r.name, &r.username_key).await?,
-        password: secrets.value(&r.name, &r.password_key).await?,
-    }))
-}
-
-/// `(name, resourceVersion)` of every Secret the runner reads (its Kafka
-/// and Cassandra Secrets and its pull headers), for
-/// [`crate::desired::secrets_version`]: versions only, no value. A missing
-/// Secret has the version `""` (its absence is reported where it is used).
-pub async fn runner_secret_versions(
-    client: &kube::Client,
-    namespace: &str,
-    spec: &StreamPipelineSpec,
-) -> Result<Vec<(String, String)>> {
-    let mut names: Vec<&str> = spec.kafka.secret_names();
-    names.extend(
-        spec.cassandra
-            .credentials_secret_ref
-            .as_ref()
-            .map(|r| r.name.as_str()),
-    );
-    names.extend(spec.sources.iter().filter_map(|s| {
-        s.http_pull
-            .as_ref()?
-            .headers_from_secret
-            .as_ref()
-            .map(|r| r.name.as_str())
-    }));
-    names.sort_unstable();
-    names.dedup();
-    let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let mut versions = Vec::with_capacity(names.len());
-    for name in names {
-        let version = api
-            .get_metadata_opt(name)
-            .await?
-            .and_then(|m| m.metadata.resource_version)
-            .unwrap_or_default();
-        versions.push((name.to_owned(), version));
-    }
-    Ok(versions)
+    let names = cassandra
+        .credentials_secret_ref
+        .as_ref()
+        .map(|r| r.name.as_str());
+    SecretsRead::fetch(client, namespace, names)
+        .await?
+        .cassandra(cassandra)
 }
