@@ -50,12 +50,8 @@ async fn kafka_sasl_credentials_come_from_a_secret_and_are_never_shown() -> anyh
     }
 
     // No password anywhere the operator writes or logs.
-    s.assert_secrets_unseen(
-        &op,
-        &[name],
-        &[sasl.password.as_str(), s.world.cassandra_password()],
-    )
-    .await?;
+    s.assert_secrets_unseen(&op, &[sasl.password.as_str(), s.world.cassandra_password()])
+        .await?;
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;

@@ -14,12 +14,11 @@
 
 mod operator_common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use millrace_testsupport::kube_helpers::{pod_ready, pods};
 use millrace_testsupport::{Deadline, TestNamespace, World, poll_until};
@@ -102,78 +101,6 @@ fn can_i(
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(answer == "yes")
-}
-
-/// Every place a secret value could leak to, as (what, text).
-async fn everything_visible(s: &Scenario, op: &Operator) -> anyhow::Result<Vec<(String, String)>> {
-    let mut seen = vec![("operator log".to_owned(), op.log_text())];
-    let list = ListParams::default();
-    seen.push((
-        "Events (core/v1)".into(),
-        serde_json::to_string(
-            &s.ns
-                .api::<k8s_openapi::api::core::v1::Event>()
-                .list(&list)
-                .await?,
-        )?,
-    ));
-    seen.push((
-        "Events (events.k8s.io/v1)".into(),
-        serde_json::to_string(
-            &s.ns
-                .api::<k8s_openapi::api::events::v1::Event>()
-                .list(&list)
-                .await?,
-        )?,
-    ));
-    seen.push((
-        "ConfigMaps".into(),
-        serde_json::to_string(&s.ns.api::<ConfigMap>().list(&list).await?)?,
-    ));
-    seen.push((
-        "StreamPipelines".into(),
-        serde_json::to_string(&s.pipelines().list(&list).await?)?,
-    ));
-    seen.push((
-        "Deployments".into(),
-        serde_json::to_string(&s.ns.api::<Deployment>().list(&list).await?)?,
-    ));
-    seen.push((
-        "Pods".into(),
-        serde_json::to_string(&s.ns.api::<Pod>().list(&list).await?)?,
-    ));
-    let node_logs = s.world.var("MILLRACE_NODE_LOGS").map(PathBuf::from);
-    let mut container_logs = 0;
-    if let Some(dir) = &node_logs {
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{}_", s.ns.name)) {
-                container_logs += 1;
-                seen.push((
-                    format!("container log {name}"),
-                    std::fs::read_to_string(entry.path()).unwrap_or_default(),
-                ));
-            }
-        }
-        // The world's own logs: the node agent (which starts the
-        // containers with their env) and the apiserver.
-        if let Some(world_logs) = dir
-            .parent()
-            .and_then(|d| d.parent())
-            .map(|w| w.join("logs"))
-        {
-            for name in ["node-agent.log", "kube-apiserver.log"] {
-                if let Ok(text) = std::fs::read_to_string(world_logs.join(name)) {
-                    seen.push((name.to_owned(), text));
-                }
-            }
-        }
-    }
-    anyhow::ensure!(
-        node_logs.is_none() || container_logs >= 2,
-        "expected the ingest and sink container logs under {node_logs:?}"
-    );
-    Ok(seen)
 }
 
 #[tokio::test]
@@ -329,7 +256,7 @@ async fn secrets_never_leak_the_runner_has_least_privilege_and_pods_run_restrict
         ("the Kafka SASL password", sasl.password.as_str()),
         ("the Cassandra password", s.world.cassandra_password()),
     ];
-    let seen = everything_visible(&s, &op).await?;
+    let seen = s.everything_visible(&op).await?;
     let mut leaks = Vec::new();
     for (what, text) in &seen {
         for (secret_name, secret) in secrets {

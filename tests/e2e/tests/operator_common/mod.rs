@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -425,7 +426,7 @@ impl Scenario {
         deployment: &str,
         generation: i64,
     ) -> anyhow::Result<String> {
-        let api = self.ns.api::<k8s_openapi::api::apps::v1::Deployment>();
+        let api = self.ns.api::<Deployment>();
         poll_until(
             &format!("{deployment} to reflect generation {generation}"),
             Deadline::secs(60),
@@ -510,11 +511,7 @@ impl Scenario {
     /// container comes from by `secretKeyRef`; an error if the variable is
     /// missing or has a literal value.
     pub async fn env_secret(&self, deployment: &str, var: &str) -> anyhow::Result<String> {
-        let d = self
-            .ns
-            .api::<k8s_openapi::api::apps::v1::Deployment>()
-            .get(deployment)
-            .await?;
+        let d = self.ns.api::<Deployment>().get(deployment).await?;
         let env = d
             .spec
             .and_then(|s| s.template.spec)
@@ -534,35 +531,108 @@ impl Scenario {
             .with_context(|| format!("{deployment}: {var} is not from a secretKeyRef"))
     }
 
-    /// Fails if any of `secrets` shows in the status of `pipelines`, in an
-    /// Event or a ConfigMap of the namespace, or in `op`'s log.
+    /// Every place a secret value could leak to, as (what, text): the
+    /// operator's log, Events, ConfigMaps, StreamPipelines, Deployments and
+    /// Pods of the namespace, its containers' logs, and the node agent's and
+    /// apiserver's logs.
+    pub async fn everything_visible(&self, op: &Operator) -> anyhow::Result<Vec<(String, String)>> {
+        let s = self;
+        let mut seen = vec![("operator log".to_owned(), op.log_text())];
+        let list = ListParams::default();
+        seen.push((
+            "Events (core/v1)".into(),
+            serde_json::to_string(
+                &s.ns
+                    .api::<k8s_openapi::api::core::v1::Event>()
+                    .list(&list)
+                    .await?,
+            )?,
+        ));
+        seen.push((
+            "Events (events.k8s.io/v1)".into(),
+            serde_json::to_string(
+                &s.ns
+                    .api::<k8s_openapi::api::events::v1::Event>()
+                    .list(&list)
+                    .await?,
+            )?,
+        ));
+        seen.push((
+            "ConfigMaps".into(),
+            serde_json::to_string(&s.ns.api::<ConfigMap>().list(&list).await?)?,
+        ));
+        seen.push((
+            "StreamPipelines".into(),
+            serde_json::to_string(&s.pipelines().list(&list).await?)?,
+        ));
+        seen.push((
+            "Deployments".into(),
+            serde_json::to_string(&s.ns.api::<Deployment>().list(&list).await?)?,
+        ));
+        seen.push((
+            "Pods".into(),
+            serde_json::to_string(&s.ns.api::<Pod>().list(&list).await?)?,
+        ));
+        let node_logs = s.world.var("MILLRACE_NODE_LOGS").map(PathBuf::from);
+        let mut container_logs = 0;
+        if let Some(dir) = &node_logs {
+            for entry in std::fs::read_dir(dir)?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{}_", s.ns.name)) {
+                    container_logs += 1;
+                    seen.push((
+                        format!("container log {name}"),
+                        std::fs::read_to_string(entry.path()).unwrap_or_default(),
+                    ));
+                }
+            }
+            // The world's own logs: the node agent (which starts the
+            // containers with their env) and the apiserver.
+            if let Some(world_logs) = dir
+                .parent()
+                .and_then(|d| d.parent())
+                .map(|w| w.join("logs"))
+            {
+                for name in ["node-agent.log", "kube-apiserver.log"] {
+                    if let Ok(text) = std::fs::read_to_string(world_logs.join(name)) {
+                        seen.push((name.to_owned(), text));
+                    }
+                }
+            }
+        }
+        anyhow::ensure!(
+            node_logs.is_none() || container_logs >= 2,
+            "expected the ingest and sink container logs under {node_logs:?}"
+        );
+        Ok(seen)
+    }
+
+    /// Fails if any of `secrets` shows anywhere
+    /// [`Scenario::everything_visible`] looks.
     pub async fn assert_secrets_unseen(
         &self,
         op: &Operator,
-        pipelines: &[&str],
         secrets: &[&str],
     ) -> anyhow::Result<()> {
-        let mut status = String::new();
-        for name in pipelines {
-            status += &serde_json::to_string(&self.pipelines().get(name).await?.status)?;
-        }
-        let list = ListParams::default();
-        let events = serde_json::to_string(
-            &self
-                .ns
-                .api::<k8s_openapi::api::events::v1::Event>()
-                .list(&list)
-                .await?,
-        )?;
-        let config_maps = serde_json::to_string(&self.ns.api::<ConfigMap>().list(&list).await?)?;
-        let log = op.log_text();
+        let seen = self.everything_visible(op).await?;
+        let mut leaks = Vec::new();
         for secret in secrets {
             assert!(!secret.is_empty(), "an empty secret would match anything");
-            assert!(!status.contains(secret), "a secret in the status");
-            assert!(!events.contains(secret), "a secret in an Event");
-            assert!(!config_maps.contains(secret), "a secret in a ConfigMap");
-            assert!(!log.contains(secret), "a secret in the operator's log");
+            for (what, text) in &seen {
+                if text.contains(secret) {
+                    leaks.push(what.clone());
+                }
+            }
         }
+        let bytes: usize = seen.iter().map(|(_, t)| t.len()).sum();
+        println!(
+            "searched {} sources ({} KiB) for {} secret values: {} found",
+            seen.len(),
+            bytes / 1024,
+            secrets.len(),
+            leaks.len()
+        );
+        anyhow::ensure!(leaks.is_empty(), "secret values leaked into: {leaks:?}");
         Ok(())
     }
 
