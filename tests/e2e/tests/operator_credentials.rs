@@ -43,6 +43,9 @@ async fn kafka_sasl_credentials_come_from_a_secret_and_are_never_shown() -> anyh
     s.wait_condition(name, "TableReady", "True", None, 60)
         .await?;
     assert!(s.kafka_topic(&s.topic).await?.is_some());
+    // The runner's Pods are up, so their logs are searched too.
+    s.wait_condition(name, "RunnerReady", "True", None, 120)
+        .await?;
 
     // The runner gets the Kafka identity by secretKeyRef only.
     for var in ["MILLRACE_KAFKA_USERNAME", "MILLRACE_KAFKA_PASSWORD"] {
