@@ -214,17 +214,30 @@ async fn lag_scales_the_sink_up_to_the_partitions_and_back_down_after_the_cool_d
     })
     .await?;
 
-    // Each decision, as a person reads it.
-    let events = s.event_reasons(name).await?;
-    let said = |reason: &str| {
+    // Each decision, as a person reads it. The Event of the last one is
+    // published after the status that the wait above saw: wait for it.
+    let said = |events: &[(String, String)], reason: &str| {
         events
             .iter()
             .filter(|(r, _)| r == reason)
             .map(|(_, m)| m.clone())
             .collect::<Vec<_>>()
     };
-    let ups = said("ScaledUp");
-    let downs = said("ScaledDown");
+    let waited = poll_until("the ScaledDown Event to 1", Deadline::secs(30), || async {
+        let events = s.event_reasons(name).await?;
+        let done = said(&events, "ScaledDown")
+            .iter()
+            .any(|m| m.contains("to 1") && m.contains("lag"));
+        Ok(done.then_some(events))
+    })
+    .await;
+    // Without it, the checks below say what the Events were.
+    let events = match waited {
+        Ok(events) => events,
+        Err(_) => s.event_reasons(name).await?,
+    };
+    let ups = said(&events, "ScaledUp");
+    let downs = said(&events, "ScaledDown");
     println!("ScaledUp: {ups:?}\nScaledDown: {downs:?}");
     ensure!(
         ups.iter()
