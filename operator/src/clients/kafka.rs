@@ -87,15 +87,14 @@ impl<A> ClientCache<A> {
         make: impl FnOnce() -> Result<A>,
     ) -> Result<Arc<A>> {
         let key = ClientKey::new(spec, auth);
-        let creds = auth;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((used, admin)) = cache.get(&key)
-            && used.as_ref() == creds
+            && used.as_ref() == auth
         {
             return Ok(admin.clone());
         }
         let admin = Arc::new(make()?);
-        cache.insert(key, (creds.cloned(), admin.clone()));
+        cache.insert(key, (auth.cloned(), admin.clone()));
         Ok(admin)
     }
 }

@@ -52,10 +52,9 @@ impl LagReaders {
         auth: Option<&KafkaAuth>,
     ) -> (Option<Arc<BaseConsumer>>, Option<Arc<BaseConsumer>>) {
         let key = (ClientKey::new(kafka, auth), group.to_owned());
-        let creds = auth;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((used, reader)) = cache.get(&key)
-            && used.as_ref() == creds
+            && used.as_ref() == auth
         {
             return (Some(reader.clone()), None);
         }
@@ -65,7 +64,7 @@ impl LagReaders {
             return (None, stale);
         };
         let evicted = cache
-            .push(key, (creds.cloned(), reader.clone()))
+            .push(key, (auth.cloned(), reader.clone()))
             .map(|(_, (_, old))| old);
         (Some(reader), evicted.or(stale))
     }
