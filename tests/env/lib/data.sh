@@ -53,6 +53,14 @@ CASSANDRA_CONF_DIR="$MILLRACE_WORLD/conf/cassandra"
 CASSANDRA_PASSWORD_FILE="$MILLRACE_WORLD/cassandra-password"
 CASSANDRA_USERNAME=millrace
 CASSANDRA_LOCAL_DC=datacenter1
+# Client encryption: one CA signs the nodes' certificate and the clients'.
+# The nodes take TLS and plaintext on the one CQL port, and a TLS client must
+# present a certificate that CA signed (Cassandra 5.0 has no "optional"
+# client authentication): see cassandra.yaml.in.
+CASSANDRA_TLS_DIR="$MILLRACE_WORLD/cassandra-tls"
+CASSANDRA_TLS_USER=millrace-cassandra-client
+# Only the keystores' own lock: they hold nothing but the world's test CA.
+CASSANDRA_TLS_STORE_PASSWORD=millrace-world
 # Nodes of a multi-node world listen on PREFIX.1, PREFIX.2, ...: Cassandra
 # wants the same storage port on every node, so each needs an address of its
 # own; any 127.x.y.z is loopback on Linux.
@@ -487,6 +495,32 @@ _cassandra_jvm_opts() {
   ((${#extra[@]} == 0)) || printf '%s\n' "${extra[@]}"
 }
 
+# cassandra_tls_make: the world's Cassandra CA, a certificate every node
+# presents (its SANs name every node address the world may use), a client
+# certificate, and the PKCS#12 key store and trust store Cassandra reads.
+# An unrelated CA (other-ca) lets tests show a wrong CA is refused.
+cassandra_tls_make() {
+  local d="$CASSANDRA_TLS_DIR" i sans="IP:127.0.0.1, DNS:localhost"
+  for ((i = 1; i <= 9; i++)); do sans+=", IP:$CASSANDRA_ADDRESS_PREFIX.$i"; done
+  tls_ca "$d" ca millrace-world-cassandra-ca
+  tls_ca "$d" other-ca millrace-world-unrelated-ca
+  tls_cert "$d" ca node "/CN=cassandra" "extendedKeyUsage = serverAuth" "subjectAltName = $sans"
+  tls_cert "$d" ca "$CASSANDRA_TLS_USER" "/CN=$CASSANDRA_TLS_USER" "extendedKeyUsage = clientAuth"
+  tls_cert "$d" other-ca untrusted-client "/CN=untrusted-client" "extendedKeyUsage = clientAuth"
+  if [[ ! -s "$d/keystore.p12" ]]; then
+    openssl pkcs12 -export -name node -in "$d/node.crt" -inkey "$d/node.key" -certfile "$d/ca.crt" \
+      -passout "pass:$CASSANDRA_TLS_STORE_PASSWORD" -out "$d/keystore.p12.tmp" \
+      && mv -f "$d/keystore.p12.tmp" "$d/keystore.p12" || die "could not make Cassandra's key store"
+  fi
+  if [[ ! -s "$d/truststore.p12" ]]; then
+    rm -f "$d/truststore.p12.tmp"
+    keytool -importcert -noprompt -alias ca -file "$d/ca.crt" -storetype PKCS12 \
+      -keystore "$d/truststore.p12.tmp" -storepass "$CASSANDRA_TLS_STORE_PASSWORD" >/dev/null \
+      && mv -f "$d/truststore.p12.tmp" "$d/truststore.p12" || die "could not make Cassandra's trust store"
+  fi
+  chmod 600 "$d"/*.key "$d"/*.p12
+}
+
 # cassandra_start: every node of the world that is not running.
 cassandra_start() {
   local name
@@ -503,6 +537,7 @@ cassandra_start_one() {
   fi
   mkdir -p "$CASSANDRA_NODE_DATA_DIR"/{data,commitlog,saved_caches,hints,cdc_raw} \
     "$CASSANDRA_NODE_CONF_DIR/triggers" "$LOGS_DIR"
+  cassandra_tls_make
   local CASSANDRA_COMMITLOG_SYNC_CONF
   case "$CASSANDRA_COMMITLOG_SYNC" in
     periodic) CASSANDRA_COMMITLOG_SYNC_CONF=$'commitlog_sync: periodic\ncommitlog_sync_period: 10000ms' ;;
@@ -511,7 +546,7 @@ cassandra_start_one() {
   esac
   _data_render "$_DATA_SRC/cassandra/cassandra.yaml.in" "$CASSANDRA_NODE_CONF_DIR/cassandra.yaml" \
     CASSANDRA_NODE_ADDRESS CASSANDRA_SEED_ADDRESS CASSANDRA_CQL_PORT CASSANDRA_STORAGE_PORT \
-    CASSANDRA_NODE_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF
+    CASSANDRA_NODE_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF CASSANDRA_TLS_DIR CASSANDRA_TLS_STORE_PASSWORD
   local -a opts
   mapfile -t opts < <(_cassandra_jvm_opts)
   ((${#opts[@]} > 10)) || die "could not build Cassandra's JVM options"
@@ -713,6 +748,8 @@ data_env() {
     MILLRACE_CASSANDRA_CONTACT_POINTS "$(_data_shq "$(_cassandra_list)")" \
     MILLRACE_CASSANDRA_NODES "$(_data_shq "$CASSANDRA_NODES")" \
     MILLRACE_CASSANDRA_LOCAL_DC "$(_data_shq "$CASSANDRA_LOCAL_DC")" \
+    MILLRACE_CASSANDRA_TLS_DIR "$(_data_shq "$CASSANDRA_TLS_DIR")" \
+    MILLRACE_CASSANDRA_TLS_USER "$(_data_shq "$CASSANDRA_TLS_USER")" \
     MILLRACE_CASSANDRA_USERNAME "$(_data_shq "$CASSANDRA_USERNAME")" \
     MILLRACE_CASSANDRA_PASSWORD "$(_data_shq "$cpw")"
 }
