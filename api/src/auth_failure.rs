@@ -59,9 +59,53 @@ pub fn kafka_tls_failure(message: &str) -> Option<String> {
     Some(text.split(" (after ").next().unwrap_or(text).to_owned())
 }
 
+/// The part a person can act on of a CQL driver error that reports a
+/// failed TLS handshake with a node (a CA that did not sign the node's
+/// certificate, a certificate that does not name the node, a client
+/// certificate refused or missing), or `None`: from "...Failed to connect:
+/// error:0A000086:SSL routines:...:certificate verify failed..." it keeps
+/// "error:0A000086:SSL routines:...".
+pub fn cassandra_tls_failure(message: &str) -> Option<String> {
+    let lower = message.to_ascii_lowercase();
+    let at = [
+        "ssl routines",
+        "certificate verify failed",
+        "tlsv1 alert",
+        "tlsv13 alert",
+        "sslv3 alert",
+    ]
+    .iter()
+    .filter_map(|k| lower.find(k))
+    .min()?;
+    // OpenSSL prefixes its reasons with `error:CODE:`; keep that with them.
+    let start = lower[..at]
+        .rfind("error:")
+        .filter(|e| at - e <= 16)
+        .unwrap_or(at);
+    Some(message[start..].trim().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_cassandra_handshake_is_told_from_other_errors() {
+        assert_eq!(
+            cassandra_tls_failure(
+                "Control connection pool error: Failed to connect: error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed"
+            )
+            .as_deref(),
+            Some("error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed")
+        );
+        for other in [
+            "Connection refused (os error 111)",
+            "Authentication failed - bad credentials",
+            "timed out connecting",
+        ] {
+            assert_eq!(cassandra_tls_failure(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn a_failed_kafka_handshake_is_told_from_other_errors() {

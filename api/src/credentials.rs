@@ -19,17 +19,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-impl Credentials {
-    /// From two environment variables: both set and non-empty, or none.
-    pub fn from_env(user_var: &str, password_var: &str) -> Option<Self> {
-        let get = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-        Some(Self {
-            username: get(user_var)?,
-            password: get(password_var)?,
-        })
-    }
-}
-
 /// What a Kafka client takes from the Secrets of `spec.kafka`: the SASL
 /// login of `credentialsSecretRef` and the TLS material of `tls` (or the
 /// login Secret's `caKey`).
@@ -57,6 +46,32 @@ impl fmt::Debug for KafkaCredentialValues {
     }
 }
 
+/// What a Cassandra client takes from the Secrets of `spec.cassandra`: the
+/// login of `credentialsSecretRef` and the TLS material of `tls`.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct CassandraCredentialValues {
+    /// The username and password.
+    pub login: Option<Credentials>,
+    /// PEM of the CA that signed the nodes' certificates.
+    pub ca_pem: Option<String>,
+    /// PEM of the client certificate, for clusters that require one.
+    pub client_cert_pem: Option<String>,
+    /// PEM of the client certificate's private key.
+    pub client_key_pem: Option<String>,
+}
+
+impl fmt::Debug for CassandraCredentialValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pem = |v: &Option<String>| v.as_ref().map(|_| "<pem>");
+        f.debug_struct("CassandraCredentialValues")
+            .field("login", &self.login)
+            .field("ca_pem", &pem(&self.ca_pem))
+            .field("client_cert_pem", &pem(&self.client_cert_pem))
+            .field("client_key_pem", &pem(&self.client_key_pem))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +90,15 @@ mod tests {
             client_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
         };
         let text = format!("{kafka:?}");
+        assert!(text.contains("\"u\"") && !text.contains("s3cret"), "{text}");
+        assert!(!text.contains("BEGIN"), "{text}");
+        let cassandra = CassandraCredentialValues {
+            login: kafka.login.clone(),
+            ca_pem: kafka.ca_pem.clone(),
+            client_cert_pem: kafka.client_cert_pem.clone(),
+            client_key_pem: kafka.client_key_pem.clone(),
+        };
+        let text = format!("{cassandra:?}");
         assert!(text.contains("\"u\"") && !text.contains("s3cret"), "{text}");
         assert!(!text.contains("BEGIN"), "{text}");
     }

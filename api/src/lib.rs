@@ -14,7 +14,8 @@
 //!   [`schema_diff`] compares the declared table with the one Cassandra has.
 //! - [`schedule`]: when a pull source runs.
 //! - What the operator and the runner agree on: [`kafka_client`] (client
-//!   settings, consumer group), [`commit_metadata`] (what the sink commits
+//!   settings, consumer group), [`cassandra_client`] (the runner's
+//!   variables and, with the `cassandra-tls` feature, the TLS context), [`commit_metadata`] (what the sink commits
 //!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`credentials`],
 //!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
@@ -24,6 +25,7 @@
 //!   and the operator serve `/metrics` and their health on.
 
 pub mod auth_failure;
+pub mod cassandra_client;
 pub mod cell;
 pub mod coerce;
 pub mod commit_metadata;
@@ -54,7 +56,7 @@ pub use coerce::{PLAUSIBLE_YEARS, ValueError, coerce, coerce_with_unit};
 pub use commit_metadata::CommitMetadata;
 pub use cql_type::{CqlType, CqlTypeError};
 pub use crd_yaml::crd_yaml;
-pub use credentials::{Credentials, KafkaCredentialValues};
+pub use credentials::{CassandraCredentialValues, Credentials, KafkaCredentialValues};
 pub use json_pointer::{JsonPointer, JsonPointerError};
 pub use kafka_client::{consumer_group, kafka_client_settings};
 pub use mapping::{

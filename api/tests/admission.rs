@@ -501,6 +501,23 @@ fn the_strimzi_example_passes_both_checks() {
 }
 
 #[test]
+fn the_k8ssandra_tls_example_passes_both_checks() {
+    let object: Value =
+        serde_yaml::from_str(include_str!("../../examples/k8ssandra-tls.yaml")).unwrap();
+    assert_eq!(cel_failures(&object, None), Vec::<String>::new());
+    rust_verdict(&object).unwrap();
+    let typed: StreamPipeline = serde_json::from_value(object).unwrap();
+    let cassandra = typed.spec.cassandra;
+    let tls = cassandra.tls.as_ref().unwrap();
+    assert!(!tls.verify_hostname);
+    assert_eq!(tls.ca_secret_ref.key, "ca.crt");
+    assert_eq!(
+        cassandra.secret_names(),
+        ["demo-superuser", "millrace-cassandra-client"]
+    );
+}
+
+#[test]
 fn refused_specs_fail_both_checks_with_a_clear_message() {
     for (what, object, words) in refused() {
         let failures = cel_failures(&object, None);

@@ -11,7 +11,7 @@ use millrace_api::lease::{Gate, NotLeader};
 
 use crate::cache;
 use crate::clients;
-use crate::credentials::{Credentials, KafkaAuth};
+use crate::credentials::{CassandraAuth, KafkaAuth};
 use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ pub struct Context {
 #[derive(Clone, Default)]
 pub struct Remembered {
     pub kafka: Option<KafkaAuth>,
-    pub cassandra: Option<Credentials>,
+    pub cassandra: Option<CassandraAuth>,
     /// When the pipeline's namespace is also the claims namespace (an
     /// operator watching one namespace), deleting the namespace removes the
     /// ownership records before the `Delete` cleanup runs; this lets the

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 pub use millrace_api::Credentials;
-use millrace_api::{CassandraSpec, KafkaCredentialValues, KafkaSpec, StreamPipelineSpec};
+use millrace_api::{
+    CassandraCredentialValues, CassandraSpec, KafkaCredentialValues, KafkaSpec, StreamPipelineSpec,
+};
 
 use crate::error::{Error, Result};
 
@@ -15,16 +17,15 @@ use crate::error::{Error, Result};
 /// Secrets: the SASL login and the TLS material.
 pub type KafkaAuth = KafkaCredentialValues;
 
+/// Everything a Cassandra client of the pipeline's cluster takes from its
+/// Secrets: the login and the TLS material.
+pub type CassandraAuth = CassandraCredentialValues;
+
 /// Every Secret the runner reads: its Kafka and Cassandra Secrets and its
 /// pull headers.
 pub fn runner_secret_names(spec: &StreamPipelineSpec) -> Vec<&str> {
     let mut names: Vec<&str> = spec.kafka.secret_names();
-    names.extend(
-        spec.cassandra
-            .credentials_secret_ref
-            .as_ref()
-            .map(|r| r.name.as_str()),
-    );
+    names.extend(spec.cassandra.secret_names());
     names.extend(spec.sources.iter().filter_map(|s| {
         s.http_pull
             .as_ref()?
@@ -152,15 +153,28 @@ impl SecretsRead {
         Ok(Some(values))
     }
 
-    /// The Cassandra login, or `None` when the spec names no Secret.
-    pub fn cassandra(&self, cassandra: &CassandraSpec) -> Result<Option<Credentials>> {
-        let Some(r) = &cassandra.credentials_secret_ref else {
+    /// What the Cassandra clients take from the Secrets, or `None` when
+    /// the spec names none.
+    pub fn cassandra(&self, cassandra: &CassandraSpec) -> Result<Option<CassandraAuth>> {
+        if cassandra.credentials_secret_ref.is_none() && cassandra.tls.is_none() {
             return Ok(None);
-        };
-        Ok(Some(Credentials {
-            username: self.value(&r.name, &r.username_key)?,
-            password: self.value(&r.name, &r.password_key)?,
-        }))
+        }
+        let mut values = CassandraAuth::default();
+        if let Some(r) = &cassandra.credentials_secret_ref {
+            values.login = Some(Credentials {
+                username: self.value(&r.name, &r.username_key)?,
+                password: self.value(&r.name, &r.password_key)?,
+            });
+        }
+        if let Some(tls) = &cassandra.tls {
+            let ca = &tls.ca_secret_ref;
+            values.ca_pem = Some(self.value(&ca.name, &ca.key)?);
+            if let Some(cert) = &tls.client_cert_secret_ref {
+                values.client_cert_pem = Some(self.value(&cert.name, &cert.cert_key)?);
+                values.client_key_pem = Some(self.value(&cert.name, &cert.key_key)?);
+            }
+        }
+        Ok(Some(values))
     }
 }
 
@@ -175,17 +189,13 @@ pub async fn kafka_credentials(
         .kafka(kafka)
 }
 
-/// [`SecretsRead::cassandra`], reading only the Cassandra Secret.
+/// [`SecretsRead::cassandra`], reading only the Cassandra Secrets.
 pub async fn cassandra_credentials(
     client: &kube::Client,
     namespace: &str,
     cassandra: &CassandraSpec,
-) -> Result<Option<Credentials>> {
-    let names = cassandra
-        .credentials_secret_ref
-        .as_ref()
-        .map(|r| r.name.as_str());
-    SecretsRead::fetch(client, namespace, names)
+) -> Result<Option<CassandraAuth>> {
+    SecretsRead::fetch(client, namespace, cassandra.secret_names())
         .await?
         .cassandra(cassandra)
 }

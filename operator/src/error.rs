@@ -82,6 +82,18 @@ pub enum Error {
         message: String,
     },
 
+    /// TLS to the nodes failed: a CA that did not sign their certificates,
+    /// a certificate that does not name the node, a client certificate the
+    /// nodes refuse or none where they require one, or TLS material from
+    /// the Secrets that cannot be used.
+    #[error(
+        "Cassandra at {contact_points}: TLS failed: {message}; check spec.cassandra.tls (the CA that signed the nodes' certificates, the client certificate, verifyHostname)"
+    )]
+    CassandraTls {
+        contact_points: String,
+        message: String,
+    },
+
     #[error("finalizer: {0}")]
     Finalizer(String),
 
@@ -109,6 +121,7 @@ impl Error {
             | Self::KafkaTls { .. }
             | Self::UnmanagedTopicMissing { .. }
             | Self::CassandraAuth { .. }
+            | Self::CassandraTls { .. }
             | Self::Render { .. }
             | Self::MissingMetadata(_) => ErrorClass::User,
             Self::Kube(_)
@@ -134,6 +147,7 @@ impl Error {
             Self::KafkaTls { .. } => "kafka_tls",
             Self::UnmanagedTopicMissing { .. } => "topic_missing",
             Self::CassandraAuth { .. } => "cassandra_auth",
+            Self::CassandraTls { .. } => "cassandra_tls",
             Self::Finalizer(_) => "finalizer",
             Self::NotLeader(_) => "not_leader",
             Self::Render { .. } | Self::MissingMetadata(_) => "internal",
@@ -149,7 +163,7 @@ impl Error {
             Self::Kafka { .. } | Self::Cassandra { .. } => "Unavailable",
             Self::KafkaRejected(_) | Self::CassandraRejected(_) => "Rejected",
             Self::KafkaAuth { .. } => "KafkaAuthFailed",
-            Self::KafkaTls { .. } => "TlsFailed",
+            Self::KafkaTls { .. } | Self::CassandraTls { .. } => "TlsFailed",
             Self::UnmanagedTopicMissing { .. } => "TopicNotFound",
             Self::CassandraAuth { .. } => "CassandraAuthFailed",
             Self::Finalizer(_) => "FinalizerError",

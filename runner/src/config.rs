@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use millrace_api::cassandra_client::CassandraTlsError;
 use millrace_api::{
-    Credentials, KafkaCredentialValues, LogFormat, RowMapper, StreamPipelineSpec,
-    kafka_client_settings, validate_pipeline,
+    CassandraCredentialValues, Credentials, KafkaCredentialValues, LogFormat, RowMapper,
+    StreamPipelineSpec, kafka_client_settings, validate_pipeline,
 };
 use rdkafka::ClientConfig;
 use serde::Deserialize;
@@ -146,7 +147,19 @@ pub struct Connections {
     /// Secrets ([`millrace_api::kafka_client::env`]).
     pub kafka_credentials: KafkaCredentialValues,
     pub cassandra_contact_points: Vec<String>,
-    pub cassandra_credentials: Option<Credentials>,
+    /// The login and TLS material the operator passes from the pipeline's
+    /// Cassandra Secrets ([`millrace_api::cassandra_client::env`]).
+    pub cassandra_credentials: CassandraCredentialValues,
+}
+
+/// Why no CQL session could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CassandraConnectError {
+    /// The TLS material from the Secrets cannot be used.
+    #[error("spec.cassandra.tls: {0}")]
+    Tls(#[from] CassandraTlsError),
+    #[error(transparent)]
+    Session(#[from] scylla::errors::NewSessionError),
 }
 
 impl Connections {
@@ -171,10 +184,9 @@ impl Connections {
                 std::env::var(name).ok().filter(|s| !s.is_empty())
             }),
             cassandra_contact_points: contact_points.iter().map(|p| with_port(p)).collect(),
-            cassandra_credentials: Credentials::from_env(
-                "MILLRACE_CASSANDRA_USERNAME",
-                "MILLRACE_CASSANDRA_PASSWORD",
-            ),
+            cassandra_credentials: cassandra_credentials_from_env(|name| {
+                std::env::var(name).ok().filter(|s| !s.is_empty())
+            }),
         }
     }
 
@@ -200,7 +212,7 @@ impl Connections {
     pub async fn cassandra_session(
         &self,
         pipeline: &Pipeline,
-    ) -> Result<scylla::client::session::Session, scylla::errors::NewSessionError> {
+    ) -> Result<scylla::client::session::Session, CassandraConnectError> {
         use scylla::client::execution_profile::ExecutionProfile;
         use scylla::policies::load_balancing::DefaultPolicy;
         let policy = DefaultPolicy::builder()
@@ -214,10 +226,14 @@ impl Connections {
         let mut builder = scylla::client::session_builder::SessionBuilder::new()
             .known_nodes(&self.cassandra_contact_points)
             .default_execution_profile_handle(profile.into_handle());
-        if let Some(creds) = &self.cassandra_credentials {
+        if let Some(creds) = &self.cassandra_credentials.login {
             builder = builder.user(&creds.username, &creds.password);
         }
-        builder.build().await
+        builder = builder.tls_context(millrace_api::cassandra_client::tls_context(
+            pipeline.spec.cassandra.tls.as_ref(),
+            &self.cassandra_credentials,
+        )?);
+        Ok(builder.build().await?)
     }
 }
 
@@ -241,6 +257,22 @@ fn kafka_credentials_from_env(
         ca_pem: get(names::KAFKA_CA_PEM),
         client_cert_pem: get(names::KAFKA_CLIENT_CERT_PEM),
         client_key_pem: get(names::KAFKA_CLIENT_KEY_PEM),
+    }
+}
+
+/// The Cassandra login and TLS material from the variables the operator
+/// sets (`get` reads one, `None` when unset or empty).
+fn cassandra_credentials_from_env(
+    get: impl Fn(&str) -> Option<String>,
+) -> CassandraCredentialValues {
+    use millrace_api::cassandra_client::env as names;
+    CassandraCredentialValues {
+        login: get(names::CASSANDRA_USERNAME)
+            .zip(get(names::CASSANDRA_PASSWORD))
+            .map(|(username, password)| Credentials { username, password }),
+        ca_pem: get(names::CASSANDRA_CA_PEM),
+        client_cert_pem: get(names::CASSANDRA_CLIENT_CERT_PEM),
+        client_key_pem: get(names::CASSANDRA_CLIENT_KEY_PEM),
     }
 }
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use millrace_api::auth_failure::cassandra_refused_login;
+use millrace_api::auth_failure::{cassandra_refused_login, cassandra_tls_failure};
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::config::{Connections, Pipeline};
+use crate::config::{CassandraConnectError, Connections, Pipeline};
 use crate::http::{self, HttpLimits};
 use crate::metrics::Metrics;
 use crate::{ingest, sink};
@@ -106,11 +106,17 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
     Ok(())
 }
 
-/// How long the sink waits for Cassandra to accept its credentials before
-/// exiting, so that a restarted container reads a fixed Secret.
+/// How long the sink waits for Cassandra to accept its credentials (and its
+/// TLS material) before exiting, so that a restarted container reads a
+/// fixed Secret.
 const LOGIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Waits, not ready, while Cassandra refuses the credentials: restarting
+const LOGIN_REFUSED: &str = "Cassandra refused the credentials (MILLRACE_CASSANDRA_USERNAME / MILLRACE_CASSANDRA_PASSWORD, from the pipeline's Secret)";
+const TLS_REFUSED: &str =
+    "TLS to Cassandra failed (spec.cassandra.tls: the CA, the client certificate, verifyHostname)";
+
+/// Waits, not ready, while Cassandra refuses the credentials or the TLS
+/// handshake fails (or the TLS material cannot be used): restarting
 /// every few seconds would only bury the reason in a crash loop. After
 /// [`LOGIN_PATIENCE`] it gives up with an error, since credentials from a
 /// Secret reach a container only when it starts. Other errors are left to
@@ -123,20 +129,27 @@ async fn wait_for_cassandra_login(
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_secs(5);
     loop {
-        let refused = match connections.cassandra_session(pipeline).await {
-            Err(e) if cassandra_refused_login(&e.to_string()) => e,
-            _ => return Ok(true),
+        let (refused, what) = match connections.cassandra_session(pipeline).await {
+            Err(e @ CassandraConnectError::Tls(_)) => (e.to_string(), TLS_REFUSED),
+            Err(e) => {
+                let text = e.to_string();
+                if let Some(seen) = cassandra_tls_failure(&text) {
+                    (seen, TLS_REFUSED)
+                } else if cassandra_refused_login(&text) {
+                    (text, LOGIN_REFUSED)
+                } else {
+                    return Ok(true);
+                }
+            }
+            Ok(_) => return Ok(true),
         };
         if started.elapsed() >= LOGIN_PATIENCE {
-            anyhow::bail!(
-                "Cassandra refused the credentials for {} s: {refused}",
-                LOGIN_PATIENCE.as_secs()
-            );
+            anyhow::bail!("{what} for {} s: {refused}", LOGIN_PATIENCE.as_secs());
         }
         error!(
             error = %refused,
             retry_in_seconds = pause.as_secs(),
-            "Cassandra refused the credentials (MILLRACE_CASSANDRA_USERNAME / MILLRACE_CASSANDRA_PASSWORD, from the pipeline's Secret): not ready"
+            "{what}: not ready"
         );
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}

@@ -6,6 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::tls::{CaSecretRef, ClientCertSecretRef};
 use super::{limits, patterns};
 
 /// The Cassandra cluster, and the keyspace and table the sink writes to.
@@ -28,6 +29,12 @@ pub struct CassandraSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<CassandraCredentials>,
 
+    /// TLS to the nodes (client encryption), with the CA that signed their
+    /// certificates and, for clusters that ask for one, a client
+    /// certificate. Without it, millrace connects in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<CassandraTls>,
+
     /// The keyspace; created if missing, and its replication kept as declared.
     pub keyspace: KeyspaceSpec,
 
@@ -39,6 +46,52 @@ pub struct CassandraSpec {
     /// replica down with a replication factor of 3.
     #[serde(default)]
     pub consistency: Consistency,
+}
+
+/// TLS to Cassandra's CQL port.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CassandraTls {
+    /// The CA bundle (PEM) that signed the nodes' certificates, for example
+    /// the `ca.crt` of the cert-manager Certificate the cluster's nodes use.
+    pub ca_secret_ref: CaSecretRef,
+
+    /// A client certificate and key (PEM), for clusters with
+    /// `require_client_auth`. For a cert-manager Certificate's Secret set
+    /// `certKey: tls.crt` and `keyKey: tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<ClientCertSecretRef>,
+
+    /// Check that each node's certificate names the address millrace
+    /// connects to (the node's IP address, as the cluster advertises it),
+    /// as well as that the CA signed it. Turn off only for certificates
+    /// that do not name the nodes' addresses: the CA is still checked.
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl CassandraSpec {
+    /// The Secrets the Cassandra clients read: the login and the TLS
+    /// material.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        names.extend(
+            self.credentials_secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str()),
+        );
+        if let Some(tls) = &self.tls {
+            names.push(tls.ca_secret_ref.name.as_str());
+            names.extend(tls.client_cert_secret_ref.as_ref().map(|r| r.name.as_str()));
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
 }
 
 fn default_local_datacenter() -> String {

@@ -13,8 +13,8 @@ mod sources;
 mod tls;
 
 pub use cassandra::{
-    CassandraCredentials, CassandraSpec, ClusteringColumn, ClusteringOrder, ColumnSpec,
-    Consistency, EpochUnit, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
+    CassandraCredentials, CassandraSpec, CassandraTls, ClusteringColumn, ClusteringOrder,
+    ColumnSpec, Consistency, EpochUnit, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
 };
 pub use kafka::{
     DEFAULT_USERNAME_KEY, KafkaCredentials, KafkaSpec, KafkaTls, SaslMechanism, SecurityProtocol,

@@ -21,6 +21,7 @@ pub(super) fn spec() -> StreamPipelineSpec {
             contact_points: vec!["cassandra".into(), "10.0.0.2:9042".into()],
             local_datacenter: "datacenter1".into(),
             credentials_secret_ref: None,
+            tls: None,
             keyspace: KeyspaceSpec {
                 name: "spark_streams".into(),
                 replication: Replication::simple(1),

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use millrace_api::auth_failure::cassandra_auth_failure;
+use millrace_api::auth_failure::{cassandra_auth_failure, cassandra_tls_failure};
 use millrace_api::{CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableStatus, cql};
 use scylla::client::session::Session;
 
 use super::PartOutcome;
 use crate::clients::cassandra::unavailable;
 use crate::context::Context;
-use crate::credentials::Credentials;
+use crate::credentials::CassandraAuth;
 use crate::desired::Pipeline;
 use crate::desired::ownership::{self, Owner};
 use crate::desired::table::{ObservedTable, plan_table};
@@ -25,9 +25,21 @@ use crate::metrics::Target;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An unreachable-looking error that is in fact Cassandra refusing the
-/// username or password: a person must fix the Secret, so it gets its own
-/// reason and is not retried quickly.
+/// username or password, or a failed TLS handshake: a person must fix the
+/// Secret or the spec, so it gets its own reason and is not retried
+/// quickly.
 fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
+    if let Error::Cassandra {
+        contact_points,
+        message,
+    } = &e
+        && let Some(seen) = cassandra_tls_failure(message)
+    {
+        return Error::CassandraTls {
+            contact_points: contact_points.clone(),
+            message: seen,
+        };
+    }
     match e {
         Error::Cassandra {
             contact_points,
@@ -153,7 +165,7 @@ fn column_status(spec: &CassandraSpec, observed: &[ObservedColumn]) -> Vec<Colum
 pub async fn reconcile_table(
     ctx: &Context,
     p: &Pipeline<'_>,
-    creds: Option<&Credentials>,
+    creds: Option<&CassandraAuth>,
 ) -> PartOutcome<TableStatus> {
     let spec = &p.sp.spec.cassandra;
     let mut events = Vec::new();
@@ -203,7 +215,7 @@ fn table_existed(p: &Pipeline<'_>) -> bool {
 async fn reconcile_inner(
     ctx: &Context,
     p: &Pipeline<'_>,
-    creds: Option<&Credentials>,
+    creds: Option<&CassandraAuth>,
     events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<TableStatus>> {
     let spec = &p.sp.spec.cassandra;
@@ -319,7 +331,7 @@ pub async fn drop_table(
     ctx: &Context,
     spec: &CassandraSpec,
     owner: &Owner,
-    creds: Option<&Credentials>,
+    creds: Option<&CassandraAuth>,
 ) -> Result<Dropped> {
     let result = async {
         let session = ctx.cassandra.get(spec, creds).await?;

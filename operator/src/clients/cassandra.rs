@@ -13,7 +13,7 @@ use millrace_api::CassandraSpec;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-use crate::credentials::Credentials;
+use crate::credentials::CassandraAuth;
 use crate::error::{Error, Result};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,20 +28,26 @@ impl Cluster {
     }
 }
 
-/// What a session is cached by: the cluster and the user it logs in as.
-/// The password is not part of the key: a session whose user's password
-/// changed is replaced, not kept beside the new one.
+/// What a session is cached by: the cluster, the user it logs in as, and
+/// whether it uses TLS (checking node names or not). The password and the
+/// TLS material are not part of the key: a session whose password or
+/// certificates changed is replaced, not kept beside the new one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SessionKey {
     pub cluster: Cluster,
     pub username: Option<String>,
+    /// `Some(verify_hostname)` with TLS.
+    pub tls: Option<bool>,
 }
 
 impl SessionKey {
-    pub fn new(spec: &CassandraSpec, creds: Option<&Credentials>) -> Self {
+    pub fn new(spec: &CassandraSpec, creds: Option<&CassandraAuth>) -> Self {
         Self {
             cluster: Cluster::of(spec),
-            username: creds.map(|c| c.username.clone()),
+            username: creds
+                .and_then(|c| c.login.as_ref())
+                .map(|c| c.username.clone()),
+            tls: spec.tls.as_ref().map(|t| t.verify_hostname),
         }
     }
 }
@@ -49,11 +55,11 @@ impl SessionKey {
 /// One identity's session, or the last failure to connect it.
 struct Slot<S> {
     /// The session and the credentials it logged in with.
-    session: Option<(Option<Credentials>, Arc<S>)>,
+    session: Option<(Option<CassandraAuth>, Arc<S>)>,
     /// When the last attempt to connect failed, with which credentials,
     /// and why: who waited for that attempt gets its answer rather than
     /// trying again at once.
-    failed: Option<(Instant, Option<Credentials>, String)>,
+    failed: Option<(Instant, Option<CassandraAuth>, String)>,
 }
 
 impl<S> Default for Slot<S> {
@@ -125,7 +131,7 @@ impl Sessions {
     pub async fn get(
         &self,
         spec: &CassandraSpec,
-        creds: Option<&Credentials>,
+        creds: Option<&CassandraAuth>,
     ) -> Result<Arc<Session>> {
         self.get_with(spec, creds, || connect(spec, creds)).await
     }
@@ -138,7 +144,7 @@ impl<S> SessionCache<S> {
     pub async fn get_with<F>(
         &self,
         spec: &CassandraSpec,
-        creds: Option<&Credentials>,
+        creds: Option<&CassandraAuth>,
         connect: impl FnOnce() -> F,
     ) -> Result<Arc<S>>
     where
@@ -180,7 +186,7 @@ impl<S> SessionCache<S> {
     }
 
     /// Forgets a session after a failure, so the next attempt reconnects.
-    pub async fn forget(&self, spec: &CassandraSpec, creds: Option<&Credentials>) {
+    pub async fn forget(&self, spec: &CassandraSpec, creds: Option<&CassandraAuth>) {
         let slot = self.sessions.slot(&SessionKey::new(spec, creds));
         slot.lock().await.session = None;
     }
@@ -193,13 +199,22 @@ impl<S> SessionCache<S> {
     }
 }
 
-async fn connect(spec: &CassandraSpec, creds: Option<&Credentials>) -> Result<Session> {
+async fn connect(spec: &CassandraSpec, creds: Option<&CassandraAuth>) -> Result<Session> {
     let mut builder = SessionBuilder::new()
         .known_nodes(&spec.contact_points)
         .connection_timeout(CONNECT_TIMEOUT);
-    if let Some(c) = creds {
+    let values = creds.cloned().unwrap_or_default();
+    if let Some(c) = &values.login {
         builder = builder.user(&c.username, &c.password);
     }
+    let tls =
+        millrace_api::cassandra_client::tls_context(spec.tls.as_ref(), &values).map_err(|e| {
+            Error::CassandraTls {
+                contact_points: spec.contact_points.join(","),
+                message: e.to_string(),
+            }
+        })?;
+    builder = builder.tls_context(tls);
     tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), builder.build())
         .await
         .map_err(|_| unavailable(spec, "timed out connecting"))?
@@ -219,10 +234,13 @@ mod tests {
         spec
     }
 
-    fn login(username: &str, password: &str) -> Credentials {
-        Credentials {
-            username: username.into(),
-            password: password.into(),
+    fn login(username: &str, password: &str) -> CassandraAuth {
+        CassandraAuth {
+            login: Some(crate::credentials::Credentials {
+                username: username.into(),
+                password: password.into(),
+            }),
+            ..Default::default()
         }
     }
 
@@ -241,7 +259,7 @@ mod tests {
             }
         }
 
-        async fn get(&self, spec: &CassandraSpec, creds: Option<&Credentials>) -> usize {
+        async fn get(&self, spec: &CassandraSpec, creds: Option<&CassandraAuth>) -> usize {
             let s = self
                 .cache
                 .get_with(spec, creds, || async {
@@ -293,6 +311,32 @@ mod tests {
         // back to the old password connects again.
         assert_ne!(c.get(&a, Some(&login("alice", "old"))).await, old);
         assert_eq!(c.connects.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn new_tls_material_or_a_changed_name_check_replaces_the_session() {
+        let c = Counted::new();
+        let mut a = spec(&["10.0.0.1:9042"]);
+        a.tls = Some(millrace_api::CassandraTls {
+            ca_secret_ref: millrace_api::CaSecretRef::named("ca"),
+            client_cert_secret_ref: None,
+            verify_hostname: true,
+        });
+        let with_ca = |pem: &str| CassandraAuth {
+            ca_pem: Some(pem.into()),
+            ..Default::default()
+        };
+        let first = c.get(&a, Some(&with_ca("CA 1"))).await;
+        assert_eq!(c.get(&a, Some(&with_ca("CA 1"))).await, first);
+        let rotated = c.get(&a, Some(&with_ca("CA 2"))).await;
+        assert_ne!(rotated, first, "a rotated CA connects again");
+        let mut lax = a.clone();
+        if let Some(t) = lax.tls.as_mut() {
+            t.verify_hostname = false;
+        }
+        assert_ne!(c.get(&lax, Some(&with_ca("CA 2"))).await, rotated);
+        let plain = spec(&["10.0.0.1:9042"]);
+        assert_ne!(c.get(&plain, None).await, rotated, "TLS or not");
     }
 
     #[tokio::test]

@@ -92,6 +92,7 @@ fn secret_env_opt(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar
 /// The container's environment: downward API, listen address, and
 /// credentials and keys only by `secretKeyRef`.
 pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
+    use millrace_api::cassandra_client::env as cassandra_names;
     use millrace_api::kafka_client::env as names;
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
@@ -136,15 +137,35 @@ pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
     }
     if let Some(creds) = &spec.cassandra.credentials_secret_ref {
         env.push(secret_env(
-            "MILLRACE_CASSANDRA_USERNAME",
+            cassandra_names::CASSANDRA_USERNAME,
             &creds.name,
             &creds.username_key,
         ));
         env.push(secret_env(
-            "MILLRACE_CASSANDRA_PASSWORD",
+            cassandra_names::CASSANDRA_PASSWORD,
             &creds.name,
             &creds.password_key,
         ));
+    }
+    if let Some(tls) = &spec.cassandra.tls {
+        let ca = &tls.ca_secret_ref;
+        env.push(secret_env(
+            cassandra_names::CASSANDRA_CA_PEM,
+            &ca.name,
+            &ca.key,
+        ));
+        if let Some(cert) = &tls.client_cert_secret_ref {
+            env.push(secret_env(
+                cassandra_names::CASSANDRA_CLIENT_CERT_PEM,
+                &cert.name,
+                &cert.cert_key,
+            ));
+            env.push(secret_env(
+                cassandra_names::CASSANDRA_CLIENT_KEY_PEM,
+                &cert.name,
+                &cert.key_key,
+            ));
+        }
     }
     env
 }
@@ -512,6 +533,45 @@ mod tests {
                 ),
                 row("MILLRACE_KAFKA_CLIENT_CERT_PEM", "app", "user.crt", false),
                 row("MILLRACE_KAFKA_CLIENT_KEY_PEM", "app", "user.key", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn cassandra_tls_material_reaches_the_runner_by_secret_key_ref() {
+        let mut spec = fixtures::seed().spec;
+        spec.cassandra.tls = Some(
+            serde_json::from_value(serde_json::json!({
+                "caSecretRef": {"name": "cass-ca"},
+                "clientCertSecretRef": {"name": "cass-client", "certKey": "tls.crt", "keyKey": "tls.key"},
+            }))
+            .expect("tls"),
+        );
+        let refs: Vec<(String, String, String)> = env(&spec)
+            .into_iter()
+            .filter_map(|e| {
+                let r = e.value_from?.secret_key_ref?;
+                assert!(e.value.is_none());
+                Some((e.name, r.name, r.key))
+            })
+            .collect();
+        let row = |env: &str, secret: &str, key: &str| {
+            (env.to_owned(), secret.to_owned(), key.to_owned())
+        };
+        assert_eq!(
+            refs,
+            [
+                row("MILLRACE_CASSANDRA_CA_PEM", "cass-ca", "ca.crt"),
+                row(
+                    "MILLRACE_CASSANDRA_CLIENT_CERT_PEM",
+                    "cass-client",
+                    "tls.crt"
+                ),
+                row(
+                    "MILLRACE_CASSANDRA_CLIENT_KEY_PEM",
+                    "cass-client",
+                    "tls.key"
+                ),
             ]
         );
     }
