@@ -61,6 +61,9 @@ registry_provision() {
 # registry_start: the registry, unless it runs. Its schemas are kept in an
 # H2 database file under the world's data directory, so ids survive a
 # restart (a sink that stopped on a registry outage finds them again).
+# use-canonical-hash: a schema registered again in another layout (spaces,
+# key order) gets its id back, as Confluent's registry does, instead of a
+# new version.
 registry_start() {
   registry_provision
   if is_running registry; then
@@ -73,6 +76,7 @@ registry_start() {
     -Djava.awt.headless=true "-Djava.io.tmpdir=$REGISTRY_DATA_DIR/tmp" \
     -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$REGISTRY_PORT" \
     "-Dquarkus.datasource.jdbc.url=jdbc:h2:file:$REGISTRY_DATA_DIR/registry" \
+    -Dregistry.ccompat.use-canonical-hash=true \
     -jar "$REGISTRY_HOME/registry-runner.jar"
 }
 
