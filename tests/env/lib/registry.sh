@@ -61,9 +61,9 @@ registry_provision() {
 # registry_start: the registry, unless it runs. Its schemas are kept in an
 # H2 database file under the world's data directory, so ids survive a
 # restart (a sink that stopped on a registry outage finds them again).
-# use-canonical-hash: a schema registered again in another layout (spaces,
-# key order) gets its id back, as Confluent's registry does, instead of a
-# new version.
+# Not registry.ccompat.use-canonical-hash: Apicurio 2.4's canonical form
+# sorts a record's fields, so GET /schemas/ids/N would return a schema whose
+# field order differs from the one the bytes were written with.
 registry_start() {
   registry_provision
   if is_running registry; then
@@ -76,7 +76,6 @@ registry_start() {
     -Djava.awt.headless=true "-Djava.io.tmpdir=$REGISTRY_DATA_DIR/tmp" \
     -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$REGISTRY_PORT" \
     "-Dquarkus.datasource.jdbc.url=jdbc:h2:file:$REGISTRY_DATA_DIR/registry" \
-    -Dregistry.ccompat.use-canonical-hash=true \
     -jar "$REGISTRY_HOME/registry-runner.jar"
 }
 
