@@ -119,6 +119,18 @@ fn check_http_pull(v: &mut Problems, pull: &HttpPullSource, at: &str) {
         pull.max_retries.into(),
         limits::MAX_RETRIES,
     );
+    if let Some(p) = &pull.pagination {
+        v.range(
+            format!("{at}.pagination.maxPages"),
+            p.max_pages.into(),
+            limits::MAX_PAGES,
+        );
+    }
+    // "Not in the future" is judged now: a backfill valid when written stays
+    // valid, as time only moves its range further into the past.
+    for (field, problem) in crate::pull_paging::check_pull(pull, jiff::Timestamp::now()) {
+        v.push(format!("{at}.{field}"), problem.into());
+    }
 }
 
 #[cfg(test)]
