@@ -251,7 +251,7 @@ pub struct NumberedPagination {
 }
 
 /// How the window variables are written.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PullWindow {
     /// Where the first window starts (RFC 3339) when no run has completed
