@@ -473,6 +473,19 @@ impl LeaseLock {
         }
     }
 
+    /// The Lease's annotation `key`, as stored now (`None` when the Lease or
+    /// the annotation is missing).
+    pub async fn annotation(&self, key: &str) -> Result<Option<String>, LeaseError> {
+        let lease = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.kube(e))?;
+        Ok(lease
+            .and_then(|l| l.metadata.annotations)
+            .and_then(|mut a| a.remove(key)))
+    }
+
     /// Gives the Lease up, so a candidate takes it at once. The gate closes
     /// before the write: nothing of ours may follow the release.
     pub async fn release(&self) -> Result<(), LeaseError> {

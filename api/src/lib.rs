@@ -41,6 +41,7 @@ pub mod kafka_client;
 pub mod lease;
 pub mod mapping;
 pub mod pull_lease;
+pub mod pull_paging;
 pub mod replay;
 pub mod schedule;
 pub mod schema_diff;
@@ -63,6 +64,10 @@ pub use mapping::{
     ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
 };
 pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner};
+pub use pull_paging::{
+    PULL_STATE_ANNOTATION, PagePosition, Paging, PagingError, PullState, RunEnd, UrlTemplate,
+    Window,
+};
 pub use replay::{REPLAY_ANNOTATION, REPLAY_TOKEN_ENV, ReplayMetadata, replay_group};
 pub use schedule::{Cron, Schedule, ScheduleError};
 pub use schema_diff::{ColumnKind, ObservedColumn, TableDiff, UnsupportedChange, diff_table};

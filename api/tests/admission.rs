@@ -89,6 +89,36 @@ fn valid_variants_pass_both_checks() {
             }),
         ),
         (
+            "a paged, windowed pull with a backfill",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "api", "httpPull": {
+                "url": "https://api.example.com/users?since={{window.start}}&until={{ window.end }}", "schedule": "*/5 * * * *",
+                "recordsPath": "/results", "pagination": {"nextLink": "/info/next", "maxPages": 20},
+                "window": {"initialStart": "2026-01-01T00:00:00Z", "format": "unixMillis"},
+                "backfill": {"from": "2025-12-01T00:00:00Z", "to": "2026-01-01T00:00:00.5+01:00", "windowSize": "6h"}}}),
+                );
+                for (name, pagination) in [
+                    ("link", json!({"linkHeader": true})),
+                    (
+                        "cursor",
+                        json!({"cursor": {"path": "/meta/next", "param": "after"}}),
+                    ),
+                    (
+                        "page",
+                        json!({"page": {"param": "page", "size": 50, "sizeParam": "per_page"}}),
+                    ),
+                    ("offset", json!({"offset": {"param": "offset", "start": 0}})),
+                ] {
+                    add_source(
+                        o,
+                        json!({"name": name, "httpPull": {"url": "https://api.example.com/u", "schedule": "1m", "pagination": pagination}}),
+                    );
+                }
+            }),
+        ),
+        (
             "NetworkTopologyStrategy",
             with(|o| {
                 o["spec"]["cassandra"]["keyspace"]["replication"] = json!({"class": "NetworkTopologyStrategy", "dataCenters": {"dc1": 3, "dc-2": 2}});
@@ -395,6 +425,56 @@ fn refused() -> Vec<(&'static str, Value, &'static str)> {
                 )
             }),
             "five-field cron",
+        ),
+        (
+            "two pagination modes",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/?s={{window.start}}", "schedule": "1m", "pagination": {"nextLink": "/next", "linkHeader": true}}}),
+                )
+            }),
+            "exactly one of nextLink, linkHeader: true, cursor, page or offset",
+        ),
+        (
+            "no pagination mode",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/?s={{window.start}}", "schedule": "1m", "pagination": {"maxPages": 3}}}),
+                )
+            }),
+            "exactly one of nextLink, linkHeader: true, cursor, page or offset",
+        ),
+        (
+            "a backfill running backwards",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/?s={{window.start}}", "schedule": "1m", "backfill": {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}}),
+                )
+            }),
+            "backfill.from must be before backfill.to",
+        ),
+        (
+            "a backfill window of a day",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/?s={{window.start}}", "schedule": "1m", "backfill": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "windowSize": "1d"}}}),
+                )
+            }),
+            "non-zero interval",
+        ),
+        (
+            "a window start that is not a time",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/?s={{window.start}}", "schedule": "1m", "window": {"initialStart": "yesterday"}}}),
+                )
+            }),
+            "initialStart",
         ),
         (
             "ftp URL",

@@ -27,6 +27,10 @@ pub const AUTOSCALE_REPLICAS: (i64, i64) = (1, 64);
 pub const TARGET_LAG: (i64, i64) = (1, 1_000_000_000);
 pub const COOLDOWN_SECONDS: (i64, i64) = (0, 86_400);
 pub const MAX_IN_FLIGHT: (i64, i64) = (1, 65_536);
+pub const MAX_PAGES: (i64, i64) = (1, 10_000);
+pub const PAGE_SIZE: (i64, i64) = (1, 1_000_000);
+/// Most windows a backfill is split into.
+pub const BACKFILL_WINDOWS_MAX: u64 = 10_000;
 
 pub const CONTACT_POINTS_MAX: usize = 16;
 pub const COLUMNS_MAX: usize = 100;
@@ -39,3 +43,4 @@ pub const POINTER_MAX: usize = 512;
 pub const TEMPLATE_MAX: usize = 1024;
 pub const URL_MAX: usize = 2048;
 pub const SCHEDULE_MAX: usize = 128;
+pub const QUERY_PARAM_MAX: usize = 128;

@@ -22,8 +22,9 @@ pub use kafka::{
 };
 pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, RunnerSpec};
 pub use sources::{
-    GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource, SecretReference, SourceKind,
-    SourceSpec,
+    Backfill, CursorPagination, GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource,
+    NumberedPagination, Pagination, PullWindow, SecretReference, SourceKind, SourceSpec,
+    TimeFormat,
 };
 pub use tls::{CaSecretRef, ClientCertSecretRef};
 

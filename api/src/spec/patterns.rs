@@ -38,6 +38,12 @@ pub const JSON_POINTER_OR_EMPTY: &str = "^(/([^~]|~[01])*)?$";
 /// pointers in single braces.
 pub const TEMPLATE: &str = "^([^{}]|[{][{]|[}][}]|[{]/([^~{}]|~[01])*[}])*$";
 
+/// A query parameter name: URL-safe characters only.
+pub const QUERY_PARAM: &str = "^[A-Za-z0-9._~-]+$";
+
+/// An RFC 3339 timestamp such as `2026-01-01T00:00:00Z`.
+pub const RFC3339: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
+
 /// An interval such as `30s`, `5m`, `250ms` or `1h`.
 pub const INTERVAL: &str = "^[0-9]{1,9}(ms|s|m|h)$";
 

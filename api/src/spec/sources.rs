@@ -117,6 +117,25 @@ pub struct HttpPullSource {
     #[serde(default = "default_max_retries")]
     #[schemars(range(min = limits::MAX_RETRIES.0, max = limits::MAX_RETRIES.1))]
     pub max_retries: i32,
+
+    /// Follow the API's pages within a run: a next-page link in the body or
+    /// in the `Link` header, a cursor, or page or offset parameters. Unset:
+    /// one request per run, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<Pagination>,
+
+    /// How `{{window.start}}` and `{{window.end}}` in `url` are written, and
+    /// where the first window starts. A run's window starts where the last
+    /// completed window ended (kept on the pull Lease) and ends when the run
+    /// starts. Requires the URL to use a window variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<PullWindow>,
+
+    /// A one-off pull of a past range, split into windows run one after
+    /// another with the same limits. Requires the URL to use a window
+    /// variable; its progress is kept on the pull Lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<Backfill>,
 }
 
 fn default_timeout_seconds() -> i32 {
@@ -138,8 +157,156 @@ impl HttpPullSource {
             headers_from_secret: None,
             timeout_seconds: default_timeout_seconds(),
             max_retries: default_max_retries(),
+            pagination: None,
+            window: None,
+            backfill: None,
         }
     }
+}
+
+/// How a run follows an API's pages. Exactly one of `nextLink`,
+/// `linkHeader`, `cursor`, `page` or `offset` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "(has(self.nextLink) ? 1 : 0) + (has(self.linkHeader) && self.linkHeader ? 1 : 0) + (has(self.cursor) ? 1 : 0) + (has(self.page) ? 1 : 0) + (has(self.offset) ? 1 : 0) == 1"
+    )
+    .message("set exactly one of nextLink, linkHeader: true, cursor, page or offset")
+)]
+pub struct Pagination {
+    /// JSON pointer to the next page's URL in the response, such as
+    /// `/info/next`; a relative URL is resolved against the page's own. The
+    /// last page has none (missing, null or empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::POINTER_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::JSON_POINTER))
+        .message("must be a JSON pointer such as /info/next"))]
+    pub next_link: Option<String>,
+
+    /// Follow the `Link` response header's `rel="next"` URL (RFC 8288), as
+    /// GitHub's API pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_header: Option<bool>,
+
+    /// A cursor in the response sent back as a query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<CursorPagination>,
+
+    /// A page-number query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<NumberedPagination>,
+
+    /// An offset query parameter, advanced by the records each page had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<NumberedPagination>,
+
+    /// Most pages one run fetches. A run that reaches it says so in its
+    /// last-pull message, and the next run goes on from the page after it
+    /// in the same window, so nothing is dropped.
+    #[serde(default = "default_max_pages")]
+    #[schemars(range(min = limits::MAX_PAGES.0, max = limits::MAX_PAGES.1))]
+    pub max_pages: i32,
+}
+
+fn default_max_pages() -> i32 {
+    100
+}
+
+/// A cursor taken from each response and sent with the next request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CursorPagination {
+    /// JSON pointer to the next cursor in the response, such as
+    /// `/meta/nextCursor`. The last page has none (missing, null or empty).
+    #[schemars(length(min = 1, max = limits::POINTER_MAX), pattern(patterns::JSON_POINTER))]
+    pub path: String,
+    /// Query parameter the cursor is sent as, such as `cursor`.
+    #[schemars(length(min = 1, max = limits::QUERY_PARAM_MAX), pattern(patterns::QUERY_PARAM))]
+    pub param: String,
+}
+
+/// A page number or offset in a query parameter. The pages end at an empty
+/// page, or at a page with fewer than `size` records when `size` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NumberedPagination {
+    /// Query parameter of the page number or offset, such as `page`.
+    #[schemars(length(min = 1, max = limits::QUERY_PARAM_MAX), pattern(patterns::QUERY_PARAM))]
+    pub param: String,
+    /// The first page's number or offset (default 1 for `page`, 0 for
+    /// `offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub start: Option<i64>,
+    /// Records per page: a shorter page is the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = limits::PAGE_SIZE.0, max = limits::PAGE_SIZE.1))]
+    pub size: Option<i32>,
+    /// Query parameter `size` is sent as, such as `per_page`; unset sends
+    /// none (the URL may carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::QUERY_PARAM_MAX), pattern(patterns::QUERY_PARAM))]
+    pub size_param: Option<String>,
+}
+
+/// How the window variables are written.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullWindow {
+    /// Where the first window starts (RFC 3339) when no run has completed
+    /// yet; unset: one schedule interval before the first run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::RFC3339))
+        .message("initialStart must be an RFC 3339 time such as 2026-01-01T00:00:00Z"))]
+    pub initial_start: Option<String>,
+    /// How times are written into the URL.
+    #[serde(default)]
+    pub format: TimeFormat,
+}
+
+/// How a time is written into a URL.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TimeFormat {
+    /// `2026-01-01T00:00:00Z`, fractional seconds only when there are some.
+    #[default]
+    Rfc3339,
+    /// Whole seconds since 1970 (the window's start rounded down, its end
+    /// rounded down too, so windows stay contiguous).
+    UnixSeconds,
+    /// Milliseconds since 1970.
+    UnixMillis,
+}
+
+/// A past range pulled once, window by window.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(format!(
+        "!self.from.matches('{0}') || !self.to.matches('{0}') || timestamp(self.from) < timestamp(self.to)",
+        patterns::RFC3339
+    ))
+        .message("backfill.from must be before backfill.to")
+)]
+pub struct Backfill {
+    /// Start of the range, RFC 3339.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::RFC3339))
+        .message("from must be an RFC 3339 time such as 2026-01-01T00:00:00Z"))]
+    pub from: String,
+    /// End of the range (excluded), RFC 3339; not in the future.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::RFC3339))
+        .message("to must be an RFC 3339 time such as 2026-01-01T00:00:00Z"))]
+    pub to: String,
+    /// Length of each window, such as `1h`; unset: the schedule's interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 16))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}') && !self.matches('{}')", patterns::INTERVAL, patterns::ZERO_INTERVAL))
+        .message("must be a non-zero interval such as '30s', '5m' or '1h'"))]
+    pub window_size: Option<String>,
 }
 
 /// A Secret in the StreamPipeline's namespace.

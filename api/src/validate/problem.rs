@@ -141,6 +141,8 @@ pub enum Problem {
     PushPath(String),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Paging(#[from] crate::pull_paging::PagingError),
     #[error("{0:?} is not an absolute http or https URL")]
     Url(String),
     #[error("{0:?} is not a valid HTTP header name")]

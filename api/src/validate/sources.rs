@@ -68,7 +68,22 @@ pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
 }
 
 fn check_http_pull(v: &mut Problems, pull: &HttpPullSource, at: &str) {
-    if !is_http_url(&pull.url) {
+    // The URL as sent: window variables (spaces allowed inside their
+    // braces) replaced by times.
+    let sent = crate::pull_paging::UrlTemplate::parse(&pull.url).map_or_else(
+        |_| pull.url.clone(),
+        |t| {
+            let epoch = jiff::Timestamp::UNIX_EPOCH;
+            t.render(
+                crate::pull_paging::Window {
+                    start: epoch,
+                    end: epoch,
+                },
+                crate::spec::TimeFormat::Rfc3339,
+            )
+        },
+    );
+    if !is_http_url(&sent) {
         v.push(format!("{at}.url"), Problem::Url(pull.url.clone()));
     }
     if pull.schedule.len() > limits::SCHEDULE_MAX {
@@ -119,6 +134,18 @@ fn check_http_pull(v: &mut Problems, pull: &HttpPullSource, at: &str) {
         pull.max_retries.into(),
         limits::MAX_RETRIES,
     );
+    if let Some(p) = &pull.pagination {
+        v.range(
+            format!("{at}.pagination.maxPages"),
+            p.max_pages.into(),
+            limits::MAX_PAGES,
+        );
+    }
+    // "Not in the future" is judged now: a backfill valid when written stays
+    // valid, as time only moves its range further into the past.
+    for (field, problem) in crate::pull_paging::check_pull(pull, jiff::Timestamp::now()) {
+        v.push(format!("{at}.{field}"), problem.into());
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use std::time::Duration;
 use kube::api::Api;
 use millrace_api::lease::{Attempt, LeaseError, LeaseLock, Timing, annotate};
 use millrace_api::{
-    HttpPullSource, LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner,
+    HttpPullSource, LAST_PULL_ANNOTATION, LastPull, PULL_STATE_ANNOTATION, PullState,
+    pull_lease_name, pull_lease_owner,
 };
 use tracing::{debug, info};
 
@@ -95,19 +96,42 @@ impl PullLease {
         self.lock.gate().is_open()
     }
 
-    /// Records a run in the annotation (a renewal too), if this replica
-    /// still holds the Lease.
-    pub async fn record(&self, last: &LastPull) -> Result<(), LeaseError> {
+    /// The watermark, unfinished window and backfill progress the last
+    /// holder recorded. A record that cannot be read is an error, not an
+    /// empty state: starting over from `initialStart` could skip a window.
+    pub async fn state(&self) -> Result<PullState, StateError> {
+        match self.lock.annotation(PULL_STATE_ANNOTATION).await? {
+            None => Ok(PullState::default()),
+            Some(text) => serde_json::from_str(&text).map_err(StateError::Unreadable),
+        }
+    }
+
+    /// Records a run and the state after it in the annotations (a renewal
+    /// too), if this replica still holds the Lease.
+    pub async fn record(&self, last: &LastPull, state: &PullState) -> Result<(), LeaseError> {
         let text = serde_json::to_string(last).unwrap_or_default();
+        let state = serde_json::to_string(state).unwrap_or_default();
         let attempt = self
             .lock
-            .renew_with(|lease| annotate(lease, LAST_PULL_ANNOTATION, text))
+            .renew_with(|lease| {
+                annotate(lease, LAST_PULL_ANNOTATION, text);
+                annotate(lease, PULL_STATE_ANNOTATION, state);
+            })
             .await?;
         if !attempt.is_held() {
             info!(lease = %self.lock.name(), "the pull Lease is no longer ours: the run is not recorded");
         }
         Ok(())
     }
+}
+
+/// Why the pull state on the Lease cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("the annotation {PULL_STATE_ANNOTATION} is not a pull state: {0}")]
+    Unreadable(serde_json::Error),
 }
 
 /// Long enough to cover one run with all its retries, so the holder keeps

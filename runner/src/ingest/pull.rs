@@ -14,13 +14,30 @@
 //! next slot, and at least [`MIN_PRODUCE_PATIENCE`]; a run that still has
 //! records Kafka did not take is recorded `Failed` with how many, and
 //! `records` counts only the acknowledged ones.
+//!
+//! A run covers a time window and walks the API's pages (see
+//! [`millrace_api::pull_paging`]): each page's records are acknowledged by
+//! Kafka before the next page is requested, and the window's end becomes
+//! the watermark on the pull Lease only when every page was. A run killed
+//! midway leaves the watermark where it was, so the next run asks for that
+//! window again (at least once; a key's rows are upserts, so the table ends
+//! the same). A run that reaches `maxPages` records where it stopped, and
+//! the next one goes on there. A backfill's windows run after the
+//! scheduled run of a slot, one after another, with the same limits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_api::{HttpPullSource, JsonPointer, LastPull, Schedule};
+use millrace_api::pull_paging::{
+    PageSeen, PartialWindow, after_backfill_run, after_run, backfill_windows, plan_backfill,
+    plan_run,
+};
+use millrace_api::{
+    HttpPullSource, JsonPointer, LastPull, PagePosition, Paging, PullState, RunEnd, Schedule,
+    TimeFormat, UrlTemplate, Window,
+};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -50,6 +67,21 @@ pub struct Puller {
     records_at: Option<JsonPointer>,
     client: reqwest::Client,
     lease: Option<PullLease>,
+    url: UrlTemplate,
+    paging: Paging,
+    max_pages: u64,
+    time_format: TimeFormat,
+    initial_start: Option<jiff::Timestamp>,
+    /// The state between runs without a Lease (a standalone runner): kept
+    /// in memory only, so a restart starts from `initialStart` again.
+    memory: std::sync::Mutex<PullState>,
+}
+
+/// One fetched page.
+struct Page {
+    records: Vec<Value>,
+    doc: Value,
+    link: Option<String>,
 }
 
 /// Why a fetch failed.
@@ -63,6 +95,8 @@ pub enum FetchError {
     NotJson(serde_json::Error),
     #[error("the response has no array of records at {0:?}")]
     NoRecords(String),
+    #[error(transparent)]
+    Paging(#[from] millrace_api::PagingError),
 }
 
 /// Extra headers from the environment, for credentials the operator maps
@@ -108,6 +142,23 @@ impl Puller {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let url = UrlTemplate::parse(&spec.url)?;
+        let paging = Paging::from_spec(spec.pagination.as_ref())?;
+        let max_pages = spec
+            .pagination
+            .as_ref()
+            .map_or(1, |p| u64::try_from(p.max_pages).unwrap_or(1).max(1));
+        let time_format = spec.window.as_ref().map(|w| w.format).unwrap_or_default();
+        let initial_start = spec
+            .window
+            .as_ref()
+            .and_then(|w| w.initial_start.as_deref())
+            .map(millrace_api::pull_paging::parse_time)
+            .transpose()?;
+        if let Some(backfill) = &spec.backfill {
+            backfill_windows(backfill, &schedule, jiff::Timestamp::now())
+                .map_err(|e| anyhow::anyhow!("source {name}: {e}"))?;
+        }
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(Duration::from_secs(spec.timeout_seconds.max(1) as u64))
@@ -121,7 +172,42 @@ impl Puller {
             records_at,
             client,
             lease,
+            url,
+            paging,
+            max_pages,
+            time_format,
+            initial_start,
+            memory: std::sync::Mutex::new(PullState::default()),
         })
+    }
+
+    /// The state the last run left: on the Lease, or in memory without one.
+    async fn load_state(&self) -> Result<PullState, super::lease::StateError> {
+        match &self.lease {
+            Some(lease) => lease.state().await,
+            None => Ok(self
+                .memory
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()),
+        }
+    }
+
+    /// Records a run and the state after it.
+    async fn save(&self, last: &LastPull, state: &PullState) {
+        self.ingest.metrics.pull_run(
+            &self.name,
+            last.succeeded(),
+            jiff::Timestamp::now().as_millisecond() as f64 / 1000.0,
+        );
+        match &self.lease {
+            Some(lease) => {
+                if let Err(e) = lease.record(last, state).await {
+                    warn!(source = %self.name, error = %e, "cannot record the run on the pull Lease");
+                }
+            }
+            None => *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = state.clone(),
+        }
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -147,41 +233,186 @@ impl Puller {
                     }
                 }
             }
-            let last = tokio::select! {
-                last = self.run_once() => last,
+            let state = match self.load_state().await {
+                Ok(state) => state,
+                Err(e) => {
+                    warn!(source = %self.name, error = %e, "cannot read the pull state on the Lease; skipping this run");
+                    continue;
+                }
+            };
+            let now = jiff::Timestamp::now();
+            let (window, partial) = plan_run(&state, self.initial_start, &self.schedule, now);
+            let (mut last, end) = tokio::select! {
+                done = self.run_window(window, partial, now) => done,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
-            let succeeded = last.succeeded();
-            self.ingest.metrics.pull_run(
-                &self.name,
-                succeeded,
-                jiff::Timestamp::now().as_millisecond() as f64 / 1000.0,
-            );
-            if let Some(lease) = &self.lease
-                && let Err(e) = lease.record(&last).await
-            {
-                warn!(source = %self.name, error = %e, "cannot record the run on the pull Lease");
+            let state = after_run(&state, window, &end);
+            if let Some(progress) = &state.backfill {
+                append(&mut last, &backfill_summary(progress));
+            }
+            self.save(&last, &state).await;
+            if self.spec.backfill.is_some() {
+                tokio::select! {
+                    _ = self.backfill(state) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
             }
         }
     }
 
-    /// One run: fetch, then dead-letter the records that do not fit and
-    /// produce the rest until Kafka has acknowledged every one of them.
-    pub async fn run_once(&self) -> LastPull {
-        let started = jiff::Timestamp::now();
-        let time = started.to_string();
-        let records = match self.fetch().await {
-            Ok(records) => records,
+    /// Runs the backfill's next windows one after another until it is done,
+    /// a run fails or this replica no longer holds the Lease; a later slot
+    /// goes on from the progress recorded.
+    async fn backfill(&self, mut state: PullState) {
+        let Some(backfill) = &self.spec.backfill else {
+            return;
+        };
+        let windows = match backfill_windows(backfill, &self.schedule, jiff::Timestamp::now()) {
+            Ok(windows) => windows,
             Err(e) => {
-                warn!(source = %self.name, error = %e, "pull failed");
-                return LastPull {
-                    time,
-                    records: 0,
-                    outcome: LastPull::FAILED.to_owned(),
-                    message: Some(e.to_string()),
-                };
+                warn!(source = %self.name, error = %e, "the backfill cannot run");
+                return;
             }
         };
+        while let Some((progress, window, partial)) = plan_backfill(&state, backfill, &windows) {
+            if self.lease.as_ref().is_some_and(|l| !l.held()) {
+                return;
+            }
+            let started = jiff::Timestamp::now();
+            let (mut last, end) = self.run_window(window, partial, started).await;
+            state = after_backfill_run(&state, progress, window, &end, last.records);
+            if let Some(progress) = &state.backfill {
+                let index = windows.iter().position(|w| *w == window).unwrap_or(0) + 1;
+                last.message = Some(format!(
+                    "backfill window {index} of {}: {}; {}",
+                    windows.len(),
+                    last.message.as_deref().unwrap_or_default(),
+                    backfill_summary(progress)
+                ));
+            }
+            self.save(&last, &state).await;
+            if end == RunEnd::Failed {
+                return;
+            }
+            if let Some(lease) = &self.lease
+                && !matches!(lease.acquire().await, Ok(true))
+            {
+                return;
+            }
+        }
+    }
+
+    /// One run over `window` (from `partial`'s page when a run left it
+    /// unfinished): its pages until the last, or until `maxPages`.
+    async fn run_window(
+        &self,
+        window: Window,
+        partial: Option<PartialWindow>,
+        started: jiff::Timestamp,
+    ) -> (LastPull, RunEnd) {
+        let time = started.to_string();
+        let base = self.url.render(window, self.time_format);
+        let pages_before = partial.as_ref().map_or(0, |p| p.pages);
+        let mut position = match partial {
+            Some(p) => Some(p.next),
+            None => self.paging.first_position(),
+        };
+        let (mut produced, mut dead, mut pages) = (0u64, 0u64, 0u64);
+        let failed = |produced: u64, dead: u64, pages: u64, message: String| LastPull {
+            time: time.clone(),
+            records: produced,
+            outcome: LastPull::FAILED.to_owned(),
+            message: Some(format!(
+                "window {window}: {message} ({produced} records produced, {dead} dead-lettered in {pages} pages before it); the window is pulled again"
+            )),
+        };
+        loop {
+            let url = match self.paging.request_url(&base, position.as_ref()) {
+                Ok(url) => url,
+                Err(e) => return (failed(produced, dead, pages, e.to_string()), RunEnd::Failed),
+            };
+            let page = match self.fetch(&url).await {
+                Ok(page) => page,
+                Err(e) => {
+                    warn!(source = %self.name, error = %e, %window, page = pages_before + pages + 1, "pull failed");
+                    return (failed(produced, dead, pages, e.to_string()), RunEnd::Failed);
+                }
+            };
+            let next = self.paging.next(PageSeen {
+                url: &url,
+                body: &page.doc,
+                link: page.link.as_deref(),
+                records: page.records.len(),
+                position: position.as_ref(),
+            });
+            drop(page.doc);
+            match self.produce_page(page.records, started).await {
+                Ok((acked, dead_lettered)) => {
+                    produced += acked;
+                    dead += dead_lettered;
+                }
+                Err((acked, message)) => {
+                    produced += acked;
+                    warn!(source = %self.name, produced, %window, "pull run failed: {message}");
+                    return (failed(produced, dead, pages, message), RunEnd::Failed);
+                }
+            }
+            pages += 1;
+            // A long run keeps its Lease, and stops once it is lost: another
+            // replica may be pulling by now.
+            if let Some(lease) = &self.lease {
+                if let Err(e) = lease.acquire().await {
+                    warn!(source = %self.name, error = %e, "cannot renew the pull Lease between pages");
+                }
+                if next.is_some() && !lease.held() {
+                    return (
+                        failed(produced, dead, pages, "lost the pull Lease".into()),
+                        RunEnd::Failed,
+                    );
+                }
+            }
+            let summary = format!(
+                "{produced} records produced, {dead} dead-lettered, {pages} pages, window {window}"
+            );
+            match next {
+                None => {
+                    info!(source = %self.name, produced, dead_lettered = dead, pages, %window, "pull run finished");
+                    let last = LastPull {
+                        time,
+                        records: produced,
+                        outcome: LastPull::SUCCEEDED.to_owned(),
+                        message: Some(summary),
+                    };
+                    return (last, RunEnd::Complete);
+                }
+                Some(next) if pages >= self.max_pages => {
+                    let at = describe(&next);
+                    info!(source = %self.name, produced, pages, %window, next = %at, "pull run stopped at maxPages");
+                    let last = LastPull {
+                        time,
+                        records: produced,
+                        outcome: LastPull::SUCCEEDED.to_owned(),
+                        message: Some(format!(
+                            "{summary}; stopped at maxPages ({}): the next run goes on at {at} in this window",
+                            self.max_pages
+                        )),
+                    };
+                    let pages = pages_before + pages;
+                    return (last, RunEnd::Bounded { next, pages });
+                }
+                Some(next) => position = Some(next),
+            }
+        }
+    }
+
+    /// Dead-letters the page's records that do not fit and produces the
+    /// rest until Kafka acknowledged each: `(acknowledged, dead-lettered)`,
+    /// or the acknowledged and why the others were not.
+    async fn produce_page(
+        &self,
+        records: Vec<Value>,
+        started: jiff::Timestamp,
+    ) -> Result<(u64, u64), (u64, String)> {
         let mut keyed = Vec::with_capacity(records.len());
         let mut dead = 0u64;
         for record in &records {
@@ -195,36 +426,24 @@ impl Puller {
         }
         drop(records);
         let delivery = self
-            .produce_all(&keyed, give_up_at(&self.schedule, started))
+            .produce_all(&keyed, give_up_at(&self.schedule, jiff::Timestamp::now()))
             .await;
         let produced = delivery.acknowledged;
         self.ingest.metrics.ingested(&self.name, produced);
         match delivery.error {
-            None => {
-                info!(source = %self.name, produced, dead_lettered = dead, attempts = delivery.attempts, "pull run finished");
-                LastPull {
-                    time,
-                    records: produced,
-                    outcome: LastPull::SUCCEEDED.to_owned(),
-                    message: Some(format!("{produced} records produced, {dead} dead-lettered")),
-                }
-            }
+            None => Ok((produced, dead)),
             Some(error) => {
                 let missing = keyed.len() as u64 - produced;
-                let message = format!(
-                    "kafka did not acknowledge {missing} of {} fetched records after {} attempts over {} s, the last failure: {error}; \
-                     they are not counted as produced ({produced} records produced, {dead} dead-lettered)",
-                    keyed.len(),
-                    delivery.attempts,
-                    started.duration_until(jiff::Timestamp::now()).as_secs(),
-                );
-                warn!(source = %self.name, produced, missing, dead_lettered = dead, "pull run failed: {message}");
-                LastPull {
-                    time,
-                    records: produced,
-                    outcome: LastPull::FAILED.to_owned(),
-                    message: Some(message),
-                }
+                Err((
+                    produced,
+                    format!(
+                        "kafka did not acknowledge {missing} of {} fetched records after {} attempts over {} s, the last failure: {error}; \
+                         they are not counted as produced",
+                        keyed.len(),
+                        delivery.attempts,
+                        started.duration_until(jiff::Timestamp::now()).as_secs(),
+                    ),
+                ))
             }
         }
     }
@@ -323,19 +542,19 @@ impl Puller {
         }
     }
 
-    /// GETs the URL until it answers 2xx, at most `maxRetries` retries.
-    async fn fetch(&self) -> Result<Vec<Value>, FetchError> {
+    /// GETs `url` until it answers 2xx, at most `maxRetries` retries.
+    async fn fetch(&self, url: &str) -> Result<Page, FetchError> {
         let max_retries = u32::try_from(self.spec.max_retries).unwrap_or(0);
         let mut attempt: u32 = 0;
         loop {
-            let (error, retry_after) = match self.fetch_once().await {
+            let (error, retry_after) = match self.fetch_once(url).await {
                 Ok(records) => return Ok(records),
                 Err(failure) => failure,
             };
             let may_retry = match &error {
                 FetchError::Status(status) => retryable(*status),
                 FetchError::Http(_) => true,
-                FetchError::NotJson(_) | FetchError::NoRecords(_) => false,
+                FetchError::NotJson(_) | FetchError::NoRecords(_) | FetchError::Paging(_) => false,
             };
             if !may_retry || attempt >= max_retries {
                 return Err(error);
@@ -349,10 +568,10 @@ impl Puller {
     }
 
     /// One GET; on failure, the error and the server's `Retry-After`.
-    async fn fetch_once(&self) -> Result<Vec<Value>, (FetchError, Option<Duration>)> {
+    async fn fetch_once(&self, url: &str) -> Result<Page, (FetchError, Option<Duration>)> {
         let response = self
             .client
-            .get(&self.spec.url)
+            .get(url)
             .send()
             .await
             .map_err(|e| (FetchError::Http(e.without_url()), None))?;
@@ -365,14 +584,51 @@ impl Puller {
                 .and_then(parse_retry_after);
             return Err((FetchError::Status(status), retry_after));
         }
+        let link = response
+            .headers()
+            .get(LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .bytes()
             .await
             .map_err(|e| (FetchError::Http(e.without_url()), None))?;
         let doc: Value =
             serde_json::from_slice(&body).map_err(|e| (FetchError::NotJson(e), None))?;
-        records_of(doc, self.records_at.as_ref()).map_err(|e| (e, None))
+        let records = records_of(doc.clone(), self.records_at.as_ref()).map_err(|e| (e, None))?;
+        Ok(Page { records, doc, link })
     }
+}
+
+/// Where a run stopped, for its message.
+fn describe(position: &PagePosition) -> String {
+    match position {
+        PagePosition::Url(url) => format!("the page {url}"),
+        PagePosition::Cursor(c) => format!("cursor {c:?}"),
+        PagePosition::Page(n) => format!("page {n}"),
+        PagePosition::Offset(n) => format!("offset {n}"),
+    }
+}
+
+fn backfill_summary(progress: &millrace_api::pull_paging::BackfillProgress) -> String {
+    if progress.finished() {
+        format!(
+            "backfill from {} to {} done: {} windows, {} records",
+            progress.from, progress.to, progress.windows_done, progress.records
+        )
+    } else {
+        format!(
+            "backfill from {} to {}: {} windows done, up to {}",
+            progress.from, progress.to, progress.windows_done, progress.done_until
+        )
+    }
+}
+
+fn append(last: &mut LastPull, text: &str) {
+    last.message = Some(match last.message.take() {
+        Some(m) => format!("{m}; {text}"),
+        None => text.to_owned(),
+    });
 }
 
 /// What became of a run's records.
