@@ -24,6 +24,7 @@
 //!   and the operator serve `/metrics` and their health on.
 
 pub mod auth_failure;
+pub mod avro;
 pub mod cell;
 pub mod coerce;
 pub mod commit_metadata;
