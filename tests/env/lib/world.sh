@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/k8s.sh"
 # shellcheck source=data.sh
 source "$(dirname "${BASH_SOURCE[0]}")/data.sh"
+# shellcheck source=registry.sh
+source "$(dirname "${BASH_SOURCE[0]}")/registry.sh"
 # shellcheck source=tools.sh
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 # shellcheck source=node.sh
@@ -14,12 +16,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 # Daemons in start order; `down` stops them in reverse.
 # shellcheck disable=SC2207 # the names never contain spaces
 WORLD_DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler
-  $(kafka_daemons) $(cassandra_daemons) node-agent)
+  $(kafka_daemons) $(cassandra_daemons) registry node-agent)
 
 world_provision() {
   local t0=$SECONDS
   # Maven and pip downloads overlap with the Go and Rust builds.
-  ( kafka_provision && cassandra_provision && cqlsh_provision ) >"$MILLRACE_HOME/provision-data.log" 2>&1 &
+  ( kafka_provision && cassandra_provision && cqlsh_provision && registry_provision && avro_provision ) \
+    >"$MILLRACE_HOME/provision-data.log" 2>&1 &
   local data_pid=$!
   etcd_build
   k8s_build
@@ -28,7 +31,7 @@ world_provision() {
   [[ -n "${MILLRACE_NODE_BIN_DIR:-}" ]] || node_build
   if ! wait "$data_pid"; then
     cat "$MILLRACE_HOME/provision-data.log" >&2
-    die "provisioning Kafka/Cassandra failed"
+    die "provisioning Kafka/Cassandra/the registry failed"
   fi
   log "everything provisioned in $((SECONDS - t0))s"
 }
@@ -45,6 +48,7 @@ world_write_env() {
     echo "export MILLRACE_NODE_LOGS='$NODE_STATE/logs'"
     echo "export PATH='$MILLRACE_BIN':\"\$PATH\""
     data_env
+    registry_env
   } >"$tmp"
   chmod 600 "$tmp"
   mv "$tmp" "$ENV_FILE"
@@ -58,6 +62,7 @@ world_up() {
   # Slow starters first, so they boot while the control plane comes up.
   cassandra_start
   kafka_start
+  registry_start
   etcd_start
   etcd_wait
   apiserver_start
@@ -71,6 +76,7 @@ world_up() {
   kafka_wait
   cassandra_wait
   cassandra_setup_roles
+  registry_wait
   world_write_env
   log "world up in $((SECONDS - t0))s; env: $ENV_FILE"
 }
@@ -126,6 +132,7 @@ component_version() {
     kube-*) echo "$K8S_VERSION" ;;
     kafka | kafka-*) kafka_version ;;
     cassandra | cassandra-*) cassandra_version ;;
+    registry) registry_version ;;
     node-agent) echo "millrace-node-agent (Pods as local processes)" ;;
   esac
 }

@@ -11,6 +11,7 @@
 //! | `MILLRACE_CASSANDRA_CONTACT_POINTS` | comma-separated `host:port` |
 //! | `MILLRACE_CASSANDRA_LOCAL_DC` | the local datacenter |
 //! | `MILLRACE_CASSANDRA_USERNAME` / `_PASSWORD` | a Cassandra superuser |
+//! | `MILLRACE_SCHEMA_REGISTRY_URL` | a Confluent-compatible Schema Registry's base URL (the local world's Apicurio `.../apis/ccompat/v7`); only tests of Avro need it, and fail without it |
 //!
 //! When `MILLRACE_KAFKA_BOOTSTRAP` is not set, the env file of the local world
 //! (`$MILLRACE_WORLD/env`, default `~/.cache/millrace/world/env`) is read.
@@ -29,6 +30,9 @@ pub struct World {
     pub cassandra_local_dc: String,
     pub cassandra_username: String,
     cassandra_password: String,
+    /// Optional here so the worlds without one still serve every other
+    /// test; [`World::schema_registry_url`] is what a test calls.
+    pub schema_registry_url: Option<String>,
     vars: HashMap<String, String>,
 }
 
@@ -41,6 +45,7 @@ impl std::fmt::Debug for World {
             .field("cassandra_contact_points", &self.cassandra_contact_points)
             .field("cassandra_local_dc", &self.cassandra_local_dc)
             .field("cassandra_username", &self.cassandra_username)
+            .field("schema_registry_url", &self.schema_registry_url)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +92,10 @@ impl World {
                 .unwrap_or_else(|| "datacenter1".into()),
             cassandra_username: get("MILLRACE_CASSANDRA_USERNAME")?,
             cassandra_password: get("MILLRACE_CASSANDRA_PASSWORD")?,
+            schema_registry_url: vars
+                .get("MILLRACE_SCHEMA_REGISTRY_URL")
+                .filter(|v| !v.is_empty())
+                .map(|v| v.trim_end_matches('/').to_string()),
             vars,
         })
     }
@@ -110,6 +119,90 @@ impl World {
 
     pub fn cassandra_password(&self) -> &str {
         &self.cassandra_password
+    }
+
+    /// The Confluent-compatible Schema Registry's base URL (`GET
+    /// {url}/schemas/ids/1` works under it). An error, never a skip, when
+    /// the world has none: a test of Avro without a registry fails.
+    pub fn schema_registry_url(&self) -> anyhow::Result<&str> {
+        self.schema_registry_url.as_deref().with_context(|| {
+            "MILLRACE_SCHEMA_REGISTRY_URL is not set in the test world's environment: \
+             this world has no schema registry; `tests/env/up` from this tree starts one"
+                .to_string()
+        })
+    }
+
+    /// `tests/env/avro-produce` with the world's Kafka and registry:
+    /// Confluent's own Python client (AvroSerializer, SchemaRegistryClient)
+    /// serializes `records` with the Avro `schema`, registering it under
+    /// `{topic}-value`, and produces them to `topic`, keyed by the record's
+    /// `key_field` when given. Returns the schema id the records carry.
+    pub fn avro_produce(
+        &self,
+        topic: &str,
+        schema: &serde_json::Value,
+        records: &[serde_json::Value],
+        key_field: Option<&str>,
+    ) -> anyhow::Result<u32> {
+        let schema = schema.to_string();
+        let mut args = vec!["produce", "--topic", topic, "--schema", schema.as_str()];
+        if let Some(field) = key_field {
+            args.extend(["--key-field", field]);
+        }
+        let input: String = records.iter().map(|r| format!("{r}\n")).collect();
+        let out = self.run_avro_produce(&args, &input)?;
+        parse_schema_id(&out)
+    }
+
+    /// Registers the Avro `schema` under `subject` without producing
+    /// anything; returns its id (the same id when it was already there).
+    pub fn register_avro_schema(
+        &self,
+        subject: &str,
+        schema: &serde_json::Value,
+    ) -> anyhow::Result<u32> {
+        let schema = schema.to_string();
+        let out = self.run_avro_produce(
+            &[
+                "register",
+                "--subject",
+                subject,
+                "--schema",
+                schema.as_str(),
+            ],
+            "",
+        )?;
+        parse_schema_id(&out)
+    }
+
+    fn run_avro_produce(&self, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        let registry = self.schema_registry_url()?;
+        let tool = repo_root().join("tests/env/avro-produce");
+        let mut child = std::process::Command::new(&tool)
+            .args(args)
+            .args(["--registry", registry])
+            .env("MILLRACE_KAFKA_BOOTSTRAP", &self.kafka_bootstrap)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", tool.display()))?;
+        child
+            .stdin
+            .take()
+            .context("avro-produce's stdin")?
+            .write_all(stdin.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "avro-produce {} failed ({}): {}",
+                args.first().copied().unwrap_or_default(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// A client for the world's apiserver, as its admin.
@@ -147,6 +240,13 @@ impl World {
             })?;
         Ok(session)
     }
+}
+
+fn parse_schema_id(out: &str) -> anyhow::Result<u32> {
+    out.lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("avro-produce printed no schema id: {out:?}"))
 }
 
 /// The repository's root (tests run with their crate's directory as cwd).
@@ -232,5 +332,11 @@ mod tests {
         ]);
         let world = World::from_vars(vars).expect("complete");
         assert!(!format!("{world:?}").contains("s3cret-value"));
+        // Optional in the world, required by whoever asks for it.
+        let err = world.schema_registry_url().expect_err("no registry");
+        assert!(
+            err.to_string().contains("MILLRACE_SCHEMA_REGISTRY_URL"),
+            "{err}"
+        );
     }
 }
