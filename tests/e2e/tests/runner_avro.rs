@@ -73,15 +73,16 @@ fn registry_url(world: &World) -> anyhow::Result<String> {
 /// Registers `schema` under `subject` through the registry's Confluent API
 /// and returns its id.
 async fn register(url: &str, subject: &str, schema: &str) -> anyhow::Result<u32> {
-    let answer: Value = reqwest::Client::new()
+    let body = reqwest::Client::new()
         .post(format!("{url}/subjects/{subject}/versions"))
         .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&json!({ "schema": schema }))
+        .body(json!({ "schema": schema }).to_string())
         .send()
         .await?
         .error_for_status()?
-        .json()
+        .bytes()
         .await?;
+    let answer: Value = serde_json::from_slice(&body)?;
     let id = answer["id"]
         .as_u64()
         .with_context(|| format!("registering {subject}: {answer}"))?;
