@@ -353,9 +353,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _pipeline_file(ctx, name, topic, table, sources, path):
+def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None):
     """examples/randomuser.yaml, pointed at `topic` and `table`, with its
-    sources replaced by `sources` (YAML text of the list items, or "").
+    sources replaced by `sources` (YAML text of the list items, or ""), and
+    with `format: avro` reading schemas from `avro_registry` when given.
     Edited as text (the harness has no YAML library); each line replaced
     must exist exactly once, so a changed example fails loudly."""
     text = (REPO / "examples/randomuser.yaml").read_text()
@@ -372,6 +373,9 @@ def _pipeline_file(ctx, name, topic, table, sources, path):
     if cut < 0:
         raise RuntimeError("examples/randomuser.yaml: no sources section")
     text = text[:cut] + ("  sources:\n" + sources if sources else "")
+    if avro_registry:
+        text = text.replace("  cassandra:\n", "  format:\n    type: avro\n    schemaRegistry:\n"
+                            f"      url: {avro_registry}\n  cassandra:\n", 1)
     path.write_text(text)
     return f"millrace.default.bench-{ctx.run_id}-{name.replace('_', '-')}"
 
@@ -489,7 +493,7 @@ class Runner:
         }
 
 
-def _sink(ctx, rep, name, binary, perf=None):
+def _sink(ctx, rep, name, binary, perf=None, avro=False):
     """A runner sink on the pre-filled topic, writing a fresh table, until
     its rows_written metric reaches N. Timed from the first row written to
     the N-th (the metric polled every 50 ms), like the ceilings: connecting
@@ -497,7 +501,8 @@ def _sink(ctx, rep, name, binary, perf=None):
     table = f"{name.replace('-', '_')}_{rep}"
     ctx.bench_tool("create-table", ctx.keyspace, table)
     pipeline = ctx.log / f"{table}.yaml"
-    ctx.groups.append(_pipeline_file(ctx, table, ctx.topic, table, "", pipeline))
+    topic, registry = (ctx.topic + "_avro", REGISTRY) if avro else (ctx.topic, None)
+    ctx.groups.append(_pipeline_file(ctx, table, topic, table, "", pipeline, registry))
     with Runner(ctx, name, binary, "sink", pipeline) as r:
         if perf:
             perf(r.proc.pid)
@@ -517,6 +522,13 @@ def _sink(ctx, rep, name, binary, perf=None):
 def m_runner_sink(ctx, rep):
     """The runner's sink, `millrace-runner sink`, as built from this tree."""
     return _sink(ctx, rep, "runner-sink", RUNNER)
+
+
+def m_runner_sink_avro(ctx, rep):
+    """The same sink and pipeline on a topic of the same users as Avro
+    (Confluent wire format, schema in the world's registry): the cost of
+    decoding Avro beside parsing JSON."""
+    return _sink(ctx, rep, "runner-sink-avro", RUNNER, avro=True)
 
 
 def m_runner_sink_before(ctx, rep):
@@ -644,7 +656,10 @@ def m_runner_e2e(ctx, rep):
 
 
 # Measurements that write rows into Cassandra, which want it warmed up.
-CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_runner_sink, m_runner_sink_before, m_runner_e2e}
+CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_runner_sink, m_runner_sink_avro,
+                     m_runner_sink_before, m_runner_e2e}
+# The world's Schema Registry, for the Avro sink (tests/env/up starts one).
+REGISTRY = os.environ.get("MILLRACE_SCHEMA_REGISTRY_URL", "")
 WARMUP = os.environ.get("BENCH_WARMUP", "1") != "0"
 
 # name -> (function, label, what it is)
@@ -663,6 +678,8 @@ MEASUREMENTS = {
                            "`millrace-runner sink` before the performance work (pinned revision), Kafka -> Cassandra"),
     "runner-sink": (m_runner_sink, "Runner sink",
                     "`millrace-runner sink` of this tree, Kafka -> Cassandra, maxInFlight 256"),
+    "runner-sink-avro": (m_runner_sink_avro, "Runner sink, Avro",
+                         "the same sink and pipeline, the same users as Avro records (Confluent wire format, schema registry)"),
     "runner-ingest-push": (m_runner_ingest_push, "Runner ingest: push",
                            "`millrace-runner ingest`, httpPush: NDJSON POSTs -> Kafka (202 = acks=all)"),
     "runner-ingest-generator": (m_runner_ingest_generator, "Runner ingest: generator",
@@ -1203,6 +1220,16 @@ def main():
                                 "--records", str(ctx.records), "--seed", "1"])
         print(f"bench: filled {ctx.topic}: {fill['records']} records in {fill['seconds']:.1f} s",
               flush=True)
+        if "runner-sink-avro" in names:
+            if not REGISTRY:
+                raise RuntimeError("runner-sink-avro needs MILLRACE_SCHEMA_REGISTRY_URL (the world's registry)")
+            ctx.bench_tool("create-topic", ctx.topic + "_avro", "--partitions", str(ctx.partitions))
+            ctx.topics.append(ctx.topic + "_avro")
+            fill = ctx.run("fill-avro", [ctx.tool("kafka-produce-ceiling"), "--topic", ctx.topic + "_avro",
+                                         "--records", str(ctx.records), "--seed", "1",
+                                         "--avro-registry", REGISTRY])
+            print(f"bench: filled {ctx.topic}_avro: {fill['records']} Avro records "
+                  f"({fill['extra']['avg_record_bytes']} bytes each) in {fill['seconds']:.1f} s", flush=True)
         if WARMUP and any(MEASUREMENTS[n][0] in CASSANDRA_WRITERS for n in names):
             # Cassandra's JVM compiles its write path while the first few
             # hundred thousand rows go in: whichever measurement wrote first

@@ -25,6 +25,7 @@
 //!   and the operator serve `/metrics` and their health on.
 
 pub mod auth_failure;
+pub mod avro;
 pub mod cassandra_client;
 pub mod cell;
 pub mod coerce;

@@ -598,6 +598,66 @@ fn the_k8ssandra_tls_example_passes_both_checks() {
 }
 
 #[test]
+fn the_avro_example_passes_both_checks() {
+    let object: Value = serde_yaml::from_str(include_str!("../../examples/avro.yaml")).unwrap();
+    assert_eq!(cel_failures(&object, None), Vec::<String>::new());
+    rust_verdict(&object).unwrap();
+}
+
+#[test]
+fn avro_specs_that_cannot_work_fail_both_checks() {
+    let avro = |o: &mut Value| {
+        o["spec"]["format"] = json!({"type": "avro", "schemaRegistry": {"url": "http://registry:8080/apis/ccompat/v7"}});
+    };
+    let cases = [
+        (
+            "avro with the example's JSON sources",
+            with(avro),
+            "format.type avro takes no sources",
+        ),
+        (
+            "avro without a registry",
+            with(|o| {
+                o["spec"]["sources"] = json!([]);
+                o["spec"]["format"] = json!({"type": "avro"});
+            }),
+            "needs format.schemaRegistry",
+        ),
+        (
+            "a registry for json",
+            with(|o| {
+                o["spec"]["format"] =
+                    json!({"type": "json", "schemaRegistry": {"url": "http://registry:8080"}});
+            }),
+            "only read for format.type avro",
+        ),
+        (
+            "a registry URL that is not http",
+            with(|o| {
+                avro(o);
+                o["spec"]["sources"] = json!([]);
+                o["spec"]["format"]["schemaRegistry"]["url"] = json!("ftp://registry");
+            }),
+            "must be an absolute http or https URL",
+        ),
+    ];
+    for (what, object, words) in cases {
+        let failures = cel_failures(&object, None);
+        assert!(
+            failures.iter().any(|f| f.contains(words)),
+            "{what}: expected a CEL failure containing {words:?}, got {failures:?}"
+        );
+        assert!(rust_verdict(&object).is_err(), "{what}: Rust accepted it");
+    }
+    let ok = with(|o| {
+        avro(o);
+        o["spec"]["sources"] = json!([]);
+    });
+    assert_eq!(cel_failures(&ok, None), Vec::<String>::new());
+    rust_verdict(&ok).unwrap();
+}
+
+#[test]
 fn refused_specs_fail_both_checks_with_a_clear_message() {
     for (what, object, words) in refused() {
         let failures = cel_failures(&object, None);

@@ -163,3 +163,17 @@ fn a_sample_record_without_a_uuid_is_refused_at_ingest() {
     assert_eq!(columns, ["id", "registered_date"]);
     assert!(err.to_string().contains("from /login/uuid"), "{err}");
 }
+
+#[test]
+fn the_avro_example_is_a_valid_pipeline_with_its_registry() {
+    let sp = pipeline(include_str!("../../examples/avro.yaml"));
+    validate_pipeline("orders-avro", &sp.spec).unwrap();
+    let registry = sp.spec.avro_registry().unwrap();
+    assert_eq!(
+        registry.url,
+        "http://registry.millrace-system.svc:8080/apis/ccompat/v7"
+    );
+    assert_eq!(registry.credentials_secret_ref.as_ref().unwrap().name, "sr");
+    assert!(sp.spec.sources.is_empty());
+    RowMapper::new(&sp.spec.cassandra.table).unwrap();
+}

@@ -9,6 +9,7 @@
 //! records (the runner's user generator) and the rows (the api's mapping and
 //! binding), made before the clock starts.
 
+pub mod avro;
 pub mod cql;
 pub mod http;
 pub mod kafka;

@@ -546,7 +546,9 @@ fn uses_secret(sp: &StreamPipeline, name: &str) -> bool {
         .credentials_secret_ref
         .as_ref()
         .map(|r| r.name.as_str());
-    sp.spec.kafka.secret_names().contains(&name) || cassandra == Some(name)
+    sp.spec.kafka.secret_names().contains(&name)
+        || cassandra == Some(name)
+        || credentials::registry_secret_name(&sp.spec) == Some(name)
 }
 
 fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>

@@ -21,10 +21,11 @@ pub type KafkaAuth = KafkaCredentialValues;
 /// Secrets: the login and the TLS material.
 pub type CassandraAuth = CassandraCredentialValues;
 
-/// Every Secret the runner reads: its Kafka and Cassandra Secrets and its
-/// pull headers.
+/// Every Secret the runner reads: its Kafka, Cassandra and Schema Registry
+/// Secrets and its pull headers.
 pub fn runner_secret_names(spec: &StreamPipelineSpec) -> Vec<&str> {
     let mut names: Vec<&str> = spec.kafka.secret_names();
+    names.extend(registry_secret_name(spec));
     names.extend(spec.cassandra.secret_names());
     names.extend(spec.sources.iter().filter_map(|s| {
         s.http_pull
@@ -36,6 +37,14 @@ pub fn runner_secret_names(spec: &StreamPipelineSpec) -> Vec<&str> {
     names.sort_unstable();
     names.dedup();
     names
+}
+
+/// The Secret with the Schema Registry's login, of an Avro pipeline.
+pub fn registry_secret_name(spec: &StreamPipelineSpec) -> Option<&str> {
+    spec.avro_registry()?
+        .credentials_secret_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
 }
 
 /// The Secrets a pipeline names, read at once: each name with the Secret,

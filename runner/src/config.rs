@@ -150,6 +150,8 @@ pub struct Connections {
     /// The login and TLS material the operator passes from the pipeline's
     /// Cassandra Secrets ([`millrace_api::cassandra_client::env`]).
     pub cassandra_credentials: CassandraCredentialValues,
+    /// The Schema Registry login ([`millrace_api::avro::env`]).
+    pub schema_registry_credentials: Option<Credentials>,
 }
 
 /// Why no CQL session could be made.
@@ -184,9 +186,12 @@ impl Connections {
                 std::env::var(name).ok().filter(|s| !s.is_empty())
             }),
             cassandra_contact_points: contact_points.iter().map(|p| with_port(p)).collect(),
-            cassandra_credentials: cassandra_credentials_from_env(|name| {
-                std::env::var(name).ok().filter(|s| !s.is_empty())
-            }),
+            cassandra_credentials: cassandra_credentials_from_env(env_value),
+            schema_registry_credentials: login_from_env(
+                env_value,
+                millrace_api::avro::env::SCHEMA_REGISTRY_USERNAME,
+                millrace_api::avro::env::SCHEMA_REGISTRY_PASSWORD,
+            ),
         }
     }
 
@@ -260,6 +265,23 @@ fn kafka_credentials_from_env(
     }
 }
 
+/// A variable of the environment, `None` when unset or empty.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// A login from two variables: both set, or none.
+fn login_from_env(
+    get: impl Fn(&str) -> Option<String>,
+    user: &str,
+    password: &str,
+) -> Option<Credentials> {
+    Some(Credentials {
+        username: get(user)?,
+        password: get(password)?,
+    })
+}
+
 /// The Cassandra login and TLS material from the variables the operator
 /// sets (`get` reads one, `None` when unset or empty).
 fn cassandra_credentials_from_env(
@@ -267,9 +289,7 @@ fn cassandra_credentials_from_env(
 ) -> CassandraCredentialValues {
     use millrace_api::cassandra_client::env as names;
     CassandraCredentialValues {
-        login: get(names::CASSANDRA_USERNAME)
-            .zip(get(names::CASSANDRA_PASSWORD))
-            .map(|(username, password)| Credentials { username, password }),
+        login: login_from_env(&get, names::CASSANDRA_USERNAME, names::CASSANDRA_PASSWORD),
         ca_pem: get(names::CASSANDRA_CA_PEM),
         client_cert_pem: get(names::CASSANDRA_CLIENT_CERT_PEM),
         client_key_pem: get(names::CASSANDRA_CLIENT_KEY_PEM),

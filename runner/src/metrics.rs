@@ -21,6 +21,11 @@ pub enum Reason {
     NotJson,
     /// JSON that does not fit the table's columns.
     Unmappable,
+    /// Not an Avro record in the Confluent wire format, or not decodable
+    /// with its writer schema.
+    NotAvro,
+    /// The Schema Registry has no schema with the record's id.
+    UnknownSchema,
     /// Cassandra refused the row, or kept failing after retries.
     WriteFailed,
     /// A push body, or one of its records, was over a limit.
@@ -32,6 +37,8 @@ impl Reason {
         match self {
             Self::NotJson => "not_json",
             Self::Unmappable => "unmappable",
+            Self::NotAvro => "not_avro",
+            Self::UnknownSchema => "unknown_schema",
             Self::WriteFailed => "write_failed",
             Self::TooLarge => "too_large",
         }

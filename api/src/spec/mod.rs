@@ -5,6 +5,7 @@
 //! operator could not honour. [`crate::validate`] repeats every rule in Rust.
 
 mod cassandra;
+mod format;
 mod kafka;
 pub mod limits;
 pub mod patterns;
@@ -16,6 +17,7 @@ pub use cassandra::{
     CassandraCredentials, CassandraSpec, CassandraTls, ClusteringColumn, ClusteringOrder,
     ColumnSpec, Consistency, EpochUnit, KeyspaceSpec, Replication, ReplicationClass, TableSpec,
 };
+pub use format::{FormatSpec, FormatType, RegistryCredentials, SchemaRegistrySpec};
 pub use kafka::{
     DEFAULT_USERNAME_KEY, KafkaCredentials, KafkaSpec, KafkaTls, SaslMechanism, SecurityProtocol,
     TopicSpec,
@@ -162,7 +164,14 @@ pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
         "(has(self.deadLetter) && has(self.deadLetter.topic)) || size(self.kafka.topic.name) <= 245"
     )
     .message("kafka.topic.name is too long to append '.dlq' for the dead-letter topic: shorten it or set deadLetter.topic")
-    .field_path(".kafka.topic.name")
+    .field_path(".kafka.topic.name"),
+    // Every source produces JSON: on a topic the sink reads as Avro, each
+    // record a source produced would be dead-lettered.
+    validation = Rule::new(
+        "!has(self.format) || !has(self.format.type) || self.format.type != 'avro' || !has(self.sources) || size(self.sources) == 0"
+    )
+    .message("format.type avro takes no sources: httpPush, httpPull and generator produce JSON, which the sink would not read; let Avro producers write the topic, or use format json")
+    .field_path(".sources")
 )]
 pub struct StreamPipelineSpec {
     /// Stops ingest and sink (their Deployments scale to zero) while keeping
@@ -178,6 +187,11 @@ pub struct StreamPipelineSpec {
 
     /// The Kafka cluster and the topic that buffers records.
     pub kafka: KafkaSpec,
+
+    /// How the records on the topic are encoded: JSON (default) or Avro
+    /// with a Schema Registry. The column mapping reads either alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FormatSpec>,
 
     /// The Cassandra cluster, keyspace and table rows are written to.
     pub cassandra: CassandraSpec,
@@ -239,6 +253,11 @@ impl StreamPipelineSpec {
             .as_ref()
             .and_then(|dl| dl.topic.clone())
             .unwrap_or_else(|| format!("{}{DEAD_LETTER_SUFFIX}", self.kafka.topic.name))
+    }
+
+    /// The Schema Registry of an Avro pipeline; `None` for JSON.
+    pub fn avro_registry(&self) -> Option<&SchemaRegistrySpec> {
+        self.format.as_ref().and_then(FormatSpec::avro_registry)
     }
 
     /// The source named `name`.

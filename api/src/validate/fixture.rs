@@ -11,6 +11,7 @@ pub(super) fn spec() -> StreamPipelineSpec {
     StreamPipelineSpec {
         suspend: false,
         deletion_policy: DeletionPolicy::Retain,
+        format: None,
         kafka: KafkaSpec {
             tls: None,
             bootstrap_servers: "kafka-0.kafka:9092,[::1]:9093".into(),

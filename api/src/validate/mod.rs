@@ -17,13 +17,14 @@
 //!   [`Problem`]);
 //! - `names`: which identifiers, names, addresses and URLs are accepted;
 //! - `accumulator`: collects the problems of one pass;
-//! - `kafka`, `cassandra`, `table`, `sources`, `runner`: the checks of each
+//! - `kafka`, `cassandra`, `table`, `sources`, `format`, `runner`: the checks of each
 //!   section of the spec.
 
 mod accumulator;
 mod cassandra;
 #[cfg(test)]
 mod fixture;
+mod format;
 mod kafka;
 mod names;
 mod problem;
@@ -33,6 +34,7 @@ mod table;
 
 use accumulator::Problems;
 use cassandra::check_cassandra;
+use format::check_format;
 use kafka::{check_dead_letter, check_kafka};
 use names::is_pipeline_name;
 use runner::check_runner;
@@ -52,6 +54,7 @@ pub fn validate_spec(spec: &StreamPipelineSpec) -> Result<(), InvalidSpec> {
     check_dead_letter(&mut v, spec);
     check_cassandra(&mut v, &spec.cassandra);
     check_sources(&mut v, &spec.sources);
+    check_format(&mut v, spec);
     check_runner(&mut v, &spec.runner);
     v.finish()
 }

@@ -46,6 +46,14 @@ pub struct SpecProblem {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     #[error(
+        "format.type avro takes no sources: httpPush, httpPull and generator produce JSON, which the sink would not read; let Avro producers write the topic, or use format json"
+    )]
+    SourcesWithAvro,
+    #[error("format.type avro needs format.schemaRegistry, where the writer schemas are")]
+    AvroWithoutRegistry,
+    #[error("format.schemaRegistry is only read for format.type avro")]
+    RegistryWithoutAvro,
+    #[error(
         "{0:?} is not a CQL identifier: it must start with a letter and have only letters, digits and underscores, at most 48 characters"
     )]
     CqlIdentifier(String),

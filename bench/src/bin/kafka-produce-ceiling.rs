@@ -25,6 +25,10 @@ struct Args {
     /// The generator's seed: the same seed writes the same records.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write Avro in the Confluent wire format instead of JSON, the schema
+    /// registered under `{topic}-value` in this Schema Registry.
+    #[arg(long)]
+    avro_registry: Option<String>,
 }
 
 /// Counts acknowledgements and failures from librdkafka's delivery reports.
@@ -50,7 +54,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let world = World::from_env()?;
     let mut users = Users::new(args.seed);
-    let records: Vec<(String, Vec<u8>)> = (0..args.records).map(|_| users.next_record()).collect();
+    let records: Vec<(String, Vec<u8>)> = match &args.avro_registry {
+        None => (0..args.records).map(|_| users.next_record()).collect(),
+        Some(url) => avro_records(&mut users, args.records, url, &args.topic)?,
+    };
     let bytes: u64 = records.iter().map(|(_, v)| v.len() as u64).sum();
 
     // The runner's settings (runner/src/kafka.rs), so this is the ceiling
@@ -97,7 +104,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Outcome {
-        measurement: "kafka-produce-ceiling",
+        measurement: if args.avro_registry.is_some() {
+            "kafka-produce-ceiling-avro"
+        } else {
+            "kafka-produce-ceiling"
+        },
         records: ok,
         bytes,
         seconds: secs(elapsed),
@@ -108,4 +119,35 @@ fn main() -> anyhow::Result<()> {
     }
     .print();
     Ok(())
+}
+
+/// `n` users as Avro records (key, Confluent wire format), their schema
+/// registered under `{topic}-value`.
+fn avro_records(
+    users: &mut Users,
+    n: u64,
+    registry: &str,
+    topic: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use millrace_bench::avro;
+    let mut sample = Users::new(0);
+    let schema_json = avro::schema_of(&sample.next_user(), "User");
+    let schema = apache_avro::Schema::parse_str(&schema_json.to_string())?;
+    let id = tokio::runtime::Runtime::new()?.block_on(avro::register(
+        registry,
+        &format!("{topic}-value"),
+        &schema_json,
+    ))?;
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
+    (0..n)
+        .map(|_| {
+            let user = users.next_user();
+            let key = user["login"]["uuid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let datum = writer.write_value_to_vec(avro::to_avro(&user, &schema)?)?;
+            Ok((key, millrace_api::avro::wire(id, &datum)))
+        })
+        .collect()
 }

@@ -135,6 +135,22 @@ pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
             &cert.key_key,
         ));
     }
+    if let Some(creds) = spec
+        .avro_registry()
+        .and_then(|r| r.credentials_secret_ref.as_ref())
+    {
+        use millrace_api::avro::env as registry;
+        env.push(secret_env(
+            registry::SCHEMA_REGISTRY_USERNAME,
+            &creds.name,
+            &creds.username_key,
+        ));
+        env.push(secret_env(
+            registry::SCHEMA_REGISTRY_PASSWORD,
+            &creds.name,
+            &creds.password_key,
+        ));
+    }
     if let Some(creds) = &spec.cassandra.credentials_secret_ref {
         env.push(secret_env(
             cassandra_names::CASSANDRA_USERNAME,
@@ -488,6 +504,50 @@ mod tests {
                 .as_ref()
                 .map(|c| c.name.as_str()),
             Some("randomuser-pipeline")
+        );
+    }
+
+    #[test]
+    fn the_schema_registry_login_reaches_the_runner_by_secret_key_ref() {
+        let mut spec = fixtures::seed().spec;
+        spec.sources.clear();
+        spec.format = Some(
+            serde_json::from_value(serde_json::json!({
+                "type": "avro",
+                "schemaRegistry": {
+                    "url": "http://registry:8080/apis/ccompat/v7",
+                    "credentialsSecretRef": {"name": "sr", "usernameKey": "user"},
+                },
+            }))
+            .expect("format"),
+        );
+        let refs: Vec<(String, String, String)> = env(&spec)
+            .into_iter()
+            .filter_map(|e| {
+                let r = e.value_from?.secret_key_ref?;
+                assert!(e.value.is_none());
+                Some((e.name, r.name, r.key))
+            })
+            .collect();
+        let row = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+        assert_eq!(
+            refs,
+            [
+                row("MILLRACE_SCHEMA_REGISTRY_USERNAME", "sr", "user"),
+                row("MILLRACE_SCHEMA_REGISTRY_PASSWORD", "sr", "password"),
+            ]
+        );
+        // The Secret joins those whose versions roll the Pods.
+        assert!(crate::credentials::runner_secret_names(&spec).contains(&"sr"));
+        // A JSON pipeline reads no registry Secret, whatever else it says.
+        if let Some(f) = spec.format.as_mut() {
+            f.type_ = millrace_api::FormatType::Json;
+        }
+        assert!(!crate::credentials::runner_secret_names(&spec).contains(&"sr"));
+        assert!(
+            env(&spec)
+                .iter()
+                .all(|e| !e.name.contains("SCHEMA_REGISTRY"))
         );
     }
 

@@ -19,6 +19,7 @@
 //! status, into `millrace_records_skipped_total` and into the log.
 
 pub mod offsets;
+pub mod registry;
 mod replay;
 pub mod write_time;
 
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use millrace_api::cql_value::{self, Bound};
-use millrace_api::{CommitMetadata, RowMapper, cql};
+use millrace_api::{CommitMetadata, RowMapper, avro, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -408,6 +409,8 @@ struct Writer {
     session: Session,
     insert: PreparedStatement,
     mapper: RowMapper,
+    /// The registry of an Avro topic; `None` reads records as JSON.
+    registry: Option<registry::Registry>,
     dlq: Producer,
     dlq_topic: String,
     topic: String,
@@ -446,15 +449,24 @@ impl Writer {
     }
 
     async fn handle_counted(&self, record: &Record, origin: Origin<'_>) -> (Outcome, u64) {
-        // Only the fields the columns read are parsed (RowMapper::parse):
-        // JSON parsing was the largest part of the sink's CPU per row.
-        let value = match self.mapper.parse(&record.payload) {
-            Ok(v) => v,
-            Err(e) => {
-                self.fail(record, Reason::NotJson, &format!("not JSON: {e}"), origin)
-                    .await;
-                return (Outcome::DeadLettered, 0);
-            }
+        let value = match &self.registry {
+            Some(registry) => match self.decode_avro(registry, record).await {
+                Ok(v) => v,
+                Err((reason, why)) => {
+                    self.fail(record, reason, &why, origin).await;
+                    return (Outcome::DeadLettered, 0);
+                }
+            },
+            // Only the fields the columns read are parsed (RowMapper::parse):
+            // JSON parsing was the largest part of the sink's CPU per row.
+            None => match self.mapper.parse(&record.payload) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.fail(record, Reason::NotJson, &format!("not JSON: {e}"), origin)
+                        .await;
+                    return (Outcome::DeadLettered, 0);
+                }
+            },
         };
         let row = match self.mapper.map(&value) {
             Ok(row) => row,
@@ -482,6 +494,54 @@ impl Writer {
                 (Outcome::DeadLettered, timed_out)
             }
         }
+    }
+
+    /// The record as the JSON value the mapping reads, decoded with its
+    /// writer schema; or why it goes to the dead-letter topic. While the
+    /// registry cannot answer, the record waits for it like a write waits
+    /// for Cassandra, keeping its permit and its offset uncommitted.
+    async fn decode_avro(
+        &self,
+        registry: &registry::Registry,
+        record: &Record,
+    ) -> Result<serde_json::Value, (Reason, String)> {
+        let (id, datum) =
+            avro::split_wire(&record.payload).map_err(|e| (Reason::NotAvro, e.to_string()))?;
+        let mut attempt = 0u32;
+        let mut waiting = None;
+        let schema = loop {
+            match registry.schema(id).await {
+                Ok(schema) => break schema,
+                Err(e @ registry::RegistryError::Unknown(_)) => {
+                    return Err((Reason::UnknownSchema, e.to_string()));
+                }
+                Err(e @ registry::RegistryError::Invalid { .. }) => {
+                    return Err((Reason::NotAvro, e.to_string()));
+                }
+                Err(e @ registry::RegistryError::Unavailable { .. }) => {
+                    const WHY: &str = "schema_registry";
+                    if waiting.is_none() {
+                        waiting = Some(self.metrics.waiting_write(WHY));
+                    }
+                    self.metrics.write_retried(WHY);
+                    if attempt == 3 || (attempt > 3 && attempt.is_multiple_of(30)) {
+                        warn!(error = %e, attempt, partition = record.partition, offset = record.offset, "waiting for the schema registry");
+                    } else {
+                        debug!(error = %e, attempt, "schema registry unavailable; retrying");
+                    }
+                    tokio::time::sleep(crate::backoff::delay(
+                        attempt.min(16),
+                        Duration::from_millis(100),
+                        WRITE_BACKOFF_CAP,
+                    ))
+                    .await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        };
+        schema
+            .decode(datum)
+            .map_err(|e| (Reason::NotAvro, format!("schema id {id}: {e}")))
     }
 
     /// Writes the row, waiting as long as the cluster cannot take writes:
@@ -706,10 +766,22 @@ pub async fn run(
     let consumer = Arc::new(consumer);
     info!(topic = %topic, group = %pipeline.consumer_group(), "consuming");
 
+    let registry = match spec.avro_registry() {
+        Some(r) => {
+            // Not the URL: it may carry a login in its user part.
+            info!("reading Avro records, their schemas from the schema registry");
+            Some(registry::Registry::new(
+                &r.url,
+                connections.schema_registry_credentials.clone(),
+            )?)
+        }
+        None => None,
+    };
     let writer = Arc::new(Writer {
         session,
         insert,
         mapper,
+        registry,
         dlq: dlq.clone(),
         dlq_topic: spec.dead_letter_topic(),
         topic: topic.clone(),
