@@ -22,8 +22,17 @@ fn with_pull_source() -> String {
     for line in EXAMPLE.lines() {
         in_pull |= line.contains("# - name: randomuser");
         match line.strip_prefix("    # ") {
-            Some(rest) if in_pull => out.push_str(&format!("    {rest}\n")),
-            _ => out.push_str(&format!("{line}\n")),
+            // The source's own lines; the next prose comment ends it.
+            Some(rest)
+                if in_pull
+                    && (rest.starts_with("- name: randomuser") || rest.starts_with("  ")) =>
+            {
+                out.push_str(&format!("    {rest}\n"));
+            }
+            _ => {
+                in_pull &= line.contains("# - name: randomuser");
+                out.push_str(&format!("{line}\n"));
+            }
         }
     }
     out
