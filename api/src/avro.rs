@@ -120,6 +120,24 @@ impl std::fmt::Debug for WriterSchema {
     }
 }
 
+/// A datum being read, noting whether the decoder asked for bytes past its
+/// end. apache-avro reads a union whose index is cut off as its first branch
+/// (usually null) instead of failing, so a truncated record would otherwise
+/// become a row with a field silently nulled.
+struct EndWatch<'a> {
+    rest: &'a [u8],
+    read_past_end: bool,
+}
+
+impl std::io::Read for EndWatch<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !buf.is_empty() && self.rest.is_empty() {
+            self.read_past_end = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
 impl WriterSchema {
     /// Parses the schema's JSON text, as the registry holds it.
     pub fn parse(text: &str) -> Result<Self, AvroError> {
@@ -152,13 +170,21 @@ impl WriterSchema {
     /// Decodes one datum (the record without its wire header) into the
     /// JSON value the mapping reads. The whole datum must be the record.
     pub fn decode(&self, datum: &[u8]) -> Result<Value, AvroError> {
-        let mut rest = datum;
+        let mut input = EndWatch {
+            rest: datum,
+            read_past_end: false,
+        };
         let value = self
             .reader
-            .read_value(&mut rest)
+            .read_value(&mut input)
             .map_err(|e| AvroError::Decode(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(AvroError::Trailing(rest.len()));
+        if input.read_past_end {
+            return Err(AvroError::Decode(
+                "the record ends before its schema does (truncated)".into(),
+            ));
+        }
+        if !input.rest.is_empty() {
+            return Err(AvroError::Trailing(input.rest.len()));
         }
         self.json(value, self.schema, None)
     }
@@ -663,6 +689,47 @@ mod tests {
                 .to_string()
                 .contains("PROTOBUF schema")
         );
+    }
+
+    #[test]
+    fn a_truncated_record_is_refused() {
+        let writer = WriterSchema::parse(
+            r#"{"type":"record","name":"U","fields":[
+                {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+                {"name":"name","type":"string"},
+                {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":20,"scale":2}},
+                {"name":"registered","type":{"type":"long","logicalType":"timestamp-millis"}},
+                {"name":"visits","type":"long"},
+                {"name":"email","type":["null","string"],"default":null}]}"#,
+        )
+        .unwrap();
+        let schema = writer.schema().clone();
+        let mut datum = encode(
+            &schema,
+            Avro::Record(vec![
+                ("id".into(), Avro::Uuid(uuid::Uuid::new_v4())),
+                ("name".into(), Avro::String("Zoë 10".into())),
+                (
+                    "amount".into(),
+                    Avro::Decimal(apache_avro::Decimal::from(
+                        9_007_199_254_741_003_i64.to_be_bytes().to_vec(),
+                    )),
+                ),
+                (
+                    "registered".into(),
+                    Avro::TimestampMillis(1_314_985_530_412),
+                ),
+                ("visits".into(), Avro::Long(i64::MAX - 10)),
+                (
+                    "email".into(),
+                    Avro::Union(1, Box::new(Avro::String("user10@example.org".into()))),
+                ),
+            ]),
+        );
+        assert!(writer.decode(&datum).is_ok());
+        datum.truncate(datum.len() - 3);
+        let refused = writer.decode(&datum);
+        assert!(matches!(refused, Err(AvroError::Decode(_))), "{refused:?}");
     }
 
     const V1: &str = r#"{"type":"record","name":"User","fields":[

@@ -274,7 +274,7 @@ async fn two_schema_versions_map_to_rows_and_bad_records_are_dead_lettered() -> 
         reason(&truncated)
     );
     assert_eq!(
-        sink.metric("millrace_dead_lettered_total{reason=\"unknown_schema\"}")
+        sink.metric("millrace_records_dead_lettered_total{reason=\"unknown_schema\"}")
             .await?,
         1.0
     );
