@@ -26,6 +26,9 @@ pub struct Config {
     /// How often a reconciled pipeline is checked again against Kafka and
     /// Cassandra (which send no watch events).
     pub resync: Duration,
+    /// How often a pipeline's lag and flow figures are read again (and
+    /// with them, how soon the autoscaler sees a backlog).
+    pub flow_refresh: Duration,
     /// The namespace to watch, or all.
     pub namespace: Option<String>,
     /// Where the ConfigMaps that record each topic's owner live.

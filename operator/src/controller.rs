@@ -224,6 +224,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let flow = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
             status::flow::flow(
+                ctx.config.flow_refresh,
                 &ctx.lag,
                 &ctx.client,
                 &p.namespace,
@@ -356,7 +357,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let next = if sp.spec.suspend {
         ctx.config.resync
     } else {
-        ctx.config.resync.min(status::flow::REFRESH)
+        ctx.config.resync.min(ctx.config.flow_refresh)
     };
     Ok(Action::requeue(next))
 }

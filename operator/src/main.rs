@@ -86,6 +86,13 @@ struct Args {
     #[arg(long, env = "MILLRACE_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
 
+    /// How often each pipeline's sink lag and flow figures are read again,
+    /// in seconds. The autoscaler decides from them, so it sees a backlog
+    /// no sooner; each refresh is a Kafka round trip per pipeline and, when
+    /// the figures changed, a status write.
+    #[arg(long, env = "MILLRACE_FLOW_REFRESH_SECONDS", default_value_t = 30)]
+    flow_refresh_seconds: u64,
+
     /// Reconciles that may run at once (0: no limit). Each makes about a
     /// dozen apiserver requests and a few Kafka and Cassandra round trips;
     /// without a limit, hundreds of pipelines created together become
@@ -189,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
             },
             watch_secrets: args.watch_secrets,
             resync: Duration::from_secs(args.resync_seconds.max(1)),
+            flow_refresh: Duration::from_secs(args.flow_refresh_seconds.max(1)),
             namespace: args.namespace,
             claims_namespace,
             concurrency: args.concurrency,

@@ -21,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// own broker connections, which at hundreds of pipelines came to thousands
 /// of threads and sockets. Past this many, the least recently used reader
 /// is closed (and made again on that pipeline's next refresh, at most every
-/// [`REFRESH`](crate::status::flow::REFRESH)).
+/// `--flow-refresh-seconds`).
 pub const MAX_LAG_READERS: usize = 32;
 
 /// Consumers used only to read a group's committed offsets (they never

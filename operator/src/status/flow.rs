@@ -21,9 +21,10 @@ use crate::clients::lag::{LagReaders, Offsets, offsets};
 use crate::credentials::KafkaAuth;
 use crate::status::{Cond, reasons};
 
-/// Flow figures are refreshed at most this often: on a busy pipeline they
+/// Flow figures are refreshed at most this often unless the operator is
+/// told otherwise (`--flow-refresh-seconds`): on a busy pipeline they
 /// change all the time, and each status write sets off another reconcile.
-pub const REFRESH: Duration = Duration::from_secs(30);
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 
 /// A sink with lag that commits nothing for this long is stalled.
 pub const STALLED_AFTER: Duration = Duration::from_secs(120);
@@ -42,8 +43,9 @@ pub const DEAD_LETTER_SHARE: f64 = 0.10;
 pub const OVERLOAD_SHARE: f64 = 0.01;
 
 /// How long after an overload the autoscaler adds no replicas: two
-/// refreshes, so one quiet refresh does not end it.
-pub const OVERLOAD_HOLD: Duration = Duration::from_secs(2 * REFRESH.as_secs());
+/// default refreshes, so one quiet refresh does not end it (a shorter
+/// refresh makes the autoscaler quicker to add, not quicker to forget).
+pub const OVERLOAD_HOLD: Duration = Duration::from_secs(2 * DEFAULT_REFRESH.as_secs());
 
 /// The last run of each pull source, as its Lease records it.
 pub async fn last_pulls(
@@ -83,10 +85,12 @@ pub async fn last_pulls(
     out
 }
 
-/// The flow status: the new figures, with `updated` moved only when they
-/// changed (so an idle pipeline's status is not rewritten).
+/// The flow status: the new figures, read again once `refresh` has passed
+/// since the last ones, with `updated` moved only when they changed (so an
+/// idle pipeline's status is not rewritten).
 #[allow(clippy::too_many_arguments)]
 pub async fn flow(
+    refresh: Duration,
     readers: &LagReaders,
     client: &kube::Client,
     namespace: &str,
@@ -98,7 +102,7 @@ pub async fn flow(
 ) -> Option<FlowStatus> {
     if let Some(updated) = old.and_then(|o| o.updated.as_ref()) {
         let age = Timestamp::now().duration_since(updated.0);
-        if age.is_positive() && age.unsigned_abs() < REFRESH {
+        if age.is_positive() && age.unsigned_abs() < refresh {
             return old.cloned();
         }
     }

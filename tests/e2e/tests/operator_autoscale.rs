@@ -2,9 +2,10 @@
 //! cannot keep up with at its one replica raises it to the topic's
 //! partitions (not to `maxReplicas`), the lag drains, and after the
 //! cool-down the sink falls back to one; each decision is an Event
-//! `kubectl describe sp` shows. And the scale subresource: `kubectl scale`
-//! and a patch of `/scale` set the sink's replicas, and are refused while
-//! `autoscale` is set.
+//! `kubectl describe sp` shows. The operator reads the lag every 3 s here,
+//! so it sees the backlog before one replica could work it off. And the
+//! scale subresource: `kubectl scale` and a patch of `/scale` set the
+//! sink's replicas, and are refused while `autoscale` is set.
 
 mod operator_common;
 
@@ -95,11 +96,14 @@ async fn lag_scales_the_sink_up_to_the_partitions_and_back_down_after_the_cool_d
 -> anyhow::Result<()> {
     const PARTITIONS: i32 = 4;
     // Enough that one replica is still working them off at the next flow
-    // refresh (at most 30 s later).
+    // refresh, at most FLOW_REFRESH later: with the default 30 s, a quiet
+    // machine drained the whole backlog with one replica in between, and
+    // the autoscaler, rightly, never saw a reason to scale.
     const RECORDS: usize = 100_000;
+    const FLOW_REFRESH: &str = "--flow-refresh-seconds=3";
     const COOLDOWN: i64 = 30;
     let s = Scenario::new("op-autoscale").await?;
-    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[FLOW_REFRESH]).await?;
     let name = "scaled";
     let mut sp = pipeline(&s, name, PARTITIONS)?;
     // One write in flight per replica: one replica cannot keep up with the
@@ -142,10 +146,15 @@ async fn lag_scales_the_sink_up_to_the_partitions_and_back_down_after_the_cool_d
             let (replicas, _) = sink(&s, name).await?;
             most.set(most.get().max(replicas));
             let sp = s.pipelines().get(name).await?;
-            Ok((replicas == PARTITIONS)
-                .then(|| autoscale_of(&sp))
-                .flatten()
-                .filter(|a| a.reason == "ScaledUp"))
+            let a = autoscale_of(&sp);
+            match a.filter(|a| a.reason == "ScaledUp" && replicas == PARTITIONS) {
+                Some(a) => Ok(Some(a)),
+                None => bail!(
+                    "sink replicas {replicas}, lag {:?}, autoscale {:?}",
+                    lag_of(&sp),
+                    autoscale_of(&sp)
+                ),
+            }
         },
     )
     .await?;
