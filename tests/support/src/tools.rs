@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use crate::node_agent::process::PODMAN_GLOBAL;
+use crate::node_agent::process::podman_global;
 use crate::world::{World, repo_root};
 
 /// Runs `helm ARGS` against the world's cluster from the repository root (so
@@ -34,7 +34,7 @@ pub fn helm(world: &World, args: &[&str]) -> anyhow::Result<String> {
 /// container store.
 pub fn podman() -> Command {
     let mut cmd = Command::new("podman");
-    cmd.args(PODMAN_GLOBAL);
+    cmd.args(podman_global());
     cmd
 }
 

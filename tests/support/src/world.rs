@@ -258,13 +258,18 @@ fn env_file_path() -> PathBuf {
     if let Ok(world) = std::env::var("MILLRACE_WORLD") {
         return Path::new(&world).join("env");
     }
-    let home = std::env::var("MILLRACE_HOME")
+    millrace_home().join("world/env")
+}
+
+/// Where downloads, builds and the world live: `$MILLRACE_HOME`, default
+/// `~/.cache/millrace`.
+pub fn millrace_home() -> PathBuf {
+    std::env::var("MILLRACE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
             Path::new(&home).join(".cache/millrace")
-        });
-    home.join("world/env")
+        })
 }
 
 /// Reads `export NAME=value` lines as written by `tests/env/up`, where values

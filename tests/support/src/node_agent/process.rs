@@ -63,15 +63,28 @@ pub struct Podman {
 pub const PODMAN_ANNOTATION: &str = "millrace.io/node-runtime";
 
 /// podman's global flags on our machines (see the README: hybrid cgroups
-/// need runc and cgroupfs; vfs needs nothing from the kernel).
-pub const PODMAN_GLOBAL: &[&str] = &[
-    "--storage-driver",
-    "vfs",
-    "--runtime",
-    "runc",
-    "--cgroup-manager",
-    "cgroupfs",
-];
+/// need runc and cgroupfs; vfs needs nothing from the kernel), with a
+/// container store of millrace's own (`images/build` uses the same): the
+/// machine's store may already exist with another driver (installing
+/// Debian's podman creates one with overlay), which podman then refuses to
+/// open with vfs, and a store of our own never touches a user's images.
+pub fn podman_global() -> Vec<String> {
+    let home = crate::world::millrace_home();
+    let runtime = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/run".into());
+    [
+        "--storage-driver".to_owned(),
+        "vfs".to_owned(),
+        "--root".to_owned(),
+        home.join("containers/storage").display().to_string(),
+        "--runroot".to_owned(),
+        format!("{runtime}/millrace-containers"),
+        "--runtime".to_owned(),
+        "runc".to_owned(),
+        "--cgroup-manager".to_owned(),
+        "cgroupfs".to_owned(),
+    ]
+    .into()
+}
 
 impl Launch {
     fn program_name(&self) -> String {
@@ -128,7 +141,7 @@ impl Launch {
     /// `podman run` arguments for [`Podman`] mode. The environment goes
     /// through `env_file`, so no value (a password, say) is on a command line.
     pub fn podman_args(&self, p: &Podman, env_file: &Path) -> Vec<String> {
-        let mut a: Vec<String> = PODMAN_GLOBAL.iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> = podman_global();
         a.extend(
             [
                 "run",
@@ -184,7 +197,7 @@ impl Launch {
     pub async fn cleanup(&self) {
         if let Some(p) = &self.podman {
             let _ = Command::new("podman")
-                .args(PODMAN_GLOBAL)
+                .args(podman_global())
                 .args(["rm", "--force", "--time", "0", &p.name])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -329,8 +342,12 @@ mod tests {
         let a = l
             .podman_args(&p, Path::new("/w/pods/uid-1/c1.env"))
             .join(" ");
+        assert!(a.starts_with("--storage-driver vfs --root "), "{a}");
         assert!(
-            a.starts_with("--storage-driver vfs --runtime runc --cgroup-manager cgroupfs run --rm"),
+            a.contains("/containers/storage --runroot ")
+                && a.contains(
+                    "/millrace-containers --runtime runc --cgroup-manager cgroupfs run --rm"
+                ),
             "{a}"
         );
         for part in [
