@@ -4,11 +4,13 @@
 //! `tests/env/up`, or from variables pointing at any other cluster such as a
 //! kind cluster), `wait` polls with deadlines, `names` makes names unique per
 //! test, and `node_agent` is the kubelet stand-in that runs Pods as local
-//! processes, `tools` runs helm and podman as the tests need them.
+//! processes, `tools` runs helm and podman as the tests need them, and
+//! `tcp_gate` cuts one client off from a shared service.
 
 pub mod kube_helpers;
 pub mod names;
 pub mod node_agent;
+pub mod tcp_gate;
 pub mod tools;
 pub mod wait;
 pub mod world;
