@@ -572,6 +572,64 @@ fn entries(
         .collect()
 }
 
+/// A row's write time from a record's value, in microseconds since the
+/// epoch (Cassandra's `USING TIMESTAMP` unit): an RFC 3339 text date, or a
+/// whole number (or string of digits) of `unit`s, within
+/// [`PLAUSIBLE_YEARS`].
+pub fn write_time_micros(value: &Value, unit: EpochUnit) -> Result<i64, ValueError> {
+    const EXPECTED: &str = "a time such as 2011-09-02T17:45:30.402Z, or a number since the epoch";
+    let whole = match value {
+        Value::Number(n) => number_as_i64(n)
+            .ok_or_else(|| unparsable(&n.to_string(), "a whole number since the epoch"))?,
+        Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(whole) => whole,
+            Err(_) => {
+                return parse_timestamp(s.trim())
+                    .filter(|t| plausible_instant(t.as_millisecond()).is_some())
+                    .map(jiff::Timestamp::as_microsecond)
+                    .ok_or_else(|| unparsable(s, EXPECTED));
+            }
+        },
+        other => return Err(wrong(EXPECTED, other)),
+    };
+    let micros = match unit {
+        EpochUnit::Seconds => whole.checked_mul(1_000_000),
+        EpochUnit::Milliseconds => whole.checked_mul(1000),
+        EpochUnit::Microseconds => Some(whole),
+    };
+    // The same plausibility as a timestamp column's, so a time in the
+    // wrong unit is refused rather than written far in the past or
+    // future, where it would win (or lose) against every other version.
+    since_epoch(whole, Some(unit))?;
+    micros.ok_or_else(|| ValueError::ImplausibleInstant {
+        value: whole.to_string(),
+        unit: unit.as_str(),
+        instant: "beyond any date".to_owned(),
+    })
+}
+
+/// A row's TTL from a record's value: whole seconds from 0 (forever) to
+/// Cassandra's 20 years, as a number or a string of digits.
+pub fn ttl_seconds(value: &Value) -> Result<i32, ValueError> {
+    const EXPECTED: &str = "a whole number of seconds";
+    let whole = match value {
+        Value::Number(n) => number_as_i64(n).ok_or_else(|| unparsable(&n.to_string(), EXPECTED))?,
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| unparsable(s, EXPECTED))?,
+        other => return Err(wrong(EXPECTED, other)),
+    };
+    i32::try_from(whole)
+        .ok()
+        .filter(|s| (0..=crate::spec::limits::TTL_SECONDS_MAX).contains(s))
+        .ok_or_else(|| ValueError::OutOfRange {
+            value: whole.to_string(),
+            cql_type: "a TTL",
+            range: "0 to 630720000 seconds (20 years); 0 is forever",
+        })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

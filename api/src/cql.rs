@@ -229,8 +229,15 @@ pub fn drop_table(keyspace: &str, table: &str) -> String {
 pub fn insert(keyspace: &str, table: &TableSpec) -> String {
     let names = quoted_list(table.columns.iter().map(|c| c.name.as_str()));
     let markers = vec!["?"; table.columns.len()].join(", ");
+    // A TTL marker only where the spec has a TTL: bound unset, it gives the
+    // table's default_time_to_live, so a table without `ttl` keeps its own.
+    let ttl = if table.ttl.is_some() {
+        "TTL ? AND "
+    } else {
+        ""
+    };
     format!(
-        "INSERT INTO {} ({names}) VALUES ({markers}) USING TIMESTAMP ?",
+        "INSERT INTO {} ({names}) VALUES ({markers}) USING {ttl}TIMESTAMP ?",
         qualified_table(keyspace, &table.name)
     )
 }
@@ -250,6 +257,8 @@ mod tests {
 
     fn table() -> TableSpec {
         TableSpec {
+            ttl: None,
+            write_time: None,
             name: "created_users".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),
@@ -324,6 +333,17 @@ mod tests {
         assert_eq!(
             insert("spark_streams", &table()),
             "INSERT INTO \"spark_streams\".\"created_users\" (\"id\", \"registered\", \"tags\", \"select\") VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+        );
+        let with_ttl = TableSpec {
+            ttl: Some(crate::spec::TtlSpec {
+                seconds: Some(60),
+                from: None,
+            }),
+            ..table()
+        };
+        assert!(
+            insert("spark_streams", &with_ttl)
+                .ends_with("VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?")
         );
     }
 

@@ -11,13 +11,21 @@ use scylla::value::{
 /// One bound value: unset (not written), null, or a value.
 pub type Bound = MaybeUnset<Option<CqlValue>>;
 
-/// The insert's values: the row's cells in column order, then the write
-/// timestamp (microseconds) for `USING TIMESTAMP ?`.
-pub fn bind(row: Vec<Cell>, write_timestamp_micros: i64) -> Vec<Bound> {
-    // Sized for the timestamp too: collecting and then pushing reallocated
-    // (and copied) every row.
-    let mut values: Vec<Bound> = Vec::with_capacity(row.len() + 1);
+/// The insert's values ([`crate::cql::insert`]): the row's cells in column
+/// order; then, for a table with a `ttl` (`ttl` is `Some`), the row's TTL
+/// in seconds (`Some(None)` leaves it unset: the table's default); then the
+/// write timestamp (microseconds) for `USING TIMESTAMP ?`.
+pub fn bind(row: Vec<Cell>, ttl: Option<Option<i32>>, write_timestamp_micros: i64) -> Vec<Bound> {
+    // Sized for the TTL and timestamp too: collecting and then pushing
+    // reallocated (and copied) every row.
+    let mut values: Vec<Bound> = Vec::with_capacity(row.len() + 2);
     values.extend(row.into_iter().map(cell));
+    if let Some(ttl) = ttl {
+        values.push(match ttl {
+            Some(seconds) => MaybeUnset::Set(Some(CqlValue::Int(seconds))),
+            None => MaybeUnset::Unset,
+        });
+    }
     values.push(MaybeUnset::Set(Some(CqlValue::BigInt(
         write_timestamp_micros,
     ))));
@@ -213,7 +221,8 @@ mod tests {
     #[test]
     fn rows_bind_unset_null_and_the_write_timestamp() {
         let row = vec![Cell::Unset, Cell::Null, Cell::Value(CellValue::Int(1))];
-        let bound = bind(row, 7);
+        let bound = bind(row.clone(), None, 7);
+        assert_eq!(bound.len(), 4, "no TTL marker without a ttl");
         assert!(matches!(bound[0], MaybeUnset::Unset));
         assert!(matches!(bound[1], MaybeUnset::Set(None)));
         assert!(matches!(bound[2], MaybeUnset::Set(Some(CqlValue::Int(1)))));
@@ -221,5 +230,19 @@ mod tests {
             bound[3],
             MaybeUnset::Set(Some(CqlValue::BigInt(7)))
         ));
+    }
+
+    #[test]
+    fn a_ttl_is_bound_before_the_timestamp_and_unset_gives_the_tables_default() {
+        let row = vec![Cell::Value(CellValue::Int(1))];
+        let bound = bind(row.clone(), Some(Some(60)), 7);
+        assert!(matches!(bound[1], MaybeUnset::Set(Some(CqlValue::Int(60)))));
+        assert!(matches!(
+            bound[2],
+            MaybeUnset::Set(Some(CqlValue::BigInt(7)))
+        ));
+        let default = bind(row, Some(None), 7);
+        assert_eq!(default.len(), 3);
+        assert!(matches!(default[1], MaybeUnset::Unset));
     }
 }

@@ -62,7 +62,8 @@ pub use credentials::{CassandraCredentialValues, Credentials, KafkaCredentialVal
 pub use json_pointer::{JsonPointer, JsonPointerError};
 pub use kafka_client::{consumer_group, kafka_client_settings};
 pub use mapping::{
-    ColumnError, ColumnErrorKind, ColumnSource, MappedColumn, RecordError, RowMapper,
+    ColumnError, ColumnErrorKind, ColumnSource, KafkaRecordParts, MappedColumn, RecordError,
+    RowMapper, SettingError, SettingErrorKind, WriteSettings,
 };
 pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner};
 pub use pull_paging::{

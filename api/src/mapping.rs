@@ -1,4 +1,5 @@
-//! Mapping one JSON record to one row of the pipeline's table.
+//! Mapping one JSON record to one row of the pipeline's table, and to how
+//! that row is written (its TTL and write time).
 //!
 //! A [`RowMapper`] is compiled once from the table spec (types parsed,
 //! pointers split, templates parsed), so mapping a record only walks the
@@ -14,10 +15,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::cell::{Cell, CellValue};
-use crate::coerce::{ValueError, coerce_with_unit};
+use crate::coerce::{ValueError, coerce_with_unit, ttl_seconds, write_time_micros};
 use crate::cql_type::CqlType;
 use crate::json_pointer::JsonPointer;
-use crate::spec::{EpochUnit, TableSpec};
+use crate::spec::{EpochUnit, KafkaPart, TableSpec};
 use crate::template::Template;
 use crate::validate::{InvalidSpec, table_problems};
 
@@ -32,6 +33,51 @@ pub struct RowMapper {
     /// The parts of a record the columns read, for [`RowMapper::parse`];
     /// `None` when a column reads the whole record.
     needed: Option<Needed>,
+    /// Where a record's own TTL is, and the TTL of records without one.
+    ttl: Option<(Option<JsonPointer>, Option<i32>)>,
+    /// Where a record's write time is, and its unit.
+    write_time: Option<(JsonPointer, EpochUnit)>,
+}
+
+/// The parts of a Kafka record besides its value, for columns that read
+/// them ([`RowMapper::map_record`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KafkaRecordParts<'a> {
+    pub key: Option<&'a [u8]>,
+    /// Milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// The headers the columns read ([`RowMapper::header_names`]), each
+    /// name with its last value.
+    pub headers: &'a [(String, Vec<u8>)],
+}
+
+/// How a record's row is written, as the record says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteSettings {
+    /// Seconds the row lives (0: forever); `None` leaves the table's
+    /// default.
+    pub ttl: Option<i32>,
+    /// The record's own write time, in microseconds since the epoch.
+    pub write_time_micros: Option<i64>,
+}
+
+/// Why a record's TTL or write time cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} from {pointer}: {kind}")]
+pub struct SettingError {
+    /// `ttl` or `writeTime`, as the spec names it.
+    pub setting: &'static str,
+    pub pointer: String,
+    pub kind: SettingErrorKind,
+}
+
+/// What is wrong with a record's TTL or write time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingErrorKind {
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error("the record has no value there")]
+    Missing,
 }
 
 /// One column of the row and where its value comes from.
@@ -50,6 +96,18 @@ pub enum ColumnSource {
     Pointer(JsonPointer),
     Template(Template),
     WholeRecord,
+    /// The Kafka record's key or timestamp.
+    Kafka(KafkaPart),
+    /// The Kafka record header of this name.
+    Header(String),
+}
+
+impl ColumnSource {
+    /// Whether the value comes from the Kafka record rather than from its
+    /// value (so ingest, which has no Kafka record yet, cannot check it).
+    pub fn is_kafka(&self) -> bool {
+        matches!(self, Self::Kafka(_) | Self::Header(_))
+    }
 }
 
 impl MappedColumn {
@@ -75,6 +133,8 @@ impl fmt::Display for ColumnSource {
             Self::Pointer(p) => write!(f, "from {p}"),
             Self::Template(_) => f.write_str("from its template"),
             Self::WholeRecord => f.write_str("from the whole record"),
+            Self::Kafka(part) => write!(f, "from the Kafka record's {}", part.as_str()),
+            Self::Header(name) => write!(f, "from the Kafka header {name:?}"),
         }
     }
 }
@@ -120,6 +180,8 @@ pub enum ColumnErrorKind {
     NullKey,
     #[error("the record's value for this partition key column is empty, which Cassandra refuses")]
     EmptyKey,
+    #[error("its {len} bytes are not UTF-8 text; only a blob column takes any bytes")]
+    NotUtf8 { len: usize },
 }
 
 impl RowMapper {
@@ -140,14 +202,21 @@ impl RowMapper {
                 }],
             };
             let cql_type: CqlType = spec.type_.parse().map_err(|e| invalid(Into::into(e)))?;
-            let source = match (&spec.from, &spec.template) {
-                (Some(pointer), _) => ColumnSource::Pointer(
+            let source = match (
+                &spec.from,
+                &spec.template,
+                spec.from_kafka,
+                &spec.from_header,
+            ) {
+                (Some(pointer), ..) => ColumnSource::Pointer(
                     JsonPointer::parse(pointer).map_err(|e| invalid(e.into()))?,
                 ),
-                (None, Some(template)) => ColumnSource::Template(
+                (None, Some(template), ..) => ColumnSource::Template(
                     Template::parse(template).map_err(|e| invalid(e.into()))?,
                 ),
-                (None, None) => ColumnSource::WholeRecord,
+                (None, None, Some(part), _) => ColumnSource::Kafka(part),
+                (None, None, None, Some(name)) => ColumnSource::Header(name.clone()),
+                (None, None, None, None) => ColumnSource::WholeRecord,
             };
             columns.push(MappedColumn {
                 name: spec.name.clone(),
@@ -163,13 +232,91 @@ impl RowMapper {
             .filter_map(|k| index_of(k))
             .collect();
         let primary_key = table.primary_key().filter_map(index_of).collect();
-        let needed = Needed::of(&columns);
+        let pointer = |at: &str, text: &str| {
+            JsonPointer::parse(text).map_err(|e| InvalidSpec {
+                problems: vec![crate::validate::SpecProblem {
+                    field: format!("spec.cassandra.table.{at}"),
+                    problem: e.into(),
+                }],
+            })
+        };
+        let ttl = match &table.ttl {
+            Some(t) => Some((
+                t.from
+                    .as_deref()
+                    .map(|p| pointer("ttl.from", p))
+                    .transpose()?,
+                t.seconds,
+            )),
+            None => None,
+        };
+        let write_time = match &table.write_time {
+            Some(w) => Some((pointer("writeTime.from", &w.from)?, w.unit)),
+            None => None,
+        };
+        let settings = ttl
+            .iter()
+            .filter_map(|(p, _)| p.as_ref())
+            .chain(write_time.iter().map(|(p, _)| p));
+        let needed = Needed::of(&columns, settings);
         Ok(Self {
             columns,
             partition_key,
             primary_key,
             needed,
+            ttl,
+            write_time,
         })
+    }
+
+    /// Whether the insert has a TTL marker ([`crate::cql::insert`]).
+    pub fn binds_ttl(&self) -> bool {
+        self.ttl.is_some()
+    }
+
+    /// Whether records give their own write time (`writeTime`).
+    pub fn reads_write_time(&self) -> bool {
+        self.write_time.is_some()
+    }
+
+    /// The Kafka headers the columns read.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().filter_map(|c| match &c.source {
+            ColumnSource::Header(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The record's TTL and write time, as the spec's `ttl` and
+    /// `writeTime` read them; see [`WriteSettings`].
+    pub fn settings(&self, record: &Value) -> Result<WriteSettings, SettingError> {
+        let mut out = WriteSettings::default();
+        if let Some((from, seconds)) = &self.ttl {
+            out.ttl = *seconds;
+            if let Some(pointer) = from
+                && let Some(value) = pointer.get(record).filter(|v| !v.is_null())
+            {
+                out.ttl = Some(ttl_seconds(value).map_err(|e| SettingError {
+                    setting: "ttl",
+                    pointer: pointer.to_string(),
+                    kind: e.into(),
+                })?);
+            }
+        }
+        if let Some((pointer, unit)) = &self.write_time {
+            let fail = |kind: SettingErrorKind| SettingError {
+                setting: "writeTime",
+                pointer: pointer.to_string(),
+                kind,
+            };
+            let value = pointer
+                .get(record)
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| fail(SettingErrorKind::Missing))?;
+            out.write_time_micros =
+                Some(write_time_micros(value, *unit).map_err(|e| fail(e.into()))?);
+        }
+        Ok(out)
     }
 
     /// Parses a record for [`RowMapper::map`], keeping only the fields the
@@ -208,12 +355,32 @@ impl RowMapper {
         self.columns.iter().map(|c| c.name.as_str())
     }
 
-    /// Maps `record` to a row: one cell per column, in column order.
+    /// Maps a record's value to a row: one cell per column, in column
+    /// order. Columns that read the Kafka record (`fromKafka`,
+    /// `fromHeader`) are left unset and unchecked, as ingest needs before
+    /// there is a Kafka record; the sink uses [`RowMapper::map_record`].
     pub fn map(&self, record: &Value) -> Result<Vec<Cell>, RecordError> {
+        self.map_with(record, None)
+    }
+
+    /// Maps a Kafka record, its value parsed as `record`, to a row.
+    pub fn map_record(
+        &self,
+        record: &Value,
+        parts: &KafkaRecordParts<'_>,
+    ) -> Result<Vec<Cell>, RecordError> {
+        self.map_with(record, Some(parts))
+    }
+
+    fn map_with(
+        &self,
+        record: &Value,
+        parts: Option<&KafkaRecordParts<'_>>,
+    ) -> Result<Vec<Cell>, RecordError> {
         let mut row = Vec::with_capacity(self.columns.len());
         let mut problems = Vec::new();
         for (i, column) in self.columns.iter().enumerate() {
-            match self.cell(i, column, record) {
+            match self.cell(i, column, record, parts) {
                 Ok(cell) => row.push(cell),
                 Err(problem) => {
                     problems.push(*problem);
@@ -241,7 +408,7 @@ impl RowMapper {
         let mut values = Vec::with_capacity(self.partition_key.len());
         let mut problems = Vec::new();
         for &i in &self.partition_key {
-            match self.cell(i, &self.columns[i], record) {
+            match self.cell(i, &self.columns[i], record, None) {
                 Ok(Cell::Value(v)) => values.push(v),
                 Ok(_) => {}
                 Err(problem) => problems.push(*problem),
@@ -270,6 +437,7 @@ impl RowMapper {
         index: usize,
         column: &MappedColumn,
         record: &Value,
+        parts: Option<&KafkaRecordParts<'_>>,
     ) -> Result<Cell, Box<ColumnError>> {
         // Boxed: errors are rare, and a large Err would slow every Ok.
         let fail = |kind: ColumnErrorKind| {
@@ -297,6 +465,12 @@ impl RowMapper {
                 ),
             },
             ColumnSource::WholeRecord => Cell::Value(CellValue::Text(record.to_string())),
+            ColumnSource::Kafka(_) | ColumnSource::Header(_) => {
+                let Some(parts) = parts else {
+                    return Ok(Cell::Unset);
+                };
+                kafka_cell(column, parts).map_err(fail)?
+            }
         };
         if self.primary_key.contains(&index) {
             match &cell {
@@ -336,8 +510,14 @@ struct Needed {
 impl Needed {
     /// The tree of every column's pointers; `None` if some column reads the
     /// whole record.
-    fn of(columns: &[MappedColumn]) -> Option<Self> {
+    fn of<'a>(
+        columns: &[MappedColumn],
+        settings: impl Iterator<Item = &'a JsonPointer>,
+    ) -> Option<Self> {
         let mut root = Self::default();
+        for pointer in settings {
+            root.add(pointer, false)?;
+        }
         for column in columns {
             match &column.source {
                 ColumnSource::Pointer(p) => root.add(p, column.cql_type.needs_exact_numbers())?,
@@ -347,6 +527,7 @@ impl Needed {
                     }
                 }
                 ColumnSource::WholeRecord => return None,
+                ColumnSource::Kafka(_) | ColumnSource::Header(_) => {}
             }
         }
         Some(root)
@@ -526,6 +707,51 @@ impl<'de, 'a> Visitor<'de> for Key<'a> {
     }
 }
 
+/// A column's cell from the Kafka record's key, timestamp or a header.
+fn kafka_cell(
+    column: &MappedColumn,
+    parts: &KafkaRecordParts<'_>,
+) -> Result<Cell, ColumnErrorKind> {
+    let bytes = match &column.source {
+        ColumnSource::Kafka(KafkaPart::Timestamp) => {
+            let Some(ms) = parts.timestamp_ms else {
+                return Ok(Cell::Unset);
+            };
+            // Kafka's timestamps are milliseconds, whatever the column says.
+            let unit = column
+                .cql_type
+                .holds_timestamps()
+                .then_some(EpochUnit::Milliseconds);
+            return Ok(Cell::Value(coerce_with_unit(
+                &Value::from(ms),
+                &column.cql_type,
+                unit,
+            )?));
+        }
+        ColumnSource::Kafka(KafkaPart::Key) => parts.key,
+        ColumnSource::Header(name) => parts
+            .headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice()),
+        _ => None,
+    };
+    let Some(bytes) = bytes else {
+        return Ok(Cell::Unset);
+    };
+    if column.cql_type == CqlType::Blob {
+        return Ok(Cell::Value(CellValue::Blob(bytes.to_vec())));
+    }
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| ColumnErrorKind::NotUtf8 { len: bytes.len() })?;
+    Ok(Cell::Value(coerce_with_unit(
+        &Value::String(text.to_owned()),
+        &column.cql_type,
+        column.unit,
+    )?))
+}
+
 fn key_text(values: &[CellValue]) -> String {
     match values {
         [one] => one.to_string(),
@@ -544,10 +770,12 @@ mod tests {
 
     use super::*;
     use crate::coerce::coerce;
-    use crate::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec};
+    use crate::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec, TtlSpec, WriteTimeSpec};
 
     fn users_table() -> TableSpec {
         TableSpec {
+            ttl: None,
+            write_time: None,
             name: "created_users".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),
@@ -669,6 +897,8 @@ mod tests {
     #[test]
     fn composite_keys_are_json_arrays_and_empty_text_keys_are_refused() {
         let table = TableSpec {
+            ttl: None,
+            write_time: None,
             name: "events".into(),
             columns: vec![
                 ColumnSpec::from_pointer("tenant", "text", "/tenant"),
@@ -828,5 +1058,223 @@ mod tests {
         table.partition_key = vec!["nope".into()];
         let err = RowMapper::new(&table).unwrap_err();
         assert_eq!(err.problems.len(), 2, "{err}");
+    }
+
+    fn events_table() -> TableSpec {
+        TableSpec {
+            ttl: None,
+            write_time: None,
+            name: "events".into(),
+            columns: vec![
+                ColumnSpec::from_pointer("id", "int", "/id"),
+                ColumnSpec::from_kafka("k", "text", KafkaPart::Key),
+                ColumnSpec::from_kafka("produced", "timestamp", KafkaPart::Timestamp),
+                ColumnSpec::from_kafka("produced_ms", "bigint", KafkaPart::Timestamp),
+                ColumnSpec::from_header("trace", "uuid", "trace-id"),
+                ColumnSpec::from_header("raw", "blob", "raw"),
+            ],
+            partition_key: vec!["id".into()],
+            clustering_key: vec![ClusteringColumn {
+                name: "produced".into(),
+                order: ClusteringOrder::Asc,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_kafka_key_timestamp_and_headers_fill_their_columns() {
+        let mapper = RowMapper::new(&events_table()).unwrap();
+        assert_eq!(
+            mapper.header_names().collect::<Vec<_>>(),
+            ["trace-id", "raw"]
+        );
+        let trace = "3f1d9c52-8a4e-4b7e-9d0a-6c2b51e8f7a1";
+        let headers = [
+            ("trace-id".to_owned(), b"not the last".to_vec()),
+            ("trace-id".to_owned(), trace.as_bytes().to_vec()),
+            ("raw".to_owned(), vec![0xff, 0x00]),
+        ];
+        // The sink keeps each header's last value (wanted_headers).
+        let last: Vec<(String, Vec<u8>)> = headers[1..].to_vec();
+        let parts = KafkaRecordParts {
+            key: Some(b"user-7"),
+            timestamp_ms: Some(1_700_000_000_123),
+            headers: &last,
+        };
+        let row = mapper.map_record(&json!({"id": 7}), &parts).unwrap();
+        assert_eq!(row[1], Cell::Value(CellValue::Text("user-7".into())));
+        assert_eq!(row[2], Cell::Value(CellValue::Timestamp(1_700_000_000_123)));
+        assert_eq!(row[3], Cell::Value(CellValue::BigInt(1_700_000_000_123)));
+        assert_eq!(
+            row[4],
+            Cell::Value(CellValue::Uuid(Uuid::parse_str(trace).unwrap()))
+        );
+        assert_eq!(row[5], Cell::Value(CellValue::Blob(vec![0xff, 0x00])));
+
+        // No key and no headers: unset; but the clustering column from the
+        // timestamp is part of the key, so a record without one is refused.
+        let bare = KafkaRecordParts::default();
+        let err = mapper.map_record(&json!({"id": 7}), &bare).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].column, "produced");
+        assert_eq!(err.problems[0].kind, ColumnErrorKind::MissingKey);
+        assert!(
+            err.to_string()
+                .contains("from the Kafka record's timestamp"),
+            "{err}"
+        );
+
+        // Bytes that are not UTF-8 fit only a blob column.
+        let bad = vec![("trace-id".to_owned(), vec![0xff])];
+        let parts = KafkaRecordParts {
+            headers: &bad,
+            ..parts
+        };
+        let err = mapper.map_record(&json!({"id": 7}), &parts).unwrap_err();
+        assert_eq!(err.problems[0].kind, ColumnErrorKind::NotUtf8 { len: 1 });
+        assert!(
+            err.to_string()
+                .contains("from the Kafka header \"trace-id\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ingest_leaves_the_kafka_columns_unset_and_unchecked() {
+        let mapper = RowMapper::new(&events_table()).unwrap();
+        let row = mapper.map(&json!({"id": 7})).unwrap();
+        assert_eq!(row[0], Cell::Value(CellValue::Int(7)));
+        assert!(row[1..].iter().all(|c| *c == Cell::Unset), "{row:?}");
+        // The pruned parse still works with no pointer but /id.
+        let parsed = mapper.parse(br#"{"id": 7, "other": [1, 2]}"#).unwrap();
+        assert_eq!(parsed, json!({"id": 7}));
+    }
+
+    fn with_settings(ttl: Option<TtlSpec>, write_time: Option<WriteTimeSpec>) -> RowMapper {
+        RowMapper::new(&TableSpec {
+            ttl,
+            write_time,
+            ..events_table()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_records_ttl_wins_over_the_tables_and_a_bad_one_is_refused() {
+        let both = with_settings(
+            Some(TtlSpec {
+                seconds: Some(60),
+                from: Some("/expiresIn".into()),
+            }),
+            None,
+        );
+        assert!(both.binds_ttl());
+        let ttl = |record: Value| both.settings(&record).map(|s| s.ttl);
+        assert_eq!(ttl(json!({"expiresIn": 5})), Ok(Some(5)));
+        assert_eq!(ttl(json!({"expiresIn": "7"})), Ok(Some(7)));
+        assert_eq!(ttl(json!({"expiresIn": 0})), Ok(Some(0)), "0 is forever");
+        assert_eq!(ttl(json!({})), Ok(Some(60)));
+        assert_eq!(ttl(json!({"expiresIn": null})), Ok(Some(60)));
+        for bad in [
+            json!(-1),
+            json!(630_720_001),
+            json!("soon"),
+            json!(1.5),
+            json!([1]),
+        ] {
+            let e = ttl(json!({"expiresIn": bad.clone()})).unwrap_err();
+            assert_eq!(e.setting, "ttl", "{bad}");
+            assert!(e.to_string().starts_with("ttl from /expiresIn: "), "{e}");
+        }
+        let only_field = with_settings(
+            Some(TtlSpec {
+                seconds: None,
+                from: Some("/expiresIn".into()),
+            }),
+            None,
+        );
+        assert_eq!(
+            only_field.settings(&json!({})).unwrap().ttl,
+            None,
+            "no TTL: the table's default"
+        );
+        let none = with_settings(None, None);
+        assert!(!none.binds_ttl());
+        assert_eq!(
+            none.settings(&json!({"expiresIn": 5})),
+            Ok(WriteSettings::default())
+        );
+    }
+
+    #[test]
+    fn a_records_write_time_is_read_in_its_unit_and_refused_when_implausible() {
+        let at = |unit| {
+            with_settings(
+                None,
+                Some(WriteTimeSpec {
+                    from: "/updatedAt".into(),
+                    unit,
+                }),
+            )
+        };
+        let time = |unit, v: Value| {
+            at(unit)
+                .settings(&json!({"updatedAt": v}))
+                .map(|s| s.write_time_micros)
+        };
+        assert_eq!(
+            time(EpochUnit::Seconds, json!(1_700_000_000)),
+            Ok(Some(1_700_000_000_000_000))
+        );
+        assert_eq!(
+            time(EpochUnit::Milliseconds, json!("1700000000123")),
+            Ok(Some(1_700_000_000_123_000))
+        );
+        assert_eq!(
+            time(EpochUnit::Microseconds, json!(1_700_000_000_123_456_i64)),
+            Ok(Some(1_700_000_000_123_456))
+        );
+        assert_eq!(
+            time(EpochUnit::Seconds, json!("2023-11-14T22:13:20.123456Z")),
+            Ok(Some(1_700_000_000_123_456)),
+            "a text date keeps its microseconds whatever the unit"
+        );
+        let wrong_unit = time(EpochUnit::Seconds, json!(1_700_000_000_123_i64)).unwrap_err();
+        assert!(
+            matches!(
+                wrong_unit.kind,
+                SettingErrorKind::Value(ValueError::ImplausibleInstant { .. })
+            ),
+            "{wrong_unit}"
+        );
+        assert!(time(EpochUnit::Seconds, json!("yesterday")).is_err());
+        assert!(time(EpochUnit::Seconds, json!("1800-01-01T00:00:00Z")).is_err());
+        let missing = at(EpochUnit::Seconds).settings(&json!({})).unwrap_err();
+        assert_eq!(missing.kind, SettingErrorKind::Missing);
+        assert_eq!(
+            missing.to_string(),
+            "writeTime from /updatedAt: the record has no value there"
+        );
+        // The pruned parse keeps the fields ttl and writeTime read.
+        let mapper = with_settings(
+            Some(TtlSpec {
+                seconds: None,
+                from: Some("/meta/ttl".into()),
+            }),
+            Some(WriteTimeSpec {
+                from: "/updatedAt".into(),
+                unit: EpochUnit::Seconds,
+            }),
+        );
+        let parsed = mapper
+            .parse(br#"{"id": 1, "updatedAt": 1700000000, "meta": {"ttl": 9, "x": 1}, "y": 2}"#)
+            .unwrap();
+        assert_eq!(
+            mapper.settings(&parsed),
+            Ok(WriteSettings {
+                ttl: Some(9),
+                write_time_micros: Some(1_700_000_000_000_000),
+            })
+        );
     }
 }

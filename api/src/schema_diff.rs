@@ -235,6 +235,8 @@ mod tests {
 
     fn declared() -> TableSpec {
         TableSpec {
+            ttl: None,
+            write_time: None,
             name: "created_users".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),

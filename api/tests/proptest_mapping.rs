@@ -83,6 +83,8 @@ fn mapper_for(cql_type: &str) -> RowMapper {
         cql_type
     };
     RowMapper::new(&TableSpec {
+        ttl: None,
+        write_time: None,
         name: "t".into(),
         columns: vec![
             ColumnSpec::from_pointer("id", "text", "/id"),

@@ -27,6 +27,9 @@ pub mod headers {
     pub const WRITE_TIMESTAMP: &str = "millrace.write.timestamp";
     /// Set on a dead letter that a replay tried again: the replay's token.
     pub const REPLAY_TOKEN: &str = "millrace.replay.token";
+    /// The original record's Kafka timestamp (milliseconds), for columns
+    /// that read it (`fromKafka: timestamp`) when the record is replayed.
+    pub const SOURCE_TIMESTAMP: &str = "millrace.source.timestamp";
 }
 
 /// Where a dead-lettered record came from.
@@ -40,6 +43,11 @@ pub enum Origin<'a> {
         partition: i32,
         offset: i64,
         write_timestamp: i64,
+        /// The record's Kafka timestamp, in milliseconds.
+        timestamp_ms: Option<i64>,
+        /// The record's headers that the columns read: the dead letter
+        /// carries them, so a replay maps it as the sink did.
+        headers: &'a [(String, Vec<u8>)],
     },
     /// A dead letter a replay tried again: its headers (where it came from)
     /// are kept, with the replay's token.
@@ -290,7 +298,21 @@ impl Producer {
                     partition,
                     offset,
                     write_timestamp,
+                    timestamp_ms,
+                    headers: own,
                 } => {
+                    for (key, value) in own.iter() {
+                        h = h.insert(Header {
+                            key,
+                            value: Some(value),
+                        });
+                    }
+                    if let Some(ms) = timestamp_ms {
+                        h = h.insert(Header {
+                            key: headers::SOURCE_TIMESTAMP,
+                            value: Some(&ms.to_string()),
+                        });
+                    }
                     h = h
                         .insert(Header {
                             key: headers::STAGE,

@@ -289,6 +289,64 @@ pub struct TableSpec {
             .reason(Reason::FieldValueForbidden)
     )]
     pub clustering_key: Vec<ClusteringColumn>,
+
+    /// How long the rows written live (Cassandra's TTL): a number of
+    /// seconds for every row, a record field that gives it per record, or
+    /// both (the record's field wins where the record has it). Without it,
+    /// rows keep the table's own `default_time_to_live` (none, unless set
+    /// by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<TtlSpec>,
+
+    /// Where each row's write time (`WRITETIME`) comes from: a field of the
+    /// record instead of the Kafka record's timestamp. Either way a later
+    /// record of a key never gets an earlier write time than the one
+    /// before it, so versions stay in the topic's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_time: Option<WriteTimeSpec>,
+}
+
+/// How long rows live.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.seconds) || has(self.from)")
+        .message("set seconds, from, or both")
+)]
+pub struct TtlSpec {
+    /// Seconds every row lives, unless its record gives its own; 0 means
+    /// forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = limits::TTL_SECONDS_MAX))]
+    pub seconds: Option<i32>,
+
+    /// JSON pointer to the record's own TTL, in seconds (a whole number, or
+    /// a string of digits; 0 means forever). A record without the field
+    /// (or with null there) gets `seconds`; a value that is not a number
+    /// of seconds up to 20 years sends the record to the dead-letter topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::POINTER_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::JSON_POINTER))
+        .message("must be a JSON pointer such as /expiresIn: it starts with '/', and '~' appears only as ~0 or ~1"))]
+    pub from: Option<String>,
+}
+
+/// Where a row's write time comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteTimeSpec {
+    /// JSON pointer to the record's time: an RFC 3339 text date, or a
+    /// number (or string of digits) counting `unit` since the epoch. A
+    /// record without it, or with a time outside the years 1900-2199, goes
+    /// to the dead-letter topic with the reason.
+    #[schemars(length(min = 1, max = limits::POINTER_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::JSON_POINTER))
+        .message("must be a JSON pointer such as /updatedAt: it starts with '/', and '~' appears only as ~0 or ~1"))]
+    pub from: String,
+
+    /// What a number counts since the epoch: `seconds`, `milliseconds` or
+    /// `microseconds` (Cassandra's own write-time unit, kept exactly).
+    pub unit: EpochUnit,
 }
 
 /// One column of the table and where its value comes from.
@@ -296,9 +354,9 @@ pub struct TableSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new(
-        "(has(self.from) ? 1 : 0) + (has(self.template) ? 1 : 0) + (has(self.wholeRecord) && self.wholeRecord ? 1 : 0) == 1"
+        "(has(self.from) ? 1 : 0) + (has(self.template) ? 1 : 0) + (has(self.wholeRecord) && self.wholeRecord ? 1 : 0) + (has(self.fromKafka) ? 1 : 0) + (has(self.fromHeader) ? 1 : 0) == 1"
     )
-    .message("set exactly one of from, template or wholeRecord: true"),
+    .message("set exactly one of from, template, wholeRecord: true, fromKafka or fromHeader"),
     validation = Rule::new("!has(self.wholeRecord) || !self.wholeRecord || self.type in ['text', 'varchar']")
         .message("a wholeRecord column holds JSON text, so its type must be text")
 )]
@@ -342,6 +400,20 @@ pub struct ColumnSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whole_record: Option<bool>,
 
+    /// A part of the Kafka record rather than of its value: `key` (its
+    /// bytes; as text, read like a JSON string for other types) or
+    /// `timestamp` (milliseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_kafka: Option<KafkaPart>,
+
+    /// The Kafka record header of this name (the last one, if the record
+    /// has several): its bytes for a `blob` column, its text read like a
+    /// JSON string for other types. A record without it leaves the column
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub from_header: Option<String>,
+
     /// For a `timestamp` column (or a collection of timestamps): what a
     /// number (or a string of digits) counts since the epoch, `seconds`,
     /// `milliseconds` or `microseconds`. Without it such a value is refused:
@@ -349,6 +421,24 @@ pub struct ColumnSpec {
     /// Text dates (RFC 3339) need no unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<EpochUnit>,
+}
+
+/// A part of the Kafka record a column can read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KafkaPart {
+    Key,
+    Timestamp,
+}
+
+impl KafkaPart {
+    /// Its name as the spec writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Timestamp => "timestamp",
+        }
+    }
 }
 
 /// What a number read into a `timestamp` column counts since 1970-01-01
@@ -413,6 +503,8 @@ impl ColumnSpec {
             from: Some(pointer.to_owned()),
             template: None,
             whole_record: None,
+            from_kafka: None,
+            from_header: None,
             unit: None,
         }
     }
@@ -425,6 +517,8 @@ impl ColumnSpec {
             from: None,
             template: Some(template.to_owned()),
             whole_record: None,
+            from_kafka: None,
+            from_header: None,
             unit: None,
         }
     }
@@ -445,7 +539,32 @@ impl ColumnSpec {
             from: None,
             template: None,
             whole_record: Some(true),
+            from_kafka: None,
+            from_header: None,
             unit: None,
+        }
+    }
+
+    /// A column that reads `part` of the Kafka record.
+    pub fn from_kafka(name: &str, type_: &str, part: KafkaPart) -> Self {
+        Self {
+            name: name.to_owned(),
+            type_: type_.to_owned(),
+            from: None,
+            template: None,
+            whole_record: None,
+            from_kafka: Some(part),
+            from_header: None,
+            unit: None,
+        }
+    }
+
+    /// A column that reads the Kafka record header `header`.
+    pub fn from_header(name: &str, type_: &str, header: &str) -> Self {
+        Self {
+            from_kafka: None,
+            from_header: Some(header.to_owned()),
+            ..Self::from_kafka(name, type_, KafkaPart::Key)
         }
     }
 }

@@ -25,6 +25,8 @@ pub const REPLICAS: (i64, i64) = (0, 64);
 /// which is the sign the autoscaler reads as a stalled sink.
 pub const AUTOSCALE_REPLICAS: (i64, i64) = (1, 64);
 pub const TARGET_LAG: (i64, i64) = (1, 1_000_000_000);
+/// Cassandra's longest TTL: 20 years.
+pub const TTL_SECONDS_MAX: i32 = 630_720_000;
 pub const COOLDOWN_SECONDS: (i64, i64) = (0, 86_400);
 pub const MAX_IN_FLIGHT: (i64, i64) = (1, 65_536);
 pub const MAX_PAGES: (i64, i64) = (1, 10_000);

@@ -28,6 +28,8 @@ pub(super) fn spec() -> StreamPipelineSpec {
                 replication: Replication::simple(1),
             },
             table: TableSpec {
+                ttl: None,
+                write_time: None,
                 name: "created_users".into(),
                 columns: vec![
                     ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),

@@ -22,6 +22,9 @@ pub(super) fn check_format(v: &mut Problems, spec: &StreamPipelineSpec) {
     if format.type_ == FormatType::Avro && !spec.sources.is_empty() {
         v.push("spec.sources", Problem::SourcesWithAvro);
     }
+    if format.type_ == FormatType::Avro && spec.cassandra.table.write_time.is_some() {
+        v.push("spec.cassandra.table.writeTime", Problem::WriteTimeWithAvro);
+    }
     let Some(registry) = &format.schema_registry else {
         return;
     };
@@ -105,6 +108,23 @@ mod tests {
             schema_registry: None,
         });
         assert_eq!(problems(&s)[0].problem, Problem::AvroWithoutRegistry);
+
+        // The consumer reads a record's write time before decoding Avro.
+        let mut s = spec();
+        s.sources.clear();
+        s.format = Some(avro("http://registry:8080"));
+        s.cassandra.table.write_time = Some(crate::spec::WriteTimeSpec {
+            from: "/updatedAt".into(),
+            unit: crate::spec::EpochUnit::Seconds,
+        });
+        let found = problems(&s);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == "spec.cassandra.table.writeTime"
+                    && p.problem == Problem::WriteTimeWithAvro),
+            "{found:?}"
+        );
 
         let mut s = spec();
         let mut json = avro("http://registry:8080");

@@ -55,6 +55,7 @@ pub fn validate_spec(spec: &StreamPipelineSpec) -> Result<(), InvalidSpec> {
     check_cassandra(&mut v, &spec.cassandra);
     check_sources(&mut v, &spec.sources);
     check_format(&mut v, spec);
+    table::check_kafka_columns(&mut v, spec);
     check_runner(&mut v, &spec.runner);
     v.finish()
 }

@@ -123,8 +123,30 @@ pub enum Problem {
     CollectionInKey { column: String, cql_type: String },
     #[error(transparent)]
     CqlType(#[from] CqlTypeError),
-    #[error("set exactly one of from, template or wholeRecord: true ({0} are set)")]
+    #[error(
+        "set exactly one of from, template, wholeRecord: true, fromKafka or fromHeader ({0} are set)"
+    )]
     ColumnSourceCount(usize),
+    #[error(
+        "fromKafka: timestamp is always milliseconds since the epoch (Kafka's own unit); remove unit"
+    )]
+    UnitOfKafkaTimestamp,
+    #[error(
+        "fromKafka: timestamp gives milliseconds since the epoch, for a timestamp, bigint or text column, not {0}"
+    )]
+    KafkaTimestampType(String),
+    #[error(
+        "{0:?} is not a Kafka header name: it must be 1 to 249 characters, none of them control characters"
+    )]
+    KafkaHeaderName(String),
+    #[error(
+        "partition key column {0:?} reads the Kafka record ({1}), but this pipeline's sources key each record by its partition key, which they read from the record's value; take it from the value (from or template)"
+    )]
+    PartitionKeyFromKafka(String, &'static str),
+    #[error(
+        "writeTime reads a field of the record before the sink writes it, which it can do for JSON records only; remove writeTime, or use format json"
+    )]
+    WriteTimeWithAvro,
     #[error(transparent)]
     Pointer(#[from] JsonPointerError),
     #[error("from must point into the record; use wholeRecord: true for the whole record")]

@@ -7,7 +7,7 @@ use super::accumulator::Problems;
 use super::problem::{Problem, SpecProblem};
 use crate::cql_type::CqlType;
 use crate::json_pointer::JsonPointer;
-use crate::spec::{ColumnSpec, TableSpec, limits};
+use crate::spec::{ColumnSpec, KafkaPart, StreamPipelineSpec, TableSpec, limits};
 use crate::template::Template;
 
 /// Problems in a table's columns and keys; the row mapper compiles only a
@@ -39,6 +39,8 @@ pub(super) fn check_table(v: &mut Problems, table: &TableSpec, at: &str) {
         }
         check_column(v, column, &at);
     }
+
+    check_ttl_and_write_time(v, table, at);
 
     if table.partition_key.is_empty() {
         v.push(format!("{at}.partitionKey"), Problem::NoPartitionKey);
@@ -90,6 +92,75 @@ pub(super) fn check_table(v: &mut Problems, table: &TableSpec, at: &str) {
     }
 }
 
+/// A pointer into the record: well formed, not too long, not the root.
+fn check_pointer(v: &mut Problems, pointer: &str, at: &str) {
+    if pointer.len() > limits::POINTER_MAX {
+        v.push(
+            at.to_owned(),
+            Problem::TooLong {
+                max: limits::POINTER_MAX,
+            },
+        );
+    }
+    match JsonPointer::parse(pointer) {
+        Ok(p) if p.is_root() => v.push(at.to_owned(), Problem::RootPointer),
+        Ok(_) => {}
+        Err(e) => v.push(at.to_owned(), e.into()),
+    }
+}
+
+/// Kafka allows any string as a header name; these bounds keep what the
+/// spec can name printable and within the CRD's length.
+fn is_header_name(name: &str) -> bool {
+    (1..=249).contains(&name.chars().count()) && !name.chars().any(char::is_control)
+}
+
+/// The table's TTL and write time.
+fn check_ttl_and_write_time(v: &mut Problems, table: &TableSpec, at: &str) {
+    if let Some(ttl) = &table.ttl {
+        if ttl.seconds.is_none() && ttl.from.is_none() {
+            v.push(format!("{at}.ttl"), Problem::Empty);
+        }
+        if let Some(seconds) = ttl.seconds {
+            v.range(
+                format!("{at}.ttl.seconds"),
+                i64::from(seconds),
+                (0, i64::from(limits::TTL_SECONDS_MAX)),
+            );
+        }
+        if let Some(from) = &ttl.from {
+            check_pointer(v, from, &format!("{at}.ttl.from"));
+        }
+    }
+    if let Some(write_time) = &table.write_time {
+        check_pointer(v, &write_time.from, &format!("{at}.writeTime.from"));
+    }
+}
+
+/// Columns that read the Kafka record, against the rest of the spec: the
+/// sources key a record by its partition key before there is a Kafka
+/// record, so with sources no partition key column can come from one.
+pub(super) fn check_kafka_columns(v: &mut Problems, spec: &StreamPipelineSpec) {
+    if spec.sources.is_empty() {
+        return;
+    }
+    let table = &spec.cassandra.table;
+    for (i, name) in table.partition_key.iter().enumerate() {
+        let Some(column) = table.column(name) else {
+            continue;
+        };
+        let part = match (&column.from_kafka, &column.from_header) {
+            (Some(part), _) => part.as_str(),
+            (None, Some(_)) => "a header",
+            (None, None) => continue,
+        };
+        v.push(
+            format!("spec.cassandra.table.partitionKey[{i}]"),
+            Problem::PartitionKeyFromKafka(name.clone(), part),
+        );
+    }
+}
+
 fn check_column(v: &mut Problems, column: &ColumnSpec, at: &str) {
     v.identifier(format!("{at}.name"), &column.name);
     let cql_type = column.type_.parse::<CqlType>();
@@ -99,23 +170,35 @@ fn check_column(v: &mut Problems, column: &ColumnSpec, at: &str) {
     let whole_record = column.whole_record == Some(true);
     let sources = usize::from(column.from.is_some())
         + usize::from(column.template.is_some())
-        + usize::from(whole_record);
+        + usize::from(whole_record)
+        + usize::from(column.from_kafka.is_some())
+        + usize::from(column.from_header.is_some());
     if sources != 1 {
         v.push(at.to_owned(), Problem::ColumnSourceCount(sources));
     }
     if let Some(from) = &column.from {
-        if from.len() > limits::POINTER_MAX {
-            v.push(
-                format!("{at}.from"),
-                Problem::TooLong {
-                    max: limits::POINTER_MAX,
-                },
-            );
+        check_pointer(v, from, &format!("{at}.from"));
+    }
+    if let Some(header) = &column.from_header
+        && !is_header_name(header)
+    {
+        v.push(
+            format!("{at}.fromHeader"),
+            Problem::KafkaHeaderName(header.clone()),
+        );
+    }
+    if column.from_kafka == Some(KafkaPart::Timestamp) {
+        if column.unit.is_some() {
+            v.push(format!("{at}.unit"), Problem::UnitOfKafkaTimestamp);
         }
-        match JsonPointer::parse(from) {
-            Ok(p) if p.is_root() => v.push(format!("{at}.from"), Problem::RootPointer),
-            Ok(_) => {}
-            Err(e) => v.push(format!("{at}.from"), e.into()),
+        if cql_type
+            .as_ref()
+            .is_ok_and(|t| !matches!(t, CqlType::Timestamp | CqlType::BigInt | CqlType::Text))
+        {
+            v.push(
+                format!("{at}.type"),
+                Problem::KafkaTimestampType(column.type_.clone()),
+            );
         }
     }
     if let Some(template) = &column.template {
@@ -238,6 +321,95 @@ mod tests {
             problems(&s)
                 .iter()
                 .any(|p| matches!(&p.problem, Problem::DuplicateColumn(c) if c == "id"))
+        );
+    }
+
+    #[test]
+    fn kafka_columns_ttl_and_write_time_are_checked() {
+        use crate::spec::{KafkaPart, TtlSpec, WriteTimeSpec};
+        let has = |s: &crate::spec::StreamPipelineSpec, field: &str, f: fn(&Problem) -> bool| {
+            problems(s)
+                .iter()
+                .any(|p| p.field == field && f(&p.problem))
+        };
+        let mut s = spec();
+        s.cassandra.table.columns.extend([
+            ColumnSpec::from_kafka("k", "text", KafkaPart::Key),
+            ColumnSpec::from_kafka("at", "timestamp", KafkaPart::Timestamp),
+            ColumnSpec::from_header("trace", "text", "trace-id"),
+        ]);
+        s.cassandra.table.ttl = Some(TtlSpec {
+            seconds: Some(3600),
+            from: Some("/ttl".into()),
+        });
+        s.cassandra.table.write_time = Some(WriteTimeSpec {
+            from: "/updatedAt".into(),
+            unit: EpochUnit::Milliseconds,
+        });
+        assert!(problems(&s).is_empty(), "{:?}", problems(&s));
+
+        let t = "spec.cassandra.table";
+        let mut bad = s.clone();
+        bad.cassandra.table.columns[2].from = Some("/k".into());
+        assert!(has(&bad, &format!("{t}.columns[2]"), |p| matches!(
+            p,
+            Problem::ColumnSourceCount(2)
+        )));
+        let mut bad = s.clone();
+        bad.cassandra.table.columns[3].unit = Some(EpochUnit::Seconds);
+        assert!(has(&bad, &format!("{t}.columns[3].unit"), |p| *p
+            == Problem::UnitOfKafkaTimestamp));
+        let mut bad = s.clone();
+        bad.cassandra.table.columns[3].type_ = "date".into();
+        assert!(has(&bad, &format!("{t}.columns[3].type"), |p| matches!(
+            p,
+            Problem::KafkaTimestampType(_)
+        )));
+        let mut bad = s.clone();
+        bad.cassandra.table.columns[4].from_header = Some("line\nbreak".into());
+        assert!(has(
+            &bad,
+            &format!("{t}.columns[4].fromHeader"),
+            |p| matches!(p, Problem::KafkaHeaderName(_))
+        ));
+        let mut bad = s.clone();
+        bad.cassandra.table.ttl = Some(TtlSpec {
+            seconds: Some(630_720_001),
+            from: Some("ttl".into()),
+        });
+        assert!(has(&bad, &format!("{t}.ttl.seconds"), |p| matches!(
+            p,
+            Problem::OutOfRange { .. }
+        )));
+        assert!(has(&bad, &format!("{t}.ttl.from"), |p| matches!(
+            p,
+            Problem::Pointer(_)
+        )));
+        bad.cassandra.table.ttl = Some(TtlSpec {
+            seconds: None,
+            from: None,
+        });
+        assert!(has(&bad, &format!("{t}.ttl"), |p| *p == Problem::Empty));
+        let mut bad = s.clone();
+        bad.cassandra.table.write_time = Some(WriteTimeSpec {
+            from: "".into(),
+            unit: EpochUnit::Seconds,
+        });
+        assert!(has(&bad, &format!("{t}.writeTime.from"), |_| true));
+
+        // The sources key records by the partition key from the value.
+        let mut bad = s.clone();
+        bad.cassandra.table.partition_key = vec!["k".into()];
+        assert!(has(
+            &bad,
+            &format!("{t}.partitionKey[0]"),
+            |p| matches!(p, Problem::PartitionKeyFromKafka(c, "key") if c == "k")
+        ));
+        bad.sources.clear();
+        assert!(
+            problems(&bad).is_empty(),
+            "without sources: {:?}",
+            problems(&bad)
         );
     }
 }

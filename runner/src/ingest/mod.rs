@@ -86,6 +86,8 @@ impl Ingest {
             return Err("the record is not a JSON object".to_owned());
         }
         let row = self.mapper.map(record).map_err(|e| e.to_string())?;
+        // A TTL or write time the sink would refuse is refused here too.
+        self.mapper.settings(record).map_err(|e| e.to_string())?;
         let key = self
             .mapper
             .partition_key_of_row(&row)
@@ -104,6 +106,7 @@ impl Ingest {
         }
         let record = self.mapper.parse(raw).map_err(|e| e.to_string())?;
         let row = self.mapper.map(&record).map_err(|e| e.to_string())?;
+        self.mapper.settings(&record).map_err(|e| e.to_string())?;
         self.mapper
             .partition_key_of_row(&row)
             .ok_or_else(|| "the record has no partition key".to_owned())

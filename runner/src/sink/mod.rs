@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use millrace_api::cql_value::{self, Bound};
-use millrace_api::{CommitMetadata, RowMapper, avro, cql};
+use millrace_api::{CommitMetadata, KafkaRecordParts, RowMapper, WriteSettings, avro, cql};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaResult;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use scylla::client::session::Session;
@@ -49,6 +49,7 @@ use crate::config::{Connections, Pipeline};
 use crate::kafka::{Origin, Producer};
 use crate::metrics::{Metrics, Reason};
 use offsets::{Gap, OffsetTracker, Safe, Ticket};
+use write_time::OwnTime;
 
 /// How long a revoke or a shutdown waits for in-flight writes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -423,8 +424,32 @@ struct Record {
     offset: i64,
     /// From the partition's chain ([`write_time`]).
     write_timestamp: i64,
+    /// The Kafka record's own timestamp, in milliseconds.
+    timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,
+    /// The headers the columns read (only those), each with its last
+    /// value.
+    headers: Vec<(String, Vec<u8>)>,
     payload: Vec<u8>,
+}
+
+/// A record's value as the mapping reads it, and how its row is written;
+/// or why it goes to the dead-letter topic.
+type Decoded = Result<(serde_json::Value, WriteSettings), (Reason, String)>;
+
+/// The headers of `message` that `mapper`'s columns read, each with its
+/// last value; nothing is copied for a table that reads none.
+fn wanted_headers(mapper: &RowMapper, message: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let Some(headers) = message.headers() else {
+        return out;
+    };
+    for name in mapper.header_names() {
+        if let Some(h) = headers.iter().filter(|h| h.key == name).last() {
+            out.push((name.to_owned(), h.value.unwrap_or_default().to_vec()));
+        }
+    }
+    out
 }
 
 impl Writer {
@@ -432,43 +457,79 @@ impl Writer {
     /// done, so its offset may be stored.
     /// With the outcome, how many tries of the write Cassandra timed out or
     /// refused as overloaded.
-    async fn handle(&self, record: Record) -> (Outcome, u64) {
+    /// `decoded` is the record already decoded, when the consumer had to
+    /// read its write time.
+    async fn handle(&self, record: Record, decoded: Option<Decoded>) -> (Outcome, u64) {
         let origin = Origin::Sink {
             topic: &self.topic,
             partition: record.partition,
             offset: record.offset,
             write_timestamp: record.write_timestamp,
+            timestamp_ms: record.timestamp_ms,
+            headers: &record.headers,
         };
-        self.handle_counted(&record, origin).await
+        self.handle_counted(&record, origin, decoded).await
     }
 
     /// As [`Writer::handle`], dead-lettering what fails as coming from
     /// `origin`.
     async fn handle_as(&self, record: &Record, origin: Origin<'_>) -> Outcome {
-        self.handle_counted(record, origin).await.0
+        self.handle_counted(record, origin, None).await.0
     }
 
-    async fn handle_counted(&self, record: &Record, origin: Origin<'_>) -> (Outcome, u64) {
+    /// The record's value and write settings, from Avro through the
+    /// registry or from JSON.
+    async fn decode(&self, record: &Record) -> Decoded {
         let value = match &self.registry {
-            Some(registry) => match self.decode_avro(registry, record).await {
-                Ok(v) => v,
-                Err((reason, why)) => {
-                    self.fail(record, reason, &why, origin).await;
-                    return (Outcome::DeadLettered, 0);
-                }
-            },
-            // Only the fields the columns read are parsed (RowMapper::parse):
-            // JSON parsing was the largest part of the sink's CPU per row.
-            None => match self.mapper.parse(&record.payload) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.fail(record, Reason::NotJson, &format!("not JSON: {e}"), origin)
-                        .await;
-                    return (Outcome::DeadLettered, 0);
-                }
-            },
+            Some(registry) => self.decode_avro(registry, record).await?,
+            None => return self.decode_json(&record.payload),
         };
-        let row = match self.mapper.map(&value) {
+        let settings = self
+            .mapper
+            .settings(&value)
+            .map_err(|e| (Reason::Unmappable, e.to_string()))?;
+        Ok((value, settings))
+    }
+
+    /// A JSON record's value and write settings. Only the fields the
+    /// columns (and `ttl`, `writeTime`) read are parsed
+    /// ([`RowMapper::parse`]): JSON parsing was the largest part of the
+    /// sink's CPU per row.
+    fn decode_json(&self, payload: &[u8]) -> Decoded {
+        let value = self
+            .mapper
+            .parse(payload)
+            .map_err(|e| (Reason::NotJson, format!("not JSON: {e}")))?;
+        let settings = self
+            .mapper
+            .settings(&value)
+            .map_err(|e| (Reason::Unmappable, e.to_string()))?;
+        Ok((value, settings))
+    }
+
+    async fn handle_counted(
+        &self,
+        record: &Record,
+        origin: Origin<'_>,
+        decoded: Option<Decoded>,
+    ) -> (Outcome, u64) {
+        let decoded = match decoded {
+            Some(d) => d,
+            None => self.decode(record).await,
+        };
+        let (value, settings) = match decoded {
+            Ok(d) => d,
+            Err((reason, why)) => {
+                self.fail(record, reason, &why, origin).await;
+                return (Outcome::DeadLettered, 0);
+            }
+        };
+        let parts = KafkaRecordParts {
+            key: record.key.as_deref(),
+            timestamp_ms: record.timestamp_ms,
+            headers: &record.headers,
+        };
+        let row = match self.mapper.map_record(&value, &parts) {
             Ok(row) => row,
             Err(e) => {
                 self.fail(record, Reason::Unmappable, &e.to_string(), origin)
@@ -476,7 +537,8 @@ impl Writer {
                 return (Outcome::DeadLettered, 0);
             }
         };
-        let values = cql_value::bind(row, record.write_timestamp);
+        let ttl = self.mapper.binds_ttl().then_some(settings.ttl);
+        let values = cql_value::bind(row, ttl, record.write_timestamp);
         let started = Instant::now();
         let (written, timed_out) = self.write(&values).await;
         match written {
@@ -839,16 +901,28 @@ pub async fn run(
         while let Some(message) = next.take() {
             match message {
                 Ok(message) => {
+                    let timestamp_ms = message.timestamp().to_millis();
+                    // A write time read from the record is needed before
+                    // the record's place in the chain is: the record is
+                    // decoded here, once, and its task gets the result.
+                    let (own, decoded) = if writer.mapper.reads_write_time() {
+                        let decoded = writer.decode_json(message.payload().unwrap_or_default());
+                        let own = match &decoded {
+                            Ok((_, s)) => s
+                                .write_time_micros
+                                .map_or(OwnTime::Unknown, OwnTime::Record),
+                            Err(_) => OwnTime::Unknown,
+                        };
+                        (own, Some(decoded))
+                    } else {
+                        (OwnTime::Kafka(timestamp_ms), None)
+                    };
                     // In the order the partition holds its records, so the
                     // write timestamps follow the offsets.
                     let (gap, ticket): (Option<Gap>, Ticket) = {
                         let mut t = lock(&tracker);
                         let gap = t.gap(message.partition(), message.offset());
-                        let ticket = t.start(
-                            message.partition(),
-                            message.offset(),
-                            message.timestamp().to_millis(),
-                        );
+                        let ticket = t.start_from(message.partition(), message.offset(), own);
                         (gap, ticket)
                     };
                     if let Some(gap) = gap {
@@ -864,7 +938,9 @@ pub async fn run(
                         partition: ticket.partition,
                         offset: ticket.offset,
                         write_timestamp: ticket.write_timestamp,
+                        timestamp_ms,
                         key: message.key().map(<[u8]>::to_vec),
+                        headers: wanted_headers(&writer.mapper, &message),
                         payload: message.payload().unwrap_or_default().to_vec(),
                     };
                     drop(message);
@@ -874,7 +950,7 @@ pub async fn run(
                     let writer = writer.clone();
                     let tracker = tracker.clone();
                     tokio::spawn(async move {
-                        let (outcome, timed_out) = writer.handle(record).await;
+                        let (outcome, timed_out) = writer.handle(record, decoded).await;
                         // The offset is stored by the storer task, once every
                         // earlier record of the partition is done too.
                         lock(&tracker).finish_counted(

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use millrace_api::CommitMetadata;
 
-use super::write_time::WriteClock;
+use super::write_time::{OwnTime, WriteClock};
 
 #[derive(Debug, Default)]
 struct PartitionState {
@@ -238,6 +238,11 @@ impl OffsetTracker {
         offset: i64,
         kafka_timestamp_ms: Option<i64>,
     ) -> Ticket {
+        self.start_from(partition, offset, OwnTime::Kafka(kafka_timestamp_ms))
+    }
+
+    /// As [`OffsetTracker::start`], with the write time starting from `own`.
+    pub fn start_from(&mut self, partition: i32, offset: i64, own: OwnTime) -> Ticket {
         let next_epoch = &mut self.next_epoch;
         let state = self.partitions.entry(partition).or_insert_with(|| {
             *next_epoch += 1;
@@ -246,7 +251,7 @@ impl OffsetTracker {
                 ..PartitionState::default()
             }
         });
-        let write_timestamp = state.clock.next(kafka_timestamp_ms);
+        let write_timestamp = state.clock.next_from(own);
         state.timestamps.insert(offset, write_timestamp);
         state.in_flight.insert(offset);
         state.expected = Some(offset + 1);

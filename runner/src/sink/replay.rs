@@ -332,16 +332,25 @@ pub(super) async fn run(
                     continue;
                 }
                 if offset < meta.end {
-                    let kept = millrace_headers(&m);
+                    let own = super::wanted_headers(&writer.mapper, &m);
+                    let mut kept = millrace_headers(&m);
                     let write_timestamp = header(&kept, headers::WRITE_TIMESTAMP)
                         .and_then(|t| t.parse().ok())
                         .or_else(|| m.timestamp().to_millis().map(|ms| ms.saturating_mul(1000)))
                         .unwrap_or(0);
+                    let timestamp_ms = header(&kept, headers::SOURCE_TIMESTAMP)
+                        .and_then(|t| t.parse().ok())
+                        .or_else(|| m.timestamp().to_millis());
+                    // Dead-lettered again, it keeps the headers the columns
+                    // read, for the next replay.
+                    kept.extend(own.iter().cloned());
                     let record = Record {
                         partition,
                         offset,
                         write_timestamp,
+                        timestamp_ms,
                         key: m.key().map(<[u8]>::to_vec),
+                        headers: own,
                         payload: m.payload().unwrap_or_default().to_vec(),
                     };
                     drop(m);

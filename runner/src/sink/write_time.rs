@@ -17,6 +17,23 @@
 //! by an older runner) the chain starts at the end of its first record's
 //! millisecond, which is never below what the older runner wrote for an
 //! earlier record of that millisecond.
+//!
+//! With `writeTime` in the spec, a record's own time (a field of its value)
+//! takes the Kafka timestamp's place in the formula: versions still follow
+//! the offsets, and a record whose time is earlier than its predecessor's
+//! is written just after it rather than under it.
+
+/// What a record's write time starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnTime {
+    /// The Kafka record's timestamp, in milliseconds.
+    Kafka(Option<i64>),
+    /// The record's own time (`writeTime`), in microseconds.
+    Record(i64),
+    /// None: the record will not be written (its time could not be read),
+    /// so it must not move the chain.
+    Unknown,
+}
 
 /// The chain of one partition.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,10 +51,23 @@ impl WriteClock {
     /// The timestamp (microseconds) of the next record of the partition,
     /// whose Kafka timestamp is `kafka_timestamp_ms`.
     pub fn next(&mut self, kafka_timestamp_ms: Option<i64>) -> i64 {
-        let own = kafka_timestamp_ms.unwrap_or(0).saturating_mul(1000);
+        self.next_from(OwnTime::Kafka(kafka_timestamp_ms))
+    }
+
+    /// The timestamp (microseconds) of the next record of the partition.
+    pub fn next_from(&mut self, own: OwnTime) -> i64 {
+        let (own, first_slack) = match own {
+            OwnTime::Kafka(ms) => (ms.unwrap_or(0).saturating_mul(1000), 999),
+            // A record's own time is as precise as its unit: no older
+            // runner wrote within its millisecond.
+            OwnTime::Record(micros) => (micros, 0),
+            OwnTime::Unknown => {
+                return self.last.map_or(0, |last| last.saturating_add(1));
+            }
+        };
         let ts = match self.last {
             Some(last) => own.max(last.saturating_add(1)),
-            None => own.saturating_add(999),
+            None => own.saturating_add(first_slack),
         };
         self.last = Some(ts);
         ts
@@ -102,6 +132,18 @@ mod tests {
             .map(|ms| again.next(Some(*ms)))
             .collect();
         assert_eq!(replay, run[3..]);
+    }
+
+    #[test]
+    fn a_records_own_time_is_its_write_time_unless_it_would_go_back() {
+        let mut clock = WriteClock::resume(None);
+        assert_eq!(clock.next_from(OwnTime::Record(5_000_123)), 5_000_123);
+        assert_eq!(clock.next_from(OwnTime::Record(6_000_000)), 6_000_000);
+        // An earlier time on a later offset: just after, never under.
+        assert_eq!(clock.next_from(OwnTime::Record(1_000_000)), 6_000_001);
+        // A record whose time is unreadable does not move the chain.
+        assert_eq!(clock.next_from(OwnTime::Unknown), 6_000_002);
+        assert_eq!(clock.next_from(OwnTime::Record(6_000_002)), 6_000_002);
     }
 
     #[test]
