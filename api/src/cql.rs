@@ -242,6 +242,22 @@ pub fn insert(keyspace: &str, table: &TableSpec) -> String {
     )
 }
 
+/// The sink's prepared delete of one row: the write timestamp first
+/// (`USING TIMESTAMP ?`, from the same chain as the inserts, so a replay
+/// deletes nothing a later record wrote), then one marker per primary key
+/// column in [`TableSpec::primary_key`] order.
+pub fn delete(keyspace: &str, table: &TableSpec) -> String {
+    let conditions: Vec<String> = table
+        .primary_key()
+        .map(|name| format!("{} = ?", quote_cql_identifier(name)))
+        .collect();
+    format!(
+        "DELETE FROM {} USING TIMESTAMP ? WHERE {}",
+        qualified_table(keyspace, &table.name),
+        conditions.join(" AND ")
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -259,6 +275,7 @@ mod tests {
         TableSpec {
             ttl: None,
             write_time: None,
+            deletes: None,
             name: "created_users".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),
@@ -326,6 +343,19 @@ mod tests {
         assert!(create_table("ks", &t).unwrap().ends_with(
             "PRIMARY KEY ((\"id\", \"tags\"), \"registered\")) WITH CLUSTERING ORDER BY (\"registered\" DESC)"
         ));
+    }
+
+    #[test]
+    fn the_delete_names_every_primary_key_column_after_the_timestamp() {
+        let mut t = table();
+        t.clustering_key = vec![ClusteringColumn {
+            name: "registered".into(),
+            order: ClusteringOrder::Desc,
+        }];
+        assert_eq!(
+            delete("ks", &t),
+            r#"DELETE FROM "ks"."created_users" USING TIMESTAMP ? WHERE "id" = ? AND "registered" = ?"#
+        );
     }
 
     #[test]

@@ -32,6 +32,17 @@ pub fn bind(row: Vec<Cell>, ttl: Option<Option<i32>>, write_timestamp_micros: i6
     values
 }
 
+/// The delete's values ([`crate::cql::delete`]): the write timestamp, then
+/// the primary key's cells ([`crate::RowMapper::delete_key`]).
+pub fn bind_delete(key: Vec<Cell>, write_timestamp_micros: i64) -> Vec<Bound> {
+    let mut values: Vec<Bound> = Vec::with_capacity(key.len() + 1);
+    values.push(MaybeUnset::Set(Some(CqlValue::BigInt(
+        write_timestamp_micros,
+    ))));
+    values.extend(key.into_iter().map(cell));
+    values
+}
+
 fn cell(cell: Cell) -> Bound {
     match cell {
         Cell::Unset => MaybeUnset::Unset,

@@ -71,6 +71,17 @@ impl JsonPointer {
         })
     }
 
+    /// A document that has `value` where the pointer refers, and nothing
+    /// else: objects all the way down (an index token becomes an object
+    /// key, since there is no array to index).
+    pub fn place(&self, value: Value) -> Value {
+        self.tokens.iter().rev().fold(value, |inner, token| {
+            let mut object = serde_json::Map::new();
+            object.insert(token.key.clone(), inner);
+            Value::Object(object)
+        })
+    }
+
     /// The pointer as written.
     pub fn as_str(&self) -> &str {
         &self.text

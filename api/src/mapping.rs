@@ -37,6 +37,30 @@ pub struct RowMapper {
     ttl: Option<(Option<JsonPointer>, Option<i32>)>,
     /// Where a record's write time is, and its unit.
     write_time: Option<(JsonPointer, EpochUnit)>,
+    /// Which records delete their row.
+    deletes: Option<Deletes>,
+}
+
+/// Which records delete their row; see [`crate::spec::DeletesSpec`].
+#[derive(Clone, Debug)]
+struct Deletes {
+    tombstones: bool,
+    /// Indices into `columns` of the columns outside the primary key that
+    /// read the value, when `keyOnly` is on: a record with none of them is
+    /// a delete.
+    key_only: Option<Vec<usize>>,
+    marker: Option<(JsonPointer, String)>,
+}
+
+/// Why a Kafka tombstone names no row.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TombstoneError {
+    #[error("a tombstone without a key names no row to delete")]
+    NoKey,
+    #[error("the tombstone's key is not UTF-8 text, so it cannot name the primary key")]
+    NotUtf8,
+    #[error("the tombstone's key {key:?} does not name the row to delete: {why}")]
+    Unreadable { key: String, why: &'static str },
 }
 
 /// The parts of a Kafka record besides its value, for columns that read
@@ -231,7 +255,7 @@ impl RowMapper {
             .iter()
             .filter_map(|k| index_of(k))
             .collect();
-        let primary_key = table.primary_key().filter_map(index_of).collect();
+        let primary_key: Vec<usize> = table.primary_key().filter_map(index_of).collect();
         let pointer = |at: &str, text: &str| {
             JsonPointer::parse(text).map_err(|e| InvalidSpec {
                 problems: vec![crate::validate::SpecProblem {
@@ -254,10 +278,36 @@ impl RowMapper {
             Some(w) => Some((pointer("writeTime.from", &w.from)?, w.unit)),
             None => None,
         };
+        let deletes = match &table.deletes {
+            Some(d) => Some(Deletes {
+                tombstones: d.tombstones,
+                key_only: d.key_only.then(|| {
+                    (0..columns.len())
+                        .filter(|i| !primary_key.contains(i))
+                        .filter(|&i| {
+                            matches!(
+                                columns[i].source,
+                                ColumnSource::Pointer(_) | ColumnSource::Template(_)
+                            )
+                        })
+                        .collect()
+                }),
+                marker: match &d.marker {
+                    Some(m) => Some((pointer("deletes.marker.from", &m.from)?, m.equals.clone())),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
         let settings = ttl
             .iter()
             .filter_map(|(p, _)| p.as_ref())
-            .chain(write_time.iter().map(|(p, _)| p));
+            .chain(write_time.iter().map(|(p, _)| p))
+            .chain(
+                deletes
+                    .iter()
+                    .filter_map(|d| d.marker.as_ref().map(|(p, _)| p)),
+            );
         let needed = Needed::of(&columns, settings);
         Ok(Self {
             columns,
@@ -266,7 +316,126 @@ impl RowMapper {
             needed,
             ttl,
             write_time,
+            deletes,
         })
+    }
+
+    /// Whether a Kafka tombstone deletes its row (`deletes.tombstones`).
+    pub fn deletes_tombstones(&self) -> bool {
+        self.deletes.as_ref().is_some_and(|d| d.tombstones)
+    }
+
+    /// Whether `record` deletes its row rather than writing it: it has the
+    /// marker, or (with `keyOnly`) no value for any column outside the
+    /// primary key that reads the value.
+    pub fn is_delete(&self, record: &Value) -> bool {
+        let Some(deletes) = &self.deletes else {
+            return false;
+        };
+        if let Some((pointer, equals)) = &deletes.marker {
+            let marked = match pointer.get(record) {
+                Some(Value::String(s)) => s == equals,
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string() == *equals,
+                _ => false,
+            };
+            if marked {
+                return true;
+            }
+        }
+        deletes.key_only.as_ref().is_some_and(|others| {
+            others.iter().all(|&i| match &self.columns[i].source {
+                ColumnSource::Pointer(p) => p.get(record).is_none(),
+                ColumnSource::Template(t) => t.render(record).is_none(),
+                _ => true,
+            })
+        })
+    }
+
+    /// The record a tombstone's key stands for, to map with
+    /// [`RowMapper::delete_key`]: a JSON object key is that record; for a
+    /// one-column primary key read from the value, any other key is that
+    /// column's value as text; for a partition key of several columns and
+    /// no clustering key, a JSON array gives them in order (as
+    /// [`RowMapper::partition_key`] keys records). Key columns that read
+    /// the Kafka record read it as for any record.
+    pub fn tombstone_record(&self, key: Option<&[u8]>) -> Result<Value, TombstoneError> {
+        let key = key.ok_or(TombstoneError::NoKey)?;
+        let text = std::str::from_utf8(key).map_err(|_| TombstoneError::NotUtf8)?;
+        let unreadable = |why| TombstoneError::Unreadable {
+            key: text.chars().take(200).collect(),
+            why,
+        };
+        let from_value: Vec<usize> = self
+            .primary_key
+            .iter()
+            .copied()
+            .filter(|&i| !self.columns[i].source.is_kafka())
+            .collect();
+        if from_value.is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        let pointer_of = |i: usize| match &self.columns[i].source {
+            ColumnSource::Pointer(p) => Some(p),
+            _ => None,
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(object @ Value::Object(_)) => return Ok(object),
+            Ok(Value::Array(items))
+                if from_value.len() > 1
+                    && self.primary_key.len() == self.partition_key.len()
+                    && from_value == self.partition_key =>
+            {
+                if items.len() != from_value.len() {
+                    return Err(unreadable(
+                        "a JSON array must have one value for each partition key column",
+                    ));
+                }
+                let mut record = Value::Object(Map::new());
+                for (&i, item) in from_value.iter().zip(items) {
+                    let pointer = pointer_of(i).ok_or_else(|| {
+                        unreadable("a key column made by a template can only be read from a JSON object key")
+                    })?;
+                    merge(&mut record, pointer.place(item));
+                }
+                return Ok(record);
+            }
+            _ => {}
+        }
+        match from_value.as_slice() {
+            [one] => pointer_of(*one)
+                .map(|p| p.place(Value::String(text.to_owned())))
+                .ok_or_else(|| {
+                    unreadable(
+                        "a key column made by a template can only be read from a JSON object key",
+                    )
+                }),
+            _ => Err(unreadable(
+                "a primary key of several columns is read from a JSON object of their fields",
+            )),
+        }
+    }
+
+    /// The primary key of the row a delete removes, in primary key order
+    /// (as [`crate::cql::delete`] binds it): every column must have a
+    /// value.
+    pub fn delete_key(
+        &self,
+        record: &Value,
+        parts: &KafkaRecordParts<'_>,
+    ) -> Result<Vec<Cell>, RecordError> {
+        let mut key = Vec::with_capacity(self.primary_key.len());
+        let mut problems = Vec::new();
+        for &i in &self.primary_key {
+            match self.cell(i, &self.columns[i], record, Some(parts)) {
+                Ok(cell) => key.push(cell),
+                Err(problem) => problems.push(*problem),
+            }
+        }
+        if problems.is_empty() {
+            Ok(key)
+        } else {
+            Err(RecordError { problems })
+        }
     }
 
     /// Whether the insert has a TTL marker ([`crate::cql::insert`]).
@@ -752,6 +921,24 @@ fn kafka_cell(
     )?))
 }
 
+/// Puts `other`'s fields into `into`, both objects made by
+/// [`JsonPointer::place`]; where both have an object, recursively.
+fn merge(into: &mut Value, other: Value) {
+    match (into, other) {
+        (Value::Object(into), Value::Object(other)) => {
+            for (k, v) in other {
+                match into.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        into.insert(k, v);
+                    }
+                }
+            }
+        }
+        (into, other) => *into = other,
+    }
+}
+
 fn key_text(values: &[CellValue]) -> String {
     match values {
         [one] => one.to_string(),
@@ -770,12 +957,16 @@ mod tests {
 
     use super::*;
     use crate::coerce::coerce;
-    use crate::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec, TtlSpec, WriteTimeSpec};
+    use crate::spec::{
+        ClusteringColumn, ClusteringOrder, ColumnSpec, DeleteMarker, DeletesSpec, TtlSpec,
+        WriteTimeSpec,
+    };
 
     fn users_table() -> TableSpec {
         TableSpec {
             ttl: None,
             write_time: None,
+            deletes: None,
             name: "created_users".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),
@@ -899,6 +1090,7 @@ mod tests {
         let table = TableSpec {
             ttl: None,
             write_time: None,
+            deletes: None,
             name: "events".into(),
             columns: vec![
                 ColumnSpec::from_pointer("tenant", "text", "/tenant"),
@@ -1064,6 +1256,7 @@ mod tests {
         TableSpec {
             ttl: None,
             write_time: None,
+            deletes: None,
             name: "events".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "int", "/id"),
@@ -1276,5 +1469,164 @@ mod tests {
                 write_time_micros: Some(1_700_000_000_000_000),
             })
         );
+    }
+
+    /// Orders by user and time, with the user's name outside the key.
+    fn orders_table(deletes: DeletesSpec) -> TableSpec {
+        TableSpec {
+            ttl: None,
+            write_time: None,
+            deletes: Some(deletes),
+            name: "orders".into(),
+            columns: vec![
+                ColumnSpec::from_pointer("user_id", "int", "/user/id"),
+                ColumnSpec::from_pointer("at", "timestamp", "/at"),
+                ColumnSpec::from_pointer("item", "text", "/item"),
+                ColumnSpec::from_kafka("produced", "timestamp", KafkaPart::Timestamp),
+            ],
+            partition_key: vec!["user_id".into()],
+            clustering_key: vec![ClusteringColumn {
+                name: "at".into(),
+                order: ClusteringOrder::Asc,
+            }],
+        }
+    }
+
+    #[test]
+    fn key_only_and_marked_records_are_deletes_and_others_are_not() {
+        let key_only = RowMapper::new(&orders_table(DeletesSpec {
+            key_only: true,
+            ..DeletesSpec::default()
+        }))
+        .unwrap();
+        let key = json!({"user": {"id": 7}, "at": "2024-01-01T00:00:00Z"});
+        assert!(key_only.is_delete(&key));
+        // Null is a value to write (a null cell), not an absent field.
+        let nulled = json!({"user": {"id": 7}, "at": "2024-01-01T00:00:00Z", "item": null});
+        assert!(!key_only.is_delete(&nulled));
+        let full = json!({"user": {"id": 7}, "at": "2024-01-01T00:00:00Z", "item": "tea"});
+        assert!(!key_only.is_delete(&full));
+        // The Kafka timestamp column does not make a record more than its key.
+        let parts = KafkaRecordParts {
+            timestamp_ms: Some(1),
+            ..KafkaRecordParts::default()
+        };
+        let cells = key_only.delete_key(&key, &parts).unwrap();
+        assert_eq!(cells.len(), 2, "user_id, then at");
+        assert_eq!(cells[0], Cell::Value(CellValue::Int(7)));
+        // Without the clustering column there is no one row to delete.
+        let err = key_only
+            .delete_key(&json!({"user": {"id": 7}}), &parts)
+            .unwrap_err();
+        assert_eq!(err.problems[0].column, "at");
+        assert_eq!(err.problems[0].kind, ColumnErrorKind::MissingKey);
+
+        let marked = RowMapper::new(&orders_table(DeletesSpec {
+            marker: Some(DeleteMarker {
+                from: "/op".into(),
+                equals: "d".into(),
+            }),
+            ..DeletesSpec::default()
+        }))
+        .unwrap();
+        assert!(marked.is_delete(&json!({"op": "d", "item": "tea"})));
+        assert!(!marked.is_delete(&json!({"op": "u"})));
+        assert!(!marked.is_delete(&key), "keyOnly is off");
+        // Numbers and booleans compare by their JSON text.
+        let flagged = RowMapper::new(&orders_table(DeletesSpec {
+            marker: Some(DeleteMarker {
+                from: "/deleted".into(),
+                equals: "true".into(),
+            }),
+            ..DeletesSpec::default()
+        }))
+        .unwrap();
+        assert!(flagged.is_delete(&json!({"deleted": true})));
+        assert!(flagged.is_delete(&json!({"deleted": "true"})));
+        assert!(!flagged.is_delete(&json!({"deleted": false})));
+        // The pruned parse keeps the marker.
+        let parsed = flagged
+            .parse(br#"{"deleted": true, "noise": [1, 2]}"#)
+            .unwrap();
+        assert!(flagged.is_delete(&parsed));
+        // A table without deletes has none.
+        assert!(
+            !RowMapper::new(&users_table())
+                .unwrap()
+                .is_delete(&json!({}))
+        );
+    }
+
+    #[test]
+    fn a_tombstones_key_is_read_as_the_record_of_its_primary_key() {
+        let tombstones = DeletesSpec {
+            tombstones: true,
+            ..DeletesSpec::default()
+        };
+        let orders = RowMapper::new(&orders_table(tombstones.clone())).unwrap();
+        assert!(orders.deletes_tombstones());
+        let object = br#"{"user": {"id": 7}, "at": "2024-01-01T00:00:00Z"}"#;
+        let record = orders.tombstone_record(Some(object)).unwrap();
+        assert!(
+            orders
+                .delete_key(&record, &KafkaRecordParts::default())
+                .is_ok()
+        );
+        // Two key columns cannot come from plain text.
+        assert!(matches!(
+            orders.tombstone_record(Some(b"7")),
+            Err(TombstoneError::Unreadable { .. })
+        ));
+        assert_eq!(orders.tombstone_record(None), Err(TombstoneError::NoKey));
+        assert_eq!(
+            orders.tombstone_record(Some(&[0xff])),
+            Err(TombstoneError::NotUtf8)
+        );
+
+        // One key column: the key as the sources key records, plain text.
+        let mut users = users_table();
+        users.columns.pop();
+        users.deletes = Some(tombstones.clone());
+        let users = RowMapper::new(&users).unwrap();
+        let id = "3f1d9c52-8a4e-4b7e-9d0a-6c2b51e8f7a1";
+        let record = users.tombstone_record(Some(id.as_bytes())).unwrap();
+        assert_eq!(record, json!({"login": {"uuid": id}}));
+        let key = users
+            .delete_key(&record, &KafkaRecordParts::default())
+            .unwrap();
+        // The key of a record the sources produced names the same row.
+        let produced = users
+            .partition_key(&json!({"login": {"uuid": id}}))
+            .unwrap();
+        assert_eq!(produced, id);
+        assert_eq!(key.len(), 1);
+
+        // Several partition key columns: the JSON array the sources use.
+        let pair = TableSpec {
+            ttl: None,
+            write_time: None,
+            deletes: Some(tombstones),
+            name: "pairs".into(),
+            columns: vec![
+                ColumnSpec::from_pointer("country", "text", "/country"),
+                ColumnSpec::from_pointer("day", "date", "/day"),
+                ColumnSpec::from_pointer("n", "int", "/n"),
+            ],
+            partition_key: vec!["country".into(), "day".into()],
+            clustering_key: vec![],
+        };
+        let pair = RowMapper::new(&pair).unwrap();
+        let record_key = pair
+            .partition_key(&json!({"country": "NZ", "day": "2024-02-29", "n": 1}))
+            .unwrap();
+        let record = pair.tombstone_record(Some(record_key.as_bytes())).unwrap();
+        let key = pair
+            .delete_key(&record, &KafkaRecordParts::default())
+            .unwrap();
+        assert_eq!(key[0], Cell::Value(CellValue::Text("NZ".into())));
+        assert!(matches!(
+            pair.tombstone_record(Some(br#"["NZ"]"#)),
+            Err(TombstoneError::Unreadable { .. })
+        ));
     }
 }

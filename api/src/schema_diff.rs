@@ -237,6 +237,7 @@ mod tests {
         TableSpec {
             ttl: None,
             write_time: None,
+            deletes: None,
             name: "created_users".into(),
             columns: vec![
                 ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),

@@ -85,6 +85,7 @@ fn mapper_for(cql_type: &str) -> RowMapper {
     RowMapper::new(&TableSpec {
         ttl: None,
         write_time: None,
+        deletes: None,
         name: "t".into(),
         columns: vec![
             ColumnSpec::from_pointer("id", "text", "/id"),

@@ -241,10 +241,13 @@ impl Producer {
         &self,
         topic: &str,
         key: Option<&[u8]>,
-        payload: &[u8],
+        payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), SendError> {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -270,7 +273,7 @@ impl Producer {
         &self,
         dlq_topic: &str,
         key: Option<&[u8]>,
-        payload: &[u8],
+        payload: Option<&[u8]>,
         reason: &str,
         origin: Origin<'_>,
     ) {
@@ -360,19 +363,23 @@ impl Producer {
                     value: Some(note),
                 });
             }
-            let body = if omitted.is_some() { &[][..] } else { payload };
+            let body = if omitted.is_some() {
+                Some(&[][..])
+            } else {
+                payload
+            };
             match self.send_to(dlq_topic, key, body, Some(h)).await {
                 Ok(()) => return,
                 Err(SendError::TooLarge(_)) if omitted.is_none() => {
                     error!(
                         topic = dlq_topic,
-                        bytes = payload.len(),
+                        bytes = payload.map_or(0, <[u8]>::len),
                         ?origin,
                         "the record is too large for the dead-letter topic; dead-lettering it without its payload"
                     );
                     omitted = Some(format!(
                         "{} bytes: too large for the dead-letter topic",
-                        payload.len()
+                        payload.map_or(0, <[u8]>::len)
                     ));
                 }
                 Err(e) => {

@@ -30,6 +30,9 @@ pub enum Reason {
     WriteFailed,
     /// A push body, or one of its records, was over a limit.
     TooLarge,
+    /// A Kafka tombstone, where the table does not take tombstones as
+    /// deletes.
+    Tombstone,
 }
 
 impl Reason {
@@ -41,6 +44,7 @@ impl Reason {
             Self::UnknownSchema => "unknown_schema",
             Self::WriteFailed => "write_failed",
             Self::TooLarge => "too_large",
+            Self::Tombstone => "tombstone",
         }
     }
 }
@@ -50,6 +54,7 @@ pub struct Metrics {
     records_ingested: Family<Labels, Counter>,
     records_rejected: Family<Labels, Counter>,
     pub rows_written: Counter,
+    pub rows_deleted: Counter,
     pub rows_failed: Counter,
     pub records_skipped: Counter,
     dead_lettered: Family<Labels, Counter>,
@@ -99,6 +104,12 @@ impl Metrics {
             "rows_written",
             "Rows written to Cassandra",
             rows_written.clone(),
+        );
+        let rows_deleted = Counter::default();
+        registry.register(
+            "rows_deleted",
+            "Rows deleted in Cassandra by records that are deletes (tombstones, key-only or marked records)",
+            rows_deleted.clone(),
         );
         let rows_failed = Counter::default();
         registry.register(
@@ -177,6 +188,7 @@ impl Metrics {
             records_ingested,
             records_rejected,
             rows_written,
+            rows_deleted,
             rows_failed,
             records_skipped,
             dead_lettered,

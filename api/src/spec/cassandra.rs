@@ -304,6 +304,59 @@ pub struct TableSpec {
     /// before it, so versions stay in the topic's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_time: Option<WriteTimeSpec>,
+
+    /// Which records delete their row instead of writing it. None do
+    /// unless this says so. A delete removes the row its primary key names
+    /// (in a table with a clustering key, that one row of its partition),
+    /// at the record's write time, so a later record of the key writes the
+    /// row again and a replay deletes nothing newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeletesSpec>,
+}
+
+/// Which records are deletes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.tombstones) && self.tombstones) || (has(self.keyOnly) && self.keyOnly) || has(self.marker)")
+        .message("turn on tombstones, keyOnly, or set a marker")
+)]
+pub struct DeletesSpec {
+    /// A Kafka tombstone (a keyed record with no value) deletes the row its
+    /// key names. The key is read as the record the primary key columns
+    /// read: a JSON object with their fields; for a one-column primary key
+    /// its value as plain text too; for a partition key of several columns
+    /// (and no clustering key), the JSON array millrace's sources key
+    /// records with. Off, a tombstone goes to the dead-letter topic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tombstones: bool,
+
+    /// A record with values for the primary key columns and none for any
+    /// other column that reads the value (the fields absent, not null)
+    /// deletes its row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_only: bool,
+
+    /// A record with this field set to this value deletes its row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<DeleteMarker>,
+}
+
+/// A field that marks a record as a delete.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteMarker {
+    /// JSON pointer to the field, for example `/op`.
+    #[schemars(length(min = 1, max = limits::POINTER_MAX))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{}')", patterns::JSON_POINTER))
+        .message("must be a JSON pointer such as /op: it starts with '/', and '~' appears only as ~0 or ~1"))]
+    pub from: String,
+
+    /// The value that marks a delete, compared as text: a string field by
+    /// its content, a number or boolean by how JSON writes it (`"true"`
+    /// matches `true`, `"1"` matches `1`).
+    #[schemars(length(min = 1, max = 256))]
+    pub equals: String,
 }
 
 /// How long rows live.

@@ -15,8 +15,8 @@ mod tls;
 
 pub use cassandra::{
     CassandraCredentials, CassandraSpec, CassandraTls, ClusteringColumn, ClusteringOrder,
-    ColumnSpec, Consistency, EpochUnit, KafkaPart, KeyspaceSpec, Replication, ReplicationClass,
-    TableSpec, TtlSpec, WriteTimeSpec,
+    ColumnSpec, Consistency, DeleteMarker, DeletesSpec, EpochUnit, KafkaPart, KeyspaceSpec,
+    Replication, ReplicationClass, TableSpec, TtlSpec, WriteTimeSpec,
 };
 pub use format::{FormatSpec, FormatType, RegistryCredentials, SchemaRegistrySpec};
 pub use kafka::{

@@ -30,6 +30,7 @@ pub(super) fn spec() -> StreamPipelineSpec {
             table: TableSpec {
                 ttl: None,
                 write_time: None,
+                deletes: None,
                 name: "created_users".into(),
                 columns: vec![
                     ColumnSpec::from_pointer("id", "uuid", "/login/uuid"),

@@ -25,6 +25,19 @@ pub(super) fn check_format(v: &mut Problems, spec: &StreamPipelineSpec) {
     if format.type_ == FormatType::Avro && spec.cassandra.table.write_time.is_some() {
         v.push("spec.cassandra.table.writeTime", Problem::WriteTimeWithAvro);
     }
+    if format.type_ == FormatType::Avro
+        && spec
+            .cassandra
+            .table
+            .deletes
+            .as_ref()
+            .is_some_and(|d| d.key_only)
+    {
+        v.push(
+            "spec.cassandra.table.deletes.keyOnly",
+            Problem::KeyOnlyWithAvro,
+        );
+    }
     let Some(registry) = &format.schema_registry else {
         return;
     };
@@ -124,6 +137,19 @@ mod tests {
                 .any(|p| p.field == "spec.cassandra.table.writeTime"
                     && p.problem == Problem::WriteTimeWithAvro),
             "{found:?}"
+        );
+
+        // Every Avro record has every field: none is key-only.
+        s.cassandra.table.write_time = None;
+        s.cassandra.table.deletes = Some(crate::spec::DeletesSpec {
+            key_only: true,
+            ..Default::default()
+        });
+        assert!(
+            problems(&s)
+                .iter()
+                .any(|p| p.field == "spec.cassandra.table.deletes.keyOnly"
+                    && p.problem == Problem::KeyOnlyWithAvro)
         );
 
         let mut s = spec();

@@ -147,6 +147,18 @@ pub enum Problem {
         "writeTime reads a field of the record before the sink writes it, which it can do for JSON records only; remove writeTime, or use format json"
     )]
     WriteTimeWithAvro,
+    #[error(
+        "keyOnly deletes a record that has no value for any column but the key; every Avro record has every field, so use a marker with format avro"
+    )]
+    KeyOnlyWithAvro,
+    #[error(
+        "keyOnly cannot tell a key-only record in a table whose column {0:?} holds the whole record; use a marker"
+    )]
+    KeyOnlyWithWholeRecord(String),
+    #[error(
+        "keyOnly would delete every record: no column outside the primary key reads the record's value"
+    )]
+    KeyOnlyWithoutValueColumns,
     #[error(transparent)]
     Pointer(#[from] JsonPointerError),
     #[error("from must point into the record; use wholeRecord: true for the whole record")]

@@ -41,6 +41,7 @@ pub(super) fn check_table(v: &mut Problems, table: &TableSpec, at: &str) {
     }
 
     check_ttl_and_write_time(v, table, at);
+    check_deletes(v, table, at);
 
     if table.partition_key.is_empty() {
         v.push(format!("{at}.partitionKey"), Problem::NoPartitionKey);
@@ -134,6 +135,43 @@ fn check_ttl_and_write_time(v: &mut Problems, table: &TableSpec, at: &str) {
     }
     if let Some(write_time) = &table.write_time {
         check_pointer(v, &write_time.from, &format!("{at}.writeTime.from"));
+    }
+}
+
+/// Which records are deletes.
+fn check_deletes(v: &mut Problems, table: &TableSpec, at: &str) {
+    let Some(deletes) = &table.deletes else {
+        return;
+    };
+    let at = format!("{at}.deletes");
+    if !deletes.tombstones && !deletes.key_only && deletes.marker.is_none() {
+        v.push(at.clone(), Problem::Empty);
+    }
+    if let Some(marker) = &deletes.marker {
+        check_pointer(v, &marker.from, &format!("{at}.marker.from"));
+        if marker.equals.is_empty() {
+            v.push(format!("{at}.marker.equals"), Problem::Empty);
+        }
+    }
+    if deletes.key_only {
+        let in_key: BTreeSet<&str> = table.primary_key().collect();
+        let others = table
+            .columns
+            .iter()
+            .filter(|c| !in_key.contains(c.name.as_str()));
+        let mut reads_value = false;
+        for column in others {
+            if column.whole_record == Some(true) {
+                v.push(
+                    format!("{at}.keyOnly"),
+                    Problem::KeyOnlyWithWholeRecord(column.name.clone()),
+                );
+            }
+            reads_value |= column.from.is_some() || column.template.is_some();
+        }
+        if !reads_value {
+            v.push(format!("{at}.keyOnly"), Problem::KeyOnlyWithoutValueColumns);
+        }
     }
 }
 
@@ -410,6 +448,59 @@ mod tests {
             problems(&bad).is_empty(),
             "without sources: {:?}",
             problems(&bad)
+        );
+    }
+
+    #[test]
+    fn deletes_name_at_least_one_kind_and_key_only_needs_value_columns() {
+        use crate::spec::{DeleteMarker, DeletesSpec};
+        let mut s = spec();
+        s.cassandra.table.deletes = Some(DeletesSpec::default());
+        assert!(
+            problems(&s)
+                .iter()
+                .any(|p| p.field == "spec.cassandra.table.deletes" && p.problem == Problem::Empty)
+        );
+        s.cassandra.table.deletes = Some(DeletesSpec {
+            marker: Some(DeleteMarker {
+                from: "op".into(),
+                equals: String::new(),
+            }),
+            ..DeletesSpec::default()
+        });
+        let found = problems(&s);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == "spec.cassandra.table.deletes.marker.from"
+                    && matches!(p.problem, Problem::Pointer(_)))
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == "spec.cassandra.table.deletes.marker.equals"
+                    && p.problem == Problem::Empty)
+        );
+
+        s.cassandra.table.deletes = Some(DeletesSpec {
+            key_only: true,
+            tombstones: true,
+            ..DeletesSpec::default()
+        });
+        assert!(problems(&s).is_empty(), "{:?}", problems(&s));
+        // With only key columns reading the value, every record is key-only.
+        s.cassandra.table.columns[1] =
+            ColumnSpec::from_kafka("select", "text", crate::spec::KafkaPart::Key);
+        assert!(
+            problems(&s)
+                .iter()
+                .any(|p| p.problem == Problem::KeyOnlyWithoutValueColumns)
+        );
+        s.cassandra.table.columns[1] = ColumnSpec::whole_record("select");
+        assert!(
+            problems(&s)
+                .iter()
+                .any(|p| p.problem == Problem::KeyOnlyWithWholeRecord("select".into()))
         );
     }
 }

@@ -119,7 +119,7 @@ impl Ingest {
             .dead_letter(
                 &self.dlq_topic,
                 None,
-                &payload,
+                Some(&payload),
                 reason,
                 Origin::Ingest { source },
             )

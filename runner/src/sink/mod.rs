@@ -409,6 +409,8 @@ fn lag(lo: i64, hi: i64, written: [i64; 2]) -> Option<i64> {
 struct Writer {
     session: Session,
     insert: PreparedStatement,
+    /// The delete of one row, for a table whose spec has `deletes`.
+    delete: Option<PreparedStatement>,
     mapper: RowMapper,
     /// The registry of an Avro topic; `None` reads records as JSON.
     registry: Option<registry::Registry>,
@@ -430,7 +432,8 @@ struct Record {
     /// The headers the columns read (only those), each with its last
     /// value.
     headers: Vec<(String, Vec<u8>)>,
-    payload: Vec<u8>,
+    /// `None` for a tombstone.
+    payload: Option<Vec<u8>>,
 }
 
 /// A record's value as the mapping reads it, and how its row is written;
@@ -480,9 +483,13 @@ impl Writer {
     /// The record's value and write settings, from Avro through the
     /// registry or from JSON.
     async fn decode(&self, record: &Record) -> Decoded {
+        let payload = record.payload.as_deref().unwrap_or_default();
         let value = match &self.registry {
-            Some(registry) => self.decode_avro(registry, record).await?,
-            None => return self.decode_json(&record.payload),
+            Some(registry) => {
+                self.decode_avro(registry, record.partition, record.offset, payload)
+                    .await?
+            }
+            None => return self.decode_json(payload),
         };
         let settings = self
             .mapper
@@ -513,6 +520,14 @@ impl Writer {
         origin: Origin<'_>,
         decoded: Option<Decoded>,
     ) -> (Outcome, u64) {
+        let parts = KafkaRecordParts {
+            key: record.key.as_deref(),
+            timestamp_ms: record.timestamp_ms,
+            headers: &record.headers,
+        };
+        if record.payload.is_none() {
+            return self.handle_tombstone(record, origin, &parts).await;
+        }
         let decoded = match decoded {
             Some(d) => d,
             None => self.decode(record).await,
@@ -524,11 +539,9 @@ impl Writer {
                 return (Outcome::DeadLettered, 0);
             }
         };
-        let parts = KafkaRecordParts {
-            key: record.key.as_deref(),
-            timestamp_ms: record.timestamp_ms,
-            headers: &record.headers,
-        };
+        if self.mapper.is_delete(&value) {
+            return self.delete(record, origin, &value, &parts).await;
+        }
         let row = match self.mapper.map_record(&value, &parts) {
             Ok(row) => row,
             Err(e) => {
@@ -540,7 +553,7 @@ impl Writer {
         let ttl = self.mapper.binds_ttl().then_some(settings.ttl);
         let values = cql_value::bind(row, ttl, record.write_timestamp);
         let started = Instant::now();
-        let (written, timed_out) = self.write(&values).await;
+        let (written, timed_out) = self.write(&self.insert, &values).await;
         match written {
             Ok(()) => {
                 self.metrics
@@ -558,6 +571,79 @@ impl Writer {
         }
     }
 
+    /// A tombstone deletes the row its key names, if the spec says so;
+    /// otherwise it goes to the dead-letter topic, where a replay after
+    /// turning `deletes.tombstones` on still deletes the row.
+    async fn handle_tombstone(
+        &self,
+        record: &Record,
+        origin: Origin<'_>,
+        parts: &KafkaRecordParts<'_>,
+    ) -> (Outcome, u64) {
+        if !self.mapper.deletes_tombstones() {
+            let why =
+                "a tombstone (a record without a value), and the table's deletes.tombstones is off";
+            self.fail(record, Reason::Tombstone, why, origin).await;
+            return (Outcome::DeadLettered, 0);
+        }
+        match self.mapper.tombstone_record(record.key.as_deref()) {
+            Ok(value) => self.delete(record, origin, &value, parts).await,
+            Err(e) => {
+                self.fail(record, Reason::Unmappable, &e.to_string(), origin)
+                    .await;
+                (Outcome::DeadLettered, 0)
+            }
+        }
+    }
+
+    /// Deletes the row `value` names, at the record's write time.
+    async fn delete(
+        &self,
+        record: &Record,
+        origin: Origin<'_>,
+        value: &serde_json::Value,
+        parts: &KafkaRecordParts<'_>,
+    ) -> (Outcome, u64) {
+        let Some(statement) = &self.delete else {
+            // The mapper calls records deletes only for a spec with
+            // `deletes`, for which the delete is prepared.
+            self.fail(
+                record,
+                Reason::WriteFailed,
+                "a delete, but no delete statement was prepared",
+                origin,
+            )
+            .await;
+            return (Outcome::DeadLettered, 0);
+        };
+        let key = match self.mapper.delete_key(value, parts) {
+            Ok(key) => key,
+            Err(e) => {
+                let why = format!("a delete must name every primary key column: {e}");
+                self.fail(record, Reason::Unmappable, &why, origin).await;
+                return (Outcome::DeadLettered, 0);
+            }
+        };
+        let values = cql_value::bind_delete(key, record.write_timestamp);
+        let started = Instant::now();
+        let (deleted, timed_out) = self.write(statement, &values).await;
+        match deleted {
+            Ok(()) => {
+                self.metrics
+                    .write_latency
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.rows_deleted.inc();
+                (Outcome::Written, timed_out)
+            }
+            Err(e) => {
+                let reason = format!("cassandra refused the delete: {e}");
+                self.fail(record, Reason::WriteFailed, &reason, origin)
+                    .await;
+                (Outcome::DeadLettered, timed_out)
+            }
+        }
+    }
+
     /// The record as the JSON value the mapping reads, decoded with its
     /// writer schema; or why it goes to the dead-letter topic. While the
     /// registry cannot answer, the record waits for it like a write waits
@@ -565,10 +651,12 @@ impl Writer {
     async fn decode_avro(
         &self,
         registry: &registry::Registry,
-        record: &Record,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
     ) -> Result<serde_json::Value, (Reason, String)> {
         let (id, datum) =
-            avro::split_wire(&record.payload).map_err(|e| (Reason::NotAvro, e.to_string()))?;
+            avro::split_wire(payload).map_err(|e| (Reason::NotAvro, e.to_string()))?;
         let mut attempt = 0u32;
         let mut waiting = None;
         let schema = loop {
@@ -587,7 +675,7 @@ impl Writer {
                     }
                     self.metrics.write_retried(WHY);
                     if attempt == 3 || (attempt > 3 && attempt.is_multiple_of(30)) {
-                        warn!(error = %e, attempt, partition = record.partition, offset = record.offset, "waiting for the schema registry");
+                        warn!(error = %e, attempt, partition, offset, "waiting for the schema registry");
                     } else {
                         debug!(error = %e, attempt, "schema registry unavailable; retrying");
                     }
@@ -612,12 +700,16 @@ impl Writer {
     /// records (back-pressure) instead of piling them up in memory. With
     /// the result, the tries Cassandra timed out or refused as overloaded:
     /// it was the bottleneck for them, which the commits report.
-    async fn write(&self, values: &[Bound]) -> (Result<(), ExecutionError>, u64) {
+    async fn write(
+        &self,
+        statement: &PreparedStatement,
+        values: &[Bound],
+    ) -> (Result<(), ExecutionError>, u64) {
         let mut attempt = 0u32;
         let mut waiting = None;
         let mut timed_out = 0u64;
         loop {
-            match self.session.execute_unpaged(&self.insert, values).await {
+            match self.session.execute_unpaged(statement, values).await {
                 Ok(_) => return (Ok(()), timed_out),
                 Err(e) => match classify(&e) {
                     Retry::Never => return (Err(e), timed_out),
@@ -662,7 +754,7 @@ impl Writer {
             .dead_letter(
                 &self.dlq_topic,
                 record.key.as_deref(),
-                &record.payload,
+                record.payload.as_deref(),
                 message,
                 origin,
             )
@@ -769,6 +861,16 @@ pub async fn run(
     insert.set_consistency(consistency(spec.cassandra.consistency));
     insert.set_is_idempotent(true);
     info!(table = %spec.cassandra.table.name, "prepared the insert");
+    let delete = match &spec.cassandra.table.deletes {
+        Some(_) => {
+            let statement = cql::delete(&spec.cassandra.keyspace.name, &spec.cassandra.table);
+            let mut delete = session.prepare(statement).await?;
+            delete.set_consistency(consistency(spec.cassandra.consistency));
+            delete.set_is_idempotent(true);
+            Some(delete)
+        }
+        None => None,
+    };
 
     let dlq = Producer::new(
         connections.kafka_config(&pipeline),
@@ -842,6 +944,7 @@ pub async fn run(
     let writer = Arc::new(Writer {
         session,
         insert,
+        delete,
         mapper,
         registry,
         dlq: dlq.clone(),
@@ -905,17 +1008,22 @@ pub async fn run(
                     // A write time read from the record is needed before
                     // the record's place in the chain is: the record is
                     // decoded here, once, and its task gets the result.
-                    let (own, decoded) = if writer.mapper.reads_write_time() {
-                        let decoded = writer.decode_json(message.payload().unwrap_or_default());
-                        let own = match &decoded {
-                            Ok((_, s)) => s
-                                .write_time_micros
-                                .map_or(OwnTime::Unknown, OwnTime::Record),
-                            Err(_) => OwnTime::Unknown,
-                        };
-                        (own, Some(decoded))
-                    } else {
-                        (OwnTime::Kafka(timestamp_ms), None)
+                    let (own, decoded) = match message.payload() {
+                        _ if !writer.mapper.reads_write_time() => {
+                            (OwnTime::Kafka(timestamp_ms), None)
+                        }
+                        // A tombstone has no time of its own.
+                        None => (OwnTime::After(timestamp_ms), None),
+                        Some(payload) => {
+                            let decoded = writer.decode_json(payload);
+                            let own = match &decoded {
+                                Ok((_, s)) => s
+                                    .write_time_micros
+                                    .map_or(OwnTime::Unknown, OwnTime::Record),
+                                Err(_) => OwnTime::Unknown,
+                            };
+                            (own, Some(decoded))
+                        }
                     };
                     // In the order the partition holds its records, so the
                     // write timestamps follow the offsets.
@@ -941,7 +1049,7 @@ pub async fn run(
                         timestamp_ms,
                         key: message.key().map(<[u8]>::to_vec),
                         headers: wanted_headers(&writer.mapper, &message),
-                        payload: message.payload().unwrap_or_default().to_vec(),
+                        payload: message.payload().map(<[u8]>::to_vec),
                     };
                     drop(message);
                     // Always one: a record is read only while the batch has

@@ -351,7 +351,7 @@ pub(super) async fn run(
                         timestamp_ms,
                         key: m.key().map(<[u8]>::to_vec),
                         headers: own,
-                        payload: m.payload().unwrap_or_default().to_vec(),
+                        payload: m.payload().map(<[u8]>::to_vec),
                     };
                     drop(m);
                     let origin = Origin::Replay {

@@ -33,6 +33,12 @@ pub enum OwnTime {
     /// None: the record will not be written (its time could not be read),
     /// so it must not move the chain.
     Unknown,
+    /// None, but the record is written (a tombstone where records give
+    /// their own time): just after the record before it, moving the chain,
+    /// so the next record's write lands after it and not on the same
+    /// timestamp (where Cassandra would let the delete win). The first
+    /// record of a chain starts from its Kafka timestamp (milliseconds).
+    After(Option<i64>),
 }
 
 /// The chain of one partition.
@@ -64,6 +70,10 @@ impl WriteClock {
             OwnTime::Unknown => {
                 return self.last.map_or(0, |last| last.saturating_add(1));
             }
+            OwnTime::After(ms) => match self.last {
+                Some(last) => (last.saturating_add(1), 0),
+                None => (ms.unwrap_or(0).saturating_mul(1000), 999),
+            },
         };
         let ts = match self.last {
             Some(last) => own.max(last.saturating_add(1)),
@@ -144,6 +154,22 @@ mod tests {
         // A record whose time is unreadable does not move the chain.
         assert_eq!(clock.next_from(OwnTime::Unknown), 6_000_002);
         assert_eq!(clock.next_from(OwnTime::Record(6_000_002)), 6_000_002);
+    }
+
+    #[test]
+    fn a_tombstone_among_records_with_their_own_time_moves_the_chain() {
+        let mut clock = WriteClock::resume(None);
+        assert_eq!(clock.next_from(OwnTime::Record(6_000_000)), 6_000_000);
+        let delete = clock.next_from(OwnTime::After(Some(9)));
+        assert_eq!(delete, 6_000_001);
+        // The next version of the key, even with the same own time as the
+        // delete's, lands after it: on a tie Cassandra keeps the delete.
+        assert!(clock.next_from(OwnTime::Record(6_000_001)) > delete);
+        // A chain that starts with a tombstone starts at its Kafka time.
+        assert_eq!(
+            WriteClock::resume(None).next_from(OwnTime::After(Some(7))),
+            7_999
+        );
     }
 
     #[test]
