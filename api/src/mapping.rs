@@ -335,7 +335,9 @@ impl RowMapper {
         if let Some((pointer, equals)) = &deletes.marker {
             let marked = match pointer.get(record) {
                 Some(Value::String(s)) => s == equals,
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string() == *equals,
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => {
+                    serde_json::from_str::<Value>(equals).is_ok_and(|e| e == *v)
+                }
                 _ => false,
             };
             if marked {

@@ -56,7 +56,11 @@ async fn main() -> anyhow::Result<()> {
             match row {
                 Some(row) => {
                     let clock = clocks.entry(m.partition()).or_default();
-                    rows.push(cql_value::bind(row, clock.next(m.timestamp().to_millis())));
+                    rows.push(cql_value::bind(
+                        row,
+                        None,
+                        clock.next(m.timestamp().to_millis()),
+                    ));
                 }
                 None => bad += 1,
             }
