@@ -99,31 +99,7 @@ fn default_local_datacenter() -> String {
 }
 
 /// A Secret with the username and password millrace uses for Cassandra.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CassandraCredentials {
-    /// Name of the Secret, in the StreamPipeline's namespace.
-    #[schemars(length(min = 1, max = 253), pattern(patterns::DNS_SUBDOMAIN))]
-    pub name: String,
-
-    /// Key in the Secret whose value is the username.
-    #[serde(default = "default_username_key")]
-    #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
-    pub username_key: String,
-
-    /// Key in the Secret whose value is the password.
-    #[serde(default = "default_password_key")]
-    #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
-    pub password_key: String,
-}
-
-fn default_username_key() -> String {
-    "username".to_owned()
-}
-
-fn default_password_key() -> String {
-    "password".to_owned()
-}
+pub type CassandraCredentials = super::LoginSecretRef;
 
 /// Consistency level of the sink's writes.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -5,7 +5,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{limits, patterns};
+use super::limits;
 
 /// The encoding of the records the sink reads from the topic.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -60,31 +60,7 @@ pub struct SchemaRegistrySpec {
 }
 
 /// A Secret with the username and password for a Schema Registry.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RegistryCredentials {
-    /// Name of the Secret, in the StreamPipeline's namespace.
-    #[schemars(length(min = 1, max = 253), pattern(patterns::DNS_SUBDOMAIN))]
-    pub name: String,
-
-    /// Key in the Secret whose value is the username.
-    #[serde(default = "default_username_key")]
-    #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
-    pub username_key: String,
-
-    /// Key in the Secret whose value is the password.
-    #[serde(default = "default_password_key")]
-    #[schemars(length(min = 1, max = 253), pattern(patterns::SECRET_KEY))]
-    pub password_key: String,
-}
-
-fn default_username_key() -> String {
-    "username".to_owned()
-}
-
-fn default_password_key() -> String {
-    "password".to_owned()
-}
+pub type RegistryCredentials = super::LoginSecretRef;
 
 impl FormatSpec {
     /// The registry of an `avro` format.

@@ -8,6 +8,7 @@ mod cassandra;
 mod format;
 mod kafka;
 pub mod limits;
+mod login;
 pub mod patterns;
 mod runner;
 mod sources;
@@ -23,6 +24,7 @@ pub use kafka::{
     DEFAULT_USERNAME_KEY, KafkaCredentials, KafkaSpec, KafkaTls, SaslMechanism, SecurityProtocol,
     TopicSpec,
 };
+pub use login::LoginSecretRef;
 pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, RunnerSpec};
 pub use sources::{
     Backfill, CursorPagination, GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource,

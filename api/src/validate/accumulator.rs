@@ -1,8 +1,9 @@
 //! Collects problems while the checks walk the spec, so one pass reports
 //! them all instead of stopping at the first.
 
-use super::names::is_cql_identifier;
+use super::names::{is_cql_identifier, is_secret_key, is_secret_name};
 use super::problem::{InvalidSpec, Problem, SpecProblem};
+use crate::spec::LoginSecretRef;
 
 #[derive(Default)]
 pub(super) struct Problems {
@@ -32,6 +33,24 @@ impl Problems {
     pub(super) fn identifier(&mut self, field: impl Into<String>, name: &str) {
         if !is_cql_identifier(name) {
             self.push(field, Problem::CqlIdentifier(name.to_owned()));
+        }
+    }
+
+    /// The Secret of a username and password, at `at`.
+    pub(super) fn login_secret(&mut self, at: &str, login: &LoginSecretRef) {
+        if !is_secret_name(&login.name) {
+            self.push(
+                format!("{at}.name"),
+                Problem::SecretName(login.name.clone()),
+            );
+        }
+        for (field, key) in [
+            ("usernameKey", &login.username_key),
+            ("passwordKey", &login.password_key),
+        ] {
+            if !is_secret_key(key) {
+                self.push(format!("{at}.{field}"), Problem::SecretKey(key.clone()));
+            }
         }
     }
 

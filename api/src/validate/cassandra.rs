@@ -2,9 +2,7 @@
 //! to log in, and the keyspace's replication.
 
 use super::accumulator::Problems;
-use super::names::{
-    is_datacenter, is_host, is_port, is_secret_key, is_secret_name, split_host_port,
-};
+use super::names::{is_datacenter, is_host, is_port, split_host_port};
 use super::problem::Problem;
 use super::table::check_table;
 use crate::spec::{CassandraSpec, ReplicationClass, limits};
@@ -35,21 +33,7 @@ pub(super) fn check_cassandra(v: &mut Problems, cassandra: &CassandraSpec) {
         );
     }
     if let Some(creds) = &cassandra.credentials_secret_ref {
-        let at = "spec.cassandra.credentialsSecretRef";
-        if !is_secret_name(&creds.name) {
-            v.push(
-                format!("{at}.name"),
-                Problem::SecretName(creds.name.clone()),
-            );
-        }
-        for (field, key) in [
-            ("usernameKey", &creds.username_key),
-            ("passwordKey", &creds.password_key),
-        ] {
-            if !is_secret_key(key) {
-                v.push(format!("{at}.{field}"), Problem::SecretKey(key.clone()));
-            }
-        }
+        v.login_secret("spec.cassandra.credentialsSecretRef", creds);
     }
     v.identifier("spec.cassandra.keyspace.name", &cassandra.keyspace.name);
     let replication = &cassandra.keyspace.replication;

@@ -2,7 +2,7 @@
 //! well-formed Secret, and no source that would produce JSON onto its topic.
 
 use super::accumulator::Problems;
-use super::names::{is_http_url, is_secret_key, is_secret_name};
+use super::names::is_http_url;
 use super::problem::Problem;
 use crate::spec::{FormatType, StreamPipelineSpec};
 
@@ -46,23 +46,7 @@ pub(super) fn check_format(v: &mut Problems, spec: &StreamPipelineSpec) {
         v.push(format!("{at}.url"), Problem::Url(registry.url.clone()));
     }
     if let Some(creds) = &registry.credentials_secret_ref {
-        if !is_secret_name(&creds.name) {
-            v.push(
-                format!("{at}.credentialsSecretRef.name"),
-                Problem::SecretName(creds.name.clone()),
-            );
-        }
-        for (field, key) in [
-            ("usernameKey", &creds.username_key),
-            ("passwordKey", &creds.password_key),
-        ] {
-            if !is_secret_key(key) {
-                v.push(
-                    format!("{at}.credentialsSecretRef.{field}"),
-                    Problem::SecretKey(key.clone()),
-                );
-            }
-        }
+        v.login_secret(&format!("{at}.credentialsSecretRef"), creds);
     }
 }
 
