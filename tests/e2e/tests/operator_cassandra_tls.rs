@@ -10,11 +10,8 @@ mod operator_common;
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::PostParams;
 use millrace_testsupport::{Deadline, poll_until};
-use operator_common::{Operator, Scenario};
+use operator_common::{Operator, Scenario, world_file};
 use serde_json::{Value, json};
 
 const ROWS: i64 = 200;
@@ -27,11 +24,7 @@ struct CassandraTlsWorld {
 
 impl CassandraTlsWorld {
     fn of(s: &Scenario) -> anyhow::Result<Self> {
-        let var = |name: &str| {
-            s.world.var(name).map(str::to_owned).with_context(|| {
-                format!("the test world has no {name}: bring it up again with tests/env/up")
-            })
-        };
+        let var = |name: &str| s.world_var(name);
         Ok(Self {
             dir: PathBuf::from(var("MILLRACE_CASSANDRA_TLS_DIR")?),
             user: var("MILLRACE_CASSANDRA_TLS_USER")?,
@@ -39,8 +32,7 @@ impl CassandraTlsWorld {
     }
 
     fn file(&self, name: &str) -> anyhow::Result<String> {
-        let path = self.dir.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        world_file(&self.dir, name)
     }
 
     /// A Secret as cert-manager writes it for a Certificate: the CA, and
@@ -54,29 +46,11 @@ impl CassandraTlsWorld {
     }
 }
 
-async fn create_secret(s: &Scenario, name: &str, data: Value) -> anyhow::Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "stringData": data,
-    }))?;
-    s.ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(())
-}
-
 /// The seed pipeline `name` on its own topic and table, generating `ROWS`
 /// users, with `tls` as its `spec.cassandra.tls`.
 fn pipeline(s: &Scenario, name: &str, tls: Value) -> anyhow::Result<Value> {
-    let mut sp = s.seed_pipeline(name)?;
-    let spec = &mut sp["spec"];
-    spec["kafka"]["topic"]["name"] = json!(format!("{}-{name}", s.topic));
-    spec["cassandra"]["tls"] = tls;
-    spec["cassandra"]["table"]["name"] = json!(name.replace('-', "_"));
-    spec["sources"] = json!([{
-        "name": "synthetic",
-        "generator": {"profile": "randomuser", "recordsPerSecond": 200, "limit": ROWS}
-    }]);
+    let mut sp = s.own_seed_pipeline(name, ROWS)?;
+    sp["spec"]["cassandra"]["tls"] = tls;
     Ok(sp)
 }
 
@@ -84,31 +58,11 @@ fn client_cert(secret: &str) -> Value {
     json!({"name": secret, "certKey": "tls.crt", "keyKey": "tls.key"})
 }
 
-async fn drop_topics(s: &Scenario, names: &[&str]) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let Ok(admin) = s
-        .world
-        .kafka_config()
-        .create::<AdminClient<DefaultClientContext>>()
-    else {
-        return;
-    };
-    let mut topics = Vec::new();
-    for name in names {
-        topics.push(format!("{}-{name}", s.topic));
-        topics.push(format!("{}-{name}.dlq", s.topic));
-    }
-    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let _ = admin.delete_topics(&refs, &AdminOptions::new()).await;
-}
-
 #[tokio::test]
 async fn tls_with_the_ca_and_a_client_certificate_carries_records_to_rows() -> anyhow::Result<()> {
     let s = Scenario::new("op-ctls").await?;
     let tls = CassandraTlsWorld::of(&s)?;
-    create_secret(
-        &s,
+    s.create_secret(
         "cassandra-client",
         tls.cert_manager_secret("ca", &tls.user)?,
     )
@@ -156,7 +110,7 @@ async fn tls_with_the_ca_and_a_client_certificate_carries_records_to_rows() -> a
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
-    drop_topics(&s, &[name]).await;
+    s.drop_own_topics(&[name]).await;
     s.cleanup().await
 }
 
@@ -165,16 +119,12 @@ async fn a_wrong_ca_or_a_missing_or_untrusted_client_certificate_is_tls_failed()
 -> anyhow::Result<()> {
     let s = Scenario::new("op-ctls-bad").await?;
     let tls = CassandraTlsWorld::of(&s)?;
-    create_secret(&s, "good-client", tls.cert_manager_secret("ca", &tls.user)?).await?;
+    s.create_secret("good-client", tls.cert_manager_secret("ca", &tls.user)?)
+        .await?;
     // cert-manager's shape, with a CA that signed nothing of the world's.
-    create_secret(
-        &s,
-        "wrong-ca",
-        tls.cert_manager_secret("other-ca", &tls.user)?,
-    )
-    .await?;
-    create_secret(
-        &s,
+    s.create_secret("wrong-ca", tls.cert_manager_secret("other-ca", &tls.user)?)
+        .await?;
+    s.create_secret(
         "untrusted-client",
         tls.cert_manager_secret("ca", "untrusted-client")?,
     )
@@ -235,6 +185,7 @@ async fn a_wrong_ca_or_a_missing_or_untrusted_client_certificate_is_tls_failed()
         s.delete_pipeline(name, 60).await?;
     }
     op.stop().await?;
-    drop_topics(&s, &["wrong-ca", "no-client-cert", "untrusted-client"]).await;
+    s.drop_own_topics(&["wrong-ca", "no-client-cert", "untrusted-client"])
+        .await;
     s.cleanup().await
 }

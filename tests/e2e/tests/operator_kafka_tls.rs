@@ -11,12 +11,8 @@ mod operator_common;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::PostParams;
 use millrace_testsupport::{Deadline, poll_until};
-use operator_common::{Operator, Scenario};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
+use operator_common::{Operator, Scenario, world_file};
 use serde_json::{Value, json};
 
 const ROWS: i64 = 200;
@@ -34,11 +30,7 @@ struct KafkaTlsWorld {
 
 impl KafkaTlsWorld {
     fn of(s: &Scenario) -> anyhow::Result<Self> {
-        let var = |name: &str| {
-            s.world.var(name).map(str::to_owned).with_context(|| {
-                format!("the test world has no {name}: bring it up again with tests/env/up")
-            })
-        };
+        let var = |name: &str| s.world_var(name);
         Ok(Self {
             ssl: var("MILLRACE_KAFKA_SSL_BOOTSTRAP")?,
             sasl_ssl: var("MILLRACE_KAFKA_SASL_SSL_BOOTSTRAP")?,
@@ -51,50 +43,20 @@ impl KafkaTlsWorld {
     }
 
     fn file(&self, name: &str) -> anyhow::Result<String> {
-        let path = self.dir.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        world_file(&self.dir, name)
     }
-}
-
-async fn create_secret(s: &Scenario, name: &str, data: Value) -> anyhow::Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "stringData": data,
-    }))?;
-    s.ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(())
 }
 
 /// The seed pipeline `name` on its own topic and table, generating `ROWS`
 /// users into `bootstrap` with the given TLS and login.
 fn pipeline(s: &Scenario, name: &str, bootstrap: &str, kafka: Value) -> anyhow::Result<Value> {
-    let mut sp = s.seed_pipeline(name)?;
+    let mut sp = s.own_seed_pipeline(name, ROWS)?;
     let spec = &mut sp["spec"];
     spec["kafka"]["bootstrapServers"] = json!(bootstrap);
-    spec["kafka"]["topic"]["name"] = json!(format!("{}-{name}", s.topic));
     for (k, v) in kafka.as_object().context("kafka settings")? {
         spec["kafka"][k] = v.clone();
     }
-    spec["cassandra"]["table"]["name"] = json!(name.replace('-', "_"));
-    spec["sources"] = json!([{
-        "name": "synthetic",
-        "generator": {"profile": "randomuser", "recordsPerSecond": 200, "limit": ROWS}
-    }]);
     Ok(sp)
-}
-
-async fn drop_topics(s: &Scenario, names: &[&str]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = s.world.kafka_config().create()?;
-    let mut topics = Vec::new();
-    for name in names {
-        topics.push(format!("{}-{name}", s.topic));
-        topics.push(format!("{}-{name}.dlq", s.topic));
-    }
-    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let _ = admin.delete_topics(&refs, &AdminOptions::new()).await;
-    Ok(())
 }
 
 #[tokio::test]
@@ -107,15 +69,9 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
     // Strimzi's Secrets: the cluster CA, a SCRAM KafkaUser's (named after
     // the user, only `password`), and a TLS KafkaUser's (named after the
     // user, with the clients CA as its ca.crt).
-    create_secret(
-        &s,
-        "my-cluster-cluster-ca-cert",
-        json!({"ca.crt": cluster_ca}),
-    )
-    .await?;
-    create_secret(
-        &s,
-        &tls.scram_user,
+    s.create_secret("my-cluster-cluster-ca-cert", json!({"ca.crt": cluster_ca}))
+        .await?;
+    s.create_secret(&tls.scram_user,
         json!({
             "password": tls.scram_password,
             "sasl.jaas.config": format!(
@@ -125,8 +81,7 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
         }),
     )
     .await?;
-    create_secret(
-        &s,
+    s.create_secret(
         &tls.tls_user,
         json!({
             "ca.crt": tls.file("clients-ca.crt")?,
@@ -191,7 +146,7 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
         s.delete_pipeline(name, 60).await?;
     }
     op.stop().await?;
-    drop_topics(&s, &["ssl", "sasl-ssl", "mtls"]).await?;
+    s.drop_own_topics(&["ssl", "sasl-ssl", "mtls"]).await;
     s.cleanup().await
 }
 
@@ -199,13 +154,10 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
 async fn a_ca_that_did_not_sign_the_brokers_is_a_tls_failed_condition() -> anyhow::Result<()> {
     let s = Scenario::new("op-ktls-bad").await?;
     let tls = KafkaTlsWorld::of(&s)?;
-    create_secret(&s, "wrong-ca", json!({"ca.crt": tls.file("other-ca.crt")?})).await?;
-    create_secret(
-        &s,
-        "cluster-ca",
-        json!({"ca.crt": tls.file("cluster-ca.crt")?}),
-    )
-    .await?;
+    s.create_secret("wrong-ca", json!({"ca.crt": tls.file("other-ca.crt")?}))
+        .await?;
+    s.create_secret("cluster-ca", json!({"ca.crt": tls.file("cluster-ca.crt")?}))
+        .await?;
     let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
 
     let name = "wrong-ca";
@@ -246,6 +198,6 @@ async fn a_ca_that_did_not_sign_the_brokers_is_a_tls_failed_condition() -> anyho
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
-    drop_topics(&s, &[name]).await?;
+    s.drop_own_topics(&[name]).await;
     s.cleanup().await
 }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use millrace_testsupport::{Deadline, TestNamespace, poll_until};
+use millrace_testsupport::{Deadline, poll_until};
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use runner::{Fixture, Runner, randomuser_table};
@@ -254,25 +254,18 @@ async fn with_a_cluster_one_replica_pulls_under_the_lease_and_records_the_run() 
     let api = Arc::new(FakeApi::default());
     let addr = api.serve().await?;
     let fx = Fixture::new("lease", 1, randomuser_table("users")).await?;
-    let client = fx.world.kube_client().await?;
-    let ns = TestNamespace::create(&client, "runner-lease").await?;
-    let mut pipeline = fx.pipeline(pull_source(addr, "1s"));
-    pipeline["metadata"]["namespace"] = json!(ns.name);
-    let path = fx.write_pipeline("lease.json", &pipeline)?;
-    let kubeconfig = fx
-        .world
-        .kubeconfig
-        .clone()
-        .expect("the world's kubeconfig")
-        .display()
-        .to_string();
+    let cluster = fx
+        .in_cluster(
+            "runner-lease",
+            "lease.json",
+            fx.pipeline(pull_source(addr, "1s")),
+        )
+        .await?;
+    let (ns, path) = (&cluster.ns, &cluster.path);
     let mut runners = Vec::new();
     for pod in ["ingest-a", "ingest-b"] {
-        let mut env = fx.runner_env();
+        let mut env = cluster.env(pod);
         env.extend([
-            ("KUBECONFIG".to_owned(), kubeconfig.clone()),
-            ("POD_NAME".to_owned(), pod.to_owned()),
-            ("POD_NAMESPACE".to_owned(), ns.name.clone()),
             (
                 "MILLRACE_PULL_HEADER_RANDOMUSER_Authorization".to_owned(),
                 "Bearer from-a-secret".to_owned(),
@@ -282,7 +275,7 @@ async fn with_a_cluster_one_replica_pulls_under_the_lease_and_records_the_run() 
                 pod.to_owned(),
             ),
         ]);
-        let mut r = Runner::start("ingest", &path, &env, &fx.dir.join(format!("{pod}.log")))?;
+        let mut r = Runner::start("ingest", path, &env, &fx.dir.join(format!("{pod}.log")))?;
         r.wait_ready(Deadline::secs(60)).await?;
         runners.push(r);
     }
@@ -324,7 +317,7 @@ async fn with_a_cluster_one_replica_pulls_under_the_lease_and_records_the_run() 
         "{last}"
     );
     drop(runners);
-    ns.cleanup().await?;
+    cluster.ns.cleanup().await?;
     fx.cleanup().await
 }
 

@@ -21,7 +21,7 @@ use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use millrace_testsupport::{Deadline, TestNamespace, poll_until};
+use millrace_testsupport::{Deadline, poll_until};
 use reqwest::Url;
 use runner::{Fixture, Runner};
 use serde_json::{Value, json};
@@ -333,28 +333,19 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
     };
 
     let fx = Fixture::new("pull-paging", 3, table()).await?;
-    let client = fx.world.kube_client().await?;
-    let ns = TestNamespace::create(&client, "pull-paging").await?;
-    let mut pipeline = fx.pipeline(sources(addr, &initial_start));
-    pipeline["metadata"]["namespace"] = json!(ns.name);
-    let path = fx.write_pipeline("paging.json", &pipeline)?;
-    let kubeconfig = fx
-        .world
-        .kubeconfig
-        .clone()
-        .expect("the world's kubeconfig")
-        .display()
-        .to_string();
-    let mut env = fx.runner_env();
-    env.extend([
-        ("KUBECONFIG".to_owned(), kubeconfig),
-        // The same Pod name after the kill, as when a Pod's container is
-        // restarted: it takes its Lease back at once.
-        ("POD_NAME".to_owned(), "ingest-0".to_owned()),
-        ("POD_NAMESPACE".to_owned(), ns.name.clone()),
-    ]);
-    let mut sink = Runner::start("sink", &path, &env, &fx.dir.join("sink.log"))?;
-    let mut ingest = Runner::start("ingest", &path, &env, &fx.dir.join("ingest-1.log"))?;
+    let cluster = fx
+        .in_cluster(
+            "pull-paging",
+            "paging.json",
+            fx.pipeline(sources(addr, &initial_start)),
+        )
+        .await?;
+    let (ns, path) = (&cluster.ns, &cluster.path);
+    // The same Pod name after the kill, as when a Pod's container is
+    // restarted: it takes its Lease back at once.
+    let env = cluster.env("ingest-0");
+    let mut sink = Runner::start("sink", path, &env, &fx.dir.join("sink.log"))?;
+    let mut ingest = Runner::start("ingest", path, &env, &fx.dir.join("ingest-1.log"))?;
     sink.wait_ready(Deadline::secs(60)).await?;
     ingest.wait_ready(Deadline::secs(60)).await?;
 
@@ -368,7 +359,7 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
     eprintln!("killed in {killed_in:?}");
     let served_before_kill = api.served.lock().expect("lock").len();
 
-    let mut ingest = Runner::start("ingest", &path, &env, &fx.dir.join("ingest-2.log"))?;
+    let mut ingest = Runner::start("ingest", path, &env, &fx.dir.join("ingest-2.log"))?;
     ingest.wait_ready(Deadline::secs(60)).await?;
     poll_until("pulls after the restart", Deadline::secs(60), || async {
         Ok((api.served.lock().expect("lock").len() > served_before_kill + 20).then_some(()))
@@ -473,6 +464,6 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
     assert_eq!(backfill_windows.len(), 6, "{backfill_windows:?}");
 
     drop((ingest, sink));
-    ns.cleanup().await?;
+    cluster.ns.cleanup().await?;
     fx.cleanup().await
 }

@@ -325,13 +325,64 @@ impl Scenario {
         Ok(())
     }
 
+    /// A Secret `name` in the scenario's namespace with `data` as its
+    /// `stringData`.
+    pub async fn create_secret(&self, name: &str, data: Value) -> anyhow::Result<()> {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": data,
+        }))?;
+        self.ns
+            .api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await?;
+        Ok(())
+    }
+
+    /// A variable of the world's env file that the test needs: a world
+    /// without it fails the test, saying how to get one.
+    pub fn world_var(&self, name: &str) -> anyhow::Result<String> {
+        self.world.var(name).map(str::to_owned).with_context(|| {
+            format!("the test world has no {name}: bring it up again with tests/env/up")
+        })
+    }
+
+    /// The seed pipeline `name` on a topic (`{topic}-{name}`) and table of
+    /// its own, generating `rows` users.
+    pub fn own_seed_pipeline(&self, name: &str, rows: i64) -> anyhow::Result<Value> {
+        let mut sp = self.seed_pipeline(name)?;
+        let spec = &mut sp["spec"];
+        spec["kafka"]["topic"]["name"] = json!(format!("{}-{name}", self.topic));
+        spec["cassandra"]["table"]["name"] = json!(name.replace('-', "_"));
+        spec["sources"] = json!([{
+            "name": "synthetic",
+            "generator": {"profile": "randomuser", "recordsPerSecond": 200, "limit": rows}
+        }]);
+        Ok(sp)
+    }
+
+    /// Deletes the topics (and dead-letter topics) of the pipelines
+    /// [`Scenario::own_seed_pipeline`] made: cleanup, so at best effort.
+    pub async fn drop_own_topics(&self, names: &[&str]) {
+        let Ok(admin) = self
+            .world
+            .kafka_config()
+            .create::<AdminClient<DefaultClientContext>>()
+        else {
+            return;
+        };
+        let mut topics = Vec::new();
+        for name in names {
+            topics.push(format!("{}-{name}", self.topic));
+            topics.push(format!("{}-{name}.dlq", self.topic));
+        }
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let _ = admin.delete_topics(&refs, &AdminOptions::new()).await;
+    }
+
     /// The world's SASL listener; a world without one fails the test.
     pub fn kafka_sasl(&self) -> anyhow::Result<KafkaSasl> {
-        let var = |name: &str| {
-            self.world.var(name).map(str::to_owned).with_context(|| {
-                format!("the test world has no {name}: bring it up again with tests/env/up")
-            })
-        };
+        let var = |name: &str| self.world_var(name);
         Ok(KafkaSasl {
             bootstrap: var("MILLRACE_KAFKA_SASL_BOOTSTRAP")?,
             username: var("MILLRACE_KAFKA_SASL_USERNAME")?,
@@ -688,6 +739,12 @@ impl KafkaSasl {
             "name": secret, "mechanism": self.mechanism, "securityProtocol": "SASL_PLAINTEXT",
         });
     }
+}
+
+/// A file the world wrote (certificates, keys) under `dir`.
+pub fn world_file(dir: &std::path::Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 pub fn condition(sp: &StreamPipeline, type_: &str) -> Option<Condition> {

@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures::TryStreamExt;
 use millrace_api::{KeyspaceSpec, Replication, TableSpec, cql};
-use millrace_testsupport::{Deadline, World, poll_until, unique_cql_name, unique_name};
+use millrace_testsupport::{
+    Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
+};
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
 };
@@ -95,6 +97,24 @@ pub fn randomuser_table(name: &str) -> Value {
         ],
         "partitionKey": ["id"],
     })
+}
+
+/// A fixture's pipeline in a namespace of the world's cluster
+/// ([`Fixture::in_cluster`]).
+pub struct InCluster {
+    pub ns: TestNamespace,
+    /// The pipeline file runners read.
+    pub path: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl InCluster {
+    /// The environment of a runner that is Pod `pod` of the namespace.
+    pub fn env(&self, pod: &str) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.push(("POD_NAME".to_owned(), pod.to_owned()));
+        env
+    }
 }
 
 /// A pipeline's Kafka topics and Cassandra table, made for one test.
@@ -215,6 +235,34 @@ impl Fixture {
             &self.runner_env(),
             &self.dir.join(format!("{label}.log")),
         )
+    }
+
+    /// `pipeline` moved into a new namespace (`ns_prefix`) of the world's
+    /// cluster and written to `file`, for runners that hold Leases there
+    /// ([`InCluster::env`]).
+    pub async fn in_cluster(
+        &self,
+        ns_prefix: &str,
+        file: &str,
+        mut pipeline: Value,
+    ) -> anyhow::Result<InCluster> {
+        let client = self.world.kube_client().await?;
+        let ns = TestNamespace::create(&client, ns_prefix).await?;
+        pipeline["metadata"]["namespace"] = json!(ns.name);
+        let path = self.write_pipeline(file, &pipeline)?;
+        let kubeconfig = self
+            .world
+            .kubeconfig
+            .clone()
+            .context("the test world has no kubeconfig: bring it up again with tests/env/up")?
+            .display()
+            .to_string();
+        let mut env = self.runner_env();
+        env.extend([
+            ("KUBECONFIG".to_owned(), kubeconfig),
+            ("POD_NAMESPACE".to_owned(), ns.name.clone()),
+        ]);
+        Ok(InCluster { ns, path, env })
     }
 
     pub fn qualified_table(&self) -> String {
