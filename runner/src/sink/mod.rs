@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use millrace_api::cql_value::{self, Bound};
 use millrace_api::{CommitMetadata, KafkaRecordParts, RowMapper, WriteSettings, avro, cql};
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -552,18 +553,35 @@ impl Writer {
         };
         let ttl = self.mapper.binds_ttl().then_some(settings.ttl);
         let values = cql_value::bind(row, ttl, record.write_timestamp);
+        let done = &self.metrics.rows_written;
+        self.execute(record, origin, &self.insert, &values, done, "row")
+            .await
+    }
+
+    /// Executes the record's insert or delete ([`Writer::write`]), counting
+    /// it in `done`, or dead-letters the record if Cassandra refuses the
+    /// `what`.
+    async fn execute(
+        &self,
+        record: &Record,
+        origin: Origin<'_>,
+        statement: &PreparedStatement,
+        values: &[Bound],
+        done: &Counter,
+        what: &str,
+    ) -> (Outcome, u64) {
         let started = Instant::now();
-        let (written, timed_out) = self.write(&self.insert, &values).await;
-        match written {
+        let (result, timed_out) = self.write(statement, values).await;
+        match result {
             Ok(()) => {
                 self.metrics
                     .write_latency
                     .observe(started.elapsed().as_secs_f64());
-                self.metrics.rows_written.inc();
+                done.inc();
                 (Outcome::Written, timed_out)
             }
             Err(e) => {
-                let reason = format!("cassandra refused the row: {e}");
+                let reason = format!("cassandra refused the {what}: {e}");
                 self.fail(record, Reason::WriteFailed, &reason, origin)
                     .await;
                 (Outcome::DeadLettered, timed_out)
@@ -625,23 +643,9 @@ impl Writer {
             }
         };
         let values = cql_value::bind_delete(key, record.write_timestamp);
-        let started = Instant::now();
-        let (deleted, timed_out) = self.write(statement, &values).await;
-        match deleted {
-            Ok(()) => {
-                self.metrics
-                    .write_latency
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.rows_deleted.inc();
-                (Outcome::Written, timed_out)
-            }
-            Err(e) => {
-                let reason = format!("cassandra refused the delete: {e}");
-                self.fail(record, Reason::WriteFailed, &reason, origin)
-                    .await;
-                (Outcome::DeadLettered, timed_out)
-            }
-        }
+        let done = &self.metrics.rows_deleted;
+        self.execute(record, origin, statement, &values, done, "delete")
+            .await
     }
 
     /// The record as the JSON value the mapping reads, decoded with its

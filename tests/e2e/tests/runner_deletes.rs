@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use millrace_testsupport::{Deadline, poll_until};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use runner::Fixture;
 use serde_json::{Value, json};
 
@@ -37,12 +37,7 @@ fn orders(deletes: Option<Value>) -> Value {
 
 /// Produces each (key, value) in order, a `None` value as a tombstone.
 async fn produce(fx: &Fixture, records: &[(Option<&str>, Option<Value>)]) -> anyhow::Result<()> {
-    let producer: FutureProducer = fx
-        .world
-        .kafka_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let producer = fx.producer()?;
     for (key, value) in records {
         let payload = value.as_ref().map(Value::to_string);
         let mut record = FutureRecord::<str, str>::to(&fx.topic);

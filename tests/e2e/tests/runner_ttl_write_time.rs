@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use millrace_testsupport::{Deadline, poll_until};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use runner::Fixture;
 use scylla::value::CqlTimestamp;
 use serde_json::{Value, json};
@@ -51,12 +51,7 @@ struct Sent {
 }
 
 async fn produce(fx: &Fixture, records: &[Sent]) -> anyhow::Result<()> {
-    let producer: FutureProducer = fx
-        .world
-        .kafka_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let producer = fx.producer()?;
     // One at a time: two versions of a key must be in this order.
     for r in records {
         let payload = r.value.to_string();

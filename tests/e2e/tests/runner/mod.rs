@@ -306,6 +306,18 @@ impl Fixture {
 
     /// Produces `records` straight to the pipeline's topic (as ingest
     /// would, keyed by `/login/uuid` when present).
+    /// A producer as a careful client sets one up: idempotent, every
+    /// replica acknowledging; sending one record at a time keeps their
+    /// order.
+    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(self
+            .world
+            .kafka_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?)
+    }
+
     pub async fn produce(&self, records: &[Vec<u8>]) -> anyhow::Result<()> {
         produce_to(&self.world, &self.topic, records).await
     }
