@@ -83,7 +83,7 @@ fn invalid() -> Vec<(&'static str, Value, &'static str)> {
         (
             "column with both from and template",
             with(|o| table(o)["columns"][1]["template"] = json!("{/name/first}")),
-            "set exactly one of from, template or wholeRecord",
+            "set exactly one of from, template, wholeRecord: true, fromKafka or fromHeader",
         ),
         (
             "pointer without a leading slash",
