@@ -383,7 +383,9 @@ def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None):
 # The push source as users get it: the default maxBodyBytes (1 MiB), so the
 # runner is measured with its default body budget (8 MiB). A body of
 # BENCH_PUSH_BATCH records must fit: about 900 randomuser records at most.
-PUSH_SOURCE = "    - name: events\n      httpPush: {path: /v1/records}\n"
+# Open (auth.type None): a token costs one SHA-256 per request, and the
+# bench's own HTTP client sends no header; the data path is what it measures.
+PUSH_SOURCE = "    - name: events\n      httpPush: {path: /v1/records, auth: {type: None}}\n"
 
 
 class Runner:
@@ -393,8 +395,10 @@ class Runner:
 
     def __init__(self, ctx, label, binary, role, pipeline):
         self.port = _free_port()
+        self.metrics_port = _free_port()
         self.argv = [str(binary), role, "--pipeline", str(pipeline),
-                     "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"]
+                     "--listen", f"127.0.0.1:{self.port}",
+                     "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--log-format", "json"]
         ctx.commands.setdefault(label, ({}, self.argv))
         self.errlog = ctx.log / f"{label}.stderr"
         self.usage = None
@@ -411,7 +415,12 @@ class Runner:
         self.stop()
 
     def url(self, path):
+        """`path` on the push endpoint."""
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def metrics_url(self, path):
+        """`path` on the metrics and health port."""
+        return f"http://127.0.0.1:{self.metrics_port}{path}"
 
     def check(self):
         if self.proc.poll() is not None:
@@ -421,7 +430,7 @@ class Runner:
         """The sum of a metric's samples whose labels contain `labels`, or
         None when /metrics does not answer."""
         try:
-            with urllib.request.urlopen(self.url("/metrics"), timeout=1) as r:
+            with urllib.request.urlopen(self.metrics_url("/metrics"), timeout=1) as r:
                 text = r.read().decode()
         except (OSError, ValueError):
             return None
@@ -437,7 +446,7 @@ class Runner:
         while time.time() < deadline:
             self.check()
             try:
-                with urllib.request.urlopen(self.url("/readyz"), timeout=1) as r:
+                with urllib.request.urlopen(self.metrics_url("/readyz"), timeout=1) as r:
                     if r.status == 200:
                         return
             except (OSError, ValueError):

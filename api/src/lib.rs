@@ -17,7 +17,7 @@
 //!   settings, consumer group), [`cassandra_client`] (the runner's
 //!   variables and, with the `cassandra-tls` feature, the TLS context), [`commit_metadata`] (what the sink commits
 //!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`credentials`],
-//!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
+//!   [`auth_failure`], [`ports`], [`push_auth`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
 //! - `lease` (crate feature `lease`): the one Lease mechanism, for the
 //!   operator's leader election and the runner's pull Leases.
@@ -41,8 +41,10 @@ pub mod kafka_client;
 #[cfg(feature = "lease")]
 pub mod lease;
 pub mod mapping;
+pub mod ports;
 pub mod pull_lease;
 pub mod pull_paging;
+pub mod push_auth;
 pub mod replay;
 pub mod schedule;
 pub mod schema_diff;

@@ -375,4 +375,7 @@ pub mod condition_reason {
     pub const RECORDS_SKIPPED: &str = "RecordsSkipped";
     /// Records reach the table.
     pub const FLOWING: &str = "Flowing";
+    /// An Event: a push source accepts pushes without authentication
+    /// (`auth.type: None`).
+    pub const UNAUTHENTICATED_PUSH: &str = "UnauthenticatedPush";
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Resource;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
@@ -26,6 +27,7 @@ pub struct Owned {
     service_accounts: Store<ServiceAccount>,
     roles: Store<Role>,
     role_bindings: Store<RoleBinding>,
+    network_policies: Store<NetworkPolicy>,
 }
 
 /// The writing ends, handed to the controller's watches.
@@ -36,6 +38,7 @@ pub struct Writers {
     pub service_accounts: Writer<ServiceAccount>,
     pub roles: Writer<Role>,
     pub role_bindings: Writer<RoleBinding>,
+    pub network_policies: Writer<NetworkPolicy>,
 }
 
 /// A kind the operator owns and keeps a cache of.
@@ -62,6 +65,7 @@ cached!(
     ServiceAccount => service_accounts,
     Role => roles,
     RoleBinding => role_bindings,
+    NetworkPolicy => network_policies,
 );
 
 impl Owned {
@@ -72,6 +76,7 @@ impl Owned {
         let (service_accounts, a) = reflector::store();
         let (roles, r) = reflector::store();
         let (role_bindings, b) = reflector::store();
+        let (network_policies, n) = reflector::store();
         (
             Self {
                 deployments,
@@ -80,6 +85,7 @@ impl Owned {
                 service_accounts,
                 roles,
                 role_bindings,
+                network_policies,
             },
             Writers {
                 deployments: d,
@@ -88,6 +94,7 @@ impl Owned {
                 service_accounts: a,
                 roles: r,
                 role_bindings: b,
+                network_policies: n,
             },
         )
     }

@@ -165,6 +165,35 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         report(ctx, sp, new).await?;
         return Err(Error::InvalidSpec(invalid));
     }
+    // Once per change of the spec, not every resync: an open endpoint is
+    // a choice the user made, and is told about loudly, once.
+    if old.observed_generation != Some(p.generation) {
+        let open: Vec<&str> = sp
+            .spec
+            .sources
+            .iter()
+            .filter(|s| {
+                s.http_push
+                    .as_ref()
+                    .is_some_and(|push| push.tokens_secret(&p.name).is_none())
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if !open.is_empty() {
+            let note = format!(
+                "push source {} accepts records from anyone who can reach the Service {} (auth.type None): \
+                 set auth.type BearerToken, or limit who reaches it with a NetworkPolicy",
+                open.join(", "),
+                p.service_name()
+            );
+            publish(
+                ctx,
+                sp,
+                vec![Notice::warning(reasons::UNAUTHENTICATED_PUSH, note)],
+            )
+            .await;
+        }
+    }
     let secrets_version = desired::secrets_version(&secrets.versions());
     if let Ok(auth) = &kafka_auth {
         ctx.remember(&p.uid, |r| r.kafka = auth.clone());
@@ -645,7 +674,8 @@ pub async fn run(
         .owns_stream(owned(&client, ns, writers.config_maps))
         .owns_stream(owned(&client, ns, writers.service_accounts))
         .owns_stream(owned(&client, ns, writers.roles))
-        .owns_stream(owned(&client, ns, writers.role_bindings));
+        .owns_stream(owned(&client, ns, writers.role_bindings))
+        .owns_stream(owned(&client, ns, writers.network_policies));
     let controller = if ctx.config.watch_secrets {
         controller.watches(
             scoped::<Secret>(&client, ns),

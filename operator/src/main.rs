@@ -8,6 +8,7 @@ use millrace_api::lease::{self, Gate, LeaseLock, Timing};
 use millrace_operator::context::{Config, Context};
 use millrace_operator::controller;
 use millrace_operator::desired::deployment::RunnerDefaults;
+use millrace_operator::desired::network_policy::NetworkPolicyDefaults;
 use millrace_operator::leader;
 use millrace_operator::metrics::Metrics;
 use millrace_operator::serve;
@@ -37,6 +38,28 @@ struct Args {
     /// Secret appears or changes (needs list/watch on Secrets).
     #[arg(long, env = "MILLRACE_WATCH_SECRETS", default_value_t = false)]
     watch_secrets: bool,
+
+    /// Make a NetworkPolicy for each pipeline's runner Pods (a pipeline
+    /// can opt out with spec.runner.networkPolicy.enabled: false).
+    #[arg(long, env = "MILLRACE_NETWORK_POLICIES", default_value_t = true, action = clap::ArgAction::Set)]
+    network_policies: bool,
+
+    /// The namespace Prometheus scrapes the runners from: their
+    /// NetworkPolicies let it alone reach the metrics port. Unset: any
+    /// namespace.
+    #[arg(long, env = "MILLRACE_MONITORING_NAMESPACE")]
+    monitoring_namespace: Option<String>,
+
+    /// The apiserver's ports a pulling runner's NetworkPolicy lets it
+    /// reach (for its Lease): the `kubernetes` Service's and its
+    /// endpoints'.
+    #[arg(
+        long,
+        env = "MILLRACE_APISERVER_PORTS",
+        value_delimiter = ',',
+        default_value = "443,6443"
+    )]
+    apiserver_ports: Vec<u16>,
 
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "MILLRACE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
@@ -193,6 +216,11 @@ async fn main() -> anyhow::Result<()> {
             runner: RunnerDefaults {
                 image: args.runner_image,
                 pod_annotations: args.runner_pod_annotations.into_iter().collect(),
+                network_policy: NetworkPolicyDefaults {
+                    enabled: args.network_policies,
+                    monitoring_namespace: args.monitoring_namespace,
+                    apiserver_ports: args.apiserver_ports,
+                },
             },
             watch_secrets: args.watch_secrets,
             resync: Duration::from_secs(args.resync_seconds.max(1)),

@@ -1,8 +1,9 @@
-//! The HTTP server on `--listen`: `/metrics`, `/healthz`, `/readyz`, and the
-//! routes a role adds (the push endpoint).
+//! The runner's HTTP servers: `/metrics`, `/healthz` and `/readyz` on
+//! `--metrics-listen` ([`router`]), and the push endpoint on `--listen`
+//! ([`crate::ingest::push::routes`]), both served by [`serve`].
 //!
-//! The server is exposed to any client that can reach the Service, so what a
-//! client can hold is bounded: [`millrace_api::serve`] enforces
+//! The push server is exposed to any client that can reach the Service, so
+//! what a client can hold is bounded: [`millrace_api::serve`] enforces
 //! [`HttpLimits::header_timeout`], the header buffer
 //! ([`millrace_api::serve::MAX_HEADER_BUFFER`]) and
 //! [`HttpLimits::max_connections`]. What a push request may hold (its body,
@@ -63,7 +64,7 @@ impl Default for HttpLimits {
     }
 }
 
-/// The routes both roles serve.
+/// The metrics and health routes both roles serve.
 pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck) -> Router {
     Router::new()
         .route(

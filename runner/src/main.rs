@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use millrace_api::LogFormat;
+use millrace_api::{LogFormat, ports};
 use millrace_runner::config::{self, Pipeline};
 use millrace_runner::http;
 use millrace_runner::roles::{self, Role};
@@ -50,9 +50,13 @@ struct RunArgs {
     /// The StreamPipeline document (YAML or JSON).
     #[arg(long, env = "MILLRACE_PIPELINE_FILE")]
     pipeline: PathBuf,
-    /// HTTP address: push endpoint (ingest), /metrics, /healthz, /readyz.
-    #[arg(long, env = "MILLRACE_LISTEN", default_value = "0.0.0.0:8080")]
+    /// Address of the push endpoint (an ingest runner with an httpPush
+    /// source); nothing else is served there.
+    #[arg(long, env = ports::LISTEN_ENV, default_value_t = format!("0.0.0.0:{}", ports::PUSH))]
     listen: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = ports::METRICS_LISTEN_ENV, default_value_t = format!("0.0.0.0:{}", ports::METRICS))]
+    metrics_listen: String,
     /// Kafka bootstrap servers, instead of spec.kafka.bootstrapServers.
     #[arg(long, env = "MILLRACE_KAFKA_BOOTSTRAP")]
     kafka_bootstrap: Option<String>,
@@ -85,6 +89,7 @@ impl RunArgs {
     fn options(&self) -> roles::Options {
         roles::Options {
             listen: self.listen.clone(),
+            metrics_listen: self.metrics_listen.clone(),
             kafka_bootstrap: self.kafka_bootstrap.clone(),
             cassandra_contact_points: self.cassandra_contact_points.clone(),
             limits: self.http_limits(),

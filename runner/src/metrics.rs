@@ -33,6 +33,11 @@ pub enum Reason {
     /// A Kafka tombstone, where the table does not take tombstones as
     /// deletes.
     Tombstone,
+    /// A push request without a bearer token (401); counted per request.
+    Unauthenticated,
+    /// A push request with a token the source does not accept (403);
+    /// counted per request.
+    Forbidden,
 }
 
 impl Reason {
@@ -45,6 +50,8 @@ impl Reason {
             Self::WriteFailed => "write_failed",
             Self::TooLarge => "too_large",
             Self::Tombstone => "tombstone",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Running a role: the sink or ingest with its HTTP server (push
-//! endpoint, /metrics, /healthz, /readyz), until SIGTERM or Ctrl-C.
+//! Running a role: the sink or ingest with its HTTP servers (/metrics,
+//! /healthz and /readyz on one port, the push endpoint on another), until
+//! SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +36,10 @@ impl Role {
 /// How a role is run, from the command line or environment.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// HTTP address.
+    /// Address of the push endpoint (ingest with an httpPush source).
     pub listen: String,
+    /// Address of /metrics, /healthz and /readyz.
+    pub metrics_listen: String,
     /// Kafka bootstrap servers, instead of spec.kafka.bootstrapServers.
     pub kafka_bootstrap: Option<String>,
     /// Cassandra contact points (comma-separated), instead of
@@ -68,7 +71,8 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
             metrics.clone(),
             Arc::new(move || check_ready.load(Ordering::Relaxed)),
         );
-        let (_, server) = http::serve(&options.listen, router, stop_rx.clone(), limits).await?;
+        let (_, server) =
+            http::serve(&options.metrics_listen, router, stop_rx.clone(), limits).await?;
         if !wait_for_cassandra_login(&pipeline, &connections, stop_rx.clone()).await? {
             server.abort();
             return Ok(());
@@ -81,13 +85,33 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
         let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone())?;
         let producer = ingest.producer.clone();
         let router = http::router(metrics, Arc::new(move || producer.ready()));
-        let router = ingest::push::routes(router, &ingest, limits);
-        let (_, server) = http::serve(&options.listen, router, stop_rx.clone(), limits).await?;
+        let (_, metrics_server) =
+            http::serve(&options.metrics_listen, router, stop_rx.clone(), limits).await?;
+        // Only a pipeline with a push source opens the push port: a port
+        // nobody should call is better not listening at all.
+        let push_server = if ingest.push_sources.is_empty() {
+            None
+        } else {
+            let tokens_dir = std::env::var_os(millrace_api::push_auth::TOKENS_DIR_ENV).map_or_else(
+                || std::path::PathBuf::from(millrace_api::push_auth::TOKENS_DIR),
+                std::path::PathBuf::from,
+            );
+            let router =
+                ingest::push::routes(axum::Router::new(), &ingest, limits, &tokens_dir, &stop_rx)?;
+            Some(
+                http::serve(&options.listen, router, stop_rx.clone(), limits)
+                    .await?
+                    .1,
+            )
+        };
         let tasks = ingest.start(&stop_rx).await?;
         let mut stop = stop_rx.clone();
         let _ = stop.wait_for(|s| *s).await;
-        // Let the HTTP server finish answering in-flight pushes.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), server).await;
+        // Let the push server finish answering in-flight pushes.
+        if let Some(server) = push_server {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(20), server).await;
+        }
+        metrics_server.abort();
         for task in tasks {
             if tokio::time::timeout(std::time::Duration::from_secs(20), async {
                 while !task.is_finished() {

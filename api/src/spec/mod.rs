@@ -25,11 +25,11 @@ pub use kafka::{
     TopicSpec,
 };
 pub use login::LoginSecretRef;
-pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, RunnerSpec};
+pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, NetworkPolicySpec, RunnerSpec};
 pub use sources::{
     Backfill, CursorPagination, GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource,
-    NumberedPagination, Pagination, PullWindow, SecretReference, SourceKind, SourceSpec,
-    TimeFormat,
+    NumberedPagination, Pagination, PullWindow, PushAuth, PushAuthType, SecretReference,
+    SourceKind, SourceSpec, TimeFormat,
 };
 pub use tls::{CaSecretRef, ClientCertSecretRef};
 

@@ -64,6 +64,45 @@ pub struct RunnerSpec {
     /// Log format of the runner: `json` (default) or `text`.
     #[serde(default)]
     pub log_format: LogFormat,
+
+    /// The NetworkPolicy the operator makes for the runner's Pods (unless
+    /// it runs with `--network-policies=false`). Unset: made, with pushes
+    /// allowed from the pipeline's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+}
+
+/// Who may reach the runner's Pods, and what they may reach. A
+/// NetworkPolicy is enforced only where the cluster's network plugin
+/// enforces NetworkPolicies.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Make the NetworkPolicy (default). `false` removes the one the
+    /// operator made.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Who may reach the push port, as NetworkPolicy peers (Pods,
+    /// namespaces, IP blocks). Unset: every Pod in the pipeline's
+    /// namespace. The metrics port is reached only from the operator's
+    /// monitoring namespace (`--monitoring-namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub push_from: Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            push_from: None,
+        }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -85,6 +124,7 @@ impl Default for RunnerSpec {
             resources: None,
             max_in_flight: default_max_in_flight(),
             log_format: LogFormat::default(),
+            network_policy: None,
         }
     }
 }

@@ -319,7 +319,7 @@ pub struct SecretReference {
 }
 
 /// Accepts records POSTed to the pipeline's Service.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpPushSource {
     /// Path the endpoint accepts records on. A request whose records are
@@ -332,6 +332,64 @@ pub struct HttpPushSource {
     #[serde(default = "default_max_body_bytes")]
     #[schemars(range(min = limits::MAX_BODY_BYTES.0, max = limits::MAX_BODY_BYTES.1))]
     pub max_body_bytes: i64,
+
+    /// Who may push. Unset: bearer tokens from a Secret the operator makes
+    /// (`NAME-push-tokens`), so a new endpoint is never open by accident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<PushAuth>,
+}
+
+/// How a push request proves it may push.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type != 'None' || !has(self.tokensSecretRef)")
+        .message("tokensSecretRef is only for type BearerToken")
+)]
+pub struct PushAuth {
+    /// `BearerToken` (default): every request carries `Authorization:
+    /// Bearer TOKEN` with one of the Secret's tokens; without one it is
+    /// answered 401, with a wrong one 403. `None`: anyone who can reach
+    /// the Service may push (the operator records a Warning Event).
+    #[serde(default, rename = "type")]
+    pub type_: PushAuthType,
+
+    /// The Secret holding the accepted tokens: the value of each of its
+    /// keys is one token, so a new token can be added before the old one is
+    /// removed. The runner reads changes without restarting. Unset: the
+    /// operator makes `NAME-push-tokens` with one random token under the
+    /// key `token`, and never changes it afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_secret_ref: Option<SecretReference>,
+}
+
+/// See [`PushAuth::type_`].
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PushAuthType {
+    #[default]
+    BearerToken,
+    None,
+}
+
+impl HttpPushSource {
+    /// The Secret whose values are the tokens this source accepts, or
+    /// `None` when it accepts pushes without authentication.
+    pub fn tokens_secret(&self, pipeline: &str) -> Option<String> {
+        let auth = self.auth.clone().unwrap_or_default();
+        match auth.type_ {
+            PushAuthType::None => None,
+            PushAuthType::BearerToken => Some(auth.tokens_secret_ref.map_or_else(
+                || crate::push_auth::generated_secret_name(pipeline),
+                |r| r.name,
+            )),
+        }
+    }
+
+    /// Whether the operator makes this source's tokens Secret.
+    pub fn uses_generated_tokens(&self) -> bool {
+        let auth = self.auth.clone().unwrap_or_default();
+        auth.type_ == PushAuthType::BearerToken && auth.tokens_secret_ref.is_none()
+    }
 }
 
 fn default_push_path() -> String {
@@ -347,6 +405,7 @@ impl Default for HttpPushSource {
         Self {
             path: default_push_path(),
             max_body_bytes: default_max_body_bytes(),
+            auth: None,
         }
     }
 }

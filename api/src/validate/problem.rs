@@ -181,6 +181,10 @@ pub enum Problem {
         "{0:?} is not an HTTP path: it must start with '/' and have only letters, digits and / . _ ~ -"
     )]
     PushPath(String),
+    #[error(
+        "tokensSecretRef is only for auth type BearerToken; type None accepts pushes without tokens"
+    )]
+    TokensWithoutAuthentication,
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
     #[error(transparent)]

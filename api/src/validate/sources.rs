@@ -8,7 +8,7 @@ use super::names::{is_dns_label, is_header_name, is_http_url, is_secret_name};
 use super::problem::Problem;
 use crate::json_pointer::JsonPointer;
 use crate::schedule::Schedule;
-use crate::spec::{HttpPullSource, SourceSpec, limits};
+use crate::spec::{HttpPullSource, PushAuthType, SourceSpec, limits};
 
 pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
     v.count("spec.sources", sources.len(), limits::SOURCES_MAX);
@@ -53,6 +53,18 @@ pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
                 push.max_body_bytes,
                 limits::MAX_BODY_BYTES,
             );
+            if let Some(auth) = &push.auth {
+                let field = format!("{at}.httpPush.auth.tokensSecretRef");
+                match (&auth.type_, &auth.tokens_secret_ref) {
+                    (PushAuthType::None, Some(_)) => {
+                        v.push(field, Problem::TokensWithoutAuthentication);
+                    }
+                    (_, Some(secret)) if !is_secret_name(&secret.name) => {
+                        v.push(field + ".name", Problem::SecretName(secret.name.clone()));
+                    }
+                    _ => {}
+                }
+            }
         }
         if let Some(generator) = &source.generator {
             v.range(

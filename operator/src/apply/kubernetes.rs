@@ -9,6 +9,8 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use millrace_api::RunnerStatus;
@@ -21,7 +23,7 @@ use crate::cache::Cached;
 use crate::context::Context;
 use crate::desired::deployment::Role;
 use crate::desired::{
-    FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, drift, with_desired_hash,
+    FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, drift, push_tokens, with_desired_hash,
 };
 use crate::error::{Error, Result};
 use crate::events::Notice;
@@ -136,6 +138,66 @@ where
     Ok((applied, change))
 }
 
+/// Deletes the pipeline's NetworkPolicy once it should have none
+/// (`enabled: false`, or `--network-policies=false`), if this pipeline
+/// owns it: one of the same name made by anyone else stays. Whether it
+/// deleted one.
+async fn remove_own_network_policy(ctx: &Context, p: &Pipeline<'_>) -> Result<bool> {
+    let name = p.runner_name();
+    let Some(live) = live::<NetworkPolicy>(ctx, &p.namespace, &name).await? else {
+        return Ok(false);
+    };
+    let ours = live
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == p.uid && o.controller == Some(true));
+    if !ours || live.metadata.deletion_timestamp.is_some() {
+        return Ok(false);
+    }
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &p.namespace);
+    let deleted = api.delete(&name, &kube::api::DeleteParams::default()).await;
+    if !matches!(&deleted, Err(e) if crate::leader::refused_write(e)) {
+        ctx.metrics.write(Target::Kubernetes);
+    }
+    match deleted {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the tokens Secret of the push sources that name none, once: it is
+/// never written again, since clients hold its token and may have added
+/// their own. Then checks that the tokens Secrets the spec names exist.
+/// Reads only, in a steady state.
+async fn push_tokens(ctx: &Context, p: &Pipeline<'_>) -> Result<Change> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &p.namespace);
+    for name in push_tokens::named_token_secrets(&p.sp.spec) {
+        if api.get_metadata_opt(name).await?.is_none() {
+            return Err(Error::SecretNotFound {
+                namespace: p.namespace.clone(),
+                name: name.to_owned(),
+            });
+        }
+    }
+    let Some(secret) = push_tokens::generated_secret(p, &push_tokens::new_token()) else {
+        return Ok(Change::None);
+    };
+    if api.get_metadata_opt(&secret.name_any()).await?.is_some() {
+        return Ok(Change::None);
+    }
+    let created = api.create(&PostParams::default(), &secret).await;
+    if !matches!(&created, Err(e) if crate::leader::refused_write(e)) {
+        ctx.metrics.write(Target::Kubernetes);
+    }
+    match created {
+        Ok(_) => Ok(Change::Created),
+        // Made by a reconcile that ran a moment before: keep its token.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Change::None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether someone else changed or removed a field of `desired` in `live`
 /// (logged, with the first such field).
 fn drifted<K: Resource<DynamicType = ()> + Serialize>(desired: &K, live: &K) -> Result<bool> {
@@ -217,6 +279,34 @@ async fn reconcile_runner_inner(
     note("Role", p.runner_name(), role.1);
     note("RoleBinding", p.runner_name(), binding.1);
     note("Service", p.service_name(), svc.1);
+    match &objects.network_policy {
+        Some(policy) => {
+            let (_, change) = ensure(ctx, policy.clone(), |_| true).await?;
+            note("NetworkPolicy", p.runner_name(), change);
+        }
+        None => {
+            if remove_own_network_policy(ctx, p).await? {
+                events.push(Notice::normal(
+                    "RunnerApplied",
+                    format!("deleted NetworkPolicy {}", p.runner_name()),
+                ));
+            }
+        }
+    }
+
+    match push_tokens(ctx, p).await {
+        Ok(Change::Created) => note(
+            "Secret",
+            millrace_api::push_auth::generated_secret_name(&p.name),
+            Change::Created,
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            // The ingest Pod could not mount the tokens: say which Secret
+            // is missing instead of leaving it stuck in ContainerCreating.
+            return Ok(PartOutcome::failed(e, "the push source's tokens"));
+        }
+    }
 
     let mut applied_deployments = Vec::new();
     for d in &objects.deployments {

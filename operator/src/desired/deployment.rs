@@ -12,9 +12,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use millrace_api::StreamPipelineSpec;
+use millrace_api::{StreamPipelineSpec, ports};
 
 use super::config_map::config_hash;
+use super::push_tokens;
 use super::{CONFIG_HASH_ANNOTATION, GENERATION_ANNOTATION, Pipeline, SECRETS_VERSION_ANNOTATION};
 
 pub const PIPELINE_DIR: &str = "/etc/millrace";
@@ -99,8 +100,13 @@ pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
         field_env("POD_NAMESPACE", "metadata.namespace"),
         field_env("POD_IP", "status.podIP"),
         EnvVar {
-            name: "MILLRACE_LISTEN".to_owned(),
-            value: Some("$(POD_IP):8080".to_owned()),
+            name: ports::LISTEN_ENV.to_owned(),
+            value: Some(format!("$(POD_IP):{}", ports::PUSH)),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: ports::METRICS_LISTEN_ENV.to_owned(),
+            value: Some(format!("$(POD_IP):{}", ports::METRICS)),
             ..EnvVar::default()
         },
     ];
@@ -214,11 +220,27 @@ pub fn env_from(spec: &StreamPipelineSpec, role: Role) -> Option<Vec<EnvFromSour
     (!from.is_empty()).then_some(from)
 }
 
+/// The metrics port on every runner; the push port only on an ingest
+/// runner that has a push source, which alone listens there.
+fn container_ports(spec: &StreamPipelineSpec, role: Role) -> Vec<ContainerPort> {
+    let port = |name: &str, number: u16| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    };
+    let mut out = vec![port(ports::METRICS_NAME, ports::METRICS)];
+    if role == Role::Ingest && spec.sources.iter().any(|s| s.http_push.is_some()) {
+        out.push(port(ports::PUSH_NAME, ports::PUSH));
+    }
+    out
+}
+
 fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
-            port: IntOrString::String("http".to_owned()),
+            port: IntOrString::String(ports::METRICS_NAME.to_owned()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -234,6 +256,7 @@ fn http_probe(path: &str, period: i32, failure_threshold: i32) -> Probe {
 pub struct RunnerDefaults {
     pub image: String,
     pub pod_annotations: BTreeMap<String, String>,
+    pub network_policy: super::network_policy::NetworkPolicyDefaults,
 }
 
 /// `secrets_version`: [`super::secrets_version`] of the Secrets the runner
@@ -252,6 +275,12 @@ pub fn deployment(
         .filter(|(k, _)| *k != "app.kubernetes.io/managed-by")
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // Only the ingest runner serves pushes, so only it sees the tokens.
+    let (token_volumes, token_mounts) = if role == Role::Ingest {
+        push_tokens::token_mounts(spec, &p.name)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let container = Container {
         name: "runner".to_owned(),
         image: Some(image(spec, default_image).to_owned()),
@@ -283,12 +312,7 @@ pub fn deployment(
             env
         }),
         env_from: env_from(spec, role),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: 8080,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(container_ports(spec, role)),
         readiness_probe: Some(http_probe("/readyz", 2, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
         resources: spec.runner.resources.clone(),
@@ -307,12 +331,16 @@ pub fn deployment(
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "pipeline".to_owned(),
-            mount_path: PIPELINE_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: "pipeline".to_owned(),
+                mount_path: PIPELINE_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            })
+            .chain(token_mounts)
+            .collect(),
+        ),
         ..Container::default()
     };
     let mut metadata = p.meta(p.deployment_name(role), Some(role.as_str()));
@@ -361,14 +389,18 @@ pub fn deployment(
                     }),
                     termination_grace_period_seconds: Some(30),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "pipeline".to_owned(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: p.config_map_name(),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(
+                        std::iter::once(Volume {
+                            name: "pipeline".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: p.config_map_name(),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        })
+                        .chain(token_volumes)
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },
@@ -423,6 +455,42 @@ mod tests {
     }
 
     #[test]
+    fn only_an_ingest_with_a_push_source_opens_the_push_port() {
+        let names = |sp: &millrace_api::StreamPipeline, role| -> Vec<(String, i32)> {
+            let p = Pipeline::new(sp).expect("pipeline");
+            let pod = deployment(&p, role, &RunnerDefaults::default(), None)
+                .spec
+                .and_then(|s| s.template.spec)
+                .expect("pod");
+            let c = &pod.containers[0];
+            for probe in [&c.readiness_probe, &c.liveness_probe] {
+                let port = &probe
+                    .as_ref()
+                    .and_then(|p| p.http_get.as_ref())
+                    .expect("probe")
+                    .port;
+                assert_eq!(port, &IntOrString::String("metrics".into()));
+            }
+            c.ports
+                .iter()
+                .flatten()
+                .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+                .collect()
+        };
+        let mut sp = fixtures::seed();
+        assert!(sp.spec.sources.iter().any(|s| s.http_push.is_some()));
+        let metrics = ("metrics".to_owned(), 9090);
+        assert_eq!(
+            names(&sp, Role::Ingest),
+            [metrics.clone(), ("push".to_owned(), 8080)]
+        );
+        assert_eq!(names(&sp, Role::Sink), std::slice::from_ref(&metrics));
+        sp.spec.sources.retain(|s| s.http_push.is_none());
+        assert!(!sp.spec.sources.is_empty());
+        assert_eq!(names(&sp, Role::Ingest), [metrics]);
+    }
+
+    #[test]
     fn the_sink_pod_follows_the_runner_contract() {
         let mut sp = fixtures::seed();
         sp.spec.cassandra.credentials_secret_ref = Some(CassandraCredentials {
@@ -438,6 +506,7 @@ mod tests {
                 "millrace.io/node-runtime".to_owned(),
                 "podman".to_owned(),
             )]),
+            ..RunnerDefaults::default()
         };
         let d = deployment(&p, Role::Sink, &defaults, None);
         assert_eq!(d.metadata.name.as_deref(), Some("randomuser-sink"));
@@ -465,11 +534,16 @@ mod tests {
             .and_then(|v| v.secret_key_ref.as_ref())
             .expect("secretKeyRef");
         assert_eq!(key_ref.name, "cassandra-creds");
-        assert!(
-            env.iter().any(
-                |e| e.name == "MILLRACE_LISTEN" && e.value.as_deref() == Some("$(POD_IP):8080")
-            )
-        );
+        for (name, address) in [
+            ("MILLRACE_LISTEN", "$(POD_IP):8080"),
+            ("MILLRACE_METRICS_LISTEN", "$(POD_IP):9090"),
+        ] {
+            assert!(
+                env.iter()
+                    .any(|e| e.name == name && e.value.as_deref() == Some(address)),
+                "{name}"
+            );
+        }
         let sc = c.security_context.as_ref().expect("security context");
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));

@@ -3,10 +3,11 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role as RbacRole, RoleBinding};
 
 use super::deployment::{self, Role, RunnerDefaults};
-use super::{Pipeline, config_map, rbac, service};
+use super::{Pipeline, config_map, network_policy, rbac, service};
 use crate::error::Result;
 
 /// One of the runner's Deployments and the replicas it should have.
@@ -26,6 +27,9 @@ pub struct RunnerObjects {
     pub role: RbacRole,
     pub role_binding: RoleBinding,
     pub service: Service,
+    /// `None`: the pipeline should have none (and one the operator made
+    /// is removed).
+    pub network_policy: Option<NetworkPolicy>,
     /// In [`Role::ALL`] order.
     pub deployments: Vec<RunnerDeployment>,
 }
@@ -50,6 +54,7 @@ pub fn runner_objects(
         role: rbac::role(p),
         role_binding: rbac::role_binding(p),
         service: service::service(p),
+        network_policy: network_policy::network_policy(p, &defaults.network_policy),
         deployments: Role::ALL
             .into_iter()
             .map(|role| {

@@ -1,7 +1,8 @@
-//! `NAME`: the push endpoint, port 8080 `http` of the ingest Pods.
+//! `NAME`: the push endpoint, port `push` of the ingest Pods.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use millrace_api::ports;
 
 use super::Pipeline;
 use super::deployment::Role;
@@ -12,9 +13,9 @@ pub fn service(p: &Pipeline<'_>) -> Service {
         spec: Some(ServiceSpec {
             selector: Some(p.labels(Some(Role::Ingest.as_str()))),
             ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port: 8080,
-                target_port: Some(IntOrString::String("http".to_owned())),
+                name: Some(ports::PUSH_NAME.to_owned()),
+                port: i32::from(ports::PUSH),
+                target_port: Some(IntOrString::String(ports::PUSH_NAME.to_owned())),
                 protocol: Some("TCP".to_owned()),
                 ..ServicePort::default()
             }]),

@@ -9,6 +9,7 @@ pub mod generator;
 pub mod lease;
 pub mod pull;
 pub mod push;
+pub mod push_auth;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -39,6 +39,7 @@
 //! [`HttpLimits::body_timeout`] (408); and bodies are parsed a few at a
 //! time, since a parsed body takes several times its size.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -50,10 +51,11 @@ use futures::StreamExt;
 use millrace_api::HttpPushSource;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use super::Ingest;
+use super::push_auth::{PushTokens, TokensError, Verdict};
 use crate::http::HttpLimits;
 use crate::kafka::SendError;
 use crate::metrics::Reason;
@@ -77,8 +79,16 @@ struct Shared {
     parsing: Semaphore,
 }
 
-/// Adds a route for each push source of the pipeline.
-pub fn routes(mut router: Router, ingest: &Arc<Ingest>, limits: HttpLimits) -> Router {
+/// Adds a route for each push source of the pipeline. A source with
+/// bearer tokens reads them from `tokens_dir/SOURCE` now, and again while
+/// the runner runs, until `stop`.
+pub fn routes(
+    mut router: Router,
+    ingest: &Arc<Ingest>,
+    limits: HttpLimits,
+    tokens_dir: &Path,
+    stop: &watch::Receiver<bool>,
+) -> Result<Router, TokensError> {
     let parsers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let budget = body_budget(&limits, &ingest.push_sources);
     let shared = Arc::new(Shared {
@@ -88,8 +98,20 @@ pub fn routes(mut router: Router, ingest: &Arc<Ingest>, limits: HttpLimits) -> R
         parsing: Semaphore::new(parsers),
     });
     for (name, spec) in &ingest.push_sources {
+        let tokens = if spec.tokens_secret(&ingest.pipeline.name).is_some() {
+            let tokens = PushTokens::load(name, tokens_dir.join(name))?;
+            tokens.keep_current(stop.clone());
+            Some(tokens)
+        } else {
+            warn!(
+                source = %name,
+                "push source accepts pushes without authentication (auth.type None)"
+            );
+            None
+        };
         let state = Arc::new(PushState {
             source: name.clone(),
+            tokens,
             max_body: usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX),
             ingest: ingest.clone(),
             shared: shared.clone(),
@@ -102,7 +124,7 @@ pub fn routes(mut router: Router, ingest: &Arc<Ingest>, limits: HttpLimits) -> R
             }),
         );
     }
-    router
+    Ok(router)
 }
 
 /// Bodies up to this size are read and dropped before an early refusal.
@@ -163,6 +185,8 @@ fn body_budget(limits: &HttpLimits, sources: &[(String, HttpPushSource)]) -> usi
 
 struct PushState {
     source: String,
+    /// `None`: the source accepts pushes without a token.
+    tokens: Option<Arc<PushTokens>>,
     max_body: usize,
     ingest: Arc<Ingest>,
     shared: Arc<Shared>,
@@ -211,6 +235,33 @@ fn busy(error: &str) -> Response {
 }
 
 impl PushState {
+    /// 401 without a bearer token (with the challenge RFC 6750 asks
+    /// for), 403 with a wrong one.
+    fn refused(&self, verdict: Verdict) -> Response {
+        let (status, reason, error) = if verdict == Verdict::Missing {
+            (
+                StatusCode::UNAUTHORIZED,
+                Reason::Unauthenticated,
+                "this endpoint needs 'Authorization: Bearer TOKEN' with a token from the source's tokens Secret",
+            )
+        } else {
+            (
+                StatusCode::FORBIDDEN,
+                Reason::Forbidden,
+                "the bearer token is not one this source accepts",
+            )
+        };
+        self.ingest.metrics.rejected(&self.source, reason, 1);
+        let mut response = reply(status, json!({"accepted": 0, "error": error}));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"millrace\""),
+            );
+        }
+        response
+    }
+
     fn too_large(&self) -> Response {
         self.ingest
             .metrics
@@ -297,6 +348,14 @@ impl PushState {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        // Before anything else: a client without a valid token learns
+        // nothing about the endpoint, not even its limits.
+        if let Some(tokens) = &self.tokens {
+            let verdict = tokens.check(headers.get(header::AUTHORIZATION));
+            if verdict != Verdict::Allowed {
+                return refuse_unread(body, declared, self.refused(verdict)).await;
+            }
+        }
         if declared.is_some_and(|len| len > self.max_body) {
             return self.too_large();
         }
@@ -795,6 +854,7 @@ mod tests {
                 HttpPushSource {
                     path: "/v1/records".to_owned(),
                     max_body_bytes: max,
+                    auth: None,
                 },
             )
         };

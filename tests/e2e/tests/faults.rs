@@ -74,7 +74,9 @@ fn pipeline(sc: &Scenario) -> Value {
                 },
             },
             "sources": [
-                {"name": "events", "httpPush": {"path": "/v1/records"}},
+                // Open on purpose: this suite is about the data under
+                // faults; who may push is tested in runner_push_auth.rs.
+                {"name": "events", "httpPush": {"path": "/v1/records", "auth": {"type": "None"}}},
                 {"name": "synthetic", "generator": {"recordsPerSecond": GENERATOR_RATE}},
             ],
             "runner": {"image": RUNNER_IMAGE, "ingestReplicas": 1, "sinkReplicas": 1,

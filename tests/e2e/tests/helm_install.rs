@@ -12,6 +12,7 @@ mod operator_common;
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, PostParams};
 use millrace_api::StreamPipeline;
 use millrace_testsupport::kube_helpers::{pod_ready, pods};
@@ -192,6 +193,64 @@ async fn helm_install_runs_the_operator_and_runners_as_containers() -> anyhow::R
             p.metadata.name
         );
     }
+
+    // The NetworkPolicies: the chart's for the operator, the operator's for
+    // the pipeline's runner Pods, both admitted by the apiserver, each
+    // selecting exactly the Pods it is for.
+    let selected = |policy: &NetworkPolicy| {
+        policy
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_selector.as_ref())
+            .and_then(|s| s.match_labels.as_ref())
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let names = |pods: &[Pod]| {
+        let mut names: Vec<String> = pods
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let chart_policy = Api::<NetworkPolicy>::namespaced(client.clone(), &system.name)
+        .get(&release)
+        .await?;
+    let of_operator = pods(&system.api(), &selected(&chart_policy)).await?;
+    assert_eq!(
+        names(&of_operator),
+        names(&operator_pods),
+        "the chart's NetworkPolicy"
+    );
+    let runner_policy = poll_until(
+        "the operator to make the runner's NetworkPolicy",
+        Deadline::secs(30),
+        || async {
+            Ok(Api::<NetworkPolicy>::namespaced(client.clone(), &apps.name)
+                .get_opt("seed-runner")
+                .await?)
+        },
+    )
+    .await?;
+    let of_runner = pods(&apps.api(), &selected(&runner_policy)).await?;
+    assert_eq!(
+        names(&of_runner),
+        names(&runner_pods),
+        "the runner's NetworkPolicy"
+    );
+    println!(
+        "NetworkPolicies: {} selects {:?}; seed-runner selects {:?}",
+        chart_policy.metadata.name.unwrap_or_default(),
+        names(&of_operator),
+        names(&of_runner)
+    );
 
     // The password is nowhere but in its Secret.
     let mut seen = Vec::new();

@@ -73,8 +73,15 @@ async fn push(s: &Scenario, name: &str, body: &Value) -> anyhow::Result<u16> {
     )
     .await?;
     let ip = pod_ip(&pod).context("pod IP")?;
-    let response = reqwest::Client::new()
-        .post(format!("http://{ip}:8080/v1/records"))
+    let url = format!("http://{ip}:{}/v1/records", millrace_api::ports::PUSH);
+    let client = reqwest::Client::new();
+    // The operator made the source's tokens Secret and mounted it: without
+    // its token the push is refused.
+    let unauthenticated = client.post(&url).body(body.to_string()).send().await?;
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let response = client
+        .post(&url)
+        .bearer_auth(s.push_token(name).await?)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()

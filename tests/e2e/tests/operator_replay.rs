@@ -102,7 +102,11 @@ async fn sink_replay_partitions(s: &Scenario, name: &str) -> anyhow::Result<(f64
     for pod in &list {
         anyhow::ensure!(pod_ready(pod), "a sink Pod is not Ready");
         let ip = pod_ip(pod).context("pod IP")?;
-        let text = http_get(&format!("{ip}:8080"), "/metrics").await?;
+        let text = http_get(
+            &format!("{ip}:{}", millrace_api::ports::METRICS),
+            "/metrics",
+        )
+        .await?;
         for line in text.lines() {
             let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
             if line.starts_with("millrace_dead_letter_replay_partitions{state=\"active\"}") {

@@ -163,7 +163,41 @@ async fn the_seed_pipeline_becomes_a_topic_a_table_and_a_running_runner() -> any
         };
         assert_eq!(probe_path(&c.readiness_probe).as_deref(), Some("/readyz"));
         assert_eq!(probe_path(&c.liveness_probe).as_deref(), Some("/healthz"));
+        // Metrics and health on their own port; the push port only where
+        // pushes are served.
+        let ports: Vec<(String, i32)> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+            .collect();
+        let mounts: Vec<String> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.clone())
+            .collect();
+        let tokens_mount = "/etc/millrace/push-tokens/events".to_owned();
+        if role == "ingest" {
+            assert_eq!(ports, [("metrics".into(), 9090), ("push".into(), 8080)]);
+            assert!(mounts.contains(&tokens_mount), "{mounts:?}");
+        } else {
+            assert_eq!(ports, [("metrics".into(), 9090)]);
+            assert!(!mounts.contains(&tokens_mount), "{mounts:?}");
+        }
     }
+    // The push source names no tokens Secret: the operator made one, owned
+    // by the pipeline, with one random token.
+    let token = s.push_token(name).await?;
+    assert_eq!(token.len(), 64, "256 random bits, hex");
+    let tokens =
+        s.ns.api::<k8s_openapi::api::core::v1::Secret>()
+            .get("randomuser-push-tokens")
+            .await?;
+    assert_eq!(
+        tokens.metadata.owner_references.unwrap_or_default()[0].kind,
+        "StreamPipeline"
+    );
     let svc = s.ns.api::<Service>().get(name).await?;
     let svc_spec = svc.spec.expect("service spec");
     assert_eq!(svc_spec.ports.expect("ports")[0].port, 8080);

@@ -32,8 +32,8 @@ async fn post(
     body: impl Into<reqwest::Body>,
     content_type: &str,
 ) -> anyhow::Result<(u16, Value)> {
-    let response = reqwest::Client::new()
-        .post(runner.url("/v1/records"))
+    let response = runner
+        .push(&reqwest::Client::new(), "/v1/records")
         .header("content-type", content_type)
         .body(body)
         .send()
@@ -203,7 +203,7 @@ async fn push_answers_503_when_kafka_is_unreachable() -> anyhow::Result<()> {
         Deadline::secs(30),
         || async {
             Ok(client
-                .get(ingest.url("/healthz"))
+                .get(ingest.metrics_url("/healthz"))
                 .send()
                 .await
                 .ok()
@@ -212,12 +212,12 @@ async fn push_answers_503_when_kafka_is_unreachable() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let ready = client.get(ingest.url("/readyz")).send().await?;
+    let ready = client.get(ingest.metrics_url("/readyz")).send().await?;
     assert_eq!(ready.status(), 503, "not ready without Kafka");
 
     let record = page(1)[0].clone();
-    let response = client
-        .post(ingest.url("/v1/records"))
+    let response = ingest
+        .push(&client, "/v1/records")
         .body(record.to_string())
         .send()
         .await?;

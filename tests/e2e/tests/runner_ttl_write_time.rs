@@ -268,10 +268,9 @@ async fn the_push_endpoint_refuses_a_bad_ttl_or_write_time_with_422() -> anyhow:
     let client = reqwest::Client::new();
     let push = |body: Value| {
         let client = client.clone();
-        let url = ingest.url("/v1/records");
+        let request = ingest.push(&client, "/v1/records");
         async move {
-            let r = client
-                .post(url)
+            let r = request
                 .header("content-type", "application/json")
                 .body(body.to_string())
                 .send()

@@ -181,8 +181,8 @@ async fn every_cql_type_round_trips_through_the_runner() -> anyhow::Result<()> {
     let mut sink = fx.start("sink", &pipeline, "sink")?;
     ingest.wait_ready(Deadline::secs(60)).await?;
     sink.wait_ready(Deadline::secs(60)).await?;
-    let response = reqwest::Client::new()
-        .post(ingest.url("/v1/records"))
+    let response = ingest
+        .push(&reqwest::Client::new(), "/v1/records")
         .body(record.to_string())
         .send()
         .await?;
@@ -221,8 +221,8 @@ async fn every_cql_type_round_trips_through_the_runner() -> anyhow::Result<()> {
 
     // Epoch seconds into a timestamp column that does not say its unit are
     // refused at the door, not stored as a date in January 1970.
-    let response = reqwest::Client::new()
-        .post(ingest.url("/v1/records"))
+    let response = ingest
+        .push(&reqwest::Client::new(), "/v1/records")
         .body(
             json!({"id": uuid::Uuid::new_v4().to_string(), "c_ts_no_unit": 1_700_000_000})
                 .to_string(),
@@ -264,8 +264,8 @@ async fn a_thirty_digit_decimal_is_stored_exactly() -> anyhow::Result<()> {
     let amount = "123456789012345678901234567890.123456789";
     let big = "-98765432109876543210987654321";
     let body = format!(r#"{{"id": "{id}", "amount": {amount}, "big": {big}}}"#);
-    let response = reqwest::Client::new()
-        .post(ingest.url("/v1/records"))
+    let response = ingest
+        .push(&reqwest::Client::new(), "/v1/records")
         .body(body)
         .send()
         .await?;

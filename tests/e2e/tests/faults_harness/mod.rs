@@ -447,7 +447,10 @@ impl Harness {
         for pod in &pods {
             let ip = pod_ip(pod).context("a sink Pod without an address")?;
             let text = reqwest::Client::new()
-                .get(format!("http://{ip}:8080/metrics"))
+                .get(format!(
+                    "http://{ip}:{}/metrics",
+                    millrace_api::ports::METRICS
+                ))
                 .timeout(Duration::from_secs(5))
                 .send()
                 .await?

@@ -310,7 +310,11 @@ impl Harness {
                             pods.iter().filter_map(pod_ip).collect::<Vec<_>>()
                         };
                         for ip in eps {
-                            if let Ok(r) = reqwest::get(format!("http://{ip}:8080/readyz")).await
+                            if let Ok(r) = reqwest::get(format!(
+                                "http://{ip}:{}/readyz",
+                                millrace_api::ports::METRICS
+                            ))
+                            .await
                                 && r.status() == 503
                             {
                                 return Ok(Some(()));

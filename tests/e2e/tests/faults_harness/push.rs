@@ -89,7 +89,7 @@ async fn endpoints(client: &kube::Client, ns: &str, service: &str) -> Vec<String
     let (mut ready, mut other) = (Vec::new(), Vec::new());
     for pod in list {
         let Some(ip) = pod_ip(&pod) else { continue };
-        let addr = format!("{ip}:8080");
+        let addr = format!("{ip}:{}", millrace_api::ports::PUSH);
         if pod_ready(&pod) {
             ready.push(addr);
         } else if pod.metadata.deletion_timestamp.is_none() {

@@ -339,6 +339,25 @@ impl Scenario {
         Ok(())
     }
 
+    /// The token of the push tokens Secret the operator made for
+    /// pipeline `name`, once it exists.
+    pub async fn push_token(&self, name: &str) -> anyhow::Result<String> {
+        let secret_name = millrace_api::push_auth::generated_secret_name(name);
+        let api = self.ns.api::<Secret>();
+        let secret = poll_until(
+            &format!("the operator to make Secret {secret_name}"),
+            Deadline::secs(60),
+            || async { Ok(api.get_opt(&secret_name).await?) },
+        )
+        .await?;
+        let token = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(millrace_api::push_auth::GENERATED_TOKEN_KEY))
+            .with_context(|| format!("Secret {secret_name} has no token"))?;
+        Ok(String::from_utf8(token.0.clone())?)
+    }
+
     /// A variable of the world's env file that the test needs: a world
     /// without it fails the test, saying how to get one.
     pub fn world_var(&self, name: &str) -> anyhow::Result<String> {

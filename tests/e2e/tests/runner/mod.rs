@@ -528,15 +528,36 @@ fn admin_options() -> AdminOptions {
     AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
 }
 
+/// Writes `token` as the one token of each push source of the pipeline in
+/// `path`, as the operator's mount of its tokens Secret would hold it.
+fn write_push_tokens(pipeline: &Path, dir: &Path, token: &str) -> anyhow::Result<()> {
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(pipeline)?)?;
+    let _ = std::fs::remove_dir_all(dir);
+    for source in doc["spec"]["sources"].as_array().into_iter().flatten() {
+        if source.get("httpPush").is_some() {
+            let source_dir = dir.join(source["name"].as_str().unwrap_or_default());
+            std::fs::create_dir_all(&source_dir)?;
+            std::fs::write(source_dir.join("token"), token)?;
+        }
+    }
+    Ok(())
+}
+
 /// A runner process. Killed when dropped.
 pub struct Runner {
     child: Child,
+    /// The push endpoint's port.
     pub port: u16,
+    /// The port of /metrics, /healthz and /readyz.
+    pub metrics_port: u16,
+    /// The bearer token every push source of the pipeline accepts (written
+    /// where `MILLRACE_PUSH_TOKENS_DIR` points, unless `env` sets it).
+    pub push_token: String,
     pub log: PathBuf,
 }
 
 impl Runner {
-    /// Starts `millrace-runner ROLE --pipeline PATH` on a free port, with
+    /// Starts `millrace-runner ROLE --pipeline PATH` on free ports, with
     /// only `env` (and PATH) in its environment: no KUBECONFIG, so a pull
     /// runs standalone unless `env` says otherwise.
     pub fn start(
@@ -546,14 +567,20 @@ impl Runner {
         log: &Path,
     ) -> anyhow::Result<Self> {
         let port = free_port();
+        let metrics_port = free_port();
+        let push_token = format!("push-{}", uuid::Uuid::new_v4().simple());
+        let tokens_dir = log.with_extension("push-tokens");
+        write_push_tokens(pipeline, &tokens_dir, &push_token)?;
         let log_file = std::fs::File::create(log)?;
         let child = Command::new(runner_binary())
             .args([role, "--pipeline"])
             .arg(pipeline)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .env(millrace_api::push_auth::TOKENS_DIR_ENV, &tokens_dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -562,18 +589,31 @@ impl Runner {
         Ok(Self {
             child,
             port,
+            metrics_port,
+            push_token,
             log: log.to_owned(),
         })
     }
 
+    /// `path` on the push endpoint.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A POST of `body` to `path` on the push endpoint, with the token.
+    pub fn push(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        client.post(self.url(path)).bearer_auth(&self.push_token)
+    }
+
+    /// `path` on the metrics and health port.
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.metrics_port)
     }
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&mut self, deadline: Deadline) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
-        let url = self.url("/readyz");
+        let url = self.metrics_url("/readyz");
         let log = self.log.clone();
         let child = &mut self.child;
         poll_until("the runner to be ready", deadline, || {
@@ -592,7 +632,10 @@ impl Runner {
 
     /// The runner's `/metrics`.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(reqwest::get(self.url("/metrics")).await?.text().await?)
+        Ok(reqwest::get(self.metrics_url("/metrics"))
+            .await?
+            .text()
+            .await?)
     }
 
     /// The value of one metric sample, such as
@@ -635,6 +678,16 @@ impl Runner {
         anyhow::ensure!(status.success(), "kill -TERM failed");
         let child = &mut self.child;
         poll_until("the runner to exit after SIGTERM", deadline, || {
+            let exited = child.try_wait();
+            async move { Ok(exited?) }
+        })
+        .await
+    }
+
+    /// Waits for the process to exit on its own.
+    pub async fn wait_exit(&mut self, deadline: Deadline) -> anyhow::Result<ExitStatus> {
+        let child = &mut self.child;
+        poll_until("the runner to exit", deadline, || {
             let exited = child.try_wait();
             async move { Ok(exited?) }
         })
