@@ -16,7 +16,7 @@
 //! - What the operator and the runner agree on: [`kafka_client`] (client
 //!   settings, consumer group), [`cassandra_client`] (the runner's
 //!   variables and, with the `cassandra-tls` feature, the TLS context), [`commit_metadata`] (what the sink commits
-//!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`credentials`],
+//!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`pull_network`] (where a pull may connect and send credentials), [`credentials`],
 //!   [`auth_failure`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
 //! - `lease` (crate feature `lease`): the one Lease mechanism, for the
@@ -42,6 +42,7 @@ pub mod kafka_client;
 pub mod lease;
 pub mod mapping;
 pub mod pull_lease;
+pub mod pull_network;
 pub mod pull_paging;
 pub mod replay;
 pub mod schedule;
