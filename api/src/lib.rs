@@ -16,7 +16,7 @@
 //! - What the operator and the runner agree on: [`kafka_client`] (client
 //!   settings, consumer group), [`cassandra_client`] (the runner's
 //!   variables and, with the `cassandra-tls` feature, the TLS context), [`commit_metadata`] (what the sink commits
-//!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`credentials`],
+//!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`pull_network`] (where a pull may connect and send credentials), [`credentials`],
 //!   [`auth_failure`], [`ports`], [`push_auth`], and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
 //! - `lease` (crate feature `lease`): the one Lease mechanism, for the
@@ -43,6 +43,7 @@ pub mod lease;
 pub mod mapping;
 pub mod ports;
 pub mod pull_lease;
+pub mod pull_network;
 pub mod pull_paging;
 pub mod push_auth;
 pub mod replay;

@@ -80,6 +80,16 @@ fn valid_variants_pass_both_checks() {
             }),
         ),
         (
+            "a pull source with a response limit and its address kinds",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "api", "httpPull": {"url": "http://169.254.169.254/latest/", "schedule": "1m",
+                "maxResponseBytes": 1024, "allowedAddresses": {"linkLocal": true, "private": false, "loopback": false}}}),
+                );
+            }),
+        ),
+        (
             "a pull source on an interval",
             with(|o| {
                 add_source(
@@ -778,6 +788,24 @@ fn schema_bounds_are_checked_in_rust_too() {
                     o,
                     json!({"name": "p", "httpPull": {
             "url": "https://x.example/", "schedule": "1m", "headers": {"X A": "1"}}}),
+                )
+            }),
+        ),
+        (
+            "a response limit below 1 KiB",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "1m", "maxResponseBytes": 1023}}),
+                )
+            }),
+        ),
+        (
+            "a response limit above 128 MiB",
+            with(|o| {
+                add_source(
+                    o,
+                    json!({"name": "p", "httpPull": {"url": "https://x.example/", "schedule": "1m", "maxResponseBytes": 134217729_i64}}),
                 )
             }),
         ),

@@ -19,6 +19,11 @@ pub const KEYSPACE_REPLICATION_FACTOR: (i64, i64) = (1, 32);
 pub const TIMEOUT_SECONDS: (i64, i64) = (1, 600);
 pub const MAX_RETRIES: (i64, i64) = (0, 20);
 pub const MAX_BODY_BYTES: (i64, i64) = (1, 64 * 1024 * 1024);
+/// A pull's largest response body. The top is a memory bound: a page is
+/// held whole and parsed into JSON values several times its size.
+pub const MAX_RESPONSE_BYTES: (i64, i64) = (1024, 128 * 1024 * 1024);
+/// The default `maxResponseBytes`: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 16 * 1024 * 1024;
 pub const RECORDS_PER_SECOND: (i64, i64) = (1, 1_000_000);
 pub const REPLICAS: (i64, i64) = (0, 64);
 /// Autoscaling never goes to zero: a sink with no replica commits nothing,

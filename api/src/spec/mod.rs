@@ -27,9 +27,9 @@ pub use kafka::{
 pub use login::LoginSecretRef;
 pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, NetworkPolicySpec, RunnerSpec};
 pub use sources::{
-    Backfill, CursorPagination, GeneratorProfile, GeneratorSource, HttpPullSource, HttpPushSource,
-    NumberedPagination, Pagination, PullWindow, PushAuth, PushAuthType, SecretReference,
-    SourceKind, SourceSpec, TimeFormat,
+    AllowedAddresses, Backfill, CursorPagination, GeneratorProfile, GeneratorSource,
+    HttpPullSource, HttpPushSource, NumberedPagination, Pagination, PullWindow, PushAuth,
+    PushAuthType, SecretReference, SourceKind, SourceSpec, TimeFormat,
 };
 pub use tls::{CaSecretRef, ClientCertSecretRef};
 

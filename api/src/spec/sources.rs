@@ -103,7 +103,11 @@ pub struct HttpPullSource {
     pub headers: BTreeMap<String, String>,
 
     /// A Secret whose every key is a header name and value its value, for
-    /// headers that carry credentials such as `Authorization`.
+    /// headers that carry credentials such as `Authorization`. These, and
+    /// `headers` named like credentials (`Authorization`, `Cookie`, names
+    /// with `token`, `key`, `secret`, `auth`...), are sent only to the
+    /// scheme, host and port of `url`: a redirect or next page elsewhere
+    /// goes without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers_from_secret: Option<SecretReference>,
 
@@ -117,6 +121,22 @@ pub struct HttpPullSource {
     #[serde(default = "default_max_retries")]
     #[schemars(range(min = limits::MAX_RETRIES.0, max = limits::MAX_RETRIES.1))]
     pub max_retries: i32,
+
+    /// Largest response body, in bytes (default 16 MiB). A larger response,
+    /// whatever its `Content-Length` says, fails the run and is not read
+    /// past the limit; none of its records is produced.
+    #[serde(default = "default_max_response_bytes")]
+    #[schemars(range(min = limits::MAX_RESPONSE_BYTES.0, max = limits::MAX_RESPONSE_BYTES.1))]
+    pub max_response_bytes: i64,
+
+    /// Which kinds of address a pull may connect to, for the URL, every
+    /// redirect and every next page, checked on the address a name
+    /// resolves to. Public addresses always; private and loopback by
+    /// default (in-cluster APIs); link-local addresses, where cloud
+    /// metadata endpoints live, only when `linkLocal` is set. Unspecified,
+    /// multicast, broadcast and reserved addresses never.
+    #[serde(default)]
+    pub allowed_addresses: AllowedAddresses,
 
     /// Follow the API's pages within a run: a next-page link in the body or
     /// in the `Link` header, a cursor, or page or offset parameters. Unset:
@@ -146,6 +166,45 @@ fn default_max_retries() -> i32 {
     3
 }
 
+fn default_max_response_bytes() -> i64 {
+    limits::DEFAULT_MAX_RESPONSE_BYTES
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Kinds of address beyond the public ones a pull may connect to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedAddresses {
+    /// Link-local addresses (169.254.0.0/16, fe80::/10) and cloud metadata
+    /// endpoints elsewhere (fd00:ec2::254, 100.100.100.200). Default
+    /// false: the metadata endpoint hands out the node's cloud
+    /// credentials, the classic target of a request forged through a URL.
+    #[serde(default)]
+    pub link_local: bool,
+    /// Private addresses (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+    /// 100.64.0.0/10, fc00::/7), where a cluster's Pods and Services are.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub private: bool,
+    /// Loopback addresses (127.0.0.0/8, ::1): the runner's own Pod.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub loopback: bool,
+}
+
+impl Default for AllowedAddresses {
+    fn default() -> Self {
+        Self {
+            link_local: false,
+            private: true,
+            loopback: true,
+        }
+    }
+}
+
 impl HttpPullSource {
     /// A pull of `url` on `schedule` with the defaults for everything else.
     pub fn new(url: impl Into<String>, schedule: impl Into<String>) -> Self {
@@ -157,6 +216,8 @@ impl HttpPullSource {
             headers_from_secret: None,
             timeout_seconds: default_timeout_seconds(),
             max_retries: default_max_retries(),
+            max_response_bytes: default_max_response_bytes(),
+            allowed_addresses: AllowedAddresses::default(),
             pagination: None,
             window: None,
             backfill: None,

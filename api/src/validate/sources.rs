@@ -146,6 +146,11 @@ fn check_http_pull(v: &mut Problems, pull: &HttpPullSource, at: &str) {
         pull.max_retries.into(),
         limits::MAX_RETRIES,
     );
+    v.range(
+        format!("{at}.maxResponseBytes"),
+        pull.max_response_bytes,
+        limits::MAX_RESPONSE_BYTES,
+    );
     if let Some(p) = &pull.pagination {
         v.range(
             format!("{at}.pagination.maxPages"),
@@ -189,5 +194,25 @@ mod tests {
                 .any(|p| matches!(p, Problem::Schedule(ScheduleError::Unrecognised(_))))
         );
         assert!(found.contains(&Problem::HeaderValue("Authorization".into())));
+    }
+
+    #[test]
+    fn the_response_limit_is_bounded() {
+        for (bytes, ok) in [
+            (0, false),
+            (1023, false),
+            (1024, true),
+            (16 * 1024 * 1024, true),
+            (128 * 1024 * 1024, true),
+            (128 * 1024 * 1024 + 1, false),
+        ] {
+            let mut s = spec();
+            s.sources[1].http_pull.as_mut().unwrap().max_response_bytes = bytes;
+            let found = problems(&s);
+            let refused = found
+                .iter()
+                .any(|p| p.field == "spec.sources[1].httpPull.maxResponseBytes");
+            assert_eq!(!refused, ok, "{bytes}: {found:?}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! order. Pushed records that do not fit are refused; pulled ones go to the
 //! dead-letter topic with the reason.
 
+pub mod fetch;
 pub mod generator;
 pub mod lease;
 pub mod pull;

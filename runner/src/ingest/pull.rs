@@ -5,7 +5,9 @@
 //! first slot after it. A run fetches the URL with retries (exponential
 //! back-off with jitter, honouring `Retry-After` on 429 and 503), takes the
 //! records at `recordsPath`, produces those that fit the table and
-//! dead-letters the rest.
+//! dead-letters the rest. Each GET goes through [`super::fetch`]: the
+//! credential headers only to the configured URL's origin, only to the
+//! addresses `allowedAddresses` permits, and at most `maxResponseBytes`.
 //!
 //! A run is done when Kafka has acknowledged every record it fetched: what
 //! Kafka did not acknowledge is sent again with capped back-off, each key's
@@ -36,13 +38,14 @@ use millrace_api::{
     HttpPullSource, JsonPointer, LastPull, PagePosition, Paging, PullState, RunEnd, Schedule,
     TimeFormat, UrlTemplate, Window,
 };
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
+use reqwest::Url;
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::Ingest;
+use super::fetch::PullClient;
+pub use super::fetch::{FetchError, parse_retry_after};
 use super::lease::PullLease;
 use crate::kafka::SendError;
 
@@ -65,7 +68,7 @@ pub struct Puller {
     spec: HttpPullSource,
     schedule: Schedule,
     records_at: Option<JsonPointer>,
-    client: reqwest::Client,
+    client: PullClient,
     lease: Option<PullLease>,
     url: UrlTemplate,
     paging: Paging,
@@ -82,21 +85,6 @@ struct Page {
     records: Vec<Value>,
     doc: Value,
     link: Option<String>,
-}
-
-/// Why a fetch failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("GET failed: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("the server answered {0}")]
-    Status(StatusCode),
-    #[error("the response is not JSON: {0}")]
-    NotJson(serde_json::Error),
-    #[error("the response has no array of records at {0:?}")]
-    NoRecords(String),
-    #[error(transparent)]
-    Paging(#[from] millrace_api::PagingError),
 }
 
 /// Extra headers from the environment, for credentials the operator maps
@@ -125,23 +113,7 @@ impl Puller {
         } else {
             Some(JsonPointer::parse(&spec.records_path)?)
         };
-        let mut headers = HeaderMap::new();
-        let all = spec
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(secret_headers(&name));
-        for (k, v) in all {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| anyhow::anyhow!("source {name}: header {k:?}: {e}"))?;
-            let mut value = HeaderValue::from_str(&v).map_err(|_| {
-                anyhow::anyhow!(
-                    "source {name}: header {k:?} has a value that is not a valid header value"
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        let client = PullClient::new(&name, &spec, secret_headers(&name))?;
         let url = UrlTemplate::parse(&spec.url)?;
         let paging = Paging::from_spec(spec.pagination.as_ref())?;
         let max_pages = spec
@@ -159,11 +131,6 @@ impl Puller {
             backfill_windows(backfill, &schedule, jiff::Timestamp::now())
                 .map_err(|e| anyhow::anyhow!("source {name}: {e}"))?;
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(Duration::from_secs(spec.timeout_seconds.max(1) as u64))
-            .user_agent(concat!("millrace-runner/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Self {
             ingest,
             name,
@@ -312,6 +279,8 @@ impl Puller {
     ) -> (LastPull, RunEnd) {
         let time = started.to_string();
         let base = self.url.render(window, self.time_format);
+        // The origin the credential headers belong to: the configured URL's.
+        let home = Url::parse(&base);
         let pages_before = partial.as_ref().map_or(0, |p| p.pages);
         let mut position = match partial {
             Some(p) => Some(p.next),
@@ -331,7 +300,14 @@ impl Puller {
                 Ok(url) => url,
                 Err(e) => return (failed(produced, dead, pages, e.to_string()), RunEnd::Failed),
             };
-            let page = match self.fetch(&url).await {
+            let page = match &home {
+                Ok(home) => self.fetch(&url, home).await,
+                Err(e) => Err(FetchError::Http {
+                    url: "the configured URL".into(),
+                    reason: e.to_string(),
+                }),
+            };
+            let page = match page {
                 Ok(page) => page,
                 Err(e) => {
                     warn!(source = %self.name, error = %e, %window, page = pages_before + pages + 1, "pull failed");
@@ -543,20 +519,15 @@ impl Puller {
     }
 
     /// GETs `url` until it answers 2xx, at most `maxRetries` retries.
-    async fn fetch(&self, url: &str) -> Result<Page, FetchError> {
+    async fn fetch(&self, url: &str, home: &Url) -> Result<Page, FetchError> {
         let max_retries = u32::try_from(self.spec.max_retries).unwrap_or(0);
         let mut attempt: u32 = 0;
         loop {
-            let (error, retry_after) = match self.fetch_once(url).await {
+            let (error, retry_after) = match self.fetch_once(url, home).await {
                 Ok(records) => return Ok(records),
                 Err(failure) => failure,
             };
-            let may_retry = match &error {
-                FetchError::Status(status) => retryable(*status),
-                FetchError::Http(_) => true,
-                FetchError::NotJson(_) | FetchError::NoRecords(_) | FetchError::Paging(_) => false,
-            };
-            if !may_retry || attempt >= max_retries {
+            if !error.may_retry() || attempt >= max_retries {
                 return Err(error);
             }
             let pause = retry_after
@@ -568,35 +539,30 @@ impl Puller {
     }
 
     /// One GET; on failure, the error and the server's `Retry-After`.
-    async fn fetch_once(&self, url: &str) -> Result<Page, (FetchError, Option<Duration>)> {
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| (FetchError::Http(e.without_url()), None))?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            return Err((FetchError::Status(status), retry_after));
-        }
-        let link = response
-            .headers()
-            .get(LINK)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| (FetchError::Http(e.without_url()), None))?;
+    async fn fetch_once(
+        &self,
+        url: &str,
+        home: &Url,
+    ) -> Result<Page, (FetchError, Option<Duration>)> {
+        let parsed = Url::parse(url).map_err(|e| {
+            (
+                FetchError::Http {
+                    url: "the page's URL".into(),
+                    reason: e.to_string(),
+                },
+                None,
+            )
+        })?;
+        let fetched = self.client.get(&parsed, home).await?;
         let doc: Value =
-            serde_json::from_slice(&body).map_err(|e| (FetchError::NotJson(e), None))?;
+            serde_json::from_slice(&fetched.body).map_err(|e| (FetchError::NotJson(e), None))?;
+        drop(fetched.body);
         let records = records_of(doc.clone(), self.records_at.as_ref()).map_err(|e| (e, None))?;
-        Ok(Page { records, doc, link })
+        Ok(Page {
+            records,
+            doc,
+            link: fetched.link,
+        })
     }
 }
 
@@ -666,28 +632,6 @@ pub fn resend_plan<'k>(keys: impl IntoIterator<Item = &'k str>, acked: &[bool]) 
         }
     }
     plan
-}
-
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-}
-
-/// `Retry-After` in seconds, or as an HTTP date; capped so a hostile server
-/// cannot stall the source for days.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let delay = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-        jiff::Timestamp::now()
-            .duration_until(at)
-            .try_into()
-            .unwrap_or(Duration::ZERO)
-    };
-    Some(delay.min(Duration::from_secs(300)))
 }
 
 /// The records at `pointer` (the whole document when none): an array's
@@ -774,14 +718,5 @@ mod tests {
             give_up_at(&hourly, start),
             "2026-01-01T01:00:00Z".parse::<jiff::Timestamp>().unwrap()
         );
-    }
-
-    #[test]
-    fn only_overload_and_server_errors_are_retried() {
-        assert!(retryable(StatusCode::TOO_MANY_REQUESTS));
-        assert!(retryable(StatusCode::SERVICE_UNAVAILABLE));
-        assert!(retryable(StatusCode::INTERNAL_SERVER_ERROR));
-        assert!(!retryable(StatusCode::NOT_FOUND));
-        assert!(!retryable(StatusCode::UNAUTHORIZED));
     }
 }
