@@ -643,6 +643,10 @@ async fn prometheus_finds_data_for_every_metric_the_dashboard_and_the_alerts_rea
     }
 
     drop(prom);
+    // While the operator runs, so their finalizers run and the namespace
+    // can go.
+    s.delete_pipeline(name, 120).await?;
+    s.delete_pipeline(unready, 120).await?;
     op.stop().await?;
     s.drop_own_topics(&[unready]).await;
     s.cleanup().await
