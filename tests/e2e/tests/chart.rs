@@ -65,6 +65,14 @@ fn values_schema_refuses_bad_values() -> anyhow::Result<()> {
             "metrics.serviceMonitor.interval=often",
             "/metrics/serviceMonitor/interval",
         ),
+        (
+            "metrics.runnerPodMonitor.interval=often",
+            "/metrics/runnerPodMonitor/interval",
+        ),
+        (
+            "metrics.grafanaDashboard.label=Bad/Label/x",
+            "/metrics/grafanaDashboard/label",
+        ),
         ("unknownSetting=1", "additional properties"),
     ];
     for (set, expected) in cases {
@@ -93,8 +101,18 @@ fn values_schema_refuses_bad_values() -> anyhow::Result<()> {
 fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
     let world = World::discover()?;
     let kubeconfig = world.kubeconfig.clone().context("KUBECONFIG")?;
+    // The PrometheusRule and PodMonitor need the Prometheus Operator's
+    // CRDs, which the world does not have; tests/check-observability
+    // checks them. The dashboard ConfigMap is core, so it is dry-run here.
     let renders: [(&str, &[&str]); 3] = [
-        ("charts/millrace", &["--include-crds"]),
+        (
+            "charts/millrace",
+            &[
+                "--include-crds",
+                "--set",
+                "metrics.grafanaDashboard.enabled=true",
+            ],
+        ),
         (
             "charts/millrace",
             &["--set", "watchNamespace=default", "--set", "replicaCount=2"],
