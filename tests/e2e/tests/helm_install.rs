@@ -20,7 +20,7 @@ use millrace_testsupport::tools::{helm, podman, podman_ps};
 use millrace_testsupport::{
     Deadline, TestNamespace, World, poll_until, unique_cql_name, unique_name,
 };
-use operator_common::install_crd;
+use operator_common::{install_crd, pod_names, policy_selector};
 use serde_json::json;
 
 const RUNTIME: &str = "millrace\\.io/node-runtime=podman";
@@ -197,36 +197,13 @@ async fn helm_install_runs_the_operator_and_runners_as_containers() -> anyhow::R
     // The NetworkPolicies: the chart's for the operator, the operator's for
     // the pipeline's runner Pods, both admitted by the apiserver, each
     // selecting exactly the Pods it is for.
-    let selected = |policy: &NetworkPolicy| {
-        policy
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_selector.as_ref())
-            .and_then(|s| s.match_labels.as_ref())
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
-    let names = |pods: &[Pod]| {
-        let mut names: Vec<String> = pods
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        names.sort();
-        names
-    };
     let chart_policy = Api::<NetworkPolicy>::namespaced(client.clone(), &system.name)
         .get(&release)
         .await?;
-    let of_operator = pods(&system.api(), &selected(&chart_policy)).await?;
+    let of_operator = pods(&system.api(), &policy_selector(&chart_policy)).await?;
     assert_eq!(
-        names(&of_operator),
-        names(&operator_pods),
+        pod_names(&of_operator),
+        pod_names(&operator_pods),
         "the chart's NetworkPolicy"
     );
     let runner_policy = poll_until(
@@ -239,17 +216,17 @@ async fn helm_install_runs_the_operator_and_runners_as_containers() -> anyhow::R
         },
     )
     .await?;
-    let of_runner = pods(&apps.api(), &selected(&runner_policy)).await?;
+    let of_runner = pods(&apps.api(), &policy_selector(&runner_policy)).await?;
     assert_eq!(
-        names(&of_runner),
-        names(&runner_pods),
+        pod_names(&of_runner),
+        pod_names(&runner_pods),
         "the runner's NetworkPolicy"
     );
     println!(
         "NetworkPolicies: {} selects {:?}; seed-runner selects {:?}",
         chart_policy.metadata.name.unwrap_or_default(),
-        names(&of_operator),
-        names(&of_runner)
+        pod_names(&of_operator),
+        pod_names(&of_runner)
     );
 
     // The password is nowhere but in its Secret.

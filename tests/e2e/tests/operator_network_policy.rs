@@ -13,33 +13,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, PostParams};
 use millrace_testsupport::kube_helpers::pods;
 use millrace_testsupport::{Deadline, poll_until};
-use operator_common::{Operator, Scenario};
+use operator_common::{Operator, Scenario, pod_names, policy_selector};
 use serde_json::json;
-
-fn selector(policy: &NetworkPolicy) -> String {
-    policy
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_selector.as_ref())
-        .and_then(|s| s.match_labels.as_ref())
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
-fn names(pods: &[Pod]) -> Vec<String> {
-    let mut names: Vec<String> = pods
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
-    names.sort();
-    names
-}
 
 #[tokio::test]
 async fn the_runner_network_policy_selects_its_pods_and_can_be_turned_off() -> anyhow::Result<()> {
@@ -58,13 +33,13 @@ async fn the_runner_network_policy_selects_its_pods_and_can_be_turned_off() -> a
     let policy = api.get(&policy_name).await?;
     let pod_api = s.ns.api::<Pod>();
     let runner_pods = pods(&pod_api, &format!("app.kubernetes.io/instance={name}")).await?;
-    let selected = pods(&pod_api, &selector(&policy)).await?;
+    let selected = pods(&pod_api, &policy_selector(&policy)).await?;
     println!(
         "{policy_name} selects {:?} of the runner Pods {:?}",
-        names(&selected),
-        names(&runner_pods)
+        pod_names(&selected),
+        pod_names(&runner_pods)
     );
-    assert_eq!(names(&selected), names(&runner_pods));
+    assert_eq!(pod_names(&selected), pod_names(&runner_pods));
     let roles: Vec<String> = selected
         .iter()
         .filter_map(|p| {
@@ -135,7 +110,7 @@ async fn the_runner_network_policy_selects_its_pods_and_can_be_turned_off() -> a
     .await?;
     let still = api.get(&policy_name).await?;
     assert_eq!(
-        selector(&still),
+        policy_selector(&still),
         "app=theirs",
         "someone else's policy was changed"
     );
@@ -152,7 +127,8 @@ async fn the_runner_network_policy_selects_its_pods_and_can_be_turned_off() -> a
         Deadline::secs(60),
         || async {
             Ok(api.get_opt(&policy_name).await?.and_then(|p| {
-                (selector(&p) != "app=theirs" && !selector(&p).is_empty()).then_some(())
+                (policy_selector(&p) != "app=theirs" && !policy_selector(&p).is_empty())
+                    .then_some(())
             }))
         },
     )

@@ -864,3 +864,31 @@ pub async fn timed<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Res
     let v = f.await?;
     Ok((v, start.elapsed()))
 }
+
+/// A NetworkPolicy's pod selector as a label selector (`k=v,k=v`), to
+/// list the Pods it selects.
+pub fn policy_selector(policy: &k8s_openapi::api::networking::v1::NetworkPolicy) -> String {
+    policy
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_selector.as_ref())
+        .and_then(|s| s.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// The Pods' names, sorted.
+pub fn pod_names(pods: &[Pod]) -> Vec<String> {
+    let mut names: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    names
+}
