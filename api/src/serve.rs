@@ -6,6 +6,13 @@
 //! [`ServeLimits::max_connections`] connections are served at once; beyond
 //! that a new connection is answered 503 with `Retry-After` and closed,
 //! without reading its request.
+//!
+//! With [`serve_tls`], each connection is a TLS connection first: the
+//! handshake must end within the header timeout too, it uses the
+//! configuration current when the connection was accepted (so a reloaded
+//! certificate applies to new connections), and each request carries a
+//! [`TlsPeer`] extension with the client's certificates, if it presented
+//! any.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +29,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tracing::{debug, info, warn};
 
 /// The largest request head (request line and headers) and read buffer a
@@ -94,6 +103,39 @@ where
     })
 }
 
+/// The TLS configuration a new connection is served with: called once per
+/// accepted connection, so it can change while the server runs.
+pub type CurrentTls = Arc<dyn Fn() -> Arc<ServerConfig> + Send + Sync>;
+
+/// In the extensions of each request that came over TLS: the client's
+/// certificate chain (its own first), as the handshake verified it; empty
+/// when the client presented none.
+#[derive(Clone, Debug, Default)]
+pub struct TlsPeer {
+    pub certificates: Arc<Vec<CertificateDer<'static>>>,
+}
+
+/// Puts a connection's [`TlsPeer`] into each of its requests.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: TlsPeer,
+}
+
+impl<S> Service<Request<Incoming>> for WithPeer<S>
+where
+    S: Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer.clone());
+        self.inner.call(request)
+    }
+}
+
 /// Binds `listen` and serves `service` until `shutdown` resolves; then
 /// stops accepting and lets open requests finish. Returns the bound address
 /// (useful with port 0) and the server's task.
@@ -111,6 +153,25 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_tls(listen, service, shutdown, limits, None).await
+}
+
+/// [`serve`], over TLS with the configuration `tls` gives when it is set.
+pub async fn serve_tls<S, B>(
+    listen: &str,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+    tls: Option<CurrentTls>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>), ServeError>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -118,48 +179,92 @@ where
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
-    info!(%addr, "listening");
-    let task = tokio::spawn(async move {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let graceful = GracefulShutdown::new();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(MAX_HEADER_BUFFER);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = &mut shutdown => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+    info!(%addr, tls = tls.is_some(), "listening");
+    let task =
+        tokio::spawn(async move {
+            let mut shutdown = std::pin::pin!(shutdown);
+            let slots = Arc::new(Semaphore::new(limits.max_connections));
+            let graceful = GracefulShutdown::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_HEADER_BUFFER);
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut shutdown => break,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait rather than spin.
+                        warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    debug!(%peer, "too many connections: refusing");
+                    tokio::spawn(refuse(stream, limits.refusal));
                     continue;
-                }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                debug!(%peer, "too many connections: refusing");
-                tokio::spawn(refuse(stream, limits.refusal));
-                continue;
-            };
-            let connection =
-                graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    debug!(%peer, error = %e, "connection ended");
-                }
-                drop(slot);
-            });
-        }
-        drop(listener);
-        graceful.shutdown().await;
-        Ok(())
-    });
+                };
+                let Some(tls) = &tls else {
+                    let connection = graceful
+                        .watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            debug!(%peer, error = %e, "connection ended");
+                        }
+                        drop(slot);
+                    });
+                    continue;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls());
+                let (builder, service, watcher) =
+                    (builder.clone(), service.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    // A handshake is bounded like a request's headers: a client
+                    // that opens a connection and sends nothing holds a slot
+                    // only this long.
+                    let stream =
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let certificates = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default();
+                    let service = WithPeer {
+                        inner: service,
+                        peer: TlsPeer {
+                            certificates: Arc::new(certificates),
+                        },
+                    };
+                    let connection =
+                        watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    if let Err(e) = connection.await {
+                        debug!(%peer, error = %e, "connection ended");
+                    }
+                    drop(slot);
+                });
+            }
+            drop(listener);
+            graceful.shutdown().await;
+            Ok(())
+        });
     Ok((addr, task))
 }
 

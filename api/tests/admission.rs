@@ -608,6 +608,50 @@ fn the_k8ssandra_tls_example_passes_both_checks() {
 }
 
 #[test]
+fn the_push_tls_example_passes_both_checks_and_its_auth_fields_are_checked() {
+    let object: Value = serde_yaml::from_str(include_str!("../../examples/push-tls.yaml")).unwrap();
+    assert_eq!(cel_failures(&object, None), Vec::<String>::new());
+    rust_verdict(&object).unwrap();
+    let typed: StreamPipeline = serde_json::from_value(object.clone()).unwrap();
+    let tls = typed.spec.runner.push_tls.as_ref().unwrap();
+    assert_eq!(tls.certificate_secret_ref.name, "events-push-tls");
+    assert_eq!(tls.client_ca_secret_ref.as_ref().unwrap().key, "ca.crt");
+
+    let mut wrong = object.clone();
+    wrong["spec"]["sources"][1]["httpPush"]["auth"]["tokensSecretRef"] = json!({"name": "t"});
+    wrong["spec"]["sources"][0]["httpPush"]["auth"] = json!({"allowedDnsNames": ["a.example"]});
+    let failures = cel_failures(&wrong, None);
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.ends_with("tokensSecretRef is only for type BearerToken")),
+        "{failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.ends_with("allowedDnsNames is only for type ClientCertificate")),
+        "{failures:?}"
+    );
+    assert!(rust_verdict(&wrong).is_err());
+
+    // A ClientCertificate source without the client CA: admitted (a rule
+    // across sources and runner), refused by the operator's check, which
+    // becomes the pipeline's condition.
+    let mut no_ca = object;
+    no_ca["spec"]["runner"]["pushTls"]
+        .as_object_mut()
+        .unwrap()
+        .remove("clientCaSecretRef");
+    assert_eq!(cel_failures(&no_ca, None), Vec::<String>::new());
+    let verdict = rust_verdict(&no_ca).unwrap_err();
+    assert!(
+        verdict.contains("spec.sources[1].httpPush.auth.type: auth type ClientCertificate needs spec.runner.pushTls with clientCaSecretRef"),
+        "{verdict}"
+    );
+}
+
+#[test]
 fn the_avro_example_passes_both_checks() {
     let object: Value = serde_yaml::from_str(include_str!("../../examples/avro.yaml")).unwrap();
     assert_eq!(cel_failures(&object, None), Vec::<String>::new());

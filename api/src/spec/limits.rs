@@ -45,6 +45,8 @@ pub const KEY_COLUMNS_MAX: usize = 8;
 pub const SOURCES_MAX: usize = 16;
 pub const TOPIC_CONFIG_MAX: usize = 64;
 pub const HEADERS_MAX: usize = 32;
+/// DNS names a `ClientCertificate` push source may allow.
+pub const ALLOWED_DNS_NAMES_MAX: usize = 64;
 pub const DATACENTERS_MAX: usize = 16;
 pub const POINTER_MAX: usize = 512;
 pub const TEMPLATE_MAX: usize = 1024;

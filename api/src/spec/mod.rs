@@ -25,7 +25,9 @@ pub use kafka::{
     TopicSpec,
 };
 pub use login::LoginSecretRef;
-pub use runner::{AutoscaleSpec, ImagePullPolicy, LogFormat, NetworkPolicySpec, RunnerSpec};
+pub use runner::{
+    AutoscaleSpec, ImagePullPolicy, LogFormat, NetworkPolicySpec, PushTlsSpec, RunnerSpec,
+};
 pub use sources::{
     AllowedAddresses, Backfill, CursorPagination, GeneratorProfile, GeneratorSource,
     HttpPullSource, HttpPushSource, NumberedPagination, Pagination, PullWindow, PushAuth,

@@ -6,6 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::limits;
+use super::sources::SecretReference;
+use super::tls::CaSecretRef;
 
 /// The runner Deployments the operator manages for the pipeline: ingest
 /// (sources to Kafka) and sink (Kafka to Cassandra).
@@ -70,6 +72,33 @@ pub struct RunnerSpec {
     /// allowed from the pipeline's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+
+    /// TLS on the push port: one setting for the pipeline, since all its
+    /// `httpPush` sources share one listener. Unset: plain HTTP (put a
+    /// TLS-terminating proxy, ingress or service mesh in front, or set
+    /// this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_tls: Option<PushTlsSpec>,
+}
+
+/// The push endpoint's TLS: its certificate, and the CA that issues the
+/// client certificates of `ClientCertificate` push sources. The runner
+/// reads both again every few seconds, so a renewed certificate (say, by
+/// cert-manager) is served to new connections without a restart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PushTlsSpec {
+    /// A Secret of type `kubernetes.io/tls` in the pipeline's namespace:
+    /// `tls.crt` (PEM, the server certificate first, then its chain) and
+    /// `tls.key` (PEM, unencrypted), as cert-manager writes them.
+    pub certificate_secret_ref: SecretReference,
+
+    /// The CAs (PEM bundle) a client certificate must chain to. Needed by
+    /// `ClientCertificate` push sources; with it, clients of other sources
+    /// may present a certificate too, and one that does not chain to these
+    /// CAs fails the handshake. Unset: no client certificate is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_secret_ref: Option<CaSecretRef>,
 }
 
 /// Who may reach the runner's Pods, and what they may reach. A
@@ -125,6 +154,7 @@ impl Default for RunnerSpec {
             max_in_flight: default_max_in_flight(),
             log_format: LogFormat::default(),
             network_policy: None,
+            push_tls: None,
         }
     }
 }

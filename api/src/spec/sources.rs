@@ -404,14 +404,20 @@ pub struct HttpPushSource {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.type != 'None' || !has(self.tokensSecretRef)")
-        .message("tokensSecretRef is only for type BearerToken")
+    validation = Rule::new("self.type == 'BearerToken' || !has(self.tokensSecretRef)")
+        .message("tokensSecretRef is only for type BearerToken"),
+    validation = Rule::new("self.type == 'ClientCertificate' || !has(self.allowedDnsNames)")
+        .message("allowedDnsNames is only for type ClientCertificate")
 )]
 pub struct PushAuth {
     /// `BearerToken` (default): every request carries `Authorization:
     /// Bearer TOKEN` with one of the Secret's tokens; without one it is
-    /// answered 401, with a wrong one 403. `None`: anyone who can reach
-    /// the Service may push (the operator records a Warning Event).
+    /// answered 401, with a wrong one 403. `ClientCertificate`: the request
+    /// comes over a TLS connection whose client presented a certificate
+    /// issued by `spec.runner.pushTls.clientCaSecretRef` (which must be
+    /// set); without one it is answered 401, with one not in
+    /// `allowedDnsNames` 403. `None`: anyone who can reach the Service may
+    /// push (the operator records a Warning Event).
     #[serde(default, rename = "type")]
     pub type_: PushAuthType,
 
@@ -422,6 +428,14 @@ pub struct PushAuth {
     /// key `token`, and never changes it afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_secret_ref: Option<SecretReference>,
+
+    /// For type `ClientCertificate`: the client certificate must be valid
+    /// for one of these DNS names (its subjectAltName DNS entries, as a
+    /// server certificate is checked; the subject's CN is not read). Unset:
+    /// every certificate the client CA issued may push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::ALLOWED_DNS_NAMES_MAX))]
+    pub allowed_dns_names: Option<Vec<String>>,
 }
 
 /// See [`PushAuth::type_`].
@@ -429,6 +443,7 @@ pub struct PushAuth {
 pub enum PushAuthType {
     #[default]
     BearerToken,
+    ClientCertificate,
     None,
 }
 
@@ -438,12 +453,17 @@ impl HttpPushSource {
     pub fn tokens_secret(&self, pipeline: &str) -> Option<String> {
         let auth = self.auth.clone().unwrap_or_default();
         match auth.type_ {
-            PushAuthType::None => None,
+            PushAuthType::None | PushAuthType::ClientCertificate => None,
             PushAuthType::BearerToken => Some(auth.tokens_secret_ref.map_or_else(
                 || crate::push_auth::generated_secret_name(pipeline),
                 |r| r.name,
             )),
         }
+    }
+
+    /// How requests to this source prove they may push.
+    pub fn auth_type(&self) -> PushAuthType {
+        self.auth.as_ref().map(|a| a.type_).unwrap_or_default()
     }
 
     /// Whether the operator makes this source's tokens Secret.

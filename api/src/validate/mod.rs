@@ -57,6 +57,7 @@ pub fn validate_spec(spec: &StreamPipelineSpec) -> Result<(), InvalidSpec> {
     check_format(&mut v, spec);
     table::check_kafka_columns(&mut v, spec);
     check_runner(&mut v, &spec.runner);
+    sources::check_push_tls(&mut v, &spec.sources, &spec.runner);
     v.finish()
 }
 

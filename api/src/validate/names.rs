@@ -62,6 +62,22 @@ pub(super) fn is_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
 }
 
+/// A DNS name a certificate can be checked for: dot-separated labels of
+/// letters, digits and '-', no wildcard, no IP address.
+pub(super) fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.parse::<std::net::IpAddr>().is_err()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 pub(super) fn is_port(port: &str) -> bool {
     !port.is_empty()
         && port.len() <= 5

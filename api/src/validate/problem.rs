@@ -182,9 +182,21 @@ pub enum Problem {
     )]
     PushPath(String),
     #[error(
-        "tokensSecretRef is only for auth type BearerToken; type None accepts pushes without tokens"
+        "tokensSecretRef is only for auth type BearerToken; type None accepts pushes without tokens, and type ClientCertificate checks the client's certificate instead"
     )]
     TokensWithoutAuthentication,
+    #[error("allowedDnsNames is only for auth type ClientCertificate")]
+    AllowedNamesWithoutClientCertificate,
+    #[error("{0:?} is not a DNS name a client certificate can be checked for")]
+    DnsName(String),
+    #[error(
+        "auth type ClientCertificate needs spec.runner.pushTls with clientCaSecretRef: the CA that issues the clients' certificates"
+    )]
+    ClientCertificateWithoutCa,
+    #[error(
+        "pushTls secures the push endpoint, and no source is httpPush: remove it, or add an httpPush source"
+    )]
+    PushTlsWithoutPush,
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
     #[error(transparent)]

@@ -4,11 +4,13 @@
 use std::collections::BTreeSet;
 
 use super::accumulator::Problems;
-use super::names::{is_dns_label, is_header_name, is_http_url, is_secret_name};
+use super::names::{
+    is_dns_label, is_dns_name, is_header_name, is_http_url, is_secret_key, is_secret_name,
+};
 use super::problem::Problem;
 use crate::json_pointer::JsonPointer;
 use crate::schedule::Schedule;
-use crate::spec::{HttpPullSource, PushAuthType, SourceSpec, limits};
+use crate::spec::{HttpPullSource, PushAuthType, RunnerSpec, SourceSpec, limits};
 
 pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
     v.count("spec.sources", sources.len(), limits::SOURCES_MAX);
@@ -56,13 +58,25 @@ pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
             if let Some(auth) = &push.auth {
                 let field = format!("{at}.httpPush.auth.tokensSecretRef");
                 match (&auth.type_, &auth.tokens_secret_ref) {
-                    (PushAuthType::None, Some(_)) => {
+                    (PushAuthType::None | PushAuthType::ClientCertificate, Some(_)) => {
                         v.push(field, Problem::TokensWithoutAuthentication);
                     }
                     (_, Some(secret)) if !is_secret_name(&secret.name) => {
                         v.push(field + ".name", Problem::SecretName(secret.name.clone()));
                     }
                     _ => {}
+                }
+                if let Some(names) = &auth.allowed_dns_names {
+                    let field = format!("{at}.httpPush.auth.allowedDnsNames");
+                    if auth.type_ != PushAuthType::ClientCertificate {
+                        v.push(field.clone(), Problem::AllowedNamesWithoutClientCertificate);
+                    }
+                    v.count(field.clone(), names.len(), limits::ALLOWED_DNS_NAMES_MAX);
+                    for (j, name) in names.iter().enumerate() {
+                        if !is_dns_name(name) {
+                            v.push(format!("{field}[{j}]"), Problem::DnsName(name.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -75,6 +89,55 @@ pub(super) fn check_sources(v: &mut Problems, sources: &[SourceSpec]) {
             if let Some(limit) = generator.limit {
                 v.range(format!("{at}.generator.limit"), limit, (1, i64::MAX));
             }
+        }
+    }
+}
+
+/// `spec.runner.pushTls` against the push sources: it is read only with
+/// one, and a `ClientCertificate` source needs its client CA.
+pub(super) fn check_push_tls(v: &mut Problems, sources: &[SourceSpec], runner: &RunnerSpec) {
+    let client_ca = runner
+        .push_tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_secret_ref.is_some());
+    let mut pushes = false;
+    for (i, source) in sources.iter().enumerate() {
+        let Some(push) = &source.http_push else {
+            continue;
+        };
+        pushes = true;
+        if push.auth_type() == PushAuthType::ClientCertificate && !client_ca {
+            v.push(
+                format!("spec.sources[{i}].httpPush.auth.type"),
+                Problem::ClientCertificateWithoutCa,
+            );
+        }
+    }
+    let Some(tls) = &runner.push_tls else {
+        return;
+    };
+    if !pushes {
+        v.push("spec.runner.pushTls", Problem::PushTlsWithoutPush);
+    }
+    let at = "spec.runner.pushTls";
+    if !is_secret_name(&tls.certificate_secret_ref.name) {
+        v.push(
+            format!("{at}.certificateSecretRef.name"),
+            Problem::SecretName(tls.certificate_secret_ref.name.clone()),
+        );
+    }
+    if let Some(ca) = &tls.client_ca_secret_ref {
+        if !is_secret_name(&ca.name) {
+            v.push(
+                format!("{at}.clientCaSecretRef.name"),
+                Problem::SecretName(ca.name.clone()),
+            );
+        }
+        if !is_secret_key(&ca.key) {
+            v.push(
+                format!("{at}.clientCaSecretRef.key"),
+                Problem::SecretKey(ca.key.clone()),
+            );
         }
     }
 }
@@ -194,6 +257,67 @@ mod tests {
                 .any(|p| matches!(p, Problem::Schedule(ScheduleError::Unrecognised(_))))
         );
         assert!(found.contains(&Problem::HeaderValue("Authorization".into())));
+    }
+
+    #[test]
+    fn client_certificates_need_the_push_tls_client_ca() {
+        use crate::spec::{CaSecretRef, PushAuth, PushAuthType, PushTlsSpec, SecretReference};
+        let mut s = spec();
+        let auth = |type_, names: Option<Vec<&str>>| PushAuth {
+            type_,
+            tokens_secret_ref: None,
+            allowed_dns_names: names.map(|n| n.into_iter().map(String::from).collect()),
+        };
+        let push = s.sources[2].http_push.as_mut().unwrap();
+        push.auth = Some(auth(
+            PushAuthType::ClientCertificate,
+            Some(vec!["a.example"]),
+        ));
+        let found = problems(&s);
+        assert_eq!(
+            found
+                .iter()
+                .map(|p| (p.field.as_str(), &p.problem))
+                .collect::<Vec<_>>(),
+            [(
+                "spec.sources[2].httpPush.auth.type",
+                &Problem::ClientCertificateWithoutCa
+            )]
+        );
+        let tls = |ca: Option<&str>| PushTlsSpec {
+            certificate_secret_ref: SecretReference {
+                name: "push-cert".into(),
+            },
+            client_ca_secret_ref: ca.map(CaSecretRef::named),
+        };
+        s.runner.push_tls = Some(tls(None));
+        assert_eq!(
+            problems(&s)[0].problem,
+            Problem::ClientCertificateWithoutCa,
+            "a certificate without a client CA asks for no client certificate"
+        );
+        s.runner.push_tls = Some(tls(Some("clients-ca")));
+        assert!(problems(&s).is_empty(), "{:?}", problems(&s));
+
+        let push = s.sources[2].http_push.as_mut().unwrap();
+        push.auth = Some(auth(PushAuthType::BearerToken, Some(vec!["not a name"])));
+        let found: Vec<Problem> = problems(&s).into_iter().map(|p| p.problem).collect();
+        assert_eq!(
+            found,
+            [
+                Problem::AllowedNamesWithoutClientCertificate,
+                Problem::DnsName("not a name".into())
+            ]
+        );
+
+        s.sources[2].http_push = None;
+        s.sources[2].generator = Some(crate::spec::GeneratorSource::default());
+        let found = problems(&s);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].field.as_str(), &found[0].problem),
+            ("spec.runner.pushTls", &Problem::PushTlsWithoutPush)
+        );
     }
 
     #[test]
