@@ -18,7 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::service::TowerToHyperService;
-use millrace_api::serve::{Refusal, ServeLimits};
+use millrace_api::serve::{CurrentTls, Refusal, ServeLimits};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -99,13 +99,14 @@ pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck) -> Router {
 }
 
 /// Binds `listen` and serves `router` until `shutdown` turns true; then
-/// stops accepting and lets open requests finish. Returns the bound address
-/// (useful with port 0) and the server's task.
+/// stops accepting and lets open requests finish; over TLS with `tls`.
+/// Returns the bound address (useful with port 0) and the server's task.
 pub async fn serve(
     listen: &str,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     limits: HttpLimits,
+    tls: Option<CurrentTls>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let limits = ServeLimits {
         header_timeout: limits.header_timeout,
@@ -115,5 +116,8 @@ pub async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    Ok(millrace_api::serve::serve(listen, TowerToHyperService::new(router), stop, limits).await?)
+    Ok(
+        millrace_api::serve::serve_tls(listen, TowerToHyperService::new(router), stop, limits, tls)
+            .await?,
+    )
 }

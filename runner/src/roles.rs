@@ -71,8 +71,14 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
             metrics.clone(),
             Arc::new(move || check_ready.load(Ordering::Relaxed)),
         );
-        let (_, server) =
-            http::serve(&options.metrics_listen, router, stop_rx.clone(), limits).await?;
+        let (_, server) = http::serve(
+            &options.metrics_listen,
+            router,
+            stop_rx.clone(),
+            limits,
+            None,
+        )
+        .await?;
         if !wait_for_cassandra_login(&pipeline, &connections, stop_rx.clone()).await? {
             server.abort();
             return Ok(());
@@ -85,8 +91,14 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
         let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone())?;
         let producer = ingest.producer.clone();
         let router = http::router(metrics, Arc::new(move || producer.ready()));
-        let (_, metrics_server) =
-            http::serve(&options.metrics_listen, router, stop_rx.clone(), limits).await?;
+        let (_, metrics_server) = http::serve(
+            &options.metrics_listen,
+            router,
+            stop_rx.clone(),
+            limits,
+            None,
+        )
+        .await?;
         // Only a pipeline with a push source opens the push port: a port
         // nobody should call is better not listening at all.
         let push_server = if ingest.push_sources.is_empty() {
@@ -98,8 +110,24 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
             );
             let router =
                 ingest::push::routes(axum::Router::new(), &ingest, limits, &tokens_dir, &stop_rx)?;
+            let tls = match &ingest.pipeline.spec.runner.push_tls {
+                Some(spec) => {
+                    let dir = std::env::var_os(millrace_api::push_auth::TLS_DIR_ENV).map_or_else(
+                        || std::path::PathBuf::from(millrace_api::push_auth::TLS_DIR),
+                        std::path::PathBuf::from,
+                    );
+                    let files = millrace_api::push_auth::TlsFiles::under(
+                        &dir,
+                        spec.client_ca_secret_ref.is_some(),
+                    );
+                    let tls = ingest::push_tls::PushTls::load(files)?;
+                    tls.keep_current(stop_rx.clone());
+                    Some(tls.current())
+                }
+                None => None,
+            };
             Some(
-                http::serve(&options.listen, router, stop_rx.clone(), limits)
+                http::serve(&options.listen, router, stop_rx.clone(), limits, tls)
                     .await?
                     .1,
             )

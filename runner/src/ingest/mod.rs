@@ -11,6 +11,7 @@ pub mod lease;
 pub mod pull;
 pub mod push;
 pub mod push_auth;
+pub mod push_tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -48,7 +48,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
-use millrace_api::HttpPushSource;
+use millrace_api::serve::TlsPeer;
+use millrace_api::{HttpPushSource, PushAuthType};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -56,6 +57,7 @@ use tracing::{debug, info, warn};
 
 use super::Ingest;
 use super::push_auth::{PushTokens, TokensError, Verdict};
+use super::push_tls::ClientCertificates;
 use crate::http::HttpLimits;
 use crate::kafka::SendError;
 use crate::metrics::Reason;
@@ -81,7 +83,11 @@ struct Shared {
 
 /// Adds a route for each push source of the pipeline. A source with
 /// bearer tokens reads them from `tokens_dir/SOURCE` now, and again while
-/// the runner runs, until `stop`.
+/// the runner runs, until `stop`. A `ClientCertificate` source takes the
+/// client certificate the TLS handshake verified ([`TlsPeer`], put into
+/// each request by the server when `spec.runner.pushTls` is set).
+///
+/// [`TlsPeer`]: millrace_api::serve::TlsPeer
 pub fn routes(
     mut router: Router,
     ingest: &Arc<Ingest>,
@@ -98,29 +104,40 @@ pub fn routes(
         parsing: Semaphore::new(parsers),
     });
     for (name, spec) in &ingest.push_sources {
-        let tokens = if spec.tokens_secret(&ingest.pipeline.name).is_some() {
+        let auth = if spec.tokens_secret(&ingest.pipeline.name).is_some() {
             let tokens = PushTokens::load(name, tokens_dir.join(name))?;
             tokens.keep_current(stop.clone());
-            Some(tokens)
+            Auth::Tokens(tokens)
+        } else if spec.auth_type() == PushAuthType::ClientCertificate {
+            let names = spec
+                .auth
+                .as_ref()
+                .and_then(|a| a.allowed_dns_names.as_deref());
+            info!(source = %name, allowed_dns_names = ?names, "push source takes client certificates");
+            Auth::ClientCertificate(ClientCertificates::new(names))
         } else {
             warn!(
                 source = %name,
                 "push source accepts pushes without authentication (auth.type None)"
             );
-            None
+            Auth::None
         };
         let state = Arc::new(PushState {
             source: name.clone(),
-            tokens,
+            auth,
             max_body: usize::try_from(spec.max_body_bytes).unwrap_or(usize::MAX),
             ingest: ingest.clone(),
             shared: shared.clone(),
         });
         router = router.route(
             &spec.path,
-            post(move |headers: HeaderMap, body: Body| {
+            post(move |request: axum::extract::Request| {
                 let state = state.clone();
-                async move { state.handle(&headers, body).await }
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let peer = parts.extensions.get::<TlsPeer>();
+                    state.handle(&parts.headers, peer, body).await
+                }
             }),
         );
     }
@@ -183,10 +200,17 @@ fn body_budget(limits: &HttpLimits, sources: &[(String, HttpPushSource)]) -> usi
     limits.max_buffered_body_bytes.max(largest)
 }
 
+/// How a source's requests prove they may push.
+enum Auth {
+    /// `auth.type: None`.
+    None,
+    Tokens(Arc<PushTokens>),
+    ClientCertificate(ClientCertificates),
+}
+
 struct PushState {
     source: String,
-    /// `None`: the source accepts pushes without a token.
-    tokens: Option<Arc<PushTokens>>,
+    auth: Auth,
     max_body: usize,
     ingest: Arc<Ingest>,
     shared: Arc<Shared>,
@@ -236,24 +260,34 @@ fn busy(error: &str) -> Response {
 
 impl PushState {
     /// 401 without a bearer token (with the challenge RFC 6750 asks
-    /// for), 403 with a wrong one.
+    /// for) or client certificate, 403 with a wrong one.
     fn refused(&self, verdict: Verdict) -> Response {
-        let (status, reason, error) = if verdict == Verdict::Missing {
-            (
+        let certificate = matches!(self.auth, Auth::ClientCertificate(_));
+        let (status, reason, error) = match (verdict == Verdict::Missing, certificate) {
+            (true, false) => (
                 StatusCode::UNAUTHORIZED,
                 Reason::Unauthenticated,
                 "this endpoint needs 'Authorization: Bearer TOKEN' with a token from the source's tokens Secret",
-            )
-        } else {
-            (
+            ),
+            (false, false) => (
                 StatusCode::FORBIDDEN,
                 Reason::Forbidden,
                 "the bearer token is not one this source accepts",
-            )
+            ),
+            (true, true) => (
+                StatusCode::UNAUTHORIZED,
+                Reason::Unauthenticated,
+                "this endpoint needs HTTPS with a client certificate issued by the pipeline's client CA (spec.runner.pushTls.clientCaSecretRef)",
+            ),
+            (false, true) => (
+                StatusCode::FORBIDDEN,
+                Reason::Forbidden,
+                "the client certificate is not valid for any of this source's allowedDnsNames",
+            ),
         };
         self.ingest.metrics.rejected(&self.source, reason, 1);
         let mut response = reply(status, json!({"accepted": 0, "error": error}));
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED && !certificate {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"millrace\""),
@@ -342,7 +376,7 @@ impl PushState {
         }
     }
 
-    async fn handle(&self, headers: &HeaderMap, body: Body) -> Response {
+    async fn handle(&self, headers: &HeaderMap, peer: Option<&TlsPeer>, body: Body) -> Response {
         let metrics = &self.ingest.metrics;
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -350,11 +384,13 @@ impl PushState {
             .and_then(|v| v.parse::<usize>().ok());
         // Before anything else: a client without a valid token learns
         // nothing about the endpoint, not even its limits.
-        if let Some(tokens) = &self.tokens {
-            let verdict = tokens.check(headers.get(header::AUTHORIZATION));
-            if verdict != Verdict::Allowed {
-                return refuse_unread(body, declared, self.refused(verdict)).await;
-            }
+        let verdict = match &self.auth {
+            Auth::None => Verdict::Allowed,
+            Auth::Tokens(tokens) => tokens.check(headers.get(header::AUTHORIZATION)),
+            Auth::ClientCertificate(allowed) => allowed.check(peer),
+        };
+        if verdict != Verdict::Allowed {
+            return refuse_unread(body, declared, self.refused(verdict)).await;
         }
         if declared.is_some_and(|len| len > self.max_body) {
             return self.too_large();
