@@ -175,7 +175,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             .filter(|s| {
                 s.http_push
                     .as_ref()
-                    .is_some_and(|push| push.tokens_secret(&p.name).is_none())
+                    .is_some_and(|push| push.auth_type() == millrace_api::PushAuthType::None)
             })
             .map(|s| s.name.as_str())
             .collect();

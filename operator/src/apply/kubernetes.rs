@@ -23,7 +23,8 @@ use crate::cache::Cached;
 use crate::context::Context;
 use crate::desired::deployment::Role;
 use crate::desired::{
-    FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, drift, push_tokens, with_desired_hash,
+    FIELD_MANAGER, Pipeline, RunnerObjects, desired_hash, drift, push_tls, push_tokens,
+    with_desired_hash,
 };
 use crate::error::{Error, Result};
 use crate::events::Notice;
@@ -180,6 +181,24 @@ async fn push_tokens(ctx: &Context, p: &Pipeline<'_>) -> Result<Change> {
             });
         }
     }
+    // The push endpoint's certificate and client CA: a missing Secret or
+    // key would leave the ingest Pod waiting for its volume, unexplained.
+    for (name, keys) in push_tls::tls_secret_keys(&p.sp.spec) {
+        let Some(secret) = api.get_opt(name).await? else {
+            return Err(Error::SecretNotFound {
+                namespace: p.namespace.clone(),
+                name: name.to_owned(),
+            });
+        };
+        let data = secret.data.unwrap_or_default();
+        if let Some(key) = keys.into_iter().find(|k| !data.contains_key(*k)) {
+            return Err(Error::SecretKeyMissing {
+                namespace: p.namespace.clone(),
+                name: name.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+    }
     let Some(secret) = push_tokens::generated_secret(p, &push_tokens::new_token()) else {
         return Ok(Change::None);
     };
@@ -302,9 +321,12 @@ async fn reconcile_runner_inner(
         ),
         Ok(_) => {}
         Err(e) => {
-            // The ingest Pod could not mount the tokens: say which Secret
+            // The ingest Pod could not mount the tokens or its TLS files: say which Secret
             // is missing instead of leaving it stuck in ContainerCreating.
-            return Ok(PartOutcome::failed(e, "the push source's tokens"));
+            return Ok(PartOutcome::failed(
+                e,
+                "the push endpoint's Secrets (tokens, spec.runner.pushTls)",
+            ));
         }
     }
 

@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millrace_api::{StreamPipelineSpec, ports};
 
 use super::config_map::config_hash;
-use super::push_tokens;
 use super::{CONFIG_HASH_ANNOTATION, GENERATION_ANNOTATION, Pipeline, SECRETS_VERSION_ANNOTATION};
+use super::{push_tls, push_tokens};
 
 pub const PIPELINE_DIR: &str = "/etc/millrace";
 pub const PIPELINE_FILE: &str = "/etc/millrace/pipeline.yaml";
@@ -275,9 +275,14 @@ pub fn deployment(
         .filter(|(k, _)| *k != "app.kubernetes.io/managed-by")
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    // Only the ingest runner serves pushes, so only it sees the tokens.
+    // Only the ingest runner serves pushes, so only it sees the tokens and
+    // the push endpoint's TLS key.
     let (token_volumes, token_mounts) = if role == Role::Ingest {
-        push_tokens::token_mounts(spec, &p.name)
+        let (mut volumes, mut mounts) = push_tokens::token_mounts(spec, &p.name);
+        let (tls_volumes, tls_mounts) = push_tls::tls_mounts(spec);
+        volumes.extend(tls_volumes);
+        mounts.extend(tls_mounts);
+        (volumes, mounts)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -488,6 +493,82 @@ mod tests {
         sp.spec.sources.retain(|s| s.http_push.is_none());
         assert!(!sp.spec.sources.is_empty());
         assert_eq!(names(&sp, Role::Ingest), [metrics]);
+    }
+
+    #[test]
+    fn push_tls_is_mounted_into_the_ingest_pod_only_and_probes_stay_plain_http() {
+        let mut sp = fixtures::seed();
+        sp.spec.runner.push_tls = Some(
+            serde_json::from_value(serde_json::json!({
+                "certificateSecretRef": {"name": "push-cert"},
+                "clientCaSecretRef": {"name": "clients"}
+            }))
+            .expect("pushTls"),
+        );
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let pod = |role| {
+            deployment(&p, role, &RunnerDefaults::default(), None)
+                .spec
+                .and_then(|s| s.template.spec)
+                .expect("pod")
+        };
+        let ingest = pod(Role::Ingest);
+        let c = &ingest.containers[0];
+        let mounts: Vec<(&str, &str)> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert!(mounts.contains(&(
+            "push-tls-cert",
+            "/var/run/secrets/millrace.io/push-tls/cert"
+        )));
+        assert!(mounts.contains(&(
+            "push-tls-client-ca",
+            "/var/run/secrets/millrace.io/push-tls/client-ca"
+        )));
+        let volumes: Vec<(&str, Option<&str>)> = ingest
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.secret.as_ref().and_then(|s| s.secret_name.as_deref()),
+                )
+            })
+            .collect();
+        assert!(volumes.contains(&("push-tls-cert", Some("push-cert"))));
+        assert!(volumes.contains(&("push-tls-client-ca", Some("clients"))));
+        // The runner's default directory is where they are mounted: no
+        // variable needed, none set.
+        assert!(
+            c.env
+                .iter()
+                .flatten()
+                .all(|e| e.name != millrace_api::push_auth::TLS_DIR_ENV)
+        );
+        for probe in [&c.readiness_probe, &c.liveness_probe] {
+            let get = probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .expect("probe");
+            assert_eq!(get.port, IntOrString::String("metrics".into()));
+            assert_eq!(
+                get.scheme, None,
+                "probes stay plain HTTP on the metrics port"
+            );
+        }
+
+        let sink = pod(Role::Sink);
+        assert!(
+            sink.volumes
+                .iter()
+                .flatten()
+                .all(|v| !v.name.starts_with("push-tls")),
+            "the sink never sees the push endpoint's key"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod drift;
 pub mod network_policy;
 pub mod ownership;
+pub mod push_tls;
 pub mod push_tokens;
 pub mod rbac;
 pub mod runner;
