@@ -17,7 +17,7 @@
 //!   settings, consumer group), [`cassandra_client`] (the runner's
 //!   variables and, with the `cassandra-tls` feature, the TLS context), [`commit_metadata`] (what the sink commits
 //!   with its offsets), [`replay`] (dead-letter replay), [`pull_lease`], [`pull_network`] (where a pull may connect and send credentials), [`credentials`],
-//!   [`auth_failure`], [`ports`], [`push_auth`], and, with the `cql-values` feature, `cql_value` (a
+//!   [`auth_failure`], [`ports`], [`push_auth`], [`process_metrics`] (the standard `process_*` series both export), and, with the `cql-values` feature, `cql_value` (a
 //!   row as the scylla driver binds it).
 //! - `lease` (crate feature `lease`): the one Lease mechanism, for the
 //!   operator's leader election and the runner's pull Leases.
@@ -42,6 +42,7 @@ pub mod kafka_client;
 pub mod lease;
 pub mod mapping;
 pub mod ports;
+pub mod process_metrics;
 pub mod pull_lease;
 pub mod pull_network;
 pub mod pull_paging;

@@ -8,8 +8,11 @@
 use std::path::{Path, PathBuf};
 
 /// The directory holding one directory per push source (its name), each
-/// with one file per token: the source's tokens Secret, mounted.
-pub const TOKENS_DIR: &str = "/etc/millrace/push-tokens";
+/// with one file per token: the source's tokens Secret, mounted. It is not
+/// under the pipeline's ConfigMap mount (`/etc/millrace`): a volume nested
+/// in a read-only ConfigMap volume needs a mount point made inside it, which
+/// a read-only volume cannot take and the ConfigMap's writer would remove.
+pub const TOKENS_DIR: &str = "/var/run/secrets/millrace.io/push-tokens";
 /// Overrides [`TOKENS_DIR`] (a runner run outside Kubernetes).
 pub const TOKENS_DIR_ENV: &str = "MILLRACE_PUSH_TOKENS_DIR";
 

@@ -134,7 +134,9 @@ impl Metrics {
 
     /// The exposition, in the OpenMetrics text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = millrace_api::process_metrics::ProcessSample::read()
+            .map(|p| p.render())
+            .unwrap_or_default();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out

@@ -149,8 +149,8 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "/etc/millrace/push-tokens/default",
-                "/etc/millrace/push-tokens/named"
+                "/var/run/secrets/millrace.io/push-tokens/default",
+                "/var/run/secrets/millrace.io/push-tokens/named"
             ]
         );
         assert!(

@@ -37,19 +37,6 @@ use serde_json::{Value, json};
 const DASHBOARD: &str = "charts/millrace/dashboards/millrace.json";
 const RULES: &str = "charts/millrace/rules/millrace-rules.yaml";
 
-/// Series the dashboard reads that no millrace process exports, and why the
-/// test world has none of them. Every other name must have data.
-const FROM_THE_CLUSTER: &[(&str, &str)] = &[
-    (
-        "container_memory_working_set_bytes",
-        "the kubelet's cAdvisor; the test world's node agent runs Pods as processes and has no cAdvisor",
-    ),
-    (
-        "kube_pod_container_status_restarts_total",
-        "kube-state-metrics, which the test world does not run",
-    ),
-];
-
 /// The metric names a PromQL expression reads: identifiers that are not
 /// functions, aggregations, keywords, label names or durations. Strings,
 /// label matchers (`{...}`), ranges (`[...]`) and the label lists of
@@ -440,21 +427,13 @@ async fn prometheus_finds_data_for_every_metric_the_dashboard_and_the_alerts_rea
             used.entry(n).or_default().insert(where_.clone());
         }
     }
-    for (name, why) in FROM_THE_CLUSTER {
-        anyhow::ensure!(
-            used.contains_key(*name),
-            "{name} is listed as coming from the cluster ({why}) but nothing reads it any more: drop it from the list"
-        );
-    }
-    let ours: Vec<&String> = used
-        .keys()
-        .filter(|n| !FROM_THE_CLUSTER.iter().any(|(c, _)| c == n))
-        .collect();
+    // Every name must have data: the runners export their own process
+    // metrics, so nothing the dashboard or the rules read comes from
+    // cAdvisor or kube-state-metrics.
+    let ours: Vec<&String> = used.keys().collect();
     println!(
-        "{} metric names in the dashboard and the rules; {} must have data here, {} come from the cluster",
-        used.len(),
-        ours.len(),
-        FROM_THE_CLUSTER.len()
+        "{} metric names in the dashboard and the rules; all must have data here",
+        ours.len()
     );
 
     let s = Scenario::new("obs").await?;
@@ -552,9 +531,6 @@ async fn prometheus_finds_data_for_every_metric_the_dashboard_and_the_alerts_rea
     .await?;
     for (name, count) in &found {
         println!("  {name}: {count} series");
-    }
-    for (name, why) in FROM_THE_CLUSTER {
-        println!("  {name}: not in this world ({why})");
     }
 
     // Both runner roles are scraped, under the chart's labels.

@@ -177,7 +177,7 @@ async fn the_seed_pipeline_becomes_a_topic_a_table_and_a_running_runner() -> any
             .flatten()
             .map(|m| m.mount_path.clone())
             .collect();
-        let tokens_mount = "/etc/millrace/push-tokens/events".to_owned();
+        let tokens_mount = "/var/run/secrets/millrace.io/push-tokens/events".to_owned();
         if role == "ingest" {
             assert_eq!(ports, [("metrics".into(), 9090), ("push".into(), 8080)]);
             assert!(mounts.contains(&tokens_mount), "{mounts:?}");

@@ -186,10 +186,10 @@ fn cpus() -> usize {
 }
 
 /// docs/security.md's bound of the push path above the runner's baseline,
-/// in MiB: body budget × 3 + connections × 64 KiB + CPUs × 2 ×
+/// in MiB: body budget × 4 + connections × 64 KiB + CPUs × 2 ×
 /// maxBodyBytes.
 fn memory_bound_mib(budget: usize, connections: usize, max_body: usize) -> f64 {
-    let bytes = budget * 3 + connections * 64 * 1024 + cpus() * 2 * max_body;
+    let bytes = budget * 4 + connections * 64 * 1024 + cpus() * 2 * max_body;
     bytes as f64 / f64::from(1 << 20)
 }
 

@@ -134,15 +134,14 @@ async fn pushes_need_a_token_and_a_token_rotates_without_a_refused_request() -> 
     .await?;
     *held.lock().await = with_b.clone();
     std::fs::remove_file(tokens_dir.join("token"))?;
-    // Until the runner reads the files again (every 2 s), token A still
-    // pushes: always the same record, so however many polls it takes, they
-    // make at most one row, counted below.
+    // One record (one key) for every try: until the runner reads the
+    // Secret again, token A still works and the record lands.
     let old_probe = user(2000);
-    let old_token_took_one = AtomicBool::new(false);
+    let old_probe_landed = AtomicBool::new(false);
     poll_until("the runner to drop token A", Deadline::secs(30), || async {
         let (status, _, _) = send(&ingest, &client, Some(&right), &old_probe).await?;
         if status == 202 {
-            old_token_took_one.store(true, Ordering::Relaxed);
+            old_probe_landed.store(true, Ordering::Relaxed);
         }
         Ok((status == 403).then_some(()))
     })
@@ -162,7 +161,7 @@ async fn pushes_need_a_token_and_a_token_rotates_without_a_refused_request() -> 
     assert!(refused.is_empty(), "refused during rotation: {refused:?}");
     // Every accepted record lands: the first, the probe, the rotation's,
     // and the old token's probe if it was taken before token A went.
-    let accepted = 1 + 1 + answers.len() + usize::from(old_token_took_one.load(Ordering::Relaxed));
+    let accepted = 1 + 1 + answers.len() + usize::from(old_probe_landed.load(Ordering::Relaxed));
     fx.wait_for_rows(accepted, Deadline::secs(90)).await?;
     assert_eq!(fx.row_count().await?, accepted);
 
