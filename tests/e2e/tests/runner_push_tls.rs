@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use millrace_testsupport::{Deadline, poll_until};
-use runner::{Fixture, Runner, randomuser_table};
+use runner::{Fixture, Runner, fixture_user as user, randomuser_table};
 use serde_json::{Value, json};
 
 /// A CA made for the test.
@@ -84,19 +84,6 @@ fn client(server_ca: &str, identity: Option<&(String, String)>) -> anyhow::Resul
         )?);
     }
     Ok(builder.build()?)
-}
-
-fn user(n: u32) -> Value {
-    let path = format!(
-        "{}/../fixtures/randomuser/page-1.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    let mut record = doc["results"][0].clone();
-    record["login"]["uuid"] = json!(uuid::Uuid::new_v4().to_string());
-    record["name"]["first"] = json!(format!("user-{n}"));
-    record
 }
 
 /// POSTs a record over HTTPS: the status and body, or the error of a

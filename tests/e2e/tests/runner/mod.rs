@@ -34,6 +34,22 @@ use serde_json::{Value, json};
 /// `millrace.NS.NAME`).
 pub const NAMESPACE: &str = "runner-tests";
 
+/// A user record of the seed's shape (the first of the randomuser fixture
+/// page) with a fresh id, so every call is a new row, and `user-{n}` as its
+/// first name.
+pub fn fixture_user(n: u32) -> Value {
+    let path = format!(
+        "{}/../fixtures/randomuser/page-1.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
+        .expect("fixture JSON");
+    let mut record = doc["results"][0].clone();
+    record["login"]["uuid"] = json!(uuid::Uuid::new_v4().to_string());
+    record["name"]["first"] = json!(format!("user-{n}"));
+    record
+}
+
 pub fn world() -> World {
     World::discover().expect("the test world (run tests/env/up)")
 }
