@@ -67,7 +67,7 @@ pub use json_pointer::{JsonPointer, JsonPointerError};
 pub use kafka_client::{consumer_group, kafka_client_settings};
 pub use mapping::{
     ColumnError, ColumnErrorKind, ColumnSource, KafkaRecordParts, MappedColumn, RecordError,
-    RowMapper, SettingError, SettingErrorKind, TombstoneError, WriteSettings,
+    RecordParser, RowMapper, SettingError, SettingErrorKind, TombstoneError, WriteSettings,
 };
 pub use pull_lease::{LAST_PULL_ANNOTATION, LastPull, pull_lease_name, pull_lease_owner};
 pub use pull_paging::{

@@ -211,7 +211,13 @@ pub enum ColumnErrorKind {
 impl RowMapper {
     /// Compiles the mapper for `table`, refusing a table spec with problems.
     pub fn new(table: &TableSpec) -> Result<Self, InvalidSpec> {
-        let problems = table_problems(table, "spec.cassandra.table");
+        Self::new_at(table, "spec.cassandra.table")
+    }
+
+    /// As [`RowMapper::new`], for the table at `at` in the spec
+    /// (`spec.cassandra.tables[1]`), which problems name.
+    pub fn new_at(table: &TableSpec, at: &str) -> Result<Self, InvalidSpec> {
+        let problems = table_problems(table, at);
         if !problems.is_empty() {
             return Err(InvalidSpec { problems });
         }
@@ -221,7 +227,7 @@ impl RowMapper {
             // would mean the two disagree, so they are reported, not unwrapped.
             let invalid = |problem: crate::validate::Problem| InvalidSpec {
                 problems: vec![crate::validate::SpecProblem {
-                    field: format!("spec.cassandra.table.columns[{}]", spec.name),
+                    field: format!("{at}.columns[{}]", spec.name),
                     problem,
                 }],
             };
@@ -256,10 +262,10 @@ impl RowMapper {
             .filter_map(|k| index_of(k))
             .collect();
         let primary_key: Vec<usize> = table.primary_key().filter_map(index_of).collect();
-        let pointer = |at: &str, text: &str| {
+        let pointer = |field: &str, text: &str| {
             JsonPointer::parse(text).map_err(|e| InvalidSpec {
                 problems: vec![crate::validate::SpecProblem {
-                    field: format!("spec.cassandra.table.{at}"),
+                    field: format!("{at}.{field}"),
                     problem: e.into(),
                 }],
             })
@@ -501,19 +507,7 @@ impl RowMapper {
     /// and its decimal and varint columns get numbers as serde_json holds
     /// them (an f64 beyond 64-bit integers): send such values as strings.
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
-        let Some(needed) = &self.needed else {
-            return serde_json::from_slice(bytes);
-        };
-        // Skipped strings are not checked for UTF-8 by serde_json; checking
-        // the whole record first keeps "not JSON" exactly as it was (and
-        // reports it with the full parser's own message).
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return serde_json::from_slice(bytes);
-        };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let value = Pruned(needed).deserialize(&mut de)?;
-        de.end()?;
-        Ok(value)
+        parse_needed(self.needed.as_ref(), bytes)
     }
 
     /// The columns, in the order of the row's cells.
@@ -664,6 +658,56 @@ impl RowMapper {
     }
 }
 
+/// Parses a record keeping what `needed` walks ([`RowMapper::parse`]);
+/// the whole record without it.
+fn parse_needed(needed: Option<&Needed>, bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let Some(needed) = needed else {
+        return serde_json::from_slice(bytes);
+    };
+    // Skipped strings are not checked for UTF-8 by serde_json; checking
+    // the whole record first keeps "not JSON" exactly as it was (and
+    // reports it with the full parser's own message).
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return serde_json::from_slice(bytes);
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Pruned(needed).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Parses a record once for the mappers of several tables, keeping every
+/// field any of them reads. A number that one table's decimal or varint
+/// column reads is kept as its written digits for every table: the
+/// coercions of the other column types read such text as they read the
+/// number.
+#[derive(Clone, Debug)]
+pub struct RecordParser {
+    needed: Option<Needed>,
+}
+
+impl RecordParser {
+    /// The parser for `mappers` together.
+    pub fn new(mappers: &[RowMapper]) -> Self {
+        let mut needed = Some(Needed::default());
+        for m in mappers {
+            needed = match (needed, &m.needed) {
+                (Some(mut all), Some(theirs)) => {
+                    all.merge(theirs);
+                    Some(all)
+                }
+                _ => None,
+            };
+        }
+        Self { needed }
+    }
+
+    /// The record, with the fields any of the mappers reads.
+    pub fn parse(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
+        parse_needed(self.needed.as_ref(), bytes)
+    }
+}
+
 /// The object keys a mapper's pointers walk, as a tree.
 #[derive(Clone, Debug, Default)]
 struct Needed {
@@ -702,6 +746,18 @@ impl Needed {
             }
         }
         Some(root)
+    }
+
+    /// Adds what `other` walks.
+    fn merge(&mut self, other: &Needed) {
+        self.whole |= other.whole;
+        self.exact |= other.exact;
+        for (key, theirs) in &other.children {
+            match self.children.iter_mut().find(|(k, _)| k == key) {
+                Some((_, mine)) => mine.merge(theirs),
+                None => self.children.push((key.clone(), theirs.clone())),
+            }
+        }
     }
 
     /// Adds a pointer's path; `None` for the root pointer (the whole record).

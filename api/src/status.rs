@@ -24,9 +24,16 @@ pub struct StreamPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<TopicStatus>,
 
-    /// The Cassandra table as found in the cluster's schema.
+    /// The Cassandra table as found in the cluster's schema; with
+    /// `spec.cassandra.tables`, the first (the one that keys the records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableStatus>,
+
+    /// Every table the spec declares, as found in the cluster's schema, in
+    /// the spec's order (`table` is the first of them). Only for a spec
+    /// with `tables`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableStatus>,
 
     /// The runner's Deployments and Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -974,3 +974,72 @@ fn sink_replicas_cannot_change_while_autoscale_is_set() {
     assert_eq!(cel_failures(&dropped, Some(&old)), Vec::<String>::new());
     validate_update(&typed(&old), &typed(&dropped)).unwrap();
 }
+
+#[test]
+fn several_tables_pass_both_checks_and_the_first_stays_first() {
+    let two: Value =
+        serde_yaml::from_str(include_str!("../../examples/randomuser-by-email.yaml")).unwrap();
+    assert_eq!(cel_failures(&two, None), Vec::<String>::new());
+    rust_verdict(&two).unwrap();
+
+    // Both forms at once, or neither: refused by both checks.
+    let mut both = two.clone();
+    both["spec"]["cassandra"]["table"] = two["spec"]["cassandra"]["tables"][0].clone();
+    let mut neither = two.clone();
+    neither["spec"]["cassandra"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tables");
+    for (what, object) in [("both", &both), ("neither", &neither)] {
+        let failures = cel_failures(object, None);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("set table (one table) or tables")),
+            "{what}: {failures:?}"
+        );
+        assert!(rust_verdict(object).is_err(), "{what}: Rust allowed it");
+    }
+
+    let typed = |v: &Value| {
+        serde_json::from_value::<StreamPipeline>(v.clone())
+            .unwrap()
+            .spec
+    };
+    // From `table` to `tables`, the table first, and a table added: fine.
+    let mut one = two.clone();
+    one["spec"]["cassandra"]["table"] = two["spec"]["cassandra"]["tables"][0].clone();
+    one["spec"]["cassandra"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tables");
+    assert_eq!(cel_failures(&two, Some(&one)), Vec::<String>::new());
+    validate_update(&typed(&one), &typed(&two)).unwrap();
+    // Another table first: refused by both, from either form.
+    let mut swapped = two.clone();
+    swapped["spec"]["cassandra"]["tables"]
+        .as_array_mut()
+        .unwrap()
+        .reverse();
+    for old in [&one, &two] {
+        let failures = cel_failures(&swapped, Some(old));
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("keys the records in Kafka")),
+            "{failures:?}"
+        );
+        assert!(validate_update(&typed(old), &typed(&swapped)).is_err());
+    }
+    // A second table re-keyed: refused by both.
+    let mut rekeyed = two.clone();
+    rekeyed["spec"]["cassandra"]["tables"][1]["partitionKey"] = json!(["id"]);
+    let failures = cel_failures(&rekeyed, Some(&two));
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("partition key cannot be changed")),
+        "{failures:?}"
+    );
+    assert!(validate_update(&typed(&two), &typed(&rekeyed)).is_err());
+}

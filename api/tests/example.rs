@@ -49,7 +49,7 @@ fn the_example_is_a_valid_pipeline() {
     assert_eq!(spec.kafka.topic.partitions, 3);
     assert_eq!(spec.dead_letter_topic(), "users_created.dlq");
     assert_eq!(spec.cassandra.keyspace.name, "spark_streams");
-    assert_eq!(spec.cassandra.table.name, "created_users");
+    assert_eq!(spec.cassandra.tables()[0].name, "created_users");
     assert!(
         matches!(spec.source("synthetic").and_then(|s| s.kind()), Some(SourceKind::Generator(g)) if g.records_per_second == 50)
     );
@@ -82,8 +82,11 @@ fn the_commented_out_pull_source_is_valid_when_enabled() {
 #[test]
 fn the_example_table_is_created_as_the_seed_had_it() {
     let sp = pipeline(EXAMPLE);
-    let ddl =
-        cql::create_table(&sp.spec.cassandra.keyspace.name, &sp.spec.cassandra.table).unwrap();
+    let ddl = cql::create_table(
+        &sp.spec.cassandra.keyspace.name,
+        &sp.spec.cassandra.tables()[0],
+    )
+    .unwrap();
     assert_eq!(
         ddl,
         "CREATE TABLE IF NOT EXISTS \"spark_streams\".\"created_users\" (\"id\" uuid, \"first_name\" text, \
@@ -100,7 +103,7 @@ fn text(s: &str) -> Cell {
 #[test]
 fn every_sample_record_maps_to_the_expected_row() {
     let sp = pipeline(EXAMPLE);
-    let mapper = RowMapper::new(&sp.spec.cassandra.table).unwrap();
+    let mapper = RowMapper::new(&sp.spec.cassandra.tables()[0]).unwrap();
     let sample: Value = serde_json::from_str(SAMPLE).unwrap();
     let records = sample["results"].as_array().unwrap();
     assert_eq!(records.len(), 3);
@@ -162,7 +165,7 @@ fn every_sample_record_maps_to_the_expected_row() {
 #[test]
 fn a_sample_record_without_a_uuid_is_refused_at_ingest() {
     let sp = pipeline(EXAMPLE);
-    let mapper = RowMapper::new(&sp.spec.cassandra.table).unwrap();
+    let mapper = RowMapper::new(&sp.spec.cassandra.tables()[0]).unwrap();
     let sample: Value = serde_json::from_str(SAMPLE).unwrap();
     let mut record = sample["results"][0].clone();
     record["login"]["uuid"] = Value::from("not-a-uuid");
@@ -184,5 +187,44 @@ fn the_avro_example_is_a_valid_pipeline_with_its_registry() {
     );
     assert_eq!(registry.credentials_secret_ref.as_ref().unwrap().name, "sr");
     assert!(sp.spec.sources.is_empty());
-    RowMapper::new(&sp.spec.cassandra.table).unwrap();
+    RowMapper::new(&sp.spec.cassandra.tables()[0]).unwrap();
+}
+
+#[test]
+fn the_two_table_example_writes_each_record_to_both_query_tables() {
+    let sp = pipeline(include_str!("../../examples/randomuser-by-email.yaml"));
+    validate_pipeline("users", &sp.spec).unwrap();
+    let tables = sp.spec.cassandra.tables();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["users_by_id", "users_by_email"]);
+    assert_eq!(
+        sp.spec
+            .cassandra
+            .key_table()
+            .map(|t| t.partition_key.clone()),
+        Some(vec!["id".to_owned()]),
+        "the first table keys the records"
+    );
+    let sample: Value = serde_json::from_str(SAMPLE).unwrap();
+    let record = &sample["results"][0];
+    let by_id = RowMapper::new(&tables[0]).unwrap();
+    let by_email = RowMapper::new(&tables[1]).unwrap();
+    let uuid = Uuid::parse_str(record["login"]["uuid"].as_str().unwrap()).unwrap();
+    assert_eq!(by_id.partition_key(record).unwrap(), uuid.to_string());
+    assert_eq!(
+        by_email.partition_key(record).unwrap(),
+        record["email"].as_str().unwrap()
+    );
+    // One parse serves both tables: each maps it to the row its own
+    // parse gives.
+    let raw = serde_json::to_vec(record).unwrap();
+    let shared = millrace_api::RecordParser::new(&[by_id.clone(), by_email.clone()])
+        .parse(&raw)
+        .unwrap();
+    for mapper in [&by_id, &by_email] {
+        assert_eq!(
+            mapper.map(&shared).unwrap(),
+            mapper.map(&mapper.parse(&raw).unwrap()).unwrap()
+        );
+    }
 }

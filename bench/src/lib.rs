@@ -60,13 +60,19 @@ pub fn example_spec(keyspace: &str, table: &str) -> anyhow::Result<StreamPipelin
     let mut spec: StreamPipelineSpec = serde_yaml::from_value(doc["spec"].clone())
         .context("examples/randomuser.yaml is not a StreamPipeline spec")?;
     spec.cassandra.keyspace.name = keyspace.to_owned();
-    spec.cassandra.table.name = table.to_owned();
+    let Some(only) = spec.cassandra.table.as_mut() else {
+        anyhow::bail!("examples/randomuser.yaml has no `table`");
+    };
+    only.name = table.to_owned();
     Ok(spec)
 }
 
 /// The table of [`example_spec`].
 pub fn example_table(keyspace: &str, table: &str) -> anyhow::Result<TableSpec> {
-    Ok(example_spec(keyspace, table)?.cassandra.table)
+    example_spec(keyspace, table)?
+        .cassandra
+        .table
+        .context("examples/randomuser.yaml has no `table`")
 }
 
 /// The result of one measurement, printed as one JSON line on stdout for

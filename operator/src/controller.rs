@@ -214,7 +214,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         },
         async {
             match &cassandra_auth {
-                Ok(auth) => apply::cassandra::reconcile_table(ctx, &p, auth.as_ref()).await,
+                Ok(auth) => apply::cassandra::reconcile_tables(ctx, &p, auth.as_ref()).await,
                 Err(_) => {
                     credentials_failed(cassandra_auth.as_ref().err(), "Cassandra credentials")
                 }
@@ -230,17 +230,30 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     // a runner it already has is scaled to zero, as if suspended.
     let conflict = topic.is_conflict() || table.is_conflict();
     // While the spec asks for a table change Cassandra cannot make, the
-    // runner keeps writing the table as it is: good records keep flowing.
-    let held_table = (table.reason == reasons::NOT_SUPPORTED)
-        .then_some(table.status.as_ref())
-        .flatten()
-        .and_then(|t| desired::table::runner_table(&sp.spec.cassandra.table, &t.columns));
+    // runner keeps writing that table as it is, and the others as
+    // declared: good records keep flowing.
+    let held_tables: Vec<(usize, millrace_api::TableSpec)> = match &table.status {
+        Some(statuses) if table.reason == reasons::NOT_SUPPORTED => sp
+            .spec
+            .cassandra
+            .tables()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, declared)| {
+                let observed = statuses.iter().find(|t| t.name == declared.name)?;
+                desired::table::runner_table(declared, &observed.columns).map(|t| (i, t))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let held;
-    let runner_p = if (conflict && !sp.spec.suspend) || held_table.is_some() {
+    let runner_p = if (conflict && !sp.spec.suspend) || !held_tables.is_empty() {
         let mut runner_sp = sp.clone();
         runner_sp.spec.suspend |= conflict;
-        if let Some(t) = held_table {
-            runner_sp.spec.cassandra.table = t;
+        for (i, t) in held_tables {
+            if let Some(slot) = runner_sp.spec.cassandra.tables_mut().get_mut(i) {
+                *slot = t;
+            }
         }
         held = runner_sp;
         Pipeline::new(&held)?
@@ -351,7 +364,16 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         observed_generation: Some(p.generation),
         conditions: status::merge(&old.conditions, &conds, p.generation, &now),
         topic: topic.status.clone().or(old.topic.clone()),
-        table: table.status.clone().or(old.table.clone()),
+        table: match &table.status {
+            Some(statuses) => statuses.first().cloned(),
+            None => old.table.clone(),
+        },
+        // Listed only for a spec with `tables`: one table is `table`.
+        tables: match (&table.status, &sp.spec.cassandra.tables) {
+            (_, None) => Vec::new(),
+            (Some(statuses), Some(_)) => statuses.clone(),
+            (None, Some(_)) => old.tables.clone(),
+        },
         runner: runner.status.clone().or(old.runner.clone()),
         flow,
         dead_letter_replay: replay,
@@ -429,10 +451,17 @@ fn credentials_failed<S>(error: Option<&Error>, what: &str) -> PartOutcome<S> {
 async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let spec = &sp.spec;
     let topic = &spec.kafka.topic.name;
-    let table = format!(
-        "{}.{}",
-        spec.cassandra.keyspace.name, spec.cassandra.table.name
-    );
+    let tables: Vec<String> = spec
+        .cassandra
+        .tables()
+        .iter()
+        .map(|t| format!("{}.{}", spec.cassandra.keyspace.name, t.name))
+        .collect();
+    // "table ks.t", or "tables ks.a, ks.b", for messages.
+    let table = match tables.as_slice() {
+        [one] => format!("table {one}"),
+        many => format!("tables {}", many.join(", ")),
+    };
     let forced = sp
         .annotations()
         .get(FORCE_DELETE_ANNOTATION)
@@ -441,13 +470,13 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         ctx.forget(&sp.uid().unwrap_or_default());
     }
     if spec.deletion_policy == DeletionPolicy::Retain {
-        let note = format!("deletionPolicy is Retain: kept topic {topic} and table {table}");
+        let note = format!("deletionPolicy is Retain: kept topic {topic} and {table}");
         publish(ctx, sp, vec![Notice::normal("Retained", note)]).await;
         return Ok(Action::await_change());
     }
     if forced {
         let note = format!(
-            "{FORCE_DELETE_ANNOTATION} is set: topic {topic} and table {table} were left in place"
+            "{FORCE_DELETE_ANNOTATION} is set: topic {topic} and {table} were left in place"
         );
         publish(ctx, sp, vec![Notice::warning("ForceDeleted", note)]).await;
         return Ok(Action::await_change());
@@ -483,10 +512,19 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         let topics =
             apply::kafka::delete_topics(ctx, spec, &owner, &remembered.topics, kafka_auth.as_ref())
                 .await?;
-        let table =
-            apply::cassandra::drop_table(ctx, &spec.cassandra, &owner, cassandra_auth.as_ref())
-                .await?;
-        Ok::<_, Error>((topics, table))
+        let mut dropped = Vec::new();
+        for (t, name) in spec.cassandra.tables().iter().zip(&tables) {
+            let outcome = apply::cassandra::drop_table(
+                ctx,
+                &spec.cassandra,
+                &t.name,
+                &owner,
+                cassandra_auth.as_ref(),
+            )
+            .await?;
+            dropped.push((name.clone(), outcome));
+        }
+        Ok::<_, Error>((topics, dropped))
     }
     .await;
     match result {
@@ -497,8 +535,10 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             if !topics.deleted.is_empty() {
                 done.push(format!("deleted topic {}", topics.deleted.join(" and ")));
             }
-            if dropped == apply::cassandra::Dropped::Dropped {
-                done.push(format!("dropped table {table}"));
+            for (name, outcome) in &dropped {
+                if *outcome == apply::cassandra::Dropped::Dropped {
+                    done.push(format!("dropped table {name}"));
+                }
             }
             if !done.is_empty() {
                 notices.push(Notice::normal(
@@ -520,11 +560,13 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                     left_in_place(&format!("topic {name}"), recorded.as_ref()),
                 ));
             }
-            if let apply::cassandra::Dropped::NotOurs(recorded) = &dropped {
-                notices.push(Notice::warning(
-                    "LeftInPlace",
-                    left_in_place(&format!("table {table}"), recorded.as_ref()),
-                ));
+            for (name, outcome) in &dropped {
+                if let apply::cassandra::Dropped::NotOurs(recorded) = outcome {
+                    notices.push(Notice::warning(
+                        "LeftInPlace",
+                        left_in_place(&format!("table {name}"), recorded.as_ref()),
+                    ));
+                }
             }
             publish(ctx, sp, notices).await;
             Ok(Action::await_change())
@@ -537,7 +579,7 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 false,
                 reasons::DELETION_BLOCKED,
                 format!(
-                    "deleting (deletionPolicy Delete) is blocked: {e}; retrying with back-off. To delete the StreamPipeline and leave topic {topic} and table {table} in place, set the annotation {FORCE_DELETE_ANNOTATION}=true"
+                    "deleting (deletionPolicy Delete) is blocked: {e}; retrying with back-off. To delete the StreamPipeline and leave topic {topic} and {table} in place, set the annotation {FORCE_DELETE_ANNOTATION}=true"
                 ),
             );
             let new = StreamPipelineStatus {

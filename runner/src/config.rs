@@ -93,7 +93,9 @@ impl Pipeline {
             source,
         };
         validate_pipeline(&name, &doc.spec).map_err(invalid)?;
-        RowMapper::new(&doc.spec.cassandra.table).map_err(invalid)?;
+        for (i, table) in doc.spec.cassandra.tables().iter().enumerate() {
+            RowMapper::new_at(table, &doc.spec.cassandra.table_path(i)).map_err(invalid)?;
+        }
         push_paths(&doc.spec).map_err(|message| ConfigError::PushPath {
             name: format!("{namespace}/{name}"),
             message,

@@ -9,9 +9,23 @@ use serde::{Deserialize, Serialize};
 use super::tls::{CaSecretRef, ClientCertSecretRef};
 use super::{limits, patterns};
 
-/// The Cassandra cluster, and the keyspace and table the sink writes to.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The Cassandra cluster, and the keyspace and tables the sink writes to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.table) != has(self.tables)")
+        .message("set table (one table) or tables (one or more), not both"),
+    validation = Rule::new(
+        "!has(oldSelf.tables) || !has(self.tables) || self.tables[0].name == oldSelf.tables[0].name"
+    )
+    .message("the first of tables keys the records in Kafka and cannot be changed; add other tables after it")
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "!has(oldSelf.table) || !has(self.tables) || self.tables[0].name == oldSelf.table.name"
+    )
+    .message("moving from table to tables, the table must stay first: it keys the records in Kafka")
+    .reason(Reason::FieldValueForbidden)
+)]
 pub struct CassandraSpec {
     /// Nodes to connect to first, as `host` or `host:port` (port 9042 when
     /// omitted). The driver discovers the rest of the cluster from them.
@@ -39,8 +53,20 @@ pub struct CassandraSpec {
     pub keyspace: KeyspaceSpec,
 
     /// The table rows are written to; created if missing, and new columns
-    /// added when they appear here.
-    pub table: TableSpec,
+    /// added when they appear here. For several tables, use `tables`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableSpec>,
+
+    /// Several tables fed by the same records, one per query (for example
+    /// `users_by_id` and `users_by_email`): every record is written to each
+    /// of them. The first keys the records in Kafka (its partition key), so
+    /// one key's versions stay in order; it cannot be replaced. Tables
+    /// added are created; a table removed from the list stops being written
+    /// and keeps its data. Instead of `table`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::TABLES_MAX))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub tables: Option<Vec<TableSpec>>,
 
     /// Consistency level of each write. `LOCAL_QUORUM` (default) survives one
     /// replica down with a replication factor of 3.
@@ -75,6 +101,47 @@ fn default_true() -> bool {
 }
 
 impl CassandraSpec {
+    /// The tables rows are written to, from `table` or `tables`; the first
+    /// keys the records. Empty only for a spec that sets neither, which
+    /// validation refuses.
+    pub fn tables(&self) -> &[TableSpec] {
+        match (&self.table, &self.tables) {
+            (Some(t), _) => std::slice::from_ref(t),
+            (None, Some(ts)) => ts,
+            (None, None) => &[],
+        }
+    }
+
+    /// As [`CassandraSpec::tables`], to change them in place.
+    pub fn tables_mut(&mut self) -> &mut [TableSpec] {
+        match (&mut self.table, &mut self.tables) {
+            (Some(t), _) => std::slice::from_mut(t),
+            (None, Some(ts)) => ts,
+            (None, None) => &mut [],
+        }
+    }
+
+    /// The table whose partition key keys the records in Kafka: the only
+    /// one, or the first of `tables`.
+    pub fn key_table(&self) -> Option<&TableSpec> {
+        self.tables().first()
+    }
+
+    /// Where the `i`th table is in the spec, for messages:
+    /// `spec.cassandra.table` or `spec.cassandra.tables[i]`.
+    pub fn table_path(&self, i: usize) -> String {
+        if self.table.is_some() {
+            "spec.cassandra.table".to_owned()
+        } else {
+            format!("spec.cassandra.tables[{i}]")
+        }
+    }
+
+    /// The table named `name`.
+    pub fn table_named(&self, name: &str) -> Option<&TableSpec> {
+        self.tables().iter().find(|t| t.name == name)
+    }
+
     /// The Secrets the Cassandra clients read: the login and the TLS
     /// material.
     pub fn secret_names(&self) -> Vec<&str> {

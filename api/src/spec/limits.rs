@@ -41,6 +41,8 @@ pub const BACKFILL_WINDOWS_MAX: u64 = 10_000;
 
 pub const CONTACT_POINTS_MAX: usize = 16;
 pub const COLUMNS_MAX: usize = 100;
+/// Tables one pipeline writes (each record becomes a row in each).
+pub const TABLES_MAX: usize = 8;
 pub const KEY_COLUMNS_MAX: usize = 8;
 pub const SOURCES_MAX: usize = 16;
 pub const TOPIC_CONFIG_MAX: usize = 64;

@@ -27,7 +27,7 @@ pub(super) fn spec() -> StreamPipelineSpec {
                 name: "spark_streams".into(),
                 replication: Replication::simple(1),
             },
-            table: TableSpec {
+            table: Some(TableSpec {
                 ttl: None,
                 write_time: None,
                 deletes: None,
@@ -38,7 +38,8 @@ pub(super) fn spec() -> StreamPipelineSpec {
                 ],
                 partition_key: vec!["id".into()],
                 clustering_key: vec![],
-            },
+            }),
+            tables: None,
             consistency: Consistency::LocalQuorum,
         },
         sources: vec![

@@ -22,21 +22,16 @@ pub(super) fn check_format(v: &mut Problems, spec: &StreamPipelineSpec) {
     if format.type_ == FormatType::Avro && !spec.sources.is_empty() {
         v.push("spec.sources", Problem::SourcesWithAvro);
     }
-    if format.type_ == FormatType::Avro && spec.cassandra.table.write_time.is_some() {
-        v.push("spec.cassandra.table.writeTime", Problem::WriteTimeWithAvro);
-    }
-    if format.type_ == FormatType::Avro
-        && spec
-            .cassandra
-            .table
-            .deletes
-            .as_ref()
-            .is_some_and(|d| d.key_only)
-    {
-        v.push(
-            "spec.cassandra.table.deletes.keyOnly",
-            Problem::KeyOnlyWithAvro,
-        );
+    if format.type_ == FormatType::Avro {
+        for (i, table) in spec.cassandra.tables().iter().enumerate() {
+            let at = spec.cassandra.table_path(i);
+            if table.write_time.is_some() {
+                v.push(format!("{at}.writeTime"), Problem::WriteTimeWithAvro);
+            }
+            if table.deletes.as_ref().is_some_and(|d| d.key_only) {
+                v.push(format!("{at}.deletes.keyOnly"), Problem::KeyOnlyWithAvro);
+            }
+        }
     }
     let Some(registry) = &format.schema_registry else {
         return;
@@ -110,7 +105,7 @@ mod tests {
         let mut s = spec();
         s.sources.clear();
         s.format = Some(avro("http://registry:8080"));
-        s.cassandra.table.write_time = Some(crate::spec::WriteTimeSpec {
+        s.cassandra.tables_mut()[0].write_time = Some(crate::spec::WriteTimeSpec {
             from: "/updatedAt".into(),
             unit: crate::spec::EpochUnit::Seconds,
         });
@@ -124,8 +119,8 @@ mod tests {
         );
 
         // Every Avro record has every field: none is key-only.
-        s.cassandra.table.write_time = None;
-        s.cassandra.table.deletes = Some(crate::spec::DeletesSpec {
+        s.cassandra.tables_mut()[0].write_time = None;
+        s.cassandra.tables_mut()[0].deletes = Some(crate::spec::DeletesSpec {
             key_only: true,
             ..Default::default()
         });

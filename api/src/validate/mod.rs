@@ -101,42 +101,54 @@ pub fn validate_update(
             },
         );
     }
-    if old_c.table.name != new_c.table.name {
+    // The first table keys the records in Kafka: replacing it would let
+    // two versions of a key sit in different partitions.
+    if let (Some(old_t), Some(new_t)) = (old_c.key_table(), new_c.key_table())
+        && old_t.name != new_t.name
+    {
         v.push(
-            "spec.cassandra.table.name",
+            format!("{}.name", new_c.table_path(0)),
             Problem::Immutable {
-                old: old_c.table.name.clone(),
-                new: new_c.table.name.clone(),
-                why: RENAME,
+                old: old_t.name.clone(),
+                new: new_t.name.clone(),
+                why: "the first table keys the records in Kafka; add other tables after it, or create a new StreamPipeline",
             },
         );
     }
-    if old_c.table.partition_key != new_c.table.partition_key {
-        v.push(
-            "spec.cassandra.table.partitionKey",
-            Problem::Immutable {
-                old: old_c.table.partition_key.join(", "),
-                new: new_c.table.partition_key.join(", "),
-                why: REKEY,
-            },
-        );
-    }
-    if old_c.table.clustering_key != new_c.table.clustering_key {
-        let show = |t: &TableSpec| {
-            t.clustering_key
-                .iter()
-                .map(|c| format!("{} {}", c.name, c.order.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
+    // A table keeps its name for life, so tables are matched by name: one
+    // renamed is a table removed (kept, no longer written) and one added.
+    for (i, new_t) in new_c.tables().iter().enumerate() {
+        let Some(old_t) = old_c.table_named(&new_t.name) else {
+            continue;
         };
-        v.push(
-            "spec.cassandra.table.clusteringKey",
-            Problem::Immutable {
-                old: show(&old_c.table),
-                new: show(&new_c.table),
-                why: REKEY,
-            },
-        );
+        let at = new_c.table_path(i);
+        if old_t.partition_key != new_t.partition_key {
+            v.push(
+                format!("{at}.partitionKey"),
+                Problem::Immutable {
+                    old: old_t.partition_key.join(", "),
+                    new: new_t.partition_key.join(", "),
+                    why: REKEY,
+                },
+            );
+        }
+        if old_t.clustering_key != new_t.clustering_key {
+            let show = |t: &TableSpec| {
+                t.clustering_key
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.order.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            v.push(
+                format!("{at}.clusteringKey"),
+                Problem::Immutable {
+                    old: show(old_t),
+                    new: show(new_t),
+                    why: REKEY,
+                },
+            );
+        }
     }
     if old.runner.autoscale.is_some()
         && new.runner.autoscale.is_some()
@@ -193,8 +205,8 @@ mod tests {
         for attempt in attempts {
             let mut s = spec();
             s.cassandra.keyspace.name = attempt.into();
-            s.cassandra.table.name = attempt.into();
-            s.cassandra.table.columns[1].name = attempt.into();
+            s.cassandra.tables_mut()[0].name = attempt.into();
+            s.cassandra.tables_mut()[0].columns[1].name = attempt.into();
             let found = problems(&s);
             let identifiers = found
                 .iter()
@@ -212,8 +224,8 @@ mod tests {
         for (what, attempt) in INJECTIONS {
             let mut s = spec();
             s.cassandra.keyspace.name = (*attempt).into();
-            s.cassandra.table.name = (*attempt).into();
-            s.cassandra.table.columns[1].name = (*attempt).into();
+            s.cassandra.tables_mut()[0].name = (*attempt).into();
+            s.cassandra.tables_mut()[0].columns[1].name = (*attempt).into();
             s.kafka.topic.name = (*attempt).into();
             s.sources[0].name = (*attempt).into();
             s.cassandra.local_datacenter = (*attempt).into();
@@ -298,8 +310,8 @@ mod tests {
     fn every_problem_is_listed_with_its_field() {
         let mut s = spec();
         s.kafka.topic.partitions = 0;
-        s.cassandra.table.columns[1].type_ = "string".into();
-        s.cassandra.table.partition_key = vec!["nope".into()];
+        s.cassandra.tables_mut()[0].columns[1].type_ = "string".into();
+        s.cassandra.tables_mut()[0].partition_key = vec!["nope".into()];
         s.sources[1].name = "API".into();
         let err = validate_spec(&s).unwrap_err();
         let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
@@ -327,14 +339,13 @@ mod tests {
     fn updates_keep_names_and_keys() {
         let old = spec();
         let mut new = spec();
-        new.cassandra
-            .table
+        new.cassandra.tables_mut()[0]
             .columns
             .push(ColumnSpec::from_pointer("email", "text", "/email"));
         new.kafka.topic.partitions = 6;
         validate_update(&old, &new).unwrap();
         new.cassandra.keyspace.name = "other".into();
-        new.cassandra.table.partition_key = vec!["email".into()];
+        new.cassandra.tables_mut()[0].partition_key = vec!["email".into()];
         let err = validate_update(&old, &new).unwrap_err();
         let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(

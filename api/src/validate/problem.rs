@@ -45,6 +45,16 @@ pub struct SpecProblem {
 /// What is wrong with a field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    #[error("set table (one table) or tables (one or more), not both")]
+    TableAndTables,
+    #[error("set table (one table) or tables (one or more): the pipeline has nowhere to write")]
+    NoTable,
+    #[error("table {0} is listed more than once")]
+    DuplicateTable(String),
+    #[error(
+        "table {table} takes its write time differently from the first table, {first}: a record has one write time, so every table must declare the same writeTime (or none)"
+    )]
+    WriteTimeDiffers { table: String, first: String },
     #[error(
         "format.type avro takes no sources: httpPush, httpPull and generator produce JSON, which the sink would not read; let Avro producers write the topic, or use format json"
     )]

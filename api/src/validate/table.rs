@@ -1,4 +1,4 @@
-//! Checks of `spec.cassandra.table`: its columns, their value sources and
+//! Checks of each table (`spec.cassandra.table` or `tables[i]`): its columns, their value sources and
 //! its primary key.
 
 use std::collections::BTreeSet;
@@ -182,7 +182,12 @@ pub(super) fn check_kafka_columns(v: &mut Problems, spec: &StreamPipelineSpec) {
     if spec.sources.is_empty() {
         return;
     }
-    let table = &spec.cassandra.table;
+    // Only the first table keys the records; the others' keys are read
+    // from the record at the sink, where the Kafka record exists.
+    let Some(table) = spec.cassandra.key_table() else {
+        return;
+    };
+    let at = spec.cassandra.table_path(0);
     for (i, name) in table.partition_key.iter().enumerate() {
         let Some(column) = table.column(name) else {
             continue;
@@ -193,7 +198,7 @@ pub(super) fn check_kafka_columns(v: &mut Problems, spec: &StreamPipelineSpec) {
             (None, None) => continue,
         };
         v.push(
-            format!("spec.cassandra.table.partitionKey[{i}]"),
+            format!("{at}.partitionKey[{i}]"),
             Problem::PartitionKeyFromKafka(name.clone(), part),
         );
     }
@@ -276,8 +281,8 @@ mod tests {
     #[test]
     fn keys_must_name_distinct_scalar_columns() {
         let mut s = spec();
-        s.cassandra.table.columns[1].type_ = "set<text>".into();
-        s.cassandra.table.clustering_key = vec![
+        s.cassandra.tables_mut()[0].columns[1].type_ = "set<text>".into();
+        s.cassandra.tables_mut()[0].clustering_key = vec![
             ClusteringColumn {
                 name: "select".into(),
                 order: ClusteringOrder::Asc,
@@ -298,7 +303,7 @@ mod tests {
                 .iter()
                 .any(|p| matches!(p, Problem::RepeatedKeyColumn(c) if c == "id"))
         );
-        s.cassandra.table.partition_key.clear();
+        s.cassandra.tables_mut()[0].partition_key.clear();
         assert!(
             problems(&s)
                 .iter()
@@ -309,14 +314,14 @@ mod tests {
     #[test]
     fn columns_need_one_value_source_of_a_sound_shape() {
         let mut s = spec();
-        let column = &mut s.cassandra.table.columns[1];
+        let column = &mut s.cassandra.tables_mut()[0].columns[1];
         column.template = Some("{/name/last}".into());
         assert!(
             problems(&s)
                 .iter()
                 .any(|p| p.problem == Problem::ColumnSourceCount(2))
         );
-        let column = &mut s.cassandra.table.columns[1];
+        let column = &mut s.cassandra.tables_mut()[0].columns[1];
         column.template = None;
         column.from = Some("name".into());
         assert!(
@@ -324,35 +329,34 @@ mod tests {
                 .iter()
                 .any(|p| matches!(p.problem, Problem::Pointer(_)))
         );
-        s.cassandra.table.columns[1].from = Some(String::new());
+        s.cassandra.tables_mut()[0].columns[1].from = Some(String::new());
         assert!(
             problems(&s)
                 .iter()
                 .any(|p| p.problem == Problem::RootPointer)
         );
-        s.cassandra.table.columns[1] =
+        s.cassandra.tables_mut()[0].columns[1] =
             ColumnSpec::from_pointer("seen", "text", "/seen").with_unit(EpochUnit::Seconds);
         assert!(
             problems(&s).iter().any(|p| p.field.ends_with(".unit")
                 && matches!(p.problem, Problem::UnitWithoutTimestamp(_)))
         );
         for ty in ["timestamp", "list<timestamp>", "map<timestamp,text>"] {
-            s.cassandra.table.columns[1] =
+            s.cassandra.tables_mut()[0].columns[1] =
                 ColumnSpec::from_pointer("seen", ty, "/seen").with_unit(EpochUnit::Seconds);
             assert!(problems(&s).is_empty(), "{ty}: {:?}", problems(&s));
         }
-        s.cassandra.table.columns[1] = ColumnSpec {
+        s.cassandra.tables_mut()[0].columns[1] = ColumnSpec {
             whole_record: Some(true),
             ..ColumnSpec::from_pointer("raw", "blob", "/x")
         };
-        s.cassandra.table.columns[1].from = None;
+        s.cassandra.tables_mut()[0].columns[1].from = None;
         assert!(
             problems(&s)
                 .iter()
                 .any(|p| matches!(p.problem, Problem::WholeRecordNotText(_)))
         );
-        s.cassandra
-            .table
+        s.cassandra.tables_mut()[0]
             .columns
             .push(ColumnSpec::from_pointer("id", "text", "/id"));
         assert!(
@@ -371,16 +375,16 @@ mod tests {
                 .any(|p| p.field == field && f(&p.problem))
         };
         let mut s = spec();
-        s.cassandra.table.columns.extend([
+        s.cassandra.tables_mut()[0].columns.extend([
             ColumnSpec::from_kafka("k", "text", KafkaPart::Key),
             ColumnSpec::from_kafka("at", "timestamp", KafkaPart::Timestamp),
             ColumnSpec::from_header("trace", "text", "trace-id"),
         ]);
-        s.cassandra.table.ttl = Some(TtlSpec {
+        s.cassandra.tables_mut()[0].ttl = Some(TtlSpec {
             seconds: Some(3600),
             from: Some("/ttl".into()),
         });
-        s.cassandra.table.write_time = Some(WriteTimeSpec {
+        s.cassandra.tables_mut()[0].write_time = Some(WriteTimeSpec {
             from: "/updatedAt".into(),
             unit: EpochUnit::Milliseconds,
         });
@@ -388,30 +392,30 @@ mod tests {
 
         let t = "spec.cassandra.table";
         let mut bad = s.clone();
-        bad.cassandra.table.columns[2].from = Some("/k".into());
+        bad.cassandra.tables_mut()[0].columns[2].from = Some("/k".into());
         assert!(has(&bad, &format!("{t}.columns[2]"), |p| matches!(
             p,
             Problem::ColumnSourceCount(2)
         )));
         let mut bad = s.clone();
-        bad.cassandra.table.columns[3].unit = Some(EpochUnit::Seconds);
+        bad.cassandra.tables_mut()[0].columns[3].unit = Some(EpochUnit::Seconds);
         assert!(has(&bad, &format!("{t}.columns[3].unit"), |p| *p
             == Problem::UnitOfKafkaTimestamp));
         let mut bad = s.clone();
-        bad.cassandra.table.columns[3].type_ = "date".into();
+        bad.cassandra.tables_mut()[0].columns[3].type_ = "date".into();
         assert!(has(&bad, &format!("{t}.columns[3].type"), |p| matches!(
             p,
             Problem::KafkaTimestampType(_)
         )));
         let mut bad = s.clone();
-        bad.cassandra.table.columns[4].from_header = Some("line\nbreak".into());
+        bad.cassandra.tables_mut()[0].columns[4].from_header = Some("line\nbreak".into());
         assert!(has(
             &bad,
             &format!("{t}.columns[4].fromHeader"),
             |p| matches!(p, Problem::KafkaHeaderName(_))
         ));
         let mut bad = s.clone();
-        bad.cassandra.table.ttl = Some(TtlSpec {
+        bad.cassandra.tables_mut()[0].ttl = Some(TtlSpec {
             seconds: Some(630_720_001),
             from: Some("ttl".into()),
         });
@@ -423,13 +427,13 @@ mod tests {
             p,
             Problem::Pointer(_)
         )));
-        bad.cassandra.table.ttl = Some(TtlSpec {
+        bad.cassandra.tables_mut()[0].ttl = Some(TtlSpec {
             seconds: None,
             from: None,
         });
         assert!(has(&bad, &format!("{t}.ttl"), |p| *p == Problem::Empty));
         let mut bad = s.clone();
-        bad.cassandra.table.write_time = Some(WriteTimeSpec {
+        bad.cassandra.tables_mut()[0].write_time = Some(WriteTimeSpec {
             from: "".into(),
             unit: EpochUnit::Seconds,
         });
@@ -437,7 +441,7 @@ mod tests {
 
         // The sources key records by the partition key from the value.
         let mut bad = s.clone();
-        bad.cassandra.table.partition_key = vec!["k".into()];
+        bad.cassandra.tables_mut()[0].partition_key = vec!["k".into()];
         assert!(has(
             &bad,
             &format!("{t}.partitionKey[0]"),
@@ -455,13 +459,13 @@ mod tests {
     fn deletes_name_at_least_one_kind_and_key_only_needs_value_columns() {
         use crate::spec::{DeleteMarker, DeletesSpec};
         let mut s = spec();
-        s.cassandra.table.deletes = Some(DeletesSpec::default());
+        s.cassandra.tables_mut()[0].deletes = Some(DeletesSpec::default());
         assert!(
             problems(&s)
                 .iter()
                 .any(|p| p.field == "spec.cassandra.table.deletes" && p.problem == Problem::Empty)
         );
-        s.cassandra.table.deletes = Some(DeletesSpec {
+        s.cassandra.tables_mut()[0].deletes = Some(DeletesSpec {
             marker: Some(DeleteMarker {
                 from: "op".into(),
                 equals: String::new(),
@@ -482,21 +486,21 @@ mod tests {
                     && p.problem == Problem::Empty)
         );
 
-        s.cassandra.table.deletes = Some(DeletesSpec {
+        s.cassandra.tables_mut()[0].deletes = Some(DeletesSpec {
             key_only: true,
             tombstones: true,
             ..DeletesSpec::default()
         });
         assert!(problems(&s).is_empty(), "{:?}", problems(&s));
         // With only key columns reading the value, every record is key-only.
-        s.cassandra.table.columns[1] =
+        s.cassandra.tables_mut()[0].columns[1] =
             ColumnSpec::from_kafka("select", "text", crate::spec::KafkaPart::Key);
         assert!(
             problems(&s)
                 .iter()
                 .any(|p| p.problem == Problem::KeyOnlyWithoutValueColumns)
         );
-        s.cassandra.table.columns[1] = ColumnSpec::whole_record("select");
+        s.cassandra.tables_mut()[0].columns[1] = ColumnSpec::whole_record("select");
         assert!(
             problems(&s)
                 .iter()

@@ -1,6 +1,7 @@
-//! The pipeline's keyspace and table, through CQL DDL. Columns are only
-//! ever added; a changed type or key is reported, never attempted. A table
-//! is changed or dropped only by the pipeline its comment names as owner.
+//! The pipeline's keyspace and tables, through CQL DDL. Columns are only
+//! ever added; a changed type or key is reported, never attempted, for
+//! that table only. A table is changed or dropped only by the pipeline its
+//! comment names as owner.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use millrace_api::auth_failure::{cassandra_auth_failure, cassandra_tls_failure};
-use millrace_api::{CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableStatus, cql};
+use millrace_api::{
+    CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableSpec, TableStatus, cql,
+};
 use scylla::client::session::Session;
 
 use super::PartOutcome;
@@ -21,6 +24,7 @@ use crate::desired::table::{ObservedTable, plan_table};
 use crate::error::{Error, Result};
 use crate::events::Notice;
 use crate::metrics::Target;
+use crate::status::reasons;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -60,9 +64,8 @@ fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
     }
 }
 
-async fn observe(session: &Session, spec: &CassandraSpec) -> Result<ObservedTable> {
+async fn observe(session: &Session, spec: &CassandraSpec, table: &str) -> Result<ObservedTable> {
     let ks = spec.keyspace.name.as_str();
-    let table = spec.table.name.as_str();
     let rows = tokio::time::timeout(
         REQUEST_TIMEOUT,
         session.query_unpaged(
@@ -140,9 +143,9 @@ async fn observe(session: &Session, spec: &CassandraSpec) -> Result<ObservedTabl
 
 /// Columns for the status: the declared ones in their order, then any the
 /// table still has from earlier specs.
-fn column_status(spec: &CassandraSpec, observed: &[ObservedColumn]) -> Vec<ColumnStatus> {
+fn column_status(table: &TableSpec, observed: &[ObservedColumn]) -> Vec<ColumnStatus> {
     let mut out: Vec<ColumnStatus> = Vec::new();
-    for c in &spec.table.columns {
+    for c in &table.columns {
         if let Some(o) = observed.iter().find(|o| o.name == c.name) {
             out.push(ColumnStatus {
                 name: o.name.clone(),
@@ -152,7 +155,7 @@ fn column_status(spec: &CassandraSpec, observed: &[ObservedColumn]) -> Vec<Colum
     }
     let mut rest: Vec<&ObservedColumn> = observed
         .iter()
-        .filter(|o| spec.table.column(&o.name).is_none())
+        .filter(|o| table.column(&o.name).is_none())
         .collect();
     rest.sort_by(|a, b| a.name.cmp(&b.name));
     out.extend(rest.into_iter().map(|o| ColumnStatus {
@@ -162,14 +165,85 @@ fn column_status(spec: &CassandraSpec, observed: &[ObservedColumn]) -> Vec<Colum
     out
 }
 
-pub async fn reconcile_table(
+/// Each table of the pipeline, one after the other (the first creates
+/// the keyspace if need be); with their statuses in the spec's order.
+/// Ready when every table is; a change Cassandra cannot make is
+/// `NotSupported` for its table, and the others are still reconciled.
+pub async fn reconcile_tables(
     ctx: &Context,
     p: &Pipeline<'_>,
+    creds: Option<&CassandraAuth>,
+) -> PartOutcome<Vec<TableStatus>> {
+    let spec = &p.sp.spec.cassandra;
+    let mut parts = Vec::new();
+    for table in spec.tables() {
+        parts.push(reconcile_table(ctx, p, table, creds).await);
+    }
+    combine(parts, spec.tables().len() > 1)
+}
+
+/// One outcome for the tables' outcomes: the first failure or conflict
+/// stands for all (the others' events are kept); otherwise ready when
+/// every table is, `NotSupported` when one is. With several tables each
+/// message names its table already.
+fn combine(parts: Vec<PartOutcome<TableStatus>>, several: bool) -> PartOutcome<Vec<TableStatus>> {
+    let events: Vec<Notice> = parts.iter().flat_map(|o| o.events.clone()).collect();
+    if let Some(at) = parts
+        .iter()
+        .position(|o| o.error.is_some() || o.is_conflict())
+    {
+        let mut parts = parts;
+        let first = parts.swap_remove(at);
+        let mut out = PartOutcome::not_attempted(&first.reason, first.message);
+        out.error = first.error;
+        return out.with_events(events);
+    }
+    let statuses: Vec<TableStatus> = parts.iter().filter_map(|o| o.status.clone()).collect();
+    let unsupported: Vec<String> = parts
+        .iter()
+        .filter(|o| o.reason == reasons::NOT_SUPPORTED)
+        .map(|o| match (&o.status, several) {
+            (Some(t), true) => format!("table {}: {}", t.qualified_name, o.message),
+            _ => o.message.clone(),
+        })
+        .collect();
+    let out = if !unsupported.is_empty() {
+        PartOutcome::not_supported(&unsupported, statuses)
+    } else if several {
+        let names: Vec<&str> = statuses.iter().map(|t| t.qualified_name.as_str()).collect();
+        let mut message = format!(
+            "tables {} have their declared columns and primary keys",
+            names.join(", ")
+        );
+        for t in statuses.iter().filter(|t| t.recreated.is_some()) {
+            if let Some(at) = &t.recreated {
+                message.push_str(&format!(
+                    "; {} was dropped outside millrace and created again, empty, at {}",
+                    t.qualified_name, at.0
+                ));
+            }
+        }
+        PartOutcome::ready(message, statuses)
+    } else {
+        let message = parts
+            .into_iter()
+            .next()
+            .map(|o| o.message)
+            .unwrap_or_default();
+        PartOutcome::ready(message, statuses)
+    };
+    out.with_events(events)
+}
+
+async fn reconcile_table(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    table: &TableSpec,
     creds: Option<&CassandraAuth>,
 ) -> PartOutcome<TableStatus> {
     let spec = &p.sp.spec.cassandra;
     let mut events = Vec::new();
-    let result = reconcile_inner(ctx, p, creds, &mut events).await;
+    let result = reconcile_inner(ctx, p, table, creds, &mut events).await;
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -177,10 +251,7 @@ pub async fn reconcile_table(
                 ctx.cassandra.forget(spec, creds).await;
             }
             let e = refused_credentials(e, p);
-            PartOutcome::failed(
-                e,
-                &format!("table {}.{}", spec.keyspace.name, spec.table.name),
-            )
+            PartOutcome::failed(e, &format!("table {}.{}", spec.keyspace.name, table.name))
         }
     };
     outcome.with_events(events)
@@ -200,41 +271,47 @@ async fn execute(ctx: &Context, session: &Session, spec: &CassandraSpec, cql: &s
     Ok(())
 }
 
-/// Whether this pipeline's status last saw its table, so one dropped by
+/// What this pipeline's status last said of `table`.
+fn last_status<'a>(p: &'a Pipeline<'_>, table: &str) -> Option<&'a TableStatus> {
+    let keyspace = &p.sp.spec.cassandra.keyspace.name;
+    let status = p.sp.status.as_ref()?;
+    status
+        .tables
+        .iter()
+        .chain(status.table.as_ref())
+        .find(|t| t.keyspace == *keyspace && t.name == table)
+}
+
+/// Whether this pipeline's status last saw `table`, so one dropped by
 /// hand is told apart from one never made.
-fn table_existed(p: &Pipeline<'_>) -> bool {
-    let spec = &p.sp.spec.cassandra;
-    p.sp.status
-        .as_ref()
-        .and_then(|s| s.table.as_ref())
-        .is_some_and(|t| {
-            t.keyspace == spec.keyspace.name && t.name == spec.table.name && !t.columns.is_empty()
-        })
+fn table_existed(p: &Pipeline<'_>, table: &str) -> bool {
+    last_status(p, table).is_some_and(|t| !t.columns.is_empty())
 }
 
 async fn reconcile_inner(
     ctx: &Context,
     p: &Pipeline<'_>,
+    table: &TableSpec,
     creds: Option<&CassandraAuth>,
     events: &mut Vec<Notice>,
 ) -> Result<PartOutcome<TableStatus>> {
     let spec = &p.sp.spec.cassandra;
     let owner = p.owner_id();
-    let existed = table_existed(p);
+    let existed = table_existed(p, &table.name);
     let session = ctx.cassandra.get(spec, creds).await?;
     let plan_for = |observed: &ObservedTable| {
-        plan_table(spec, observed, &owner, existed).map_err(|e| Error::Render {
+        plan_table(spec, table, observed, &owner, existed).map_err(|e| Error::Render {
             what: "the table",
             message: e.to_string(),
         })
     };
-    let mut observed = observe(&session, spec).await?;
+    let mut observed = observe(&session, spec, &table.name).await?;
     let mut plan = plan_for(&observed)?;
     // Another pipeline's table is read again under the lock too: the claim
     // must not be decided on a read older than a competing CREATE.
     if !plan.statements.is_empty() || plan.conflict.is_some() {
         let ddl = ctx.cassandra.lock_ddl(spec).await;
-        observed = observe(&session, spec).await?;
+        observed = observe(&session, spec, &table.name).await?;
         plan = plan_for(&observed)?;
         let mut done = Vec::new();
         let mut failed = None;
@@ -259,11 +336,11 @@ async fn reconcile_inner(
             return Err(e);
         }
         if !plan.statements.is_empty() {
-            observed = observe(&session, spec).await?;
+            observed = observe(&session, spec, &table.name).await?;
         }
     }
     let ks = &spec.keyspace.name;
-    let name = &spec.table.name;
+    let name = &table.name;
     if let Some(other) = &plan.conflict {
         return Ok(PartOutcome::conflict(ownership::conflict_message(
             &format!("table {ks}.{name}"),
@@ -273,16 +350,13 @@ async fn reconcile_inner(
             ),
         )));
     }
-    let mut status = TableStatus::new(ks, name, column_status(spec, &observed.columns));
+    let mut status = TableStatus::new(ks, name, column_status(table, &observed.columns));
     // Said until the table is made anew by the pipeline itself: the rows
     // it held are gone, and a person reading the status should know.
     status.recreated = if plan.recreated {
         Some(Time(Timestamp::now()))
     } else if existed {
-        p.sp.status
-            .as_ref()
-            .and_then(|s| s.table.as_ref())
-            .and_then(|t| t.recreated.clone())
+        last_status(p, name).and_then(|t| t.recreated.clone())
     } else {
         None
     };
@@ -297,7 +371,7 @@ async fn reconcile_inner(
             PartOutcome::ready(
                 format!(
                     "table {ks}.{name} has the declared {} columns and primary key{again}",
-                    spec.table.columns.len()
+                    table.columns.len()
                 ),
                 status,
             )
@@ -305,7 +379,7 @@ async fn reconcile_inner(
             PartOutcome::ready(
                 format!(
                     "table {ks}.{name} has the declared {} columns and primary key",
-                    spec.table.columns.len()
+                    table.columns.len()
                 ),
                 status,
             )
@@ -325,18 +399,19 @@ pub enum Dropped {
     NotOurs(Option<Owner>),
 }
 
-/// `deletionPolicy: Delete`: drops the table if its comment names `owner`
+/// `deletionPolicy: Delete`: drops `table` if its comment names `owner`
 /// (the keyspace may hold other tables and is kept).
 pub async fn drop_table(
     ctx: &Context,
     spec: &CassandraSpec,
+    table: &str,
     owner: &Owner,
     creds: Option<&CassandraAuth>,
 ) -> Result<Dropped> {
     let result = async {
         let session = ctx.cassandra.get(spec, creds).await?;
         let _ddl = ctx.cassandra.lock_ddl(spec).await;
-        let observed = observe(&session, spec).await?;
+        let observed = observe(&session, spec, table).await?;
         if observed.columns.is_empty() {
             return Ok(Dropped::Absent);
         }
@@ -348,7 +423,7 @@ pub async fn drop_table(
             ctx,
             &session,
             spec,
-            &cql::drop_table(&spec.keyspace.name, &spec.table.name),
+            &cql::drop_table(&spec.keyspace.name, table),
         )
         .await?;
         Ok(Dropped::Dropped)
@@ -358,4 +433,50 @@ pub async fn drop_table(
         ctx.cassandra.forget(spec, creds).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str) -> TableStatus {
+        TableStatus::new("ks", name, vec![])
+    }
+
+    #[test]
+    fn several_tables_are_ready_only_together_and_a_change_names_its_table() {
+        let ready = || {
+            vec![
+                PartOutcome::ready("a fine".into(), status("a")),
+                PartOutcome::ready("b fine".into(), status("b")),
+            ]
+        };
+        let out = combine(ready(), true);
+        assert!(out.ready && out.usable);
+        assert_eq!(out.status.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            out.message,
+            "tables ks.a, ks.b have their declared columns and primary keys"
+        );
+        // One table alone keeps its own words.
+        let one = combine(
+            vec![PartOutcome::ready("a fine".into(), status("a"))],
+            false,
+        );
+        assert_eq!(one.message, "a fine");
+
+        let mut parts = ready();
+        parts[1] = PartOutcome::not_supported(&["column x: int to text".into()], status("b"));
+        let out = combine(parts, true);
+        assert!(!out.ready && out.usable, "the other table keeps flowing");
+        assert_eq!(out.reason, reasons::NOT_SUPPORTED);
+        assert_eq!(out.message, "table ks.b: column x: int to text");
+        assert_eq!(out.status.map(|s| s.len()), Some(2));
+
+        let mut parts = ready();
+        parts[0] = PartOutcome::conflict("owned by other/p".into());
+        let out = combine(parts, true);
+        assert!(out.is_conflict() && !out.usable && out.status.is_none());
+        assert_eq!(out.message, "owned by other/p");
+    }
 }

@@ -108,7 +108,7 @@ mod tests {
         assert_ne!(config_hash(&changed.spec), config_hash(&sp.spec));
         assert_ne!(document(&changed), document(&sp));
         let mut changed = sp.clone();
-        changed.spec.cassandra.table.columns.pop();
+        changed.spec.cassandra.tables_mut()[0].columns.pop();
         assert_ne!(config_hash(&changed.spec), config_hash(&sp.spec));
     }
 }

@@ -47,13 +47,14 @@ pub struct TablePlan {
 /// one never made.
 pub fn plan_table(
     spec: &CassandraSpec,
+    table_spec: &TableSpec,
     observed: &ObservedTable,
     owner: &Owner,
     existed: bool,
 ) -> Result<TablePlan, CqlTypeError> {
     let mut plan = TablePlan::default();
     let ks = &spec.keyspace.name;
-    let table = &spec.table.name;
+    let table = &table_spec.name;
     let exists = !observed.columns.is_empty();
     let recorded = ownership::owner_in_comment(&observed.comment);
     let claim = if exists {
@@ -107,7 +108,7 @@ pub fn plan_table(
             },
             cql: cql::create_table_with_comment(
                 ks,
-                &spec.table,
+                table_spec,
                 &ownership::comment_with_owner("", owner),
             )?,
         });
@@ -126,7 +127,7 @@ pub fn plan_table(
             ),
         });
     }
-    let diff = diff_table(&spec.table, &observed.columns);
+    let diff = diff_table(table_spec, &observed.columns);
     for (name, cql_type) in &diff.add {
         plan.statements.push(Statement {
             reason: "ColumnAdded",
@@ -173,13 +174,13 @@ mod tests {
     use millrace_api::{ColumnKind, ColumnSpec};
 
     fn columns(spec: &CassandraSpec) -> Vec<ObservedColumn> {
-        spec.table
+        spec.tables()[0]
             .columns
             .iter()
             .map(|c| ObservedColumn {
                 name: c.name.clone(),
                 cql_type: c.type_.clone(),
-                kind: if spec.table.partition_key.contains(&c.name) {
+                kind: if spec.tables()[0].partition_key.contains(&c.name) {
                     ColumnKind::PartitionKey { position: 0 }
                 } else {
                     ColumnKind::Regular
@@ -201,7 +202,14 @@ mod tests {
     #[test]
     fn nothing_exists_so_keyspace_and_table_are_created() {
         let spec = fixtures::seed().spec.cassandra;
-        let plan = plan_table(&spec, &ObservedTable::default(), &me(), false).expect("plan");
+        let plan = plan_table(
+            &spec,
+            &spec.tables()[0].clone(),
+            &ObservedTable::default(),
+            &me(),
+            false,
+        )
+        .expect("plan");
         let reasons: Vec<_> = plan.statements.iter().map(|s| s.reason).collect();
         assert_eq!(reasons, ["KeyspaceCreated", "TableCreated"]);
         assert!(plan.statements[1].cql.contains("PRIMARY KEY ((\"id\"))"));
@@ -230,8 +238,7 @@ mod tests {
     #[test]
     fn the_runner_keeps_the_tables_type_for_a_column_whose_type_cannot_change() {
         let mut spec = fixtures::seed().spec.cassandra;
-        let observed: Vec<ColumnStatus> = spec
-            .table
+        let observed: Vec<ColumnStatus> = spec.tables()[0]
             .columns
             .iter()
             .map(|c| ColumnStatus {
@@ -239,14 +246,18 @@ mod tests {
                 type_: c.type_.clone(),
             })
             .collect();
-        assert_eq!(runner_table(&spec.table, &observed), None);
-        if let Some(c) = spec.table.columns.iter_mut().find(|c| c.name == "gender") {
+        assert_eq!(runner_table(&spec.tables()[0], &observed), None);
+        if let Some(c) = spec.tables_mut()[0]
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "gender")
+        {
             c.type_ = "int".into();
         }
-        spec.table
+        spec.tables_mut()[0]
             .columns
             .push(ColumnSpec::from_pointer("age", "int", "/dob/age"));
-        let held = runner_table(&spec.table, &observed).expect("held back");
+        let held = runner_table(&spec.tables()[0], &observed).expect("held back");
         let gender = held.column("gender").expect("gender");
         assert_eq!(gender.type_, "text", "the table's type");
         assert_eq!(
@@ -260,7 +271,8 @@ mod tests {
     fn a_keyspace_with_more_replicas_than_declared_is_never_lowered() {
         let spec = fixtures::seed().spec.cassandra;
         let observed = ours(&spec, "3");
-        let plan = plan_table(&spec, &observed, &me(), true).expect("plan");
+        let plan =
+            plan_table(&spec, &spec.tables()[0].clone(), &observed, &me(), true).expect("plan");
         assert!(plan.statements.is_empty(), "{:?}", plan.statements);
         assert_eq!(plan.unsupported.len(), 1);
         assert!(
@@ -275,10 +287,11 @@ mod tests {
         let mut spec = fixtures::seed().spec.cassandra;
         let mut observed = ours(&spec, "3");
         observed.comment = "[millrace owner=other/users]".into();
-        spec.table
+        spec.tables_mut()[0]
             .columns
             .push(ColumnSpec::from_pointer("age", "int", "/dob/age"));
-        let plan = plan_table(&spec, &observed, &me(), true).expect("plan");
+        let plan =
+            plan_table(&spec, &spec.tables()[0].clone(), &observed, &me(), true).expect("plan");
         assert_eq!(plan.conflict, Some(Owner::new("other", "users")));
         assert!(plan.statements.is_empty(), "{:?}", plan.statements);
         assert!(plan.unsupported.is_empty());
@@ -289,7 +302,8 @@ mod tests {
         let spec = fixtures::seed().spec.cassandra;
         let mut observed = ours(&spec, "1");
         observed.comment = "made by hand".into();
-        let plan = plan_table(&spec, &observed, &me(), false).expect("plan");
+        let plan =
+            plan_table(&spec, &spec.tables()[0].clone(), &observed, &me(), false).expect("plan");
         let reasons: Vec<_> = plan.statements.iter().map(|s| s.reason).collect();
         assert_eq!(reasons, ["TableClaimed"]);
         assert!(
@@ -308,7 +322,8 @@ mod tests {
             keyspace_replication: simple("1"),
             ..ObservedTable::default()
         };
-        let plan = plan_table(&spec, &observed, &me(), true).expect("plan");
+        let plan =
+            plan_table(&spec, &spec.tables()[0].clone(), &observed, &me(), true).expect("plan");
         assert!(plan.recreated);
         let reasons: Vec<_> = plan.statements.iter().map(|s| s.reason).collect();
         assert_eq!(reasons, ["TableRecreated"]);
@@ -320,7 +335,7 @@ mod tests {
         let spec = fixtures::seed().spec.cassandra;
         let observed = ours(&spec, "1");
         assert_eq!(
-            plan_table(&spec, &observed, &me(), true).expect("plan"),
+            plan_table(&spec, &spec.tables()[0].clone(), &observed, &me(), true).expect("plan"),
             TablePlan::default()
         );
     }
@@ -330,13 +345,18 @@ mod tests {
         let mut spec = fixtures::seed().spec.cassandra;
         let observed = ours(&spec, "1");
         spec.keyspace.replication.replication_factor = Some(2);
-        spec.table
+        spec.tables_mut()[0]
             .columns
             .push(ColumnSpec::from_pointer("age", "int", "/dob/age"));
-        if let Some(c) = spec.table.columns.iter_mut().find(|c| c.name == "gender") {
+        if let Some(c) = spec.tables_mut()[0]
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "gender")
+        {
             c.type_ = "int".into();
         }
-        let plan = plan_table(&spec, &observed, &me(), true).expect("plan");
+        let plan =
+            plan_table(&spec, &spec.tables()[0].clone(), &observed, &me(), true).expect("plan");
         let reasons: Vec<_> = plan.statements.iter().map(|s| s.reason).collect();
         assert_eq!(reasons, ["KeyspaceAltered", "ColumnAdded"]);
         assert!(plan.statements[1].cql.contains("ADD \"age\" int"));

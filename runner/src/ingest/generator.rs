@@ -367,7 +367,7 @@ mod tests {
         .unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let spec: StreamPipelineSpec = serde_yaml::from_value(doc["spec"].clone()).unwrap();
-        let mapper = RowMapper::new(&spec.cassandra.table).unwrap();
+        let mapper = RowMapper::new(&spec.cassandra.tables()[0]).unwrap();
         let mut rng = rand::rng();
         for _ in 0..1000 {
             let user = user(&mut rng);

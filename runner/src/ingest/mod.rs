@@ -46,7 +46,14 @@ impl Ingest {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Self>> {
         let spec = &pipeline.spec;
-        let mapper = RowMapper::new(&spec.cassandra.table)?;
+        // Records are keyed, and checked, by the first table: the others
+        // are the sink's to write, which dead-letters what one of them
+        // cannot take while the rest still get their rows.
+        let key_table = spec
+            .cassandra
+            .key_table()
+            .ok_or_else(|| anyhow::anyhow!("the pipeline declares no table"))?;
+        let mapper = RowMapper::new(key_table)?;
         // A pushed record waits at most this long for Kafka before the
         // client is told 503 and retries.
         let producer = Producer::new(

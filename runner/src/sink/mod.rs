@@ -1,6 +1,8 @@
-//! The sink: the pipeline's topic into its Cassandra table.
+//! The sink: the pipeline's topic into its Cassandra tables.
 //!
-//! One consumer reads; each record is mapped and written by its own task,
+//! One consumer reads; each record is mapped and written by its own task
+//! (to every table of the pipeline, the tables' writes side by side; a
+//! record one of them refuses is dead-lettered once, naming it),
 //! at most `maxInFlight` at once (a semaphore). An offset becomes safe only
 //! when every earlier record of its partition is written or dead-lettered
 //! ([`offsets`]); safe offsets are stored every [`STORE_INTERVAL`] and
@@ -29,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use millrace_api::cql_value::{self, Bound};
-use millrace_api::{CommitMetadata, KafkaRecordParts, RowMapper, WriteSettings, avro, cql};
+use millrace_api::{
+    CommitMetadata, KafkaRecordParts, RecordParser, RowMapper, TableSpec, avro, cql,
+};
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -406,13 +410,56 @@ fn lag(lo: i64, hi: i64, written: [i64; 2]) -> Option<i64> {
     }
 }
 
-/// What a write task needs, shared by all of them.
-struct Writer {
-    session: Session,
+/// One table the sink writes, with its statements.
+struct Table {
+    /// `keyspace.table`, for messages.
+    name: String,
     insert: PreparedStatement,
     /// The delete of one row, for a table whose spec has `deletes`.
     delete: Option<PreparedStatement>,
     mapper: RowMapper,
+}
+
+impl Table {
+    async fn prepare(
+        session: &Session,
+        keyspace: &str,
+        spec: &TableSpec,
+        at: &str,
+        consistency: scylla::statement::Consistency,
+    ) -> anyhow::Result<Self> {
+        let mapper = RowMapper::new_at(spec, at)?;
+        let mut insert = session.prepare(cql::insert(keyspace, spec)).await?;
+        insert.set_consistency(consistency);
+        insert.set_is_idempotent(true);
+        let delete = match &spec.deletes {
+            Some(_) => {
+                let mut delete = session.prepare(cql::delete(keyspace, spec)).await?;
+                delete.set_consistency(consistency);
+                delete.set_is_idempotent(true);
+                Some(delete)
+            }
+            None => None,
+        };
+        info!(table = %spec.name, "prepared the insert");
+        Ok(Self {
+            name: format!("{keyspace}.{}", spec.name),
+            insert,
+            delete,
+            mapper,
+        })
+    }
+}
+
+/// What a write task needs, shared by all of them.
+struct Writer {
+    session: Session,
+    /// Every table, the one that keys the records first. Never empty.
+    tables: Vec<Table>,
+    /// Parses a JSON record once for every table.
+    parser: RecordParser,
+    /// The headers any table's columns read.
+    header_names: Vec<String>,
     /// The registry of an Avro topic; `None` reads records as JSON.
     registry: Option<registry::Registry>,
     dlq: Producer,
@@ -437,26 +484,50 @@ struct Record {
     payload: Option<Vec<u8>>,
 }
 
-/// A record's value as the mapping reads it, and how its row is written;
-/// or why it goes to the dead-letter topic.
-type Decoded = Result<(serde_json::Value, WriteSettings), (Reason, String)>;
+/// A record's value as the mappings read it; or why it goes to the
+/// dead-letter topic.
+type Decoded = Result<serde_json::Value, (Reason, String)>;
 
-/// The headers of `message` that `mapper`'s columns read, each with its
-/// last value; nothing is copied for a table that reads none.
-fn wanted_headers(mapper: &RowMapper, message: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-    let Some(headers) = message.headers() else {
-        return out;
-    };
-    for name in mapper.header_names() {
-        if let Some(h) = headers.iter().filter(|h| h.key == name).last() {
-            out.push((name.to_owned(), h.value.unwrap_or_default().to_vec()));
-        }
-    }
-    out
-}
+/// Why a table did not take a record.
+type Refusal = (Reason, String);
 
 impl Writer {
+    /// The table whose partition key keys the records.
+    fn key_table(&self) -> &Table {
+        // Built from a validated spec with at least one table.
+        &self.tables[0]
+    }
+
+    /// The headers of `message` that the tables' columns read, each with
+    /// its last value; nothing is copied for tables that read none.
+    fn wanted_headers(&self, message: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        if self.header_names.is_empty() {
+            return out;
+        }
+        let Some(headers) = message.headers() else {
+            return out;
+        };
+        for name in &self.header_names {
+            if let Some(h) = headers.iter().filter(|h| h.key == name).last() {
+                out.push((name.clone(), h.value.unwrap_or_default().to_vec()));
+            }
+        }
+        out
+    }
+
+    /// The record's own write time, for its place in the partition's
+    /// chain: every table reads it from the same place (validation sees
+    /// to it).
+    fn own_write_time(&self, decoded: &Decoded) -> Option<i64> {
+        let value = decoded.as_ref().ok()?;
+        self.key_table()
+            .mapper
+            .settings(value)
+            .ok()?
+            .write_time_micros
+    }
+
     /// Writes the record's row, or dead-letters it; returns when either is
     /// done, so its offset may be stored.
     /// With the outcome, how many tries of the write Cassandra timed out or
@@ -481,38 +552,26 @@ impl Writer {
         self.handle_counted(record, origin, None).await.0
     }
 
-    /// The record's value and write settings, from Avro through the
-    /// registry or from JSON.
+    /// The record's value, from Avro through the registry or from JSON.
     async fn decode(&self, record: &Record) -> Decoded {
         let payload = record.payload.as_deref().unwrap_or_default();
-        let value = match &self.registry {
+        match &self.registry {
             Some(registry) => {
                 self.decode_avro(registry, record.partition, record.offset, payload)
-                    .await?
+                    .await
             }
-            None => return self.decode_json(payload),
-        };
-        let settings = self
-            .mapper
-            .settings(&value)
-            .map_err(|e| (Reason::Unmappable, e.to_string()))?;
-        Ok((value, settings))
+            None => self.decode_json(payload),
+        }
     }
 
-    /// A JSON record's value and write settings. Only the fields the
-    /// columns (and `ttl`, `writeTime`) read are parsed
-    /// ([`RowMapper::parse`]): JSON parsing was the largest part of the
+    /// A JSON record's value. Only the fields the tables' columns (and
+    /// `ttl`, `writeTime`, `deletes`) read are parsed ([`RecordParser`]),
+    /// once for every table: JSON parsing was the largest part of the
     /// sink's CPU per row.
     fn decode_json(&self, payload: &[u8]) -> Decoded {
-        let value = self
-            .mapper
+        self.parser
             .parse(payload)
-            .map_err(|e| (Reason::NotJson, format!("not JSON: {e}")))?;
-        let settings = self
-            .mapper
-            .settings(&value)
-            .map_err(|e| (Reason::Unmappable, e.to_string()))?;
-        Ok((value, settings))
+            .map_err(|e| (Reason::NotJson, format!("not JSON: {e}")))
     }
 
     async fn handle_counted(
@@ -526,50 +585,110 @@ impl Writer {
             timestamp_ms: record.timestamp_ms,
             headers: &record.headers,
         };
-        if record.payload.is_none() {
-            return self.handle_tombstone(record, origin, &parts).await;
-        }
-        let decoded = match decoded {
-            Some(d) => d,
-            None => self.decode(record).await,
+        let value = match (&record.payload, decoded) {
+            (None, _) => None,
+            (Some(_), Some(d)) => Some(d),
+            (Some(_), None) => Some(self.decode(record).await),
         };
-        let (value, settings) = match decoded {
-            Ok(d) => d,
-            Err((reason, why)) => {
+        let value = match value {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err((reason, why))) => {
                 self.fail(record, reason, &why, origin).await;
                 return (Outcome::DeadLettered, 0);
             }
         };
-        if self.mapper.is_delete(&value) {
-            return self.delete(record, origin, &value, &parts).await;
-        }
-        let row = match self.mapper.map_record(&value, &parts) {
-            Ok(row) => row,
-            Err(e) => {
-                self.fail(record, Reason::Unmappable, &e.to_string(), origin)
-                    .await;
-                return (Outcome::DeadLettered, 0);
-            }
+        let value = value.as_ref();
+        // One table (the common case) needs no list of futures.
+        let results = if let [table] = self.tables.as_slice() {
+            vec![self.write_table(table, record, value, &parts).await]
+        } else {
+            futures::future::join_all(
+                self.tables
+                    .iter()
+                    .map(|t| self.write_table(t, record, value, &parts)),
+            )
+            .await
         };
-        let ttl = self.mapper.binds_ttl().then_some(settings.ttl);
+        let timed_out = results.iter().map(|(_, n)| n).sum();
+        let several = self.tables.len() > 1;
+        let mut refused: Option<(Reason, String)> = None;
+        for (table, (result, _)) in self.tables.iter().zip(results) {
+            let Err((reason, why)) = result else {
+                continue;
+            };
+            let why = if several {
+                format!("table {}: {why}", table.name)
+            } else {
+                why
+            };
+            refused = Some(match refused {
+                // The first table's reason labels the dead letter; every
+                // table's words are in its message.
+                Some((first, so_far)) => (first, format!("{so_far}; {why}")),
+                None => (reason, why),
+            });
+        }
+        match refused {
+            None => (Outcome::Written, timed_out),
+            Some((reason, why)) => {
+                self.fail(record, reason, &why, origin).await;
+                (Outcome::DeadLettered, timed_out)
+            }
+        }
+    }
+
+    /// Writes (or deletes) the record's row in `table`; or says why the
+    /// table cannot take the record. `value` is `None` for a tombstone.
+    /// With the result, the tries Cassandra timed out ([`Writer::write`]).
+    async fn write_table(
+        &self,
+        table: &Table,
+        record: &Record,
+        value: Option<&serde_json::Value>,
+        parts: &KafkaRecordParts<'_>,
+    ) -> (Result<(), Refusal>, u64) {
+        let mapper = &table.mapper;
+        let Some(value) = value else {
+            // A tombstone deletes the row its key names, if the spec says
+            // so; otherwise it goes to the dead-letter topic, where a
+            // replay after turning `deletes.tombstones` on still deletes
+            // the row.
+            if !mapper.deletes_tombstones() {
+                let why = "a tombstone (a record without a value), and the table's deletes.tombstones is off";
+                return (Err((Reason::Tombstone, why.to_owned())), 0);
+            }
+            return match mapper.tombstone_record(record.key.as_deref()) {
+                Ok(value) => self.delete(table, record, &value, parts).await,
+                Err(e) => (Err((Reason::Unmappable, e.to_string())), 0),
+            };
+        };
+        let settings = match mapper.settings(value) {
+            Ok(s) => s,
+            Err(e) => return (Err((Reason::Unmappable, e.to_string())), 0),
+        };
+        if mapper.is_delete(value) {
+            return self.delete(table, record, value, parts).await;
+        }
+        let row = match mapper.map_record(value, parts) {
+            Ok(row) => row,
+            Err(e) => return (Err((Reason::Unmappable, e.to_string())), 0),
+        };
+        let ttl = mapper.binds_ttl().then_some(settings.ttl);
         let values = cql_value::bind(row, ttl, record.write_timestamp);
         let done = &self.metrics.rows_written;
-        self.execute(record, origin, &self.insert, &values, done, "row")
-            .await
+        self.execute(&table.insert, &values, done, "row").await
     }
 
     /// Executes the record's insert or delete ([`Writer::write`]), counting
-    /// it in `done`, or dead-letters the record if Cassandra refuses the
-    /// `what`.
+    /// it in `done`; or says why Cassandra refused the `what`.
     async fn execute(
         &self,
-        record: &Record,
-        origin: Origin<'_>,
         statement: &PreparedStatement,
         values: &[Bound],
         done: &Counter,
         what: &str,
-    ) -> (Outcome, u64) {
+    ) -> (Result<(), Refusal>, u64) {
         let started = Instant::now();
         let (result, timed_out) = self.write(statement, values).await;
         match result {
@@ -578,74 +697,40 @@ impl Writer {
                     .write_latency
                     .observe(started.elapsed().as_secs_f64());
                 done.inc();
-                (Outcome::Written, timed_out)
+                (Ok(()), timed_out)
             }
             Err(e) => {
                 let reason = format!("cassandra refused the {what}: {e}");
-                self.fail(record, Reason::WriteFailed, &reason, origin)
-                    .await;
-                (Outcome::DeadLettered, timed_out)
+                (Err((Reason::WriteFailed, reason)), timed_out)
             }
         }
     }
 
-    /// A tombstone deletes the row its key names, if the spec says so;
-    /// otherwise it goes to the dead-letter topic, where a replay after
-    /// turning `deletes.tombstones` on still deletes the row.
-    async fn handle_tombstone(
-        &self,
-        record: &Record,
-        origin: Origin<'_>,
-        parts: &KafkaRecordParts<'_>,
-    ) -> (Outcome, u64) {
-        if !self.mapper.deletes_tombstones() {
-            let why =
-                "a tombstone (a record without a value), and the table's deletes.tombstones is off";
-            self.fail(record, Reason::Tombstone, why, origin).await;
-            return (Outcome::DeadLettered, 0);
-        }
-        match self.mapper.tombstone_record(record.key.as_deref()) {
-            Ok(value) => self.delete(record, origin, &value, parts).await,
-            Err(e) => {
-                self.fail(record, Reason::Unmappable, &e.to_string(), origin)
-                    .await;
-                (Outcome::DeadLettered, 0)
-            }
-        }
-    }
-
-    /// Deletes the row `value` names, at the record's write time.
+    /// Deletes the row of `table` that `value` names, at the record's
+    /// write time.
     async fn delete(
         &self,
+        table: &Table,
         record: &Record,
-        origin: Origin<'_>,
         value: &serde_json::Value,
         parts: &KafkaRecordParts<'_>,
-    ) -> (Outcome, u64) {
-        let Some(statement) = &self.delete else {
+    ) -> (Result<(), Refusal>, u64) {
+        let Some(statement) = &table.delete else {
             // The mapper calls records deletes only for a spec with
             // `deletes`, for which the delete is prepared.
-            self.fail(
-                record,
-                Reason::WriteFailed,
-                "a delete, but no delete statement was prepared",
-                origin,
-            )
-            .await;
-            return (Outcome::DeadLettered, 0);
+            let why = "a delete, but no delete statement was prepared";
+            return (Err((Reason::WriteFailed, why.to_owned())), 0);
         };
-        let key = match self.mapper.delete_key(value, parts) {
+        let key = match table.mapper.delete_key(value, parts) {
             Ok(key) => key,
             Err(e) => {
                 let why = format!("a delete must name every primary key column: {e}");
-                self.fail(record, Reason::Unmappable, &why, origin).await;
-                return (Outcome::DeadLettered, 0);
+                return (Err((Reason::Unmappable, why)), 0);
             }
         };
         let values = cql_value::bind_delete(key, record.write_timestamp);
         let done = &self.metrics.rows_deleted;
-        self.execute(record, origin, statement, &values, done, "delete")
-            .await
+        self.execute(statement, &values, done, "delete").await
     }
 
     /// The record as the JSON value the mapping reads, decoded with its
@@ -857,24 +942,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let spec = &pipeline.spec;
     let topic = spec.kafka.topic.name.clone();
-    let mapper = RowMapper::new(&spec.cassandra.table)?;
-
     let session = connections.cassandra_session(&pipeline).await?;
-    let statement = cql::insert(&spec.cassandra.keyspace.name, &spec.cassandra.table);
-    let mut insert = session.prepare(statement).await?;
-    insert.set_consistency(consistency(spec.cassandra.consistency));
-    insert.set_is_idempotent(true);
-    info!(table = %spec.cassandra.table.name, "prepared the insert");
-    let delete = match &spec.cassandra.table.deletes {
-        Some(_) => {
-            let statement = cql::delete(&spec.cassandra.keyspace.name, &spec.cassandra.table);
-            let mut delete = session.prepare(statement).await?;
-            delete.set_consistency(consistency(spec.cassandra.consistency));
-            delete.set_is_idempotent(true);
-            Some(delete)
-        }
-        None => None,
-    };
+    let mut tables = Vec::new();
+    for (i, table) in spec.cassandra.tables().iter().enumerate() {
+        let at = spec.cassandra.table_path(i);
+        let level = consistency(spec.cassandra.consistency);
+        tables.push(
+            Table::prepare(&session, &spec.cassandra.keyspace.name, table, &at, level).await?,
+        );
+    }
+    if tables.is_empty() {
+        anyhow::bail!("the pipeline declares no table to write");
+    }
+    let mappers: Vec<RowMapper> = tables.iter().map(|t| t.mapper.clone()).collect();
+    let parser = RecordParser::new(&mappers);
+    let mut header_names: Vec<String> = mappers
+        .iter()
+        .flat_map(|m| m.header_names().map(str::to_owned))
+        .collect();
+    header_names.sort_unstable();
+    header_names.dedup();
 
     let dlq = Producer::new(
         connections.kafka_config(&pipeline),
@@ -947,9 +1034,9 @@ pub async fn run(
     };
     let writer = Arc::new(Writer {
         session,
-        insert,
-        delete,
-        mapper,
+        tables,
+        parser,
+        header_names,
         registry,
         dlq: dlq.clone(),
         dlq_topic: spec.dead_letter_topic(),
@@ -1013,19 +1100,16 @@ pub async fn run(
                     // the record's place in the chain is: the record is
                     // decoded here, once, and its task gets the result.
                     let (own, decoded) = match message.payload() {
-                        _ if !writer.mapper.reads_write_time() => {
+                        _ if !writer.key_table().mapper.reads_write_time() => {
                             (OwnTime::Kafka(timestamp_ms), None)
                         }
                         // A tombstone has no time of its own.
                         None => (OwnTime::After(timestamp_ms), None),
                         Some(payload) => {
                             let decoded = writer.decode_json(payload);
-                            let own = match &decoded {
-                                Ok((_, s)) => s
-                                    .write_time_micros
-                                    .map_or(OwnTime::Unknown, OwnTime::Record),
-                                Err(_) => OwnTime::Unknown,
-                            };
+                            let own = writer
+                                .own_write_time(&decoded)
+                                .map_or(OwnTime::Unknown, OwnTime::Record);
                             (own, Some(decoded))
                         }
                     };
@@ -1052,7 +1136,7 @@ pub async fn run(
                         write_timestamp: ticket.write_timestamp,
                         timestamp_ms,
                         key: message.key().map(<[u8]>::to_vec),
-                        headers: wanted_headers(&writer.mapper, &message),
+                        headers: writer.wanted_headers(&message),
                         payload: message.payload().map(<[u8]>::to_vec),
                     };
                     drop(message);

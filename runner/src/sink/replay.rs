@@ -332,7 +332,7 @@ pub(super) async fn run(
                     continue;
                 }
                 if offset < meta.end {
-                    let own = super::wanted_headers(&writer.mapper, &m);
+                    let own = writer.wanted_headers(&m);
                     let mut kept = millrace_headers(&m);
                     let write_timestamp = header(&kept, headers::WRITE_TIMESTAMP)
                         .and_then(|t| t.parse().ok())

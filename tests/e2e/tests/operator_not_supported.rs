@@ -103,7 +103,7 @@ async fn a_type_change_cassandra_cannot_make_keeps_good_records_flowing() -> any
 
     // gender: text in the table, int in the new spec.
     let live: StreamPipeline = s.pipelines().get(name).await?;
-    let mut columns = serde_json::to_value(&live.spec.cassandra.table.columns)?;
+    let mut columns = serde_json::to_value(&live.spec.cassandra.tables()[0].columns)?;
     for c in columns.as_array_mut().context("columns")? {
         if c["name"] == "gender" {
             c["type"] = json!("int");
@@ -134,8 +134,8 @@ async fn a_type_change_cassandra_cannot_make_keeps_good_records_flowing() -> any
     let gender = doc
         .spec
         .cassandra
-        .table
-        .column("gender")
+        .key_table()
+        .and_then(|t| t.column("gender"))
         .context("gender")?;
     assert_eq!(gender.type_, "text", "the runner writes the table as it is");
 

@@ -417,7 +417,13 @@ impl Scenario {
     /// The seed's pipeline (`examples/randomuser.yaml`) pointed at the test
     /// world, with this scenario's topic and keyspace.
     pub fn seed_pipeline(&self, name: &str) -> anyhow::Result<Value> {
-        let text = std::fs::read_to_string(repo().join("examples/randomuser.yaml"))?;
+        self.example_pipeline("examples/randomuser.yaml", name)
+    }
+
+    /// The example pipeline in `file` (relative to the repository) pointed
+    /// at the test world, with this scenario's topic and keyspace.
+    pub fn example_pipeline(&self, file: &str, name: &str) -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(repo().join(file))?;
         let mut sp: Value = serde_yaml::from_str(&text)?;
         sp["metadata"]["name"] = json!(name);
         let spec = &mut sp["spec"];
