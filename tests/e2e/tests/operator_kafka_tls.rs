@@ -1,5 +1,5 @@
 //! Kafka over TLS, from `kubectl apply` to rows: SSL with the cluster's CA,
-//! SASL_SSL with SCRAM-SHA-512, and mutual TLS, each with Secrets shaped as
+//! SASL_SSL with SCRAM-SHA-512 and with SCRAM-SHA-256, and mutual TLS, each with Secrets shaped as
 //! Strimzi writes them (the cluster CA Secret's `ca.crt`; a KafkaUser's
 //! Secret named after the user, with `password`, or with `user.crt`,
 //! `user.key` and the clients CA as `ca.crt`). A CA that did not sign the
@@ -60,7 +60,7 @@ fn pipeline(s: &Scenario, name: &str, bootstrap: &str, kafka: Value) -> anyhow::
 }
 
 #[tokio::test]
-async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Result<()> {
+async fn ssl_sasl_ssl_with_both_scram_mechanisms_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Result<()> {
     let s = Scenario::new("op-ktls").await?;
     let tls = KafkaTlsWorld::of(&s)?;
     let cluster_ca = tls.file("cluster-ca.crt")?;
@@ -99,6 +99,11 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
             "sasl-ssl",
             tls.sasl_ssl.clone(),
             json!({"tls": ca, "credentialsSecretRef": {"name": tls.scram_user, "mechanism": "SCRAM-SHA-512"}}),
+        ),
+        (
+            "sasl-ssl-256",
+            tls.sasl_ssl.clone(),
+            json!({"tls": ca, "credentialsSecretRef": {"name": tls.scram_user, "mechanism": "SCRAM-SHA-256"}}),
         ),
         (
             "mtls",
@@ -146,7 +151,7 @@ async fn ssl_sasl_ssl_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Res
         s.delete_pipeline(name, 60).await?;
     }
     op.stop().await?;
-    s.drop_own_topics(&["ssl", "sasl-ssl", "mtls"]).await;
+    s.drop_own_topics(&["ssl", "sasl-ssl", "sasl-ssl-256", "mtls"]).await;
     s.cleanup().await
 }
 

@@ -32,6 +32,10 @@ KAFKA_PASSWORD_FILE="$MILLRACE_WORLD/kafka-password"
 # Every broker of one cluster is formatted with the same id.
 KAFKA_CLUSTER_ID_FILE="$MILLRACE_WORLD/kafka-cluster-id"
 KAFKA_SCRAM_PENDING="$MILLRACE_WORLD/conf/kafka-scram-pending"
+# Set once the user has credentials for both SCRAM mechanisms: a world
+# formatted before SCRAM-SHA-256 was enabled gets its credential on the next
+# start (kafka_wait).
+KAFKA_SCRAM_BOTH="$MILLRACE_WORLD/conf/kafka-scram-sha-256-set"
 KAFKA_USERNAME=millrace
 # The Kafka listeners' certificates, shaped as Strimzi makes them: a cluster
 # CA signs the brokers', a clients CA signs the users'.
@@ -318,9 +322,12 @@ kafka_start_one() {
     kafka_run storage format --config "$KAFKA_NODE_CONF_DIR/server.properties" \
       --cluster-id "$cluster_id" \
       --add-scram "SCRAM-SHA-512=[name=$KAFKA_USERNAME,password=$pw]" \
+      --add-scram "SCRAM-SHA-256=[name=$KAFKA_USERNAME,password=$pw]" \
       >>"$LOGS_DIR/$name-format.log" 2>&1 \
       || { tail -n 20 "$LOGS_DIR/$name-format.log" >&2; die "formatting the storage of $name failed"; }
+    touch "$KAFKA_SCRAM_BOTH"
   fi
+  [[ -f "$KAFKA_SCRAM_BOTH" ]] || touch "$KAFKA_SCRAM_PENDING"
 
   local -a extra=()
   read -r -a extra <<<"$KAFKA_EXTRA_JVM_OPTS"
@@ -339,12 +346,18 @@ kafka_wait() {
   local timeout="${1:-120}" name
   for name in $(kafka_daemons); do kafka_wait_one "$name" "$timeout" || return 1; done
   if [[ -f "$KAFKA_SCRAM_PENDING" ]]; then
-    log "setting the SCRAM credential of $KAFKA_USERNAME"
-    kafka_run configs --bootstrap-server "$(_kafka_list KAFKA_NODE_PORT)" --alter \
-      --entity-type users --entity-name "$KAFKA_USERNAME" \
-      --add-config "SCRAM-SHA-512=[password=$(head -n1 "$KAFKA_PASSWORD_FILE")]" >&2 \
-      || { log "kafka: could not set the SCRAM credential"; return 1; }
+    log "setting the SCRAM credentials (SHA-512 and SHA-256) of $KAFKA_USERNAME"
+    local mechanism
+    # One mechanism per request: Kafka refuses two changes of one user's
+    # credentials in the same request.
+    for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do
+      kafka_run configs --bootstrap-server "$(_kafka_list KAFKA_NODE_PORT)" --alter \
+        --entity-type users --entity-name "$KAFKA_USERNAME" \
+        --add-config "$mechanism=[password=$(head -n1 "$KAFKA_PASSWORD_FILE")]" >&2 \
+        || { log "kafka: could not set the $mechanism credential"; return 1; }
+    done
     rm -f "$KAFKA_SCRAM_PENDING"
+    touch "$KAFKA_SCRAM_BOTH"
   fi
   [[ -n "${KAFKA_STARTED_AT:-}" ]] && log "kafka ready $((SECONDS - KAFKA_STARTED_AT))s after start"
   return 0
