@@ -47,7 +47,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=5, help="the time range, ending now")
     ap.add_argument("--step", type=float, default=5, help="seconds between points")
     ap.add_argument("--rate-interval", default="30s", help="what $__rate_interval stands for")
-    ap.add_argument("--rows", default="Flow,Pull sources,Operator (all pipelines)",
+    ap.add_argument("--rows", default="Flow,Pull sources,Runner processes,Operator (all pipelines)",
                     help="the dashboard rows whose panels to draw, by title")
     ap.add_argument("--note", default="", help="a line under the title: how the data was made")
     ap.add_argument("--out", required=True)
