@@ -60,7 +60,8 @@ fn pipeline(s: &Scenario, name: &str, bootstrap: &str, kafka: Value) -> anyhow::
 }
 
 #[tokio::test]
-async fn ssl_sasl_ssl_with_both_scram_mechanisms_and_mutual_tls_each_carry_records_to_rows() -> anyhow::Result<()> {
+async fn ssl_sasl_ssl_with_both_scram_mechanisms_and_mutual_tls_each_carry_records_to_rows()
+-> anyhow::Result<()> {
     let s = Scenario::new("op-ktls").await?;
     let tls = KafkaTlsWorld::of(&s)?;
     let cluster_ca = tls.file("cluster-ca.crt")?;
@@ -151,7 +152,8 @@ async fn ssl_sasl_ssl_with_both_scram_mechanisms_and_mutual_tls_each_carry_recor
         s.delete_pipeline(name, 60).await?;
     }
     op.stop().await?;
-    s.drop_own_topics(&["ssl", "sasl-ssl", "sasl-ssl-256", "mtls"]).await;
+    s.drop_own_topics(&["ssl", "sasl-ssl", "sasl-ssl-256", "mtls"])
+        .await;
     s.cleanup().await
 }
 
