@@ -10,20 +10,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use millrace_api::StreamPipeline;
+use millrace_testsupport::randomuser_page as page;
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario, condition};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::{Value, json};
-
-fn page(n: u32) -> Vec<Value> {
-    let path = format!(
-        "{}/../fixtures/randomuser/page-{n}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    doc["results"].as_array().expect("results").clone()
-}
+use serde_json::json;
 
 /// Produces with a plain Kafka producer, keyed as a user's producer would.
 async fn produce(s: &Scenario, records: &[(Option<String>, Vec<u8>)]) -> anyhow::Result<()> {

@@ -6,23 +6,13 @@
 mod operator_common;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use millrace_api::StreamPipeline;
-use millrace_testsupport::kube_helpers::{pod_ip, pod_ready_with_config, pods};
+use millrace_testsupport::randomuser_page as page;
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-
-fn page(n: u32) -> Vec<Value> {
-    let path = format!(
-        "{}/../fixtures/randomuser/page-{n}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    doc["results"].as_array().expect("results").clone()
-}
 
 async fn gender_of(s: &Scenario, id: &str) -> anyhow::Result<Option<String>> {
     let session = s.world.cassandra_session().await?;
@@ -47,33 +37,7 @@ fn dead_letters(s: &Scenario) -> anyhow::Result<i64> {
 
 /// POSTs `body` to an ingest Pod running the current spec.
 async fn push(s: &Scenario, name: &str, body: &Value) -> anyhow::Result<u16> {
-    let generation = s
-        .pipelines()
-        .get(name)
-        .await?
-        .metadata
-        .generation
-        .unwrap_or_default();
-    let hash = s
-        .runner_config_hash(&format!("{name}-ingest"), generation)
-        .await?;
-    let api = s.ns.api::<Pod>();
-    let pod = poll_until(
-        "an ingest Pod running the current spec to be Ready",
-        Deadline::secs(120),
-        || async {
-            Ok(pods(
-                &api,
-                &format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=ingest"),
-            )
-            .await?
-            .into_iter()
-            .find(|p| pod_ready_with_config(p, &hash)))
-        },
-    )
-    .await?;
-    let ip = pod_ip(&pod).context("pod IP")?;
-    let url = format!("http://{ip}:{}/v1/records", millrace_api::ports::PUSH);
+    let url = s.current_push_url(name).await?;
     let client = reqwest::Client::new();
     // The operator made the source's tokens Secret and mounted it: without
     // its token the push is refused.

@@ -6,20 +6,11 @@ mod runner;
 use std::collections::HashMap;
 
 use millrace_testsupport::Deadline;
+use millrace_testsupport::randomuser_page as page;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use runner::{Fixture, randomuser_table};
-use serde_json::{Value, json};
-
-fn page(n: u32) -> Vec<Value> {
-    let path = format!(
-        "{}/../fixtures/randomuser/page-{n}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    doc["results"].as_array().expect("results").clone()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_records_go_to_the_dead_letter_topic_with_reasons() -> anyhow::Result<()> {

@@ -7,18 +7,9 @@ mod runner;
 use std::collections::HashSet;
 
 use millrace_testsupport::Deadline;
+use millrace_testsupport::randomuser_page as page;
 use runner::{Fixture, Runner, free_port, randomuser_table};
 use serde_json::{Value, json};
-
-fn page(n: u32) -> Vec<Value> {
-    let path = format!(
-        "{}/../fixtures/randomuser/page-{n}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    doc["results"].as_array().expect("results").clone()
-}
 
 fn id_of(record: &Value) -> uuid::Uuid {
     record["login"]["uuid"]

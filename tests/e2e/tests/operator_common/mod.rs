@@ -414,6 +414,43 @@ impl Scenario {
         self.ns.api()
     }
 
+    /// The push endpoint (`/v1/records`) of an ingest Pod of pipeline
+    /// `name` that runs its current spec, once one is Ready.
+    pub async fn current_push_url(&self, name: &str) -> anyhow::Result<String> {
+        let generation = self
+            .pipelines()
+            .get(name)
+            .await?
+            .metadata
+            .generation
+            .unwrap_or_default();
+        let hash = self
+            .runner_config_hash(&format!("{name}-ingest"), generation)
+            .await?;
+        let api = self.ns.api::<Pod>();
+        let pod = poll_until(
+            "an ingest Pod running the current spec to be Ready",
+            Deadline::secs(120),
+            || async {
+                Ok(millrace_testsupport::kube_helpers::pods(
+                    &api,
+                    &format!(
+                        "app.kubernetes.io/instance={name},app.kubernetes.io/component=ingest"
+                    ),
+                )
+                .await?
+                .into_iter()
+                .find(|p| millrace_testsupport::kube_helpers::pod_ready_with_config(p, &hash)))
+            },
+        )
+        .await?;
+        let ip = millrace_testsupport::kube_helpers::pod_ip(&pod).context("pod IP")?;
+        Ok(format!(
+            "http://{ip}:{}/v1/records",
+            millrace_api::ports::PUSH
+        ))
+    }
+
     /// The seed's pipeline (`examples/randomuser.yaml`) pointed at the test
     /// world, with this scenario's topic and keyspace.
     pub fn seed_pipeline(&self, name: &str) -> anyhow::Result<Value> {
