@@ -47,7 +47,10 @@ pub struct Context {
     pub leadership: Gate,
     pub config: Config,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    /// Who publishes the Events ([`Context::recorder_for`]).
+    reporter: Reporter,
+    /// One Recorder per distinct reason and note ([`Context::recorder_for`]).
+    recorders: Mutex<HashMap<u64, Recorder>>,
     pub kafka: clients::kafka::Clients,
     pub cassandra: clients::cassandra::Sessions,
     pub lag: clients::lag::LagReaders,
@@ -84,19 +87,17 @@ impl Context {
         instance: String,
         leadership: Gate,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "millrace-operator".to_owned(),
-                instance: Some(instance),
-            },
-        );
+        let reporter = Reporter {
+            controller: "millrace-operator".to_owned(),
+            instance: Some(instance),
+        };
         Self {
             client,
             leadership,
             config,
             metrics,
-            recorder,
+            reporter,
+            recorders: Mutex::default(),
             kafka: Default::default(),
             cassandra: Default::default(),
             lag: Default::default(),
@@ -152,5 +153,36 @@ impl Context {
     pub fn forget(&self, uid: &str) {
         let mut map = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(uid);
+    }
+}
+
+/// Distinct reasons and notes whose Recorders are kept; past it they are
+/// dropped (an Event published again after that is a new Event).
+const RECORDERS_MAX: usize = 4096;
+
+impl Context {
+    /// The Recorder to publish an Event with `reason` and `note`. kube's
+    /// Recorder sends an Event whose type, action and reason match one it
+    /// sent within its cache's 6 minutes as a repeat of that one: its count
+    /// goes up and the first one's note stays. Two scaling steps (`from 4
+    /// to 2`, then `from 2 to 1`) or two added columns read as the first
+    /// one twice. A Recorder per distinct reason and note keeps each
+    /// message its own Event, while an identical repeat is still counted.
+    pub fn recorder_for(&self, reason: &str, note: &str) -> Recorder {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        (reason, note).hash(&mut h);
+        let key = h.finish();
+        let mut recorders = self
+            .recorders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recorders.len() >= RECORDERS_MAX && !recorders.contains_key(&key) {
+            recorders.clear();
+        }
+        recorders
+            .entry(key)
+            .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+            .clone()
     }
 }

@@ -65,7 +65,8 @@ async fn publish(ctx: &Context, sp: &StreamPipeline, notices: Vec<Notice>) {
             secondary: None,
         };
         ctx.metrics.write(Target::Kubernetes);
-        if let Err(e) = ctx.recorder.publish(&event, &sp.object_ref(&())).await {
+        let recorder = ctx.recorder_for(&event.reason, event.note.as_deref().unwrap_or_default());
+        if let Err(e) = recorder.publish(&event, &sp.object_ref(&())).await {
             warn!(error = %e, "could not publish an Event");
         }
     }
