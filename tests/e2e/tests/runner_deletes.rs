@@ -148,15 +148,19 @@ async fn tombstones_key_only_and_marked_records_delete_their_row_and_a_replay_ke
     let dead = fx.consume(&fx.dlq, 2, Deadline::secs(60)).await?;
     let reasons: Vec<Option<String>> = dead.iter().map(|m| header(m, "millrace.error")).collect();
     println!("dead letters: {reasons:?}");
+    // In either order: the two tombstones are handled by concurrent
+    // writes, so which is dead-lettered first is not defined.
     assert!(
-        reasons[0]
+        reasons.iter().any(|r| r
             .as_deref()
-            .is_some_and(|r| r.contains("the tombstone's key \"7\" does not name the row")),
+            .is_some_and(|r| r.contains("the tombstone's key \"7\" does not name the row"))),
         "{reasons:?}"
     );
-    assert_eq!(
-        reasons[1].as_deref(),
-        Some("a tombstone without a key names no row to delete")
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_deref() == Some("a tombstone without a key names no row to delete")),
+        "{reasons:?}"
     );
     assert!(
         dead.iter().all(|m| m.payload().is_none()),
