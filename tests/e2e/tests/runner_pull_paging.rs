@@ -2,8 +2,10 @@
 //! the body, `Link` header, cursor, page number, offset) and filters by a
 //! time window, while records keep arriving. The ingest runner holds the
 //! pull Leases in a real cluster, is killed with SIGKILL in the middle of a
-//! window's pages and started again: every record of every window is a row
-//! (no gap), each source's windows are contiguous, the window cut by the
+//! window's pages and started again, then killed for good and replaced by a
+//! Pod of another name, which takes the Leases over once they expire and
+//! resumes where the state on them says: every record of every window is a
+//! row (no gap), each source's windows are contiguous, the window cut by the
 //! kill is pulled again, and a backfill of a past range lands its records.
 
 mod runner;
@@ -12,8 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use axum::Router;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -365,11 +368,68 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
         Ok((api.served.lock().expect("lock").len() > served_before_kill + 20).then_some(()))
     })
     .await?;
+
+    // Then the Pod is gone for good and a Pod of another name replaces it,
+    // as when a node is lost: the new Pod waits until it has seen each
+    // Lease unchanged for the Lease's whole duration, takes it, and goes
+    // on from the watermark and unfinished window the old Pod left there.
+    let leases: Api<Lease> = ns.api();
+    ingest.kill9()?;
+    let killed_at = Instant::now();
+    let served_at_kill = api.served.lock().expect("lock").len();
+    let left = states(&leases, &fx.name).await?;
+    let mut ingest = Runner::start(
+        "ingest",
+        path,
+        &cluster.env("ingest-1"),
+        &fx.dir.join("ingest-3.log"),
+    )?;
+    ingest.wait_ready(Deadline::secs(60)).await?;
+    poll_until(
+        "the new Pod to hold every pull Lease",
+        Deadline::secs(180),
+        || async {
+            let mut held = 0;
+            for mode in MODES {
+                let lease = leases.get(&format!("{}-pull-{mode}", fx.name)).await?;
+                let holder = lease.spec.and_then(|s| s.holder_identity);
+                held += usize::from(holder.as_deref() == Some("ingest-1"));
+            }
+            Ok((held == MODES.len()).then_some(()))
+        },
+    )
+    .await?;
+    eprintln!(
+        "the Pod ingest-1 held every pull Lease {:?} after ingest-0 was killed",
+        killed_at.elapsed()
+    );
+    // Each source's windows go on where the old Pod's ended.
+    let served_at_takeover = api.served.lock().expect("lock").len();
+    poll_until("pulls by the new Pod", Deadline::secs(60), || async {
+        Ok((api.served.lock().expect("lock").len() > served_at_takeover + 20).then_some(()))
+    })
+    .await?;
+    // Nobody pulls between the kill and the takeover: what the API served
+    // since is the new Pod's, and its first live window of each source
+    // starts where the old Pod's state says.
+    let served = api.served.lock().expect("lock").clone();
+    let start_ms = parse_time(&initial_start).expect("time");
+    for mode in MODES {
+        let state = &left[mode]["state"];
+        let resume_at = state["partial"]["window"]["start"]
+            .as_str()
+            .or(state["watermark"].as_str())
+            .and_then(parse_time)
+            .unwrap_or(start_ms);
+        let first = served[served_at_kill..]
+            .iter()
+            .find(|s| s.mode == mode && s.until > start_ms)
+            .with_context(|| format!("{mode}: no live window pulled by the new Pod"))?;
+        assert_eq!(first.since, resume_at, "{mode}: {state}");
+    }
     generating.store(false, Ordering::SeqCst);
     generator.await?;
     let stopped = Utc::now();
-
-    let leases: Api<Lease> = ns.api();
     let final_states = poll_until(
         "every source's watermark past the last record, and the backfill done",
         Deadline::secs(120),
@@ -403,7 +463,6 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
     // Each source's windows: the first starts at initialStart, and each
     // later one where an earlier one ended, so none is skipped.
     let served = api.served.lock().expect("lock").clone();
-    let start_ms = parse_time(&initial_start).expect("time");
     for mode in MODES {
         let mut windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = served
             .iter()
