@@ -12,7 +12,8 @@
 //! - [`cql`] builds the keyspace, table and insert statements, quoting
 //!   identifiers with [`quote_cql_identifier`];
 //!   [`schema_diff`] compares the declared table with the one Cassandra has.
-//! - [`schedule`]: when a pull source runs.
+//! - [`schedule`]: when a pull source runs; [`backfill_annotation`]: a
+//!   backfill asked for with an annotation.
 //! - What the operator and the runner agree on: [`kafka_client`] (client
 //!   settings, consumer group), [`cassandra_client`] (the runner's
 //!   variables and, with the `cassandra-tls` feature, the TLS context), [`commit_metadata`] (what the sink commits
@@ -26,6 +27,7 @@
 
 pub mod auth_failure;
 pub mod avro;
+pub mod backfill_annotation;
 pub mod cassandra_client;
 pub mod cell;
 pub mod coerce;

@@ -315,7 +315,8 @@ pub struct PullStatus {
     #[serde(default)]
     pub records: i64,
 
-    /// Why the run failed, when it did.
+    /// Why the run failed, when it did; a run that stopped at `maxPages`
+    /// or ran a backfill's windows says so, with the backfill's progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

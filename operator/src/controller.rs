@@ -19,6 +19,7 @@ use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use millrace_api::backfill_annotation;
 use millrace_api::{
     DeletionPolicy, StreamPipeline, StreamPipelineStatus, condition_type, validate_pipeline,
 };
@@ -150,22 +151,29 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let cassandra_auth = secrets.cassandra(&sp.spec.cassandra);
 
     // Validate: the apiserver's CEL rules catch nearly everything; this is
-    // the same check in Rust, for what CEL cannot express.
-    if let Err(invalid) = validate_pipeline(&p.name, &sp.spec) {
-        let cond = Cond::new(
-            condition_type::READY,
-            false,
-            reasons::INVALID_SPEC,
-            invalid.to_string(),
-        );
-        let new = StreamPipelineStatus {
-            observed_generation: Some(p.generation),
-            conditions: status::merge(&old.conditions, &[cond], p.generation, &now),
-            ..old.clone()
-        };
-        report(ctx, sp, new).await?;
-        return Err(Error::InvalidSpec(invalid));
-    }
+    // the same check in Rust, for what CEL cannot express. Then the
+    // backfills asked for by annotation, which no admission rule sees.
+    let checked = validate_pipeline(&p.name, &sp.spec).and_then(|()| {
+        backfill_annotation::with_backfills(&sp.spec, sp.annotations(), Timestamp::now())
+    });
+    let annotated_spec = match checked {
+        Ok(spec) => spec,
+        Err(invalid) => {
+            let cond = Cond::new(
+                condition_type::READY,
+                false,
+                reasons::INVALID_SPEC,
+                invalid.to_string(),
+            );
+            let new = StreamPipelineStatus {
+                observed_generation: Some(p.generation),
+                conditions: status::merge(&old.conditions, &[cond], p.generation, &now),
+                ..old.clone()
+            };
+            report(ctx, sp, new).await?;
+            return Err(Error::InvalidSpec(invalid));
+        }
+    };
     // Once per change of the spec, not every resync: an open endpoint is
     // a choice the user made, and is told about loudly, once.
     if old.observed_generation != Some(p.generation) {
@@ -248,8 +256,10 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         _ => Vec::new(),
     };
     let held;
-    let runner_p = if (conflict && !sp.spec.suspend) || !held_tables.is_empty() {
+    let backfill_asked = annotated_spec != sp.spec;
+    let runner_p = if (conflict && !sp.spec.suspend) || !held_tables.is_empty() || backfill_asked {
         let mut runner_sp = sp.clone();
+        runner_sp.spec = annotated_spec;
         runner_sp.spec.suspend |= conflict;
         for (i, t) in held_tables {
             if let Some(slot) = runner_sp.spec.cassandra.tables_mut().get_mut(i) {

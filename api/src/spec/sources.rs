@@ -153,7 +153,9 @@ pub struct HttpPullSource {
 
     /// A one-off pull of a past range, split into windows run one after
     /// another with the same limits. Requires the URL to use a window
-    /// variable; its progress is kept on the pull Lease.
+    /// variable; its progress is kept on the pull Lease. The annotation
+    /// `backfill.millrace.io/SOURCE` (this in JSON) asks for one without
+    /// editing the spec, and replaces this one while it is there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<Backfill>,
 }

@@ -7,7 +7,7 @@ use crate::spec::{
     StreamPipelineSpec, TableSpec, TopicSpec,
 };
 
-pub(super) fn spec() -> StreamPipelineSpec {
+pub(crate) fn spec() -> StreamPipelineSpec {
     StreamPipelineSpec {
         suspend: false,
         deletion_policy: DeletionPolicy::Retain,

@@ -23,7 +23,7 @@
 mod accumulator;
 mod cassandra;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 mod format;
 mod kafka;
 mod names;

@@ -211,6 +211,12 @@ pub enum Problem {
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
     Paging(#[from] crate::pull_paging::PagingError),
+    #[error("no httpPull source is named {0:?}: a backfill annotation names the source it pulls")]
+    BackfillAnnotationSource(String),
+    #[error(
+        "not a backfill ({0}): write {{\"from\": \"2026-01-01T00:00:00Z\", \"to\": \"2026-01-02T00:00:00Z\"}}, optionally with \"windowSize\": \"1h\""
+    )]
+    BackfillAnnotationValue(String),
     #[error("{0:?} is not an absolute http or https URL")]
     Url(String),
     #[error("{0:?} is not a valid HTTP header name")]
