@@ -44,6 +44,8 @@ use serde_json::{Map, Number, Value};
 pub mod env {
     pub const SCHEMA_REGISTRY_USERNAME: &str = "MILLRACE_SCHEMA_REGISTRY_USERNAME";
     pub const SCHEMA_REGISTRY_PASSWORD: &str = "MILLRACE_SCHEMA_REGISTRY_PASSWORD";
+    /// The PEM bundle of `schemaRegistry.tls.caSecretRef`.
+    pub const SCHEMA_REGISTRY_CA_PEM: &str = "MILLRACE_SCHEMA_REGISTRY_CA_PEM";
 }
 
 /// The first byte of every record in the Confluent wire format.

@@ -694,6 +694,16 @@ fn avro_specs_that_cannot_work_fail_both_checks() {
             }),
             "must be an absolute http or https URL",
         ),
+        (
+            "a registry CA for an http URL",
+            with(|o| {
+                avro(o);
+                o["spec"]["sources"] = json!([]);
+                o["spec"]["format"]["schemaRegistry"]["tls"] =
+                    json!({"caSecretRef": {"name": "registry-ca"}});
+            }),
+            "schemaRegistry.tls is for an https url",
+        ),
     ];
     for (what, object, words) in cases {
         let failures = cel_failures(&object, None);
@@ -709,6 +719,16 @@ fn avro_specs_that_cannot_work_fail_both_checks() {
     });
     assert_eq!(cel_failures(&ok, None), Vec::<String>::new());
     rust_verdict(&ok).unwrap();
+    let private_ca = with(|o| {
+        avro(o);
+        o["spec"]["sources"] = json!([]);
+        o["spec"]["format"]["schemaRegistry"]["url"] =
+            json!("https://registry:8443/apis/ccompat/v7");
+        o["spec"]["format"]["schemaRegistry"]["tls"] =
+            json!({"caSecretRef": {"name": "registry-ca"}});
+    });
+    assert_eq!(cel_failures(&private_ca, None), Vec::<String>::new());
+    rust_verdict(&private_ca).unwrap();
 }
 
 #[test]

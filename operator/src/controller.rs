@@ -621,17 +621,10 @@ fn left_in_place(what: &str, recorded: Option<&Owner>) -> String {
     }
 }
 
-/// Whether the pipeline takes credentials or keys from the Secret `name`.
+/// Whether the pipeline (its clients or its runner) takes credentials or
+/// keys from the Secret `name`: a change of it is reconciled at once.
 fn uses_secret(sp: &StreamPipeline, name: &str) -> bool {
-    let cassandra = sp
-        .spec
-        .cassandra
-        .credentials_secret_ref
-        .as_ref()
-        .map(|r| r.name.as_str());
-    sp.spec.kafka.secret_names().contains(&name)
-        || cassandra == Some(name)
-        || credentials::registry_secret_name(&sp.spec) == Some(name)
+    credentials::runner_secret_names(&sp.spec).contains(&name)
 }
 
 fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>

@@ -25,7 +25,11 @@ pub type CassandraAuth = CassandraCredentialValues;
 /// Secrets and its pull headers.
 pub fn runner_secret_names(spec: &StreamPipelineSpec) -> Vec<&str> {
     let mut names: Vec<&str> = spec.kafka.secret_names();
-    names.extend(registry_secret_name(spec));
+    names.extend(
+        spec.avro_registry()
+            .map(|r| r.secret_names())
+            .unwrap_or_default(),
+    );
     names.extend(spec.cassandra.secret_names());
     names.extend(spec.sources.iter().filter_map(|s| {
         s.http_pull
@@ -37,14 +41,6 @@ pub fn runner_secret_names(spec: &StreamPipelineSpec) -> Vec<&str> {
     names.sort_unstable();
     names.dedup();
     names
-}
-
-/// The Secret with the Schema Registry's login, of an Avro pipeline.
-pub fn registry_secret_name(spec: &StreamPipelineSpec) -> Option<&str> {
-    spec.avro_registry()?
-        .credentials_secret_ref
-        .as_ref()
-        .map(|r| r.name.as_str())
 }
 
 /// The Secrets a pipeline names, read at once: each name with the Secret,

@@ -154,6 +154,8 @@ pub struct Connections {
     pub cassandra_credentials: CassandraCredentialValues,
     /// The Schema Registry login ([`millrace_api::avro::env`]).
     pub schema_registry_credentials: Option<Credentials>,
+    /// The CA bundle (PEM) of `schemaRegistry.tls.caSecretRef`.
+    pub schema_registry_ca_pem: Option<String>,
 }
 
 /// Why no CQL session could be made.
@@ -194,6 +196,7 @@ impl Connections {
                 millrace_api::avro::env::SCHEMA_REGISTRY_USERNAME,
                 millrace_api::avro::env::SCHEMA_REGISTRY_PASSWORD,
             ),
+            schema_registry_ca_pem: env_value(millrace_api::avro::env::SCHEMA_REGISTRY_CA_PEM),
         }
     }
 

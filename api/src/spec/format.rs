@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::limits;
+use super::tls::CaSecretRef;
 
 /// The encoding of the records the sink reads from the topic.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -44,10 +45,17 @@ pub enum FormatType {
 /// A Confluent-compatible Schema Registry.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.tls) || self.url.startsWith('https://')")
+        .message("schemaRegistry.tls is for an https url")
+        .field_path(".tls")
+)]
 pub struct SchemaRegistrySpec {
-    /// Base URL of the registry's Confluent API, `http` or `https` (system
-    /// CA roots), for example `http://registry:8080/apis/ccompat/v7`; the
-    /// sink reads `{url}/schemas/ids/{id}`.
+    /// Base URL of the registry's Confluent API, `http` or `https`, for
+    /// example `http://registry:8080/apis/ccompat/v7`; the sink reads
+    /// `{url}/schemas/ids/{id}`. An `https` registry's certificate is
+    /// checked against the public CA roots the runner carries, or against
+    /// `tls.caSecretRef`.
     #[schemars(length(min = 1, max = limits::URL_MAX))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''")
         .message("must be an absolute http or https URL"))]
@@ -57,10 +65,42 @@ pub struct SchemaRegistrySpec {
     /// basic authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<RegistryCredentials>,
+
+    /// TLS to a registry whose certificate a private CA signed (a
+    /// cert-manager Issuer, a company CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RegistryTls>,
+}
+
+/// How the sink checks an `https` registry's certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryTls {
+    /// The CA bundle (PEM) that signed the registry's certificate, such as
+    /// the `ca.crt` of its cert-manager Certificate. Only these CAs are
+    /// trusted for the registry; its certificate must also name the URL's
+    /// host.
+    pub ca_secret_ref: CaSecretRef,
 }
 
 /// A Secret with the username and password for a Schema Registry.
 pub type RegistryCredentials = super::LoginSecretRef;
+
+impl SchemaRegistrySpec {
+    /// The Secrets the sink reads for the registry: the login and the CA.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        names.extend(
+            self.credentials_secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str()),
+        );
+        names.extend(self.tls.as_ref().map(|t| t.ca_secret_ref.name.as_str()));
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
 
 impl FormatSpec {
     /// The registry of an `avro` format.

@@ -19,7 +19,7 @@ pub use cassandra::{
     ColumnSpec, Consistency, DeleteMarker, DeletesSpec, EpochUnit, KafkaPart, KeyspaceSpec,
     Replication, ReplicationClass, TableSpec, TtlSpec, WriteTimeSpec,
 };
-pub use format::{FormatSpec, FormatType, RegistryCredentials, SchemaRegistrySpec};
+pub use format::{FormatSpec, FormatType, RegistryCredentials, RegistryTls, SchemaRegistrySpec};
 pub use kafka::{
     DEFAULT_USERNAME_KEY, KafkaCredentials, KafkaSpec, KafkaTls, SaslMechanism, SecurityProtocol,
     TopicSpec,

@@ -3,7 +3,7 @@
 
 use super::names::{is_cql_identifier, is_secret_key, is_secret_name};
 use super::problem::{InvalidSpec, Problem, SpecProblem};
-use crate::spec::LoginSecretRef;
+use crate::spec::{CaSecretRef, LoginSecretRef};
 
 #[derive(Default)]
 pub(super) struct Problems {
@@ -51,6 +51,16 @@ impl Problems {
             if !is_secret_key(key) {
                 self.push(format!("{at}.{field}"), Problem::SecretKey(key.clone()));
             }
+        }
+    }
+
+    /// The Secret of a CA bundle, at `at`.
+    pub(super) fn ca_secret(&mut self, at: &str, ca: &CaSecretRef) {
+        if !is_secret_name(&ca.name) {
+            self.push(format!("{at}.name"), Problem::SecretName(ca.name.clone()));
+        }
+        if !is_secret_key(&ca.key) {
+            self.push(format!("{at}.key"), Problem::SecretKey(ca.key.clone()));
         }
     }
 

@@ -43,6 +43,12 @@ pub(super) fn check_format(v: &mut Problems, spec: &StreamPipelineSpec) {
     if let Some(creds) = &registry.credentials_secret_ref {
         v.login_secret(&format!("{at}.credentialsSecretRef"), creds);
     }
+    if let Some(tls) = &registry.tls {
+        if !registry.url.starts_with("https://") {
+            v.push(format!("{at}.tls"), Problem::RegistryTlsWithoutHttps);
+        }
+        v.ca_secret(&format!("{at}.tls.caSecretRef"), &tls.ca_secret_ref);
+    }
 }
 
 #[cfg(test)]
@@ -62,6 +68,7 @@ mod tests {
                     username_key: "username".into(),
                     password_key: "password".into(),
                 }),
+                tls: None,
             }),
         }
     }
@@ -155,6 +162,45 @@ mod tests {
             [
                 "spec.format.schemaRegistry.credentialsSecretRef.name",
                 "spec.format.schemaRegistry.credentialsSecretRef.usernameKey"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_registry_ca_needs_https_and_a_well_formed_secret() {
+        let mut s = spec();
+        s.sources.clear();
+        let mut f = avro("https://registry.example:8443/apis/ccompat/v7");
+        if let Some(r) = f.schema_registry.as_mut() {
+            r.tls = Some(crate::spec::RegistryTls {
+                ca_secret_ref: crate::spec::CaSecretRef::named("registry-ca"),
+            });
+        }
+        s.format = Some(f.clone());
+        assert_eq!(problems(&s), vec![]);
+
+        if let Some(r) = f.schema_registry.as_mut() {
+            r.url = "http://registry:8080".into();
+            if let Some(tls) = r.tls.as_mut() {
+                tls.ca_secret_ref.key = "a/b".into();
+            }
+        }
+        s.format = Some(f);
+        let found: Vec<(String, Problem)> = problems(&s)
+            .into_iter()
+            .map(|p| (p.field, p.problem))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "spec.format.schemaRegistry.tls".to_owned(),
+                    Problem::RegistryTlsWithoutHttps
+                ),
+                (
+                    "spec.format.schemaRegistry.tls.caSecretRef.key".to_owned(),
+                    Problem::SecretKey("a/b".into())
+                ),
             ]
         );
     }

@@ -211,6 +211,8 @@ pub enum Problem {
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
     Paging(#[from] crate::pull_paging::PagingError),
+    #[error("schemaRegistry.tls is for an https url: the sink would send the registry plain HTTP")]
+    RegistryTlsWithoutHttps,
     #[error("no httpPull source is named {0:?}: a backfill annotation names the source it pulls")]
     BackfillAnnotationSource(String),
     #[error(

@@ -157,6 +157,14 @@ pub fn env(spec: &StreamPipelineSpec) -> Vec<EnvVar> {
             &creds.password_key,
         ));
     }
+    if let Some(tls) = spec.avro_registry().and_then(|r| r.tls.as_ref()) {
+        let ca = &tls.ca_secret_ref;
+        env.push(secret_env(
+            millrace_api::avro::env::SCHEMA_REGISTRY_CA_PEM,
+            &ca.name,
+            &ca.key,
+        ));
+    }
     if let Some(creds) = &spec.cassandra.credentials_secret_ref {
         env.push(secret_env(
             cassandra_names::CASSANDRA_USERNAME,
@@ -663,15 +671,16 @@ mod tests {
     }
 
     #[test]
-    fn the_schema_registry_login_reaches_the_runner_by_secret_key_ref() {
+    fn the_schema_registry_login_and_ca_reach_the_runner_by_secret_key_ref() {
         let mut spec = fixtures::seed().spec;
         spec.sources.clear();
         spec.format = Some(
             serde_json::from_value(serde_json::json!({
                 "type": "avro",
                 "schemaRegistry": {
-                    "url": "http://registry:8080/apis/ccompat/v7",
+                    "url": "https://registry:8443/apis/ccompat/v7",
                     "credentialsSecretRef": {"name": "sr", "usernameKey": "user"},
+                    "tls": {"caSecretRef": {"name": "sr-ca"}},
                 },
             }))
             .expect("format"),
@@ -690,10 +699,12 @@ mod tests {
             [
                 row("MILLRACE_SCHEMA_REGISTRY_USERNAME", "sr", "user"),
                 row("MILLRACE_SCHEMA_REGISTRY_PASSWORD", "sr", "password"),
+                row("MILLRACE_SCHEMA_REGISTRY_CA_PEM", "sr-ca", "ca.crt"),
             ]
         );
         // The Secret joins those whose versions roll the Pods.
         assert!(crate::credentials::runner_secret_names(&spec).contains(&"sr"));
+        assert!(crate::credentials::runner_secret_names(&spec).contains(&"sr-ca"));
         // A JSON pipeline reads no registry Secret, whatever else it says.
         if let Some(f) = spec.format.as_mut() {
             f.type_ = millrace_api::FormatType::Json;

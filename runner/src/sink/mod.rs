@@ -244,6 +244,11 @@ struct SinkContext {
     metrics: Arc<Metrics>,
     topic: String,
     assigned: Arc<AtomicBool>,
+    /// Set when the sink stops: the end of its drain. Closing the consumer
+    /// revokes its partitions, and that revoke must not wait a second
+    /// deadline for the writes the stop already waited for (the Pod has 30
+    /// seconds in all).
+    stop_by: std::sync::OnceLock<Instant>,
 }
 
 impl ClientContext for SinkContext {
@@ -286,7 +291,8 @@ impl ConsumerContext for SinkContext {
         info!(?partitions, "partitions revoked: draining in-flight writes");
         // The writes run on other runtime threads; this one waits for them.
         let drained = tokio::task::block_in_place(|| {
-            let start = Instant::now();
+            let own = Instant::now() + DRAIN_DEADLINE;
+            let deadline = self.stop_by.get().map_or(own, |stop| own.min(*stop));
             loop {
                 let pending: usize = {
                     let t = lock(&self.tracker);
@@ -295,7 +301,7 @@ impl ConsumerContext for SinkContext {
                 if pending == 0 {
                     return true;
                 }
-                if start.elapsed() > DRAIN_DEADLINE {
+                if Instant::now() >= deadline {
                     warn!(
                         pending,
                         "revoke: writes still in flight after the deadline; another consumer will replay them"
@@ -976,6 +982,7 @@ pub async fn run(
         metrics: metrics.clone(),
         topic: topic.clone(),
         assigned: ready.clone(),
+        stop_by: std::sync::OnceLock::new(),
     };
     let consumer: StreamConsumer<SinkContext> = connections
         .kafka_config(&pipeline)
@@ -1028,6 +1035,7 @@ pub async fn run(
             Some(registry::Registry::new(
                 &r.url,
                 connections.schema_registry_credentials.clone(),
+                connections.schema_registry_ca_pem.as_deref(),
             )?)
         }
         None => None,
@@ -1170,6 +1178,10 @@ pub async fn run(
     ready.store(false, Ordering::Relaxed);
     let pending = lock(&tracker).total_in_flight();
     info!(pending, "shutting down: draining in-flight writes");
+    let _ = consumer
+        .context()
+        .stop_by
+        .set(Instant::now() + DRAIN_DEADLINE);
     match tokio::time::timeout(DRAIN_DEADLINE, permits.acquire_many(max_in_flight)).await {
         Ok(_) => info!("all in-flight writes finished"),
         Err(_) => warn!(

@@ -22,6 +22,18 @@ use tokio::sync::OnceCell;
 /// How long one request to the registry may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the registry's client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrySetupError {
+    #[error(
+        "format.schemaRegistry.tls.caSecretRef: the Secret's key holds no PEM certificate{}",
+        .0.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+    )]
+    Ca(Option<reqwest::Error>),
+    #[error("the schema registry's HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// Why a record's writer schema is not at hand.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -48,11 +60,30 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(url: &str, credentials: Option<Credentials>) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+    /// A client of the registry at `url`; with `ca_pem`, only those CAs
+    /// are trusted for its certificate (a private CA's registry), else the
+    /// public roots the runner carries.
+    pub fn new(
+        url: &str,
+        credentials: Option<Credentials>,
+        ca_pem: Option<&str>,
+    ) -> Result<Self, RegistrySetupError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = ca_pem {
+            let cas = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| RegistrySetupError::Ca(Some(e)))?;
+            if cas.is_empty() {
+                return Err(RegistrySetupError::Ca(None));
+            }
+            builder = cas
+                .into_iter()
+                .fold(builder.tls_built_in_root_certs(false), |b, ca| {
+                    b.add_root_certificate(ca)
+                });
+        }
+        let client = builder.build()?;
         Ok(Self {
             client,
             base: url.trim_end_matches('/').to_owned(),
@@ -83,16 +114,9 @@ impl Registry {
         if let Some(c) = &self.credentials {
             request = request.basic_auth(&c.username, Some(&c.password));
         }
-        // Without the URL: it may carry a login in its user part.
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let response = request.send().await.map_err(|e| unavailable(reason(e)))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let body = response.bytes().await.map_err(|e| unavailable(reason(e)))?;
         match status {
             StatusCode::OK => {
                 let answer: RegistrySchema = serde_json::from_slice(&body).map_err(|e| {
@@ -126,6 +150,21 @@ impl Registry {
             other => Err(unavailable(format!("HTTP {}", other.as_u16()))),
         }
     }
+}
+
+/// The error and its causes, where a TLS failure says what it is ("invalid
+/// peer certificate: UnknownIssuer"), without the URL: it may carry a login
+/// in its user part.
+fn reason(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -187,6 +226,7 @@ mod tests {
                 username: "u".into(),
                 password: "p".into(),
             }),
+            None,
         )
         .unwrap();
         let asks = (0..8).map(|_| registry.schema(7));
@@ -215,7 +255,7 @@ mod tests {
             _ => (500, String::new()),
         })
         .await;
-        let registry = Registry::new(&url, None).unwrap();
+        let registry = Registry::new(&url, None, None).unwrap();
         let e = registry.schema(1).await.unwrap_err();
         assert!(matches!(e, RegistryError::Unknown(1)));
         assert_eq!(e.to_string(), "unknown schema id 1");
@@ -235,10 +275,24 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
-        let down = Registry::new(&format!("http://{addr}"), None).unwrap();
+        let down = Registry::new(&format!("http://{addr}"), None, None).unwrap();
         assert!(matches!(
             down.schema(1).await.unwrap_err(),
             RegistryError::Unavailable { .. }
         ));
+    }
+
+    #[test]
+    fn a_ca_secret_without_a_certificate_is_named() {
+        let e = Registry::new("https://registry:8443", None, Some("not a certificate"))
+            .err()
+            .unwrap();
+        assert!(matches!(e, RegistrySetupError::Ca(_)), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "format.schemaRegistry.tls.caSecretRef: the Secret's key holds no PEM certificate"
+            ),
+            "{e}"
+        );
     }
 }

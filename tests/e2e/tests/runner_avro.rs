@@ -5,6 +5,8 @@
 //! the sink's reach the sink waits, dead-letters nothing and writes the rows
 //! once it is back. The outage is a gate between the sink and the registry,
 //! not a stopped registry, so the tests that run beside this one keep it.
+//! Over HTTPS, a registry whose certificate a private CA signed is read
+//! with that CA, and refused (the sink waits, says why) with another.
 //!
 //! The world must have a registry (`MILLRACE_SCHEMA_REGISTRY_URL`): without
 //! one these tests fail.
@@ -364,6 +366,84 @@ async fn a_registry_outage_waits_and_dead_letters_nothing() -> anyhow::Result<()
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
     gate.reopen().await?;
+    fx.wait_for_rows(users.len(), Deadline::secs(120)).await?;
+    assert_eq!(fx.topic_size(&fx.dlq)?, 0, "nothing dead-lettered");
+    sink.terminate(Deadline::secs(30)).await?;
+    fx.cleanup().await
+}
+
+/// The world registry's HTTPS URL and the CA (PEM) that signed its
+/// certificate, a CA of the world's own.
+fn registry_tls(world: &World) -> anyhow::Result<(String, String)> {
+    let var = |name: &str| {
+        world.var(name).map(str::to_owned).with_context(|| {
+            format!("{name} is not in the test world: bring it up again with tests/env/up")
+        })
+    };
+    let ca = std::fs::read_to_string(var("MILLRACE_SCHEMA_REGISTRY_CA")?)?;
+    Ok((var("MILLRACE_SCHEMA_REGISTRY_TLS_URL")?, ca))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_behind_a_private_ca_is_trusted_with_that_ca_only() -> anyhow::Result<()> {
+    let fx = Fixture::new("avro-tls", 2, table("users")).await?;
+    let (https, ca) = registry_tls(&fx.world)?;
+    let url = registry_url(&fx.world)?;
+    let s2 = v2(&format!("User{}", rand_u32()));
+    let id = register(&url, &format!("{}-value", fx.topic), &s2).await?;
+    let schema = Schema::parse_str(&s2)?;
+    let users: Vec<User> = (0..10).map(|i| user(i, true)).collect();
+    let payloads = users
+        .iter()
+        .map(|u| encode(&schema, id, u, 2))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    fx.produce(&payloads).await?;
+
+    // As the operator runs it: the CA from the Secret `schemaRegistry.tls`
+    // names, in MILLRACE_SCHEMA_REGISTRY_CA_PEM.
+    let mut pipeline = avro_pipeline(&fx, &https);
+    pipeline["spec"]["format"]["schemaRegistry"]["tls"] =
+        json!({"caSecretRef": {"name": "registry-ca"}});
+    let path = fx.write_pipeline("sink.json", &pipeline)?;
+    let start = |ca: &str, label: &str| {
+        let mut env = fx.runner_env();
+        env.push((
+            millrace_api::avro::env::SCHEMA_REGISTRY_CA_PEM.to_owned(),
+            ca.to_owned(),
+        ));
+        runner::Runner::start("sink", &path, &env, &fx.dir.join(format!("{label}.log")))
+    };
+
+    // A CA that did not sign the registry's certificate (the world's
+    // Cassandra CA): the sink waits for the registry, says why, and
+    // dead-letters nothing.
+    let other_ca = std::fs::read_to_string(
+        fx.world
+            .var("MILLRACE_CASSANDRA_TLS_DIR")
+            .map(|d| std::path::Path::new(d).join("ca.crt"))
+            .context("MILLRACE_CASSANDRA_TLS_DIR is not in the test world")?,
+    )?;
+    let mut sink = start(&other_ca, "sink-wrong-ca")?;
+    sink.wait_ready(Deadline::secs(60)).await?;
+    poll_until(
+        "the sink to refuse the registry's certificate",
+        Deadline::secs(60),
+        || async {
+            let waiting = sink
+                .metric("millrace_writes_waiting{reason=\"schema_registry\"}")
+                .await?;
+            let log = sink.log_text();
+            Ok((waiting > 0.0 && log.contains("UnknownIssuer")).then_some(()))
+        },
+    )
+    .await?;
+    assert_eq!(fx.row_count().await?, 0, "a row without its schema");
+    assert_eq!(fx.topic_size(&fx.dlq)?, 0, "dead-lettered on a TLS failure");
+    sink.terminate(Deadline::secs(30)).await?;
+
+    // The registry's own CA: every record a row.
+    let mut sink = start(&ca, "sink")?;
+    sink.wait_ready(Deadline::secs(60)).await?;
     fx.wait_for_rows(users.len(), Deadline::secs(120)).await?;
     assert_eq!(fx.topic_size(&fx.dlq)?, 0, "nothing dead-lettered");
     sink.terminate(Deadline::secs(30)).await?;

@@ -37,6 +37,8 @@ CASSANDRA_CQL_PORT="${MILLRACE_CASSANDRA_PORT:-19042}"
 # The schema registry's HTTP port, by default 18081 beside Kafka's 19092, and
 # as far below the Kafka port of any other world (the fault suite's).
 SCHEMA_REGISTRY_PORT="${MILLRACE_SCHEMA_REGISTRY_PORT:-$((KAFKA_PORT - 1011))}"
+# The same registry over HTTPS, with a certificate from a CA of the world's.
+SCHEMA_REGISTRY_TLS_PORT="${MILLRACE_SCHEMA_REGISTRY_TLS_PORT:-$((SCHEMA_REGISTRY_PORT + 1))}"
 CASSANDRA_STORAGE_PORT="${MILLRACE_CASSANDRA_STORAGE_PORT:-17000}"
 CASSANDRA_JMX_PORT="${MILLRACE_CASSANDRA_JMX_PORT:-17199}"
 

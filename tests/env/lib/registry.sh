@@ -21,6 +21,12 @@ REGISTRY_HOME="$MILLRACE_CACHE/apicurio-registry-$APICURIO_VERSION"
 REGISTRY_PORT="$SCHEMA_REGISTRY_PORT"
 REGISTRY_CCOMPAT_PATH=/apis/ccompat/v7
 REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT$REGISTRY_CCOMPAT_PATH"
+# HTTPS on a port of its own, with a certificate (for 127.0.0.1 and
+# localhost) from a private CA: what a registry inside a cluster, behind
+# cert-manager, looks like to the sink.
+REGISTRY_TLS_PORT="$SCHEMA_REGISTRY_TLS_PORT"
+REGISTRY_TLS_URL="https://127.0.0.1:$REGISTRY_TLS_PORT$REGISTRY_CCOMPAT_PATH"
+REGISTRY_TLS_DIR="$MILLRACE_WORLD/registry-tls"
 REGISTRY_DATA_DIR="$DATA_DIR/registry"
 REGISTRY_HEAP="${MILLRACE_SCHEMA_REGISTRY_HEAP:-256m}"
 
@@ -70,13 +76,27 @@ registry_start() {
     log "registry already running (pid $(pid_of registry))"
     return 0
   fi
+  registry_tls_make
   mkdir -p "$REGISTRY_DATA_DIR/tmp" "$LOGS_DIR"
   REGISTRY_STARTED_AT=$SECONDS
   start_daemon registry java -Xms64m "-Xmx$REGISTRY_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     -Djava.awt.headless=true "-Djava.io.tmpdir=$REGISTRY_DATA_DIR/tmp" \
     -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$REGISTRY_PORT" \
+    "-Dquarkus.http.ssl-port=$REGISTRY_TLS_PORT" \
+    "-Dquarkus.http.ssl.certificate.files=$REGISTRY_TLS_DIR/registry.crt" \
+    "-Dquarkus.http.ssl.certificate.key-files=$REGISTRY_TLS_DIR/registry.key" \
     "-Dquarkus.datasource.jdbc.url=jdbc:h2:file:$REGISTRY_DATA_DIR/registry" \
     -jar "$REGISTRY_HOME/registry-runner.jar"
+}
+
+# registry_tls_make: the registry's CA and its server certificate, unless
+# present.
+registry_tls_make() {
+  local d="$REGISTRY_TLS_DIR"
+  tls_ca "$d" ca millrace-world-registry-ca
+  tls_cert "$d" ca registry "/CN=registry" "extendedKeyUsage = serverAuth" \
+    "subjectAltName = IP:127.0.0.1, DNS:localhost"
+  chmod 600 "$d"/*.key
 }
 
 # registry_get PATH: GET $REGISTRY_URL/PATH (HTTP/1.0 over bash's /dev/tcp,
@@ -134,5 +154,7 @@ avro_provision() {
 # registry_env: the registry's lines for $MILLRACE_WORLD/env.
 registry_env() {
   printf 'export %s=%s\n' \
-    MILLRACE_SCHEMA_REGISTRY_URL "$(_data_shq "$REGISTRY_URL")"
+    MILLRACE_SCHEMA_REGISTRY_URL "$(_data_shq "$REGISTRY_URL")" \
+    MILLRACE_SCHEMA_REGISTRY_TLS_URL "$(_data_shq "$REGISTRY_TLS_URL")" \
+    MILLRACE_SCHEMA_REGISTRY_CA "$(_data_shq "$REGISTRY_TLS_DIR/ca.crt")"
 }
