@@ -669,6 +669,12 @@ CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_runner_sink, m_runner_sink_a
                      m_runner_sink_before, m_runner_e2e}
 # The world's Schema Registry, for the Avro sink (tests/env/up starts one).
 REGISTRY = os.environ.get("MILLRACE_SCHEMA_REGISTRY_URL", "")
+# BENCH_NAME=x writes REPORT-x.md, throughput-x.svg and results/x.json, so a
+# run of a few measurements (BENCH_ONLY) leaves the full report as it is.
+_NAME = os.environ.get("BENCH_NAME", "")
+REPORT_MD = f"REPORT-{_NAME}.md" if _NAME else "REPORT.md"
+THROUGHPUT_SVG = f"throughput-{_NAME}.svg" if _NAME else "throughput.svg"
+RESULTS_JSON = f"results/{_NAME}.json" if _NAME else "results/last.json"
 WARMUP = os.environ.get("BENCH_WARMUP", "1") != "0"
 
 # name -> (function, label, what it is)
@@ -999,7 +1005,7 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
                       f"{x['seconds']:.2f} | {x['wall']:.1f} | {x['rss']:.0f}, {x['rss_max']:.0f} | "
                       f"{f'{cpu:.1f}' if cpu is not None else ''} | {what} |")
     md.append("")
-    md.append("![records/s](throughput.svg)\n")
+    md.append(f"![records/s]({THROUGHPUT_SVG})\n")
     md.append(
         "Timed part: the ceilings time only their own work (records are generated, read or "
         "mapped before the clock starts; see each binary's header). The runner sinks are timed "
@@ -1180,8 +1186,8 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
             md.append(readable(env, argv))
     md.append("```\n")
     md.append("Raw results (every repetition, all RSS figures, CPU seconds, latency percentiles): "
-              f"`bench/results/last.json`. Logs and pipeline files: `{str(ctx.log).replace(home, '~')}`.\n")
-    (BENCH / "REPORT.md").write_text("\n".join(md) + "\n")
+              f"`bench/{RESULTS_JSON}`. Logs and pipeline files: `{str(ctx.log).replace(home, '~')}`.\n")
+    (BENCH / REPORT_MD).write_text("\n".join(md) + "\n")
 
 
 # ---------------------------------------------------------------- main ---
@@ -1190,7 +1196,7 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
 def rerender():
     """`harness.py --report`: writes REPORT.md and the plot again from
     results/last.json, e.g. after changing the report's layout."""
-    d = json.loads((BENCH / "results/last.json").read_text())
+    d = json.loads((BENCH / RESULTS_JSON).read_text())
     ctx = Ctx.__new__(Ctx)
     ctx.run_id, ctx.records, ctx.reps = d["run"], d["records"], d["reps"]
     ctx.partitions = d.get("partitions", 3)
@@ -1198,7 +1204,7 @@ def rerender():
     ctx.log = Path(d["log"])
     ctx.commands = {k: tuple(v) for k, v in d["commands"].items()}
     ctx.topics, ctx.groups = [], []
-    svg_bars(d["summary"], BENCH / "throughput.svg")
+    svg_bars(d["summary"], BENCH / THROUGHPUT_SVG)
     write_report(ctx, d["machine"], d["results"], d["summary"], d["errors"], d["started"],
                  d["finished"], d.get("profile"))
     return 0
@@ -1299,15 +1305,15 @@ def main():
     summary = {n: summarize([r for r in rs if "pending" not in r]) if any("pending" not in r for r in rs)
                else None for n, rs in results.items()}
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results/last.json").write_text(json.dumps(
+    (BENCH / RESULTS_JSON).write_text(json.dumps(
         {"run": ctx.run_id, "machine": info, "records": ctx.records, "reps": ctx.reps,
          "partitions": ctx.partitions, "started": started, "finished": finished,
          "log": str(ctx.log), "commands": ctx.commands, "profile": profile,
          "runner_before_rev": RUNNER_BEFORE_REV,
          "results": results, "errors": errors, "summary": summary}, indent=1) + "\n")
-    svg_bars(summary, BENCH / "throughput.svg")
+    svg_bars(summary, BENCH / THROUGHPUT_SVG)
     write_report(ctx, info, results, summary, errors, started, finished, profile)
-    print(f"bench: wrote {BENCH / 'REPORT.md'}", flush=True)
+    print(f"bench: wrote {BENCH / REPORT_MD}", flush=True)
     return 1 if errors else 0
 
 

@@ -4,14 +4,20 @@
 //! them (`ca.crt`, `tls.crt`, `tls.key`). A CA that did not sign the nodes'
 //! certificates, a missing client certificate and one from another CA are
 //! each a `TlsFailed` condition naming what to check, not a crash loop; and
-//! no key shows up in the status, an Event, a ConfigMap or a log.
+//! no key shows up in the status, an Event, a ConfigMap or a log. With only
+//! a CA, rows reach the world's TLS-only Cassandra, a cluster of its own
+//! that asks for no client certificate.
 
 mod operator_common;
 
 use std::path::PathBuf;
 
+use millrace_api::cassandra_client::tls_context;
+use millrace_api::{CassandraCredentialValues, CassandraTls};
 use millrace_testsupport::{Deadline, poll_until};
 use operator_common::{Operator, Scenario, world_file};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
 use serde_json::{Value, json};
 
 const ROWS: i64 = 200;
@@ -111,6 +117,93 @@ async fn tls_with_the_ca_and_a_client_certificate_carries_records_to_rows() -> a
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
     s.drop_own_topics(&[name]).await;
+    s.cleanup().await
+}
+
+/// A session to the world's TLS-only Cassandra (its own one-node cluster,
+/// which asks for no client certificate), trusting only `ca`.
+async fn tls_only_session(contact: &str, ca: &str) -> anyhow::Result<Session> {
+    let tls: CassandraTls = serde_json::from_value(json!({"caSecretRef": {"name": "ca"}}))?;
+    let values = CassandraCredentialValues {
+        ca_pem: Some(ca.to_owned()),
+        ..CassandraCredentialValues::default()
+    };
+    Ok(SessionBuilder::new()
+        .known_node(contact)
+        .user(TLS_ONLY_LOGIN.0, TLS_ONLY_LOGIN.1)
+        .tls_context(tls_context(Some(&tls), &values)?)
+        .build()
+        .await?)
+}
+
+/// The TLS-only Cassandra's login: its default superuser.
+const TLS_ONLY_LOGIN: (&str, &str) = ("cassandra", "cassandra");
+
+#[tokio::test]
+async fn tls_with_only_the_ca_carries_records_to_rows() -> anyhow::Result<()> {
+    let s = Scenario::new("op-ctls-ca").await?;
+    let tls = CassandraTlsWorld::of(&s)?;
+    let contact = s.world_var("MILLRACE_CASSANDRA_TLS_ONLY_CONTACT_POINT")?;
+    let ca = tls.file("ca.crt")?;
+    s.create_secret("cassandra-ca", json!({ "ca.crt": ca }))
+        .await?;
+    s.create_secret(
+        "tls-only-login",
+        json!({"username": TLS_ONLY_LOGIN.0, "password": TLS_ONLY_LOGIN.1}),
+    )
+    .await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+
+    let name = "ctls-ca";
+    let mut sp = pipeline(&s, name, json!({"caSecretRef": {"name": "cassandra-ca"}}))?;
+    sp["spec"]["cassandra"]["contactPoints"] = json!([contact]);
+    sp["spec"]["cassandra"]["credentialsSecretRef"] = json!({"name": "tls-only-login"});
+    let started = std::time::Instant::now();
+    s.apply(&sp).await?;
+    s.wait_condition(name, "Ready", "True", None, 240).await?;
+    let session = tls_only_session(&contact, &ca).await?;
+    let count = format!(
+        "SELECT COUNT(*) FROM {}.{}",
+        s.keyspace,
+        name.replace('-', "_")
+    );
+    poll_until(
+        &format!("{ROWS} rows over TLS with only the CA"),
+        Deadline::secs(180),
+        || async {
+            let rows = session
+                .query_unpaged(count.as_str(), &[])
+                .await?
+                .into_rows_result()?;
+            Ok((rows.single_row::<(i64,)>()?.0 == ROWS).then_some(()))
+        },
+    )
+    .await?;
+    println!(
+        "{ROWS} rows over TLS with only the CA, {:?} after apply",
+        started.elapsed()
+    );
+    // The sink got the CA by secretKeyRef, and no client certificate.
+    let sink = format!("{name}-sink");
+    assert_eq!(
+        s.env_secret(&sink, "MILLRACE_CASSANDRA_CA_PEM").await?,
+        "cassandra-ca"
+    );
+    assert!(
+        s.env_secret(&sink, "MILLRACE_CASSANDRA_CLIENT_CERT_PEM")
+            .await
+            .is_err(),
+        "a client certificate the spec does not name"
+    );
+
+    s.delete_pipeline(name, 60).await?;
+    op.stop().await?;
+    s.drop_own_topics(&[name]).await;
+    // The keyspace is on the TLS-only cluster: the scenario's cleanup
+    // reaches only the world's.
+    session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", s.keyspace), &[])
+        .await?;
     s.cleanup().await
 }
 

@@ -62,6 +62,14 @@ CASSANDRA_LOCAL_DC=datacenter1
 # present a certificate that CA signed (Cassandra 5.0 has no "optional"
 # client authentication): see cassandra.yaml.in.
 CASSANDRA_TLS_DIR="$MILLRACE_WORLD/cassandra-tls"
+# A second Cassandra, a cluster of one node of its own (daemon
+# "cassandra-tls"), whose CQL port takes TLS only and asks for no client
+# certificate: what most managed and k8ssandra clusters look like, and what
+# the world's own nodes cannot show, since Cassandra 5.0 either requires a
+# client certificate or never asks for one. Its login is the default
+# superuser (cassandra/cassandra): it holds nothing but the tests' data.
+CASSANDRA_TLS_ONLY_ADDRESS="${MILLRACE_CASSANDRA_TLS_ONLY_ADDRESS:-127.0.3.1}"
+CASSANDRA_TLS_ONLY_HEAP="${MILLRACE_CASSANDRA_TLS_ONLY_HEAP:-512M}"
 CASSANDRA_TLS_USER=millrace-cassandra-client
 # Only the keystores' own lock: they hold nothing but the world's test CA.
 CASSANDRA_TLS_STORE_PASSWORD=millrace-world
@@ -429,6 +437,11 @@ _cassandra_node() {
       CASSANDRA_NODE_ADDRESS="$CASSANDRA_ADDRESS_PREFIX.$i"
       CASSANDRA_NODE_DATA_DIR="$DATA_DIR/$1"
       CASSANDRA_NODE_CONF_DIR="$MILLRACE_WORLD/conf/$1" ;;
+    cassandra-tls)
+      i=10
+      CASSANDRA_NODE_ADDRESS="$CASSANDRA_TLS_ONLY_ADDRESS"
+      CASSANDRA_NODE_DATA_DIR="$DATA_DIR/cassandra-tls"
+      CASSANDRA_NODE_CONF_DIR="$MILLRACE_WORLD/conf/cassandra-tls" ;;
     *) die "no Cassandra node is called $1" ;;
   esac
   CASSANDRA_NODE_JMX_PORT=$((CASSANDRA_JMX_PORT + i - 1))
@@ -520,6 +533,15 @@ cassandra_tls_make() {
   tls_cert "$d" ca node "/CN=cassandra" "extendedKeyUsage = serverAuth" "subjectAltName = $sans"
   tls_cert "$d" ca "$CASSANDRA_TLS_USER" "/CN=$CASSANDRA_TLS_USER" "extendedKeyUsage = clientAuth"
   tls_cert "$d" other-ca untrusted-client "/CN=untrusted-client" "extendedKeyUsage = clientAuth"
+  tls_cert "$d" ca tls-only-node "/CN=cassandra-tls" "extendedKeyUsage = serverAuth" \
+    "subjectAltName = IP:$CASSANDRA_TLS_ONLY_ADDRESS"
+  if [[ ! -s "$d/tls-only-keystore.p12" ]]; then
+    openssl pkcs12 -export -name node -in "$d/tls-only-node.crt" -inkey "$d/tls-only-node.key" \
+      -certfile "$d/ca.crt" -passout "pass:$CASSANDRA_TLS_STORE_PASSWORD" \
+      -out "$d/tls-only-keystore.p12.tmp" \
+      && mv -f "$d/tls-only-keystore.p12.tmp" "$d/tls-only-keystore.p12" \
+      || die "could not make the TLS-only node's key store"
+  fi
   if [[ ! -s "$d/keystore.p12" ]]; then
     openssl pkcs12 -export -name node -in "$d/node.crt" -inkey "$d/node.key" -certfile "$d/ca.crt" \
       -passout "pass:$CASSANDRA_TLS_STORE_PASSWORD" -out "$d/keystore.p12.tmp" \
@@ -551,6 +573,16 @@ cassandra_start_one() {
   mkdir -p "$CASSANDRA_NODE_DATA_DIR"/{data,commitlog,saved_caches,hints,cdc_raw} \
     "$CASSANDRA_NODE_CONF_DIR/triggers" "$LOGS_DIR"
   cassandra_tls_make
+  # The world's nodes take TLS and plaintext and require a client
+  # certificate; the TLS-only node is its own cluster and its own seed.
+  local CASSANDRA_CLUSTER_NAME=millrace CASSANDRA_TLS_OPTIONAL=true
+  local CASSANDRA_REQUIRE_CLIENT_AUTH=true CASSANDRA_KEYSTORE="$CASSANDRA_TLS_DIR/keystore.p12"
+  local CASSANDRA_SEED_ADDRESS="$CASSANDRA_SEED_ADDRESS" CASSANDRA_HEAP="$CASSANDRA_HEAP"
+  if [[ "$name" == cassandra-tls ]]; then
+    CASSANDRA_CLUSTER_NAME=millrace-tls-only CASSANDRA_TLS_OPTIONAL=false
+    CASSANDRA_REQUIRE_CLIENT_AUTH=false CASSANDRA_KEYSTORE="$CASSANDRA_TLS_DIR/tls-only-keystore.p12"
+    CASSANDRA_SEED_ADDRESS="$CASSANDRA_NODE_ADDRESS" CASSANDRA_HEAP="$CASSANDRA_TLS_ONLY_HEAP"
+  fi
   local CASSANDRA_COMMITLOG_SYNC_CONF
   case "$CASSANDRA_COMMITLOG_SYNC" in
     periodic) CASSANDRA_COMMITLOG_SYNC_CONF=$'commitlog_sync: periodic\ncommitlog_sync_period: 10000ms' ;;
@@ -559,7 +591,8 @@ cassandra_start_one() {
   esac
   _data_render "$_DATA_SRC/cassandra/cassandra.yaml.in" "$CASSANDRA_NODE_CONF_DIR/cassandra.yaml" \
     CASSANDRA_NODE_ADDRESS CASSANDRA_SEED_ADDRESS CASSANDRA_CQL_PORT CASSANDRA_STORAGE_PORT \
-    CASSANDRA_NODE_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF CASSANDRA_TLS_DIR CASSANDRA_TLS_STORE_PASSWORD
+    CASSANDRA_NODE_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF CASSANDRA_TLS_DIR CASSANDRA_TLS_STORE_PASSWORD \
+    CASSANDRA_CLUSTER_NAME CASSANDRA_TLS_OPTIONAL CASSANDRA_REQUIRE_CLIENT_AUTH CASSANDRA_KEYSTORE
   local -a opts
   mapfile -t opts < <(_cassandra_jvm_opts)
   ((${#opts[@]} > 10)) || die "could not build Cassandra's JVM options"
@@ -602,6 +635,24 @@ cassandra_wait_one() {
     ((SECONDS < deadline)) || { log "$name: does not see all $CASSANDRA_NODES nodes up after ${timeout}s"; return 1; }
     sleep 1
   done
+}
+
+# cassandra_tls_only_wait [TIMEOUT_SECONDS]: until the TLS-only node answers
+# a query over TLS (checked against the world's Cassandra CA).
+cassandra_tls_only_wait() {
+  local timeout="${1:-180}" deadline host
+  _cassandra_node cassandra-tls
+  host="$CASSANDRA_NODE_ADDRESS"
+  deadline=$((SECONDS + timeout))
+  cqlsh_provision
+  until SSL_CERTFILE="$CASSANDRA_TLS_DIR/ca.crt" SSL_VALIDATE=true CQL_HOST="$host" \
+      CQL_USER=cassandra CQL_PASSWORD=cassandra cql "SELECT release_version FROM system.local" --ssl \
+      >/dev/null 2>&1; do
+    is_running cassandra-tls || _data_died cassandra-tls || return 1
+    ((SECONDS < deadline)) || { log "cassandra-tls: no CQL answer over TLS after ${timeout}s"; return 1; }
+    sleep 1
+  done
+  log "cassandra-tls answers over TLS at $host:$CASSANDRA_CQL_PORT"
 }
 
 # cassandra_nodetool NAME ARGS...: nodetool against node NAME (its JMX port).
@@ -763,6 +814,7 @@ data_env() {
     MILLRACE_CASSANDRA_LOCAL_DC "$(_data_shq "$CASSANDRA_LOCAL_DC")" \
     MILLRACE_CASSANDRA_TLS_DIR "$(_data_shq "$CASSANDRA_TLS_DIR")" \
     MILLRACE_CASSANDRA_TLS_USER "$(_data_shq "$CASSANDRA_TLS_USER")" \
+    MILLRACE_CASSANDRA_TLS_ONLY_CONTACT_POINT "$(_data_shq "$CASSANDRA_TLS_ONLY_ADDRESS:$CASSANDRA_CQL_PORT")" \
     MILLRACE_CASSANDRA_USERNAME "$(_data_shq "$CASSANDRA_USERNAME")" \
     MILLRACE_CASSANDRA_PASSWORD "$(_data_shq "$cpw")"
 }

@@ -16,7 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 # Daemons in start order; `down` stops them in reverse.
 # shellcheck disable=SC2207 # the names never contain spaces
 WORLD_DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler
-  $(kafka_daemons) $(cassandra_daemons) registry node-agent)
+  $(kafka_daemons) $(cassandra_daemons) cassandra-tls registry node-agent)
 
 world_provision() {
   local t0=$SECONDS
@@ -61,6 +61,7 @@ world_up() {
   certs_make
   # Slow starters first, so they boot while the control plane comes up.
   cassandra_start
+  cassandra_start_one cassandra-tls
   kafka_start
   registry_start
   etcd_start
@@ -76,6 +77,7 @@ world_up() {
   kafka_wait
   cassandra_wait
   cassandra_setup_roles
+  cassandra_tls_only_wait
   registry_wait
   world_write_env
   log "world up in $((SECONDS - t0))s; env: $ENV_FILE"
