@@ -6,7 +6,6 @@
 mod operator_common;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::ConfigMap;
 use millrace_api::StreamPipeline;
 use millrace_testsupport::randomuser_page as page;
 use millrace_testsupport::{Deadline, poll_until};
@@ -85,16 +84,7 @@ async fn a_type_change_cassandra_cannot_make_keeps_good_records_flowing() -> any
     assert!(table.message.contains("gender"), "{}", table.message);
 
     // The runner's document keeps the table's type.
-    let cm =
-        s.ns.api::<ConfigMap>()
-            .get(&format!("{name}-pipeline"))
-            .await?;
-    let doc: StreamPipeline = serde_yaml::from_str(
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("pipeline.yaml"))
-            .context("pipeline.yaml")?,
-    )?;
+    let doc = s.runner_document(name).await?;
     let gender = doc
         .spec
         .cassandra

@@ -11,7 +11,6 @@ mod operator_common;
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::ConfigMap;
 use millrace_api::StreamPipeline;
 use millrace_testsupport::randomuser_page as page;
 use millrace_testsupport::{Deadline, poll_until};
@@ -210,16 +209,7 @@ async fn one_stream_feeds_two_query_tables_each_with_its_own_key() -> anyhow::Re
         table.message
     );
     // The runner writes users_by_email as it is, users_by_id as declared.
-    let cm =
-        s.ns.api::<ConfigMap>()
-            .get(&format!("{name}-pipeline"))
-            .await?;
-    let doc: StreamPipeline = serde_yaml::from_str(
-        cm.data
-            .as_ref()
-            .and_then(|d| d.get("pipeline.yaml"))
-            .context("pipeline.yaml")?,
-    )?;
+    let doc = s.runner_document(name).await?;
     let held = doc
         .spec
         .cassandra

@@ -530,7 +530,6 @@ impl Scenario {
         .await
     }
 
-    /// Deletes the pipeline and waits until its finalizer has run.
     /// The `millrace.io/config-hash` of the runner Deployment `deployment`
     /// once it reflects pipeline generation `generation` or a later one: the
     /// annotation its Pods carry when they run that spec.
@@ -567,6 +566,23 @@ impl Scenario {
         .await
     }
 
+    /// The pipeline document the operator gives pipeline `name`'s runner
+    /// (its ConfigMap's `pipeline.yaml`): the spec as the runner runs it.
+    pub async fn runner_document(&self, name: &str) -> anyhow::Result<StreamPipeline> {
+        let cm = self
+            .ns
+            .api::<ConfigMap>()
+            .get(&format!("{name}-pipeline"))
+            .await?;
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("pipeline.yaml"))
+            .with_context(|| format!("{name}-pipeline has no pipeline.yaml"))?;
+        Ok(serde_yaml::from_str(text)?)
+    }
+
+    /// Deletes the pipeline and waits until its finalizer has run.
     pub async fn delete_pipeline(&self, name: &str, secs: u64) -> anyhow::Result<Duration> {
         let api = self.pipelines();
         let start = Instant::now();
@@ -605,8 +621,6 @@ impl Scenario {
         Ok(out)
     }
 
-    /// Deletes what the scenario left in Kafka and Cassandra, and the
-    /// namespace.
     /// Rows of `table` in the scenario's keyspace.
     pub async fn row_count(&self, table: &str) -> anyhow::Result<i64> {
         let session = self.world.cassandra_session().await?;
@@ -769,6 +783,8 @@ impl Scenario {
             .collect())
     }
 
+    /// Deletes what the scenario left in Kafka and Cassandra, and the
+    /// namespace.
     pub async fn cleanup(self) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.world.kafka_config().create()?;
         let dlq = format!("{}.dlq", self.topic);
