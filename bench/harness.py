@@ -353,10 +353,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None):
+def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None, tables=1):
     """examples/randomuser.yaml, pointed at `topic` and `table`, with its
     sources replaced by `sources` (YAML text of the list items, or ""), and
     with `format: avro` reading schemas from `avro_registry` when given.
+    With `tables` > 1 its table becomes a `tables:` list of that many
+    copies, `table_0` .. (every record a row in each).
     Edited as text (the harness has no YAML library); each line replaced
     must exist exactly once, so a changed example fails loudly."""
     text = (REPO / "examples/randomuser.yaml").read_text()
@@ -373,11 +375,38 @@ def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None):
     if cut < 0:
         raise RuntimeError("examples/randomuser.yaml: no sources section")
     text = text[:cut] + ("  sources:\n" + sources if sources else "")
+    if tables > 1:
+        text = _as_tables(text, table, tables)
     if avro_registry:
         text = text.replace("  cassandra:\n", "  format:\n    type: avro\n    schemaRegistry:\n"
                             f"      url: {avro_registry}\n  cassandra:\n", 1)
     path.write_text(text)
     return f"millrace.default.bench-{ctx.run_id}-{name.replace('_', '-')}"
+
+
+def _as_tables(text, table, n):
+    """The pipeline text with its `table:` block (which must end the
+    cassandra section) as a `tables:` list of `n` copies named table_0 .."""
+    head = "    table:\n"
+    start = text.find(head)
+    if start < 0:
+        raise RuntimeError("examples/randomuser.yaml: no table section")
+    rest = text[start + len(head):].split("\n")
+    body = []
+    for line in rest:
+        if line.startswith("      ") or (line.strip().startswith("#") and line.startswith("    ")):
+            body.append(line)
+        else:
+            break
+    tail = "\n".join(rest[len(body):])
+    first = f"      name: {table}"
+    if not body or body[0] != first:
+        raise RuntimeError(f"examples/randomuser.yaml: the table does not start with {first.strip()!r}")
+    out = ["    tables:"]
+    for i in range(n):
+        out.append(f"      - name: {table}_{i}")
+        out.extend("  " + line for line in body[1:])
+    return text[:start] + "\n".join(out) + "\n" + tail
 
 
 # The push source as users get it: the default maxBodyBytes (1 MiB), so the
@@ -502,30 +531,37 @@ class Runner:
         }
 
 
-def _sink(ctx, rep, name, binary, perf=None, avro=False):
-    """A runner sink on the pre-filled topic, writing a fresh table, until
-    its rows_written metric reaches N. Timed from the first row written to
-    the N-th (the metric polled every 50 ms), like the ceilings: connecting
-    and the group join are excluded (their cost is in the wall column)."""
+def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1):
+    """A runner sink on the pre-filled topic, writing a fresh table (or
+    `tables` fresh tables, each record a row in every one), until its
+    rows_written metric reaches N rows per table. Timed from the first row
+    written to the last, like the ceilings: connecting and the group join
+    are excluded (their cost is in the wall column). The rate is records/s:
+    rows/s divided by the tables."""
     table = f"{name.replace('-', '_')}_{rep}"
-    ctx.bench_tool("create-table", ctx.keyspace, table)
+    names = [table] if tables == 1 else [f"{table}_{i}" for i in range(tables)]
+    for t in names:
+        ctx.bench_tool("create-table", ctx.keyspace, t)
     pipeline = ctx.log / f"{table}.yaml"
     topic, registry = (ctx.topic + "_avro", REGISTRY) if avro else (ctx.topic, None)
-    ctx.groups.append(_pipeline_file(ctx, table, topic, table, "", pipeline, registry))
+    ctx.groups.append(_pipeline_file(ctx, table, topic, table, "", pipeline, registry, tables))
     with Runner(ctx, name, binary, "sink", pipeline) as r:
         if perf:
             perf(r.proc.pid)
-        first, last = r.wait_metric("millrace_rows_written_total", ctx.records)
+        first, last = r.wait_metric("millrace_rows_written_total", ctx.records * tables)
         r.stop()
-    records, seconds = last[1] - first[1], last[0] - first[0]
+    rows, seconds = last[1] - first[1], last[0] - first[0]
+    records = rows / tables
     result = {
         "measurement": name, "records": records, "seconds": seconds,
         "rate": records / seconds if seconds > 0 else 0.0,
-        "note": "rows_written metric, first row to the N-th, polled every 50 ms",
-        "extra": {"rows_before_timing": first[1]},
+        "note": "rows_written metric, first row to the last, polled every 50 ms; records = rows / tables",
+        "extra": {"rows_before_timing": first[1], "tables": tables, "rows": rows},
         "wall_seconds": last[0] - r.started, **r.figures(),
     }
-    return _checked(ctx, result, table)
+    for t in names:
+        result = _checked(ctx, result, t)
+    return result
 
 
 def m_runner_sink(ctx, rep):
@@ -538,6 +574,17 @@ def m_runner_sink_avro(ctx, rep):
     (Confluent wire format, schema in the world's registry): the cost of
     decoding Avro beside parsing JSON."""
     return _sink(ctx, rep, "runner-sink-avro", RUNNER, avro=True)
+
+
+def m_runner_sink_2_tables(ctx, rep):
+    """The same sink writing every record into two tables
+    (`spec.cassandra.tables`): the cost of fan-out."""
+    return _sink(ctx, rep, "runner-sink-2-tables", RUNNER, tables=2)
+
+
+def m_runner_sink_4_tables(ctx, rep):
+    """The same into four tables."""
+    return _sink(ctx, rep, "runner-sink-4-tables", RUNNER, tables=4)
 
 
 def m_runner_sink_before(ctx, rep):
@@ -695,6 +742,10 @@ MEASUREMENTS = {
                     "`millrace-runner sink` of this tree, Kafka -> Cassandra, maxInFlight 256"),
     "runner-sink-avro": (m_runner_sink_avro, "Runner sink, Avro",
                          "the same sink and pipeline, the same users as Avro records (Confluent wire format, schema registry)"),
+    "runner-sink-2-tables": (m_runner_sink_2_tables, "Runner sink, 2 tables",
+                             "the same sink, every record a row in each of two tables (`tables:`); records/s"),
+    "runner-sink-4-tables": (m_runner_sink_4_tables, "Runner sink, 4 tables",
+                             "the same into four tables; records/s (rows/s is four times that)"),
     "runner-ingest-push": (m_runner_ingest_push, "Runner ingest: push",
                            "`millrace-runner ingest`, httpPush: NDJSON POSTs -> Kafka (202 = acks=all)"),
     "runner-ingest-generator": (m_runner_ingest_generator, "Runner ingest: generator",
@@ -1042,6 +1093,28 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     if sp and s("seed-spark").get("wall"):
         md.append(f"- seed Spark rate over its whole wall time (JVM start included): "
                   f"{ctx.records / s('seed-spark')['wall']:,.0f} records/s")
+    # Formats and fan-out, each against the one-table JSON sink of the
+    # same repetition (side by side), and the sink's CPU per record.
+    def per_rep(name):
+        pairs = [(a["rate"], b["rate"]) for a, b in zip(ok(name), ok("runner-sink"))]
+        return ", ".join(ratio(a, b) for a, b in pairs)
+
+    def cpu_us(name):
+        cpu = _median([r.get("cpu_seconds") for r in ok(name)])
+        recs = _median([r.get("records") for r in ok(name)])
+        tables = _median([(r.get("extra") or {}).get("tables", 1) for r in ok(name)]) or 1
+        if not (cpu and recs):
+            return "n/a"
+        per_row = f" ({cpu / (recs * tables) * 1e6:.1f} per row)" if tables > 1 else ""
+        return f"{cpu / recs * 1e6:.1f}{per_row}"
+
+    for name, what in [("runner-sink-avro", "Avro sink / JSON sink"),
+                       ("runner-sink-2-tables", "sink into 2 tables / into 1 table (records/s)"),
+                       ("runner-sink-4-tables", "sink into 4 tables / into 1 table (records/s)")]:
+        if ok(name) and ok("runner-sink"):
+            md.append(f"- {what}: {ratio(s(name).get('median'), rs)}; per repetition: {per_rep(name)}; "
+                      f"sink CPU µs per record (whole process, connect included): {cpu_us(name)} "
+                      f"against {cpu_us('runner-sink')}")
     md.append(f"- runner push endpoint / Kafka produce ceiling: {ratio(push, kp)}")
     md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
     md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
