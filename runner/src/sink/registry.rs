@@ -7,6 +7,13 @@
 //! Avro dead-letter it; anything else (no connection, a timeout, 5xx, a
 //! refused login, a 404 that is not the registry's own) is the registry's
 //! state, which the sink waits out without touching the record.
+//!
+//! Decoding is the `apache-avro` crate's; what is written here is only the
+//! one request by id. It is kept our own because that request's answer is
+//! where this module's policy lives (a 40403 dead-letters, a bare 404, a
+//! refused login or a 5xx waits, a failure is never cached, the URL never
+//! reaches a log), and a converter crate would put its own error type and
+//! cache between the answer and that decision.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
