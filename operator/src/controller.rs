@@ -35,6 +35,7 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::events::Notice;
 use crate::metrics::Target;
 use crate::status::{self, Cond, RUNNER_READY, reasons};
+use crate::wake;
 
 pub const FINALIZER: &str = "millrace.io/cleanup";
 /// Set to `"true"` to let a pipeline with `deletionPolicy: Delete` go
@@ -93,6 +94,7 @@ pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Act
     let api: Api<StreamPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let span = info_span!("reconcile", namespace = %namespace, name = %sp.name_any());
     let key = key(&sp);
+    let sp = with_finalizer(&ctx, &api, sp).await?;
     let result = finalizer(&api, FINALIZER, sp, |event| async {
         match event {
             finalizer::Event::Apply(sp) => apply(&sp, &ctx).await,
@@ -109,6 +111,40 @@ pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Act
         ctx.failure_count(&key, true);
     }
     result
+}
+
+/// The pipeline with the operator's finalizer, added now if missing, so
+/// the same reconcile goes on to apply it (kube's `finalizer` helper would
+/// add it and stop, and the pipeline would wait for another reconcile).
+/// The patch names the resourceVersion it read: a finalizer list changed
+/// meanwhile is a conflict, retried, never overwritten.
+async fn with_finalizer(
+    ctx: &Context,
+    api: &Api<StreamPipeline>,
+    sp: Arc<StreamPipeline>,
+) -> Result<Arc<StreamPipeline>> {
+    if sp.meta().deletion_timestamp.is_some() || sp.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(sp);
+    }
+    let mut finalizers = sp.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": sp.resource_version(),
+        }
+    });
+    let patched = api
+        .patch(
+            &sp.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await;
+    if !matches!(&patched, Err(e) if crate::leader::refused_write(e)) {
+        ctx.metrics.write(Target::Kubernetes);
+    }
+    Ok(Arc::new(patched?))
 }
 
 /// Retries sooner for transient failures than for ones a person must fix,
@@ -230,8 +266,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             }
         },
     );
-    publish(ctx, sp, std::mem::take(&mut topic.events)).await;
-    publish(ctx, sp, std::mem::take(&mut table.events)).await;
+    // What the steps changed, published once the runner is applied too.
+    let mut changes = std::mem::take(&mut topic.events);
+    changes.append(&mut table.events);
     let dependencies_ready = topic.usable && table.usable;
 
     // Desired: the runner's whole set of objects. A pipeline in conflict
@@ -320,7 +357,11 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         }
         Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
     };
-    publish(ctx, sp, std::mem::take(&mut runner.events)).await;
+    changes.append(&mut runner.events);
+    if old.observed_generation.is_none() {
+        changes = crate::events::created(changes);
+    }
+    publish(ctx, sp, changes).await;
 
     // Report.
     let topic_cond = Cond::new(
@@ -644,21 +685,22 @@ pub const DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// What of a pipeline calls for a reconcile: its spec (generation, which
 /// the apiserver also bumps when deletion starts), its annotations (a
-/// replay or force-delete request), labels and finalizers. Not its status:
-/// the operator's own status writes would otherwise set off a reconcile
-/// each.
+/// replay or force-delete request) and labels. Not its status, nor its
+/// finalizers: the operator's own status writes and its finalizer would
+/// otherwise set off a reconcile each (a finalizer removed by hand is put
+/// back at the next resync).
 fn needs_work(sp: &StreamPipeline) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     sp.metadata.generation.hash(&mut h);
     sp.annotations().hash(&mut h);
     sp.labels().hash(&mut h);
-    sp.finalizers().hash(&mut h);
     sp.metadata.deletion_timestamp.is_some().hash(&mut h);
     Some(h.finish())
 }
 
-/// A watch of one kind the operator owns, filling its cache as it goes.
+/// A watch of one kind the operator owns, filling its cache as it goes and
+/// passing on only the changes that call for a reconcile ([`wake`]).
 fn owned<K>(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -666,6 +708,7 @@ fn owned<K>(
 ) -> impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + wake::Wakes
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -675,10 +718,16 @@ where
 {
     let config =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=millrace-operator");
+    let mut filter = wake::Filter::default();
     watcher(scoped::<K>(client, namespace), config)
         .default_backoff()
         .reflect(writer)
-        .touched_objects()
+        .filter_map(move |event| {
+            futures::future::ready(match event {
+                Ok(event) => filter.wakes(event).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
 }
 
 /// Runs the controller until `shutdown` resolves or a signal arrives,

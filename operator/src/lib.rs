@@ -23,5 +23,6 @@ pub mod leader;
 pub mod metrics;
 pub mod serve;
 pub mod status;
+pub mod wake;
 
 pub use error::{Error, ErrorClass};

@@ -10,7 +10,6 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use millrace_api::RunnerStatus;
@@ -35,6 +34,7 @@ pub enum Change {
     None,
     Created,
     Updated,
+    Deleted,
 }
 
 /// Applies `desired` unless the live object already is what the operator
@@ -143,20 +143,24 @@ where
 /// (`enabled: false`, or `--network-policies=false`), if this pipeline
 /// owns it: one of the same name made by anyone else stays. Whether it
 /// deleted one.
-async fn remove_own_network_policy(ctx: &Context, p: &Pipeline<'_>) -> Result<bool> {
-    let name = p.runner_name();
-    let Some(live) = live::<NetworkPolicy>(ctx, &p.namespace, &name).await? else {
+/// Deletes `name` of kind `K` if the operator made it for this pipeline
+/// (its controller owner reference says so); says whether it did.
+async fn remove_own<K>(ctx: &Context, p: &Pipeline<'_>, name: &str) -> Result<bool>
+where
+    K: Cached + DeserializeOwned + Debug,
+{
+    let Some(live) = live::<K>(ctx, &p.namespace, name).await? else {
         return Ok(false);
     };
     let ours = live
         .owner_references()
         .iter()
         .any(|o| o.uid == p.uid && o.controller == Some(true));
-    if !ours || live.metadata.deletion_timestamp.is_some() {
+    if !ours || live.meta().deletion_timestamp.is_some() {
         return Ok(false);
     }
-    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &p.namespace);
-    let deleted = api.delete(&name, &kube::api::DeleteParams::default()).await;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &p.namespace);
+    let deleted = api.delete(name, &kube::api::DeleteParams::default()).await;
     if !matches!(&deleted, Err(e) if crate::leader::refused_write(e)) {
         ctx.metrics.write(Target::Kubernetes);
     }
@@ -164,6 +168,24 @@ async fn remove_own_network_policy(ctx: &Context, p: &Pipeline<'_>) -> Result<bo
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies `desired`, or, where the pipeline should have no such object,
+/// removes the one the operator made for it.
+async fn ensure_or_remove<K>(
+    ctx: &Context,
+    p: &Pipeline<'_>,
+    name: &str,
+    desired: Option<K>,
+) -> Result<Change>
+where
+    K: Cached + Serialize + DeserializeOwned + Debug,
+{
+    match desired {
+        Some(desired) => Ok(ensure(ctx, desired, |_| true).await?.1),
+        None if remove_own::<K>(ctx, p, name).await? => Ok(Change::Deleted),
+        None => Ok(Change::None),
     }
 }
 
@@ -276,42 +298,48 @@ async fn reconcile_runner_inner(
     let mut changed: Vec<String> = Vec::new();
     let mut note = |kind: &str, name: String, change: Change| {
         if change != Change::None {
-            let verb = if change == Change::Created {
-                "created"
-            } else {
-                "updated"
+            let verb = match change {
+                Change::Created => "created",
+                Change::Deleted => "deleted",
+                _ => "updated",
             };
             changed.push(format!("{verb} {kind} {name}"));
         }
     };
     // Independent objects: their round trips overlap. The Deployments,
     // which name the ConfigMap and the ServiceAccount, come after.
-    let (cm, sa, role, binding, svc) = futures::try_join!(
+    let runner_name = p.runner_name();
+    let service_name = p.service_name();
+    let identity = objects.identity.clone();
+    let (cm, sa, role, binding, svc, policy) = futures::try_join!(
         ensure(ctx, objects.config_map.clone(), |_| true),
-        ensure(ctx, objects.service_account.clone(), |_| true),
-        ensure(ctx, objects.role.clone(), |_| true),
-        ensure(ctx, objects.role_binding.clone(), |_| true),
-        ensure(ctx, objects.service.clone(), |_| true),
+        ensure_or_remove(
+            ctx,
+            p,
+            &runner_name,
+            identity.as_ref().map(|i| i.service_account.clone())
+        ),
+        ensure_or_remove(
+            ctx,
+            p,
+            &runner_name,
+            identity.as_ref().map(|i| i.role.clone())
+        ),
+        ensure_or_remove(
+            ctx,
+            p,
+            &runner_name,
+            identity.as_ref().map(|i| i.role_binding.clone())
+        ),
+        ensure_or_remove(ctx, p, &service_name, objects.service.clone()),
+        ensure_or_remove(ctx, p, &runner_name, objects.network_policy.clone()),
     )?;
     note("ConfigMap", p.config_map_name(), cm.1);
-    note("ServiceAccount", p.runner_name(), sa.1);
-    note("Role", p.runner_name(), role.1);
-    note("RoleBinding", p.runner_name(), binding.1);
-    note("Service", p.service_name(), svc.1);
-    match &objects.network_policy {
-        Some(policy) => {
-            let (_, change) = ensure(ctx, policy.clone(), |_| true).await?;
-            note("NetworkPolicy", p.runner_name(), change);
-        }
-        None => {
-            if remove_own_network_policy(ctx, p).await? {
-                events.push(Notice::normal(
-                    "RunnerApplied",
-                    format!("deleted NetworkPolicy {}", p.runner_name()),
-                ));
-            }
-        }
-    }
+    note("ServiceAccount", runner_name.clone(), sa);
+    note("Role", runner_name.clone(), role);
+    note("RoleBinding", runner_name.clone(), binding);
+    note("Service", service_name, svc);
+    note("NetworkPolicy", runner_name, policy);
 
     match push_tokens(ctx, p).await {
         Ok(Change::Created) => note(
@@ -350,7 +378,7 @@ async fn reconcile_runner_inner(
     }
 
     let mut status = RunnerStatus {
-        service: Some(p.service_name()),
+        service: objects.service.as_ref().map(|_| p.service_name()),
         ..RunnerStatus::default()
     };
     if applied_deployments.len() < Role::ALL.len() {

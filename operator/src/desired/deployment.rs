@@ -385,7 +385,10 @@ pub fn deployment(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(p.runner_name()),
+                    // A runner that does not pull has no identity of its
+                    // own ([`super::runner::RunnerIdentity`]): the
+                    // namespace's default, with no token mounted.
+                    service_account_name: p.pulls().then(|| p.runner_name()),
                     // Only a pulling ingest uses the API (its Lease); every
                     // other runner Pod gets no token to lose.
                     automount_service_account_token: Some(
@@ -657,10 +660,7 @@ mod tests {
             "4"
         );
         let pod = template.spec.as_ref().expect("pod");
-        assert_eq!(
-            pod.service_account_name.as_deref(),
-            Some("randomuser-runner")
-        );
+        assert_eq!(pod.service_account_name, None, "the seed does not pull");
         assert_eq!(
             pod.volumes.as_ref().expect("volumes")[0]
                 .config_map

@@ -89,6 +89,17 @@ impl<'a> Pipeline<'a> {
         format!("{}-{}", self.name, role.as_str())
     }
 
+    /// Whether the runner pulls (then its ingest holds Leases: it needs a
+    /// ServiceAccount and a Role of its own).
+    pub fn pulls(&self) -> bool {
+        self.sp.spec.sources.iter().any(|s| s.http_pull.is_some())
+    }
+
+    /// Whether the runner takes pushed records (then it has a Service).
+    pub fn pushes(&self) -> bool {
+        self.sp.spec.sources.iter().any(|s| s.http_push.is_some())
+    }
+
     pub fn service_name(&self) -> String {
         self.name.clone()
     }

@@ -18,17 +18,25 @@ pub struct RunnerDeployment {
     pub replicas: i32,
 }
 
-/// The runner's objects. The first five do not depend on each other; the
-/// Deployments name the ConfigMap and the ServiceAccount.
+/// The identity of a runner that uses the Kubernetes API (a pulling
+/// ingest's Leases).
 #[derive(Clone, Debug)]
-pub struct RunnerObjects {
-    pub config_map: ConfigMap,
+pub struct RunnerIdentity {
     pub service_account: ServiceAccount,
     pub role: RbacRole,
     pub role_binding: RoleBinding,
-    pub service: Service,
-    /// `None`: the pipeline should have none (and one the operator made
-    /// is removed).
+}
+
+/// The runner's objects. All but the Deployments are independent of each
+/// other; the Deployments name the ConfigMap and the ServiceAccount.
+/// Each `None` is an object the pipeline should not have (and one the
+/// operator made is removed): a runner that does not pull uses no API, so
+/// it gets no identity of its own; one that takes no pushes, no Service.
+#[derive(Clone, Debug)]
+pub struct RunnerObjects {
+    pub config_map: ConfigMap,
+    pub identity: Option<RunnerIdentity>,
+    pub service: Option<Service>,
     pub network_policy: Option<NetworkPolicy>,
     /// In [`Role::ALL`] order.
     pub deployments: Vec<RunnerDeployment>,
@@ -50,10 +58,12 @@ pub fn runner_objects(
     };
     Ok(RunnerObjects {
         config_map: config_map::config_map(p)?,
-        service_account: rbac::service_account(p),
-        role: rbac::role(p),
-        role_binding: rbac::role_binding(p),
-        service: service::service(p),
+        identity: p.pulls().then(|| RunnerIdentity {
+            service_account: rbac::service_account(p),
+            role: rbac::role(p),
+            role_binding: rbac::role_binding(p),
+        }),
+        service: p.pushes().then(|| service::service(p)),
         network_policy: network_policy::network_policy(p, &defaults.network_policy),
         deployments: Role::ALL
             .into_iter()
@@ -84,10 +94,18 @@ mod tests {
         let p = Pipeline::new(&sp).expect("pipeline");
         let objects = runner_objects(&p, &RunnerDefaults::default(), None, None).expect("objects");
         assert_eq!(objects.config_map.name_any(), "randomuser-pipeline");
-        assert_eq!(objects.service_account.name_any(), "randomuser-runner");
-        assert_eq!(objects.role.name_any(), "randomuser-runner");
-        assert_eq!(objects.role_binding.name_any(), "randomuser-runner");
-        assert_eq!(objects.service.name_any(), "randomuser");
+        assert!(
+            objects.identity.is_none(),
+            "the seed pushes and generates: no API, no ServiceAccount"
+        );
+        assert_eq!(
+            objects
+                .service
+                .as_ref()
+                .map(ResourceExt::name_any)
+                .as_deref(),
+            Some("randomuser")
+        );
         let deployments: Vec<(Role, String, i32)> = objects
             .deployments
             .iter()
@@ -116,16 +134,44 @@ mod tests {
                 d.role
             );
         }
-        assert_eq!(
-            objects.deployments[1]
+        for d in &objects.deployments {
+            let pod = d
                 .deployment
                 .spec
                 .as_ref()
                 .and_then(|s| s.template.spec.as_ref())
-                .and_then(|s| s.service_account_name.as_deref()),
-            Some("randomuser-runner"),
-            "the sink runs as the runner's ServiceAccount"
-        );
+                .expect("pod");
+            assert_eq!(pod.service_account_name, None, "{:?}", d.role);
+            assert_eq!(pod.automount_service_account_token, Some(false));
+        }
+    }
+
+    #[test]
+    fn a_pulling_runner_gets_an_identity_and_one_without_pushes_no_service() {
+        let mut sp = fixtures::seed();
+        sp.spec.sources = vec![serde_json::from_value(serde_json::json!(
+            {"name": "api", "httpPull": {"url": "http://example.test/users", "schedule": "* * * * *"}}
+        ))
+        .expect("source")];
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let objects = runner_objects(&p, &RunnerDefaults::default(), None, None).expect("objects");
+        let identity = objects.identity.expect("identity");
+        assert_eq!(identity.service_account.name_any(), "randomuser-runner");
+        assert_eq!(identity.role.name_any(), "randomuser-runner");
+        assert_eq!(identity.role_binding.name_any(), "randomuser-runner");
+        assert!(objects.service.is_none());
+        for d in &objects.deployments {
+            assert_eq!(
+                d.deployment
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|s| s.service_account_name.as_deref()),
+                Some("randomuser-runner"),
+                "{:?} runs as the runner's ServiceAccount",
+                d.role
+            );
+        }
     }
 
     #[test]

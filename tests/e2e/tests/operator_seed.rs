@@ -116,8 +116,8 @@ async fn the_seed_pipeline_becomes_a_topic_a_table_and_a_running_runner() -> any
         );
         let pod = template.spec.expect("pod spec");
         assert_eq!(
-            pod.service_account_name.as_deref(),
-            Some("randomuser-runner")
+            pod.service_account_name, None,
+            "the seed pulls nothing: its runner uses no API"
         );
         let psc = pod.security_context.expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
@@ -215,16 +215,31 @@ async fn the_seed_pipeline_becomes_a_topic_a_table_and_a_running_runner() -> any
         !doc.contains(s.world.cassandra_password()),
         "no credential in the ConfigMap"
     );
-    s.ns.api::<ServiceAccount>()
-        .get("randomuser-runner")
-        .await?;
-    // The seed pulls nothing, so its runner needs no Lease: its Role grants
-    // nothing at all.
-    let role = s.ns.api::<Role>().get("randomuser-runner").await?;
+    // The seed pulls nothing, so its runner uses no API: no ServiceAccount,
+    // Role or RoleBinding of its own, and its Pods mount no token.
     assert!(
-        role.rules.unwrap_or_default().is_empty(),
-        "a pipeline without pull sources gives its runner no rights"
+        s.ns.api::<ServiceAccount>()
+            .get_opt("randomuser-runner")
+            .await?
+            .is_none(),
+        "a runner without pull sources has no ServiceAccount"
     );
+    assert!(
+        s.ns.api::<Role>()
+            .get_opt("randomuser-runner")
+            .await?
+            .is_none(),
+        "a runner without pull sources has no Role"
+    );
+    for role in ["ingest", "sink"] {
+        let d =
+            s.ns.api::<Deployment>()
+                .get(&format!("randomuser-{role}"))
+                .await?;
+        let pod = d.spec.and_then(|s| s.template.spec).expect("pod spec");
+        assert_eq!(pod.service_account_name, None, "{role}");
+        assert_eq!(pod.automount_service_account_token, Some(false), "{role}");
+    }
 
     // and, once the runner's Pods are ready, the pipeline is Ready.
     let (sp, _) = s.wait_condition(name, "Ready", "True", None, 180).await?;

@@ -158,9 +158,20 @@ async fn supported_changes_are_applied_and_unsupported_ones_are_reported() -> an
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .filter_map(|e| e.reason.clone())
         .collect();
+    // The first apply is one Event for all it made.
+    let created: Vec<&str> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some("Created"))
+        .filter_map(|e| e.note.as_deref())
+        .collect();
+    assert!(
+        matches!(created.as_slice(), [note] if note.contains("topic") && note.contains("table") && note.contains("Deployment")),
+        "one Created Event naming the topic, the table and the runner: {created:?}"
+    );
     for reason in [
-        "TopicCreated",
-        "TableCreated",
+        "Created",
         "ColumnAdded",
         "PartitionsIncreased",
         "TopicConfigApplied",
