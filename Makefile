@@ -18,7 +18,8 @@ help:
 	@echo "make crds    regenerate crds/ from the Rust types"
 	@echo "make images  build the runner and operator images (docker, podman or buildah)"
 	@echo "make bench   benchmarks against the test world; writes bench/REPORT.md"
-	@echo "make kind    the seed pipeline on a kind cluster (needs Docker; not runnable on our machines)"
+	@echo "make kind    the seed pipeline on a kind cluster: scripts/kind-demo with Docker (or KIND_EXPERIMENTAL_PROVIDER=podman);"
+	@echo "             without a Docker engine, tests/kind/up: podman, node and back-end images built here (tests/kind/down)"
 
 run:
 	@scripts/install-system-packages
@@ -60,8 +61,12 @@ crds:
 images:
 	images/build
 
+# With a Docker engine, or a provider chosen with kind's own
+# KIND_EXPERIMENTAL_PROVIDER, the users' path. Otherwise (our machines: no
+# Docker engine, no registry) the same script on kind's podman provider with
+# images built here (tests/kind/README.md).
 kind:
-	scripts/kind-demo
+	@if docker info >/dev/null 2>&1 || [[ -n "$${KIND_EXPERIMENTAL_PROVIDER:-}" ]]; then scripts/kind-demo; else tests/kind/up; fi
 
 bench:
 	@tests/env/status --check || tests/env/up

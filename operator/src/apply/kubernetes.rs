@@ -145,11 +145,16 @@ where
 /// deleted one.
 /// Deletes `name` of kind `K` if the operator made it for this pipeline
 /// (its controller owner reference says so); says whether it did.
+///
+/// Only the watch cache is asked: most pipelines never had the object, and
+/// a GET for each absent one on every reconcile was most of the reads. An
+/// object the cache has not seen yet (created a moment ago, before the
+/// spec dropped it) is removed by the next reconcile.
 async fn remove_own<K>(ctx: &Context, p: &Pipeline<'_>, name: &str) -> Result<bool>
 where
     K: Cached + DeserializeOwned + Debug,
 {
-    let Some(live) = live::<K>(ctx, &p.namespace, name).await? else {
+    let Some(live) = ctx.cache().get::<K>(&p.namespace, name) else {
         return Ok(false);
     };
     let ours = live
