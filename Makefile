@@ -66,7 +66,7 @@ images:
 # Docker engine, no registry) the same script on kind's podman provider with
 # images built here (tests/kind/README.md).
 kind:
-	@if docker info >/dev/null 2>&1 || [[ -n "$${KIND_EXPERIMENTAL_PROVIDER:-}" ]]; then scripts/kind-demo; else tests/kind/up; fi
+	@if docker info >/dev/null 2>&1 || [[ -n "$${KIND_EXPERIMENTAL_PROVIDER:-}" ]]; then scripts/kind-demo; else scripts/install-system-packages && tests/kind/up; fi
 
 bench:
 	@tests/env/status --check || tests/env/up
