@@ -37,7 +37,7 @@ use crate::metrics::Target;
 use crate::status::{self, Cond, RUNNER_READY, reasons};
 use crate::wake;
 
-pub const FINALIZER: &str = "millrace.io/cleanup";
+pub use crate::desired::finalizer::FINALIZER;
 /// Set to `"true"` to let a pipeline with `deletionPolicy: Delete` go
 /// without removing its topic and table (when Kafka or Cassandra is gone
 /// for good).
@@ -94,40 +94,57 @@ pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Act
     let api: Api<StreamPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let span = info_span!("reconcile", namespace = %namespace, name = %sp.name_any());
     let key = key(&sp);
-    let sp = with_finalizer(&ctx, &api, sp).await?;
-    let result = finalizer(&api, FINALIZER, sp, |event| async {
-        match event {
-            finalizer::Event::Apply(sp) => apply(&sp, &ctx).await,
-            finalizer::Event::Cleanup(sp) => cleanup(&sp, &ctx).await,
-        }
-    })
-    .instrument(span)
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    let sp = converge_finalizer(&ctx, &api, sp).await?;
+    let result = if sp.finalizers().iter().any(|f| f == FINALIZER) {
+        finalizer(&api, FINALIZER, sp, |event| async {
+            match event {
+                finalizer::Event::Apply(sp) => apply(&sp, &ctx).await,
+                finalizer::Event::Cleanup(sp) => cleanup(&sp, &ctx).await,
+            }
+        })
+        .instrument(span)
+        .await
+        .map_err(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    } else if sp.meta().deletion_timestamp.is_some() {
+        // A `Retain` pipeline held only by others' finalizers: nothing of
+        // ours to do while it goes.
+        ctx.forget(&sp.uid().unwrap_or_default());
+        Ok(Action::await_change())
+    } else {
+        apply(&sp, &ctx).instrument(span).await
+    };
     if result.is_ok() {
         ctx.failure_count(&key, true);
     }
     result
 }
 
-/// The pipeline with the operator's finalizer, added now if missing, so
-/// the same reconcile goes on to apply it (kube's `finalizer` helper would
-/// add it and stop, and the pipeline would wait for another reconcile).
-/// The patch names the resourceVersion it read: a finalizer list changed
-/// meanwhile is a conflict, retried, never overwritten.
-async fn with_finalizer(
+/// The pipeline with the operator's finalizer exactly when its
+/// `deletionPolicy` calls for one ([`desired::finalizer`]): added by the
+/// reconcile that goes on to apply (kube's `finalizer` helper would add it
+/// and stop, and the pipeline would wait for another reconcile), removed
+/// when the policy turns to `Retain`. The patch names the resourceVersion it
+/// read: a finalizer list changed meanwhile is a conflict, retried, never
+/// overwritten.
+async fn converge_finalizer(
     ctx: &Context,
     api: &Api<StreamPipeline>,
     sp: Arc<StreamPipeline>,
 ) -> Result<Arc<StreamPipeline>> {
-    if sp.meta().deletion_timestamp.is_some() || sp.finalizers().iter().any(|f| f == FINALIZER) {
+    let Some(finalizers) = desired::finalizer::finalizers(
+        sp.finalizers(),
+        sp.spec.deletion_policy,
+        sp.meta().deletion_timestamp.is_some(),
+    ) else {
         return Ok(sp);
+    };
+    if sp.spec.deletion_policy == DeletionPolicy::Retain {
+        // What was remembered is for a `Delete` cleanup only.
+        ctx.forget(&sp.uid().unwrap_or_default());
     }
-    let mut finalizers = sp.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_owned());
     let patch = serde_json::json!({
         "metadata": {
             "finalizers": finalizers,
@@ -240,11 +257,14 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         }
     }
     let secrets_version = desired::secrets_version(&secrets.versions());
-    if let Ok(auth) = &kafka_auth {
-        ctx.remember(&p.uid, |r| r.kafka = auth.clone());
-    }
-    if let Ok(auth) = &cassandra_auth {
-        ctx.remember(&p.uid, |r| r.cassandra = auth.clone());
+    // Kept for a `Delete` cleanup that finds its Secrets gone.
+    if sp.spec.deletion_policy == DeletionPolicy::Delete {
+        if let Ok(auth) = &kafka_auth {
+            ctx.remember(&p.uid, |r| r.kafka = auth.clone());
+        }
+        if let Ok(auth) = &cassandra_auth {
+            ctx.remember(&p.uid, |r| r.cassandra = auth.clone());
+        }
     }
 
     // Apply: topic and table first, then the runner that needs them. Topic

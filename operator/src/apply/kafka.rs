@@ -489,9 +489,11 @@ async fn reconcile_inner(
     }
     // (topic, note) of each topic created now, announced as one Event.
     let mut created: Vec<(String, String)> = Vec::new();
-    ctx.remember(&p.uid, |r| {
-        r.topics = vec![declared.name.clone(), dlq.clone()]
-    });
+    if spec.deletion_policy == millrace_api::DeletionPolicy::Delete {
+        ctx.remember(&p.uid, |r| {
+            r.topics = vec![declared.name.clone(), dlq.clone()]
+        });
+    }
     let observed = observe(&admin, kafka, &declared.name).await?;
     let plan = plan_topic(declared, observed.as_ref());
     let mut recreated = Vec::new();

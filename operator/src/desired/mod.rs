@@ -7,6 +7,7 @@ pub mod autoscale;
 pub mod config_map;
 pub mod deployment;
 pub mod drift;
+pub mod finalizer;
 pub mod network_policy;
 pub mod ownership;
 pub mod push_tls;

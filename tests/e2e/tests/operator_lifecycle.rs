@@ -1,4 +1,5 @@
-//! Suspend and resume; deletion with `Retain` and `Delete`; deletion while
+//! Suspend and resume; deletion with `Retain` and `Delete` (and the
+//! finalizer only the latter needs); deletion while
 //! Cassandra cannot be reached; what the runner makes goes with the
 //! pipeline; one Cassandra that hangs does not hold up the others.
 
@@ -112,6 +113,66 @@ async fn delete_policy_removes_topic_and_table() -> anyhow::Result<()> {
     )
     .await?;
     op.stop().await?;
+    s.cleanup().await
+}
+
+/// Only `Delete` leaves work for when the pipeline goes, so only a
+/// `Delete` pipeline carries the operator's finalizer: a `Retain` one is
+/// deleted at once, even with no operator running, and keeps its topic.
+#[tokio::test]
+async fn only_a_delete_policy_holds_the_pipeline_with_a_finalizer() -> anyhow::Result<()> {
+    const FINALIZER: &str = "millrace.io/cleanup";
+    let s = Scenario::new("op-finalizer").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "randomuser";
+    s.apply(&s.seed_pipeline(name)?).await?;
+    s.wait_condition(name, "TopicReady", "True", None, 60)
+        .await?;
+    let api = s.pipelines();
+    let has_finalizer = |want: bool| {
+        let api = api.clone();
+        move || {
+            let api = api.clone();
+            async move {
+                let sp = api.get(name).await?;
+                let has = sp
+                    .metadata
+                    .finalizers
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|f| f == FINALIZER);
+                Ok((has == want).then_some(()))
+            }
+        }
+    };
+    assert!(
+        has_finalizer(false)().await?.is_some(),
+        "a Retain pipeline has no finalizer"
+    );
+    s.merge(name, json!({"spec": {"deletionPolicy": "Delete"}}))
+        .await?;
+    poll_until(
+        "the finalizer once the policy is Delete",
+        Deadline::secs(60),
+        has_finalizer(true),
+    )
+    .await?;
+    s.merge(name, json!({"spec": {"deletionPolicy": "Retain"}}))
+        .await?;
+    poll_until(
+        "the finalizer gone once the policy is Retain again",
+        Deadline::secs(60),
+        has_finalizer(false),
+    )
+    .await?;
+
+    op.stop().await?;
+    let took = s.delete_pipeline(name, 30).await?;
+    println!("delete (Retain, no operator running) -> gone {took:?}");
+    assert!(
+        s.kafka_topic(&s.topic).await?.is_some(),
+        "Retain keeps the topic"
+    );
     s.cleanup().await
 }
 
