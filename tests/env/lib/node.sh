@@ -15,7 +15,7 @@ cargo_target_dir() {
 node_build() {
   log "building the node agent and the Pod binaries (cargo build)"
   local t0=$SECONDS
-  (cd "$MILLRACE_REPO" && cargo build --quiet -p millrace-testsupport --bins -p millrace-runner -p millrace-operator)
+  (cd "$MILLRACE_REPO" && cargo build --quiet -p millrace-testsupport --bins -p millrace-testpod -p millrace-runner -p millrace-operator)
   log "cargo build took $((SECONDS - t0))s"
 }
 
