@@ -739,12 +739,35 @@ where
     let config =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=millrace-operator");
     let mut filter = wake::Filter::default();
+    let mut writer = writer;
     watcher(scoped::<K>(client, namespace), config)
         .default_backoff()
-        .reflect(writer)
         .filter_map(move |event| {
             futures::future::ready(match event {
-                Ok(event) => filter.wakes(event).map(Ok),
+                Ok(event) => {
+                    // The filter reads every manager's managed fields;
+                    // the cache keeps only the operator's own entry, which
+                    // drift detection reads (`desired::drift`). The
+                    // controller-manager's status entries are dropped.
+                    let wakes = filter.wakes(&event);
+                    let event = event.modify(|obj| {
+                        if let Some(entries) = obj.meta_mut().managed_fields.as_mut() {
+                            entries
+                                .retain(|e| e.manager.as_deref() == Some(desired::FIELD_MANAGER));
+                        }
+                    });
+                    writer.apply_watcher_event(&event);
+                    match event {
+                        watcher::Event::Apply(obj)
+                        | watcher::Event::Delete(obj)
+                        | watcher::Event::InitApply(obj)
+                            if wakes =>
+                        {
+                            Some(Ok(obj))
+                        }
+                        _ => None,
+                    }
+                }
                 Err(e) => Some(Err(e)),
             })
         })
@@ -767,6 +790,8 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    // Nothing reads a pipeline's managed fields.
+    .modify(|sp| sp.meta_mut().managed_fields = None)
     .reflect(writer)
     .applied_objects()
     .predicate_filter(needs_work, Default::default());

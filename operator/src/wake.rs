@@ -115,31 +115,27 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The objects of one watch event that wake their pipelines.
-    pub fn wakes<K: Wakes>(&mut self, event: watcher::Event<K>) -> Option<K> {
+    /// Whether one watch event wakes the pipeline that owns its object.
+    /// It reads every manager's managed fields, of which the caches then
+    /// keep only the operator's.
+    pub fn wakes<K: Wakes>(&mut self, event: &watcher::Event<K>) -> bool {
         match event {
             watcher::Event::Delete(obj) => {
-                self.seen.remove(&key(&obj));
-                Some(obj)
+                self.seen.remove(&key(obj));
+                true
             }
             watcher::Event::Apply(obj) => {
-                let now = fingerprint(&obj);
-                match self.seen.insert(key(&obj), now) {
-                    Some(before) if before != now => Some(obj),
-                    _ => None,
-                }
+                let now = fingerprint(obj);
+                matches!(self.seen.insert(key(obj), now), Some(before) if before != now)
             }
             // A (re)list: what the watch missed meanwhile, or an object
             // never seen, may have moved; the first list wakes pipelines
             // that their own list reconciles anyway.
             watcher::Event::InitApply(obj) => {
-                let now = fingerprint(&obj);
-                match self.seen.insert(key(&obj), now) {
-                    Some(before) if before == now => None,
-                    _ => Some(obj),
-                }
+                let now = fingerprint(obj);
+                !matches!(self.seen.insert(key(obj), now), Some(before) if before == now)
             }
-            watcher::Event::Init | watcher::Event::InitDone => None,
+            watcher::Event::Init | watcher::Event::InitDone => false,
         }
     }
 }
@@ -189,28 +185,25 @@ mod tests {
     fn the_operators_own_writes_do_not_wake() {
         let mut f = Filter::default();
         let created = config_map(vec![ours()], "a");
-        assert!(
-            f.wakes(watcher::Event::Apply(created)).is_none(),
-            "first sight"
-        );
+        assert!(!f.wakes(&watcher::Event::Apply(created)), "first sight");
         let applied_again = config_map(vec![ours()], "b");
-        assert!(f.wakes(watcher::Event::Apply(applied_again)).is_none());
+        assert!(!f.wakes(&watcher::Event::Apply(applied_again)));
     }
 
     #[test]
     fn a_hand_edit_wakes_once_and_a_deletion_always() {
         let mut f = Filter::default();
-        f.wakes(watcher::Event::Apply(config_map(vec![ours()], "a")));
+        f.wakes(&watcher::Event::Apply(config_map(vec![ours()], "a")));
         let edit = entry(
             "kubectl-edit",
             None,
             serde_json::json!({"f:data": {"f:pipeline.json": {}}}),
         );
         let edited = config_map(vec![ours(), edit.clone()], "x");
-        assert!(f.wakes(watcher::Event::Apply(edited.clone())).is_some());
+        assert!(f.wakes(&watcher::Event::Apply(edited.clone())));
         // The same hands again (a label the operator does not set, say).
-        assert!(f.wakes(watcher::Event::Apply(edited.clone())).is_none());
-        assert!(f.wakes(watcher::Event::Delete(edited)).is_some());
+        assert!(!f.wakes(&watcher::Event::Apply(edited.clone())));
+        assert!(f.wakes(&watcher::Event::Delete(edited)));
     }
 
     fn deployment(
@@ -235,14 +228,14 @@ mod tests {
     fn a_deployment_wakes_when_its_rollout_moves_not_for_the_controller_managers_annotation() {
         let mut f = Filter::default();
         let created = deployment(vec![ours()], None);
-        assert!(f.wakes(watcher::Event::Apply(created)).is_none());
+        assert!(!f.wakes(&watcher::Event::Apply(created)));
         let revision = entry(
             CONTROLLER_MANAGER,
             None,
             serde_json::json!({"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}}),
         );
         let annotated = deployment(vec![ours(), revision.clone()], None);
-        assert!(f.wakes(watcher::Event::Apply(annotated)).is_none());
+        assert!(!f.wakes(&watcher::Event::Apply(annotated)));
         let rolled = DeploymentStatus {
             observed_generation: Some(1),
             ..DeploymentStatus::default()
@@ -256,9 +249,9 @@ mod tests {
             vec![ours(), revision.clone(), status_entry.clone()],
             Some(rolled.clone()),
         );
-        assert!(f.wakes(watcher::Event::Apply(observed.clone())).is_some());
+        assert!(f.wakes(&watcher::Event::Apply(observed.clone())));
         // Only its conditions changed: the same rollout.
-        assert!(f.wakes(watcher::Event::Apply(observed)).is_none());
+        assert!(!f.wakes(&watcher::Event::Apply(observed)));
         let scaled_by_hand = entry(
             "kubectl",
             Some("scale"),
@@ -268,7 +261,7 @@ mod tests {
             vec![ours(), revision, status_entry, scaled_by_hand],
             Some(rolled),
         );
-        assert!(f.wakes(watcher::Event::Apply(scaled)).is_some());
+        assert!(f.wakes(&watcher::Event::Apply(scaled)));
     }
 
     #[test]
@@ -276,21 +269,15 @@ mod tests {
         let mut f = Filter::default();
         let unseen = config_map(vec![ours()], "a");
         assert!(
-            f.wakes(watcher::Event::InitApply(unseen)).is_some(),
+            f.wakes(&watcher::Event::InitApply(unseen)),
             "unknown in a list"
         );
-        assert!(f.wakes(watcher::Event::<ConfigMap>::Init).is_none());
-        assert!(
-            f.wakes(watcher::Event::InitApply(config_map(vec![ours()], "a")))
-                .is_none()
-        );
+        assert!(!f.wakes(&watcher::Event::<ConfigMap>::Init));
+        assert!(!f.wakes(&watcher::Event::InitApply(config_map(vec![ours()], "a"))));
         let edit = entry("kubectl-patch", None, serde_json::json!({"f:data": {}}));
-        assert!(
-            f.wakes(watcher::Event::InitApply(config_map(
-                vec![ours(), edit],
-                "y"
-            )))
-            .is_some()
-        );
+        assert!(f.wakes(&watcher::Event::InitApply(config_map(
+            vec![ours(), edit],
+            "y"
+        ))));
     }
 }
