@@ -320,8 +320,13 @@ apiserver_wait() {
     _k8s_ok _k8s_get /readyz
 }
 
+# MILLRACE_CONTROLLER_MANAGER_ARGS adds flags, e.g. the client rate a large
+# cluster gives it (`--kube-api-qps 200 --kube-api-burst 400`): its default
+# of 20 requests/s bounds how fast thousands of Deployments roll out
+# (bench/OPERATOR-SCALE.md).
 controller_manager_start() {
-  local c="$CERTS_DIR" k="$KUBECONFIG_CONTROLLER_MANAGER"
+  local c="$CERTS_DIR" k="$KUBECONFIG_CONTROLLER_MANAGER" extra=()
+  read -r -a extra <<<"${MILLRACE_CONTROLLER_MANAGER_ARGS:-}"
   start_daemon kube-controller-manager "$MILLRACE_BIN/kube-controller-manager" \
     --kubeconfig "$k" --authentication-kubeconfig "$k" --authorization-kubeconfig "$k" \
     --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
@@ -333,7 +338,8 @@ controller_manager_start() {
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --leader-elect=false \
     --profiling=false \
-    --v 1
+    --v 1 \
+    "${extra[@]}"
 }
 
 controller_manager_wait() {
