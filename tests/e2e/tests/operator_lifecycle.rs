@@ -128,43 +128,23 @@ async fn only_a_delete_policy_holds_the_pipeline_with_a_finalizer() -> anyhow::R
     s.apply(&s.seed_pipeline(name)?).await?;
     s.wait_condition(name, "TopicReady", "True", None, 60)
         .await?;
-    let api = s.pipelines();
-    let has_finalizer = |want: bool| {
-        let api = api.clone();
-        move || {
-            let api = api.clone();
-            async move {
-                let sp = api.get(name).await?;
-                let has = sp
-                    .metadata
-                    .finalizers
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|f| f == FINALIZER);
-                Ok((has == want).then_some(()))
-            }
-        }
-    };
     assert!(
-        has_finalizer(false)().await?.is_some(),
+        s.pipelines()
+            .get(name)
+            .await?
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .all(|f| f != FINALIZER),
         "a Retain pipeline has no finalizer"
     );
     s.merge(name, json!({"spec": {"deletionPolicy": "Delete"}}))
         .await?;
-    poll_until(
-        "the finalizer once the policy is Delete",
-        Deadline::secs(60),
-        has_finalizer(true),
-    )
-    .await?;
+    s.wait_finalizer(name, true, 60).await?;
     s.merge(name, json!({"spec": {"deletionPolicy": "Retain"}}))
         .await?;
-    poll_until(
-        "the finalizer gone once the policy is Retain again",
-        Deadline::secs(60),
-        has_finalizer(false),
-    )
-    .await?;
+    s.wait_finalizer(name, false, 60).await?;
 
     op.stop().await?;
     let took = s.delete_pipeline(name, 30).await?;

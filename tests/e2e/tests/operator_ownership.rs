@@ -152,6 +152,7 @@ async fn a_second_pipeline_on_the_same_topic_and_table_gets_a_conflict_and_its_d
     // A, deleted with Delete, removes its own topic and table.
     s.merge("owner-a", json!({"spec": {"deletionPolicy": "Delete"}}))
         .await?;
+    s.wait_finalizer("owner-a", true, 60).await?;
     s.delete_pipeline("owner-a", 90).await?;
     assert!(
         s.kafka_topic(&s.topic).await?.is_none(),
