@@ -141,8 +141,7 @@ async fn converge_finalizer(
     ) else {
         return Ok(sp);
     };
-    if sp.spec.deletion_policy == DeletionPolicy::Retain {
-        // What was remembered is for a `Delete` cleanup only.
+    if !desired::finalizer::cleans_up(sp.spec.deletion_policy) {
         ctx.forget(&sp.uid().unwrap_or_default());
     }
     let patch = serde_json::json!({
@@ -257,8 +256,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         }
     }
     let secrets_version = desired::secrets_version(&secrets.versions());
-    // Kept for a `Delete` cleanup that finds its Secrets gone.
-    if sp.spec.deletion_policy == DeletionPolicy::Delete {
+    // Kept for a cleanup that finds its Secrets gone.
+    if desired::finalizer::cleans_up(sp.spec.deletion_policy) {
         if let Ok(auth) = &kafka_auth {
             ctx.remember(&p.uid, |r| r.kafka = auth.clone());
         }

@@ -489,7 +489,7 @@ async fn reconcile_inner(
     }
     // (topic, note) of each topic created now, announced as one Event.
     let mut created: Vec<(String, String)> = Vec::new();
-    if spec.deletion_policy == millrace_api::DeletionPolicy::Delete {
+    if crate::desired::finalizer::cleans_up(spec.deletion_policy) {
         ctx.remember(&p.uid, |r| {
             r.topics = vec![declared.name.clone(), dlq.clone()]
         });

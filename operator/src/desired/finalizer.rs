@@ -11,6 +11,13 @@ use millrace_api::DeletionPolicy;
 
 pub const FINALIZER: &str = "millrace.io/cleanup";
 
+/// Whether a pipeline with `policy` leaves work for when it goes: then it
+/// carries the finalizer, and the operator remembers what that cleanup
+/// needs (credentials, topics) in case they are gone by then.
+pub fn cleans_up(policy: DeletionPolicy) -> bool {
+    policy == DeletionPolicy::Delete
+}
+
 /// The finalizer list to write, or `None` when the pipeline's list is
 /// already right. A pipeline being deleted keeps its list: the cleanup
 /// (which reads the policy the pipeline had when it went) removes ours.
@@ -23,13 +30,13 @@ pub fn finalizers(
         return None;
     }
     let has = current.iter().any(|f| f == FINALIZER);
-    match (policy, has) {
-        (DeletionPolicy::Delete, false) => {
+    match (cleans_up(policy), has) {
+        (true, false) => {
             let mut list = current.to_vec();
             list.push(FINALIZER.to_owned());
             Some(list)
         }
-        (DeletionPolicy::Retain, true) => Some(
+        (false, true) => Some(
             current
                 .iter()
                 .filter(|f| *f != FINALIZER)
