@@ -582,28 +582,29 @@ impl Scenario {
         Ok(serde_yaml::from_str(text)?)
     }
 
-    /// Waits until the pipeline carries the operator's finalizer
-    /// (`millrace.io/cleanup`), or no longer does: only a `deletionPolicy:
-    /// Delete` pipeline carries it, from the reconcile after the policy is
-    /// set, and a pipeline deleted before that keeps its data.
+    /// Whether the pipeline carries the operator's finalizer
+    /// (`millrace.io/cleanup`): only a `deletionPolicy: Delete` pipeline
+    /// does, from the reconcile after the policy is set, and a pipeline
+    /// deleted before that keeps its data.
+    pub async fn has_finalizer(&self, name: &str) -> anyhow::Result<bool> {
+        let sp = self.pipelines().get(name).await?;
+        Ok(sp
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "millrace.io/cleanup"))
+    }
+
+    /// Waits until [`Self::has_finalizer`] is `present`.
     pub async fn wait_finalizer(&self, name: &str, present: bool, secs: u64) -> anyhow::Result<()> {
-        let api = self.pipelines();
         poll_until(
             &format!(
                 "{name} with the finalizer {}",
                 if present { "on" } else { "off" }
             ),
             Deadline::secs(secs),
-            || async {
-                let sp = api.get(name).await?;
-                let has = sp
-                    .metadata
-                    .finalizers
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|f| f == "millrace.io/cleanup");
-                Ok((has == present).then_some(()))
-            },
+            || async { Ok((self.has_finalizer(name).await? == present).then_some(())) },
         )
         .await
     }
