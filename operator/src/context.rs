@@ -53,7 +53,6 @@ pub struct Context {
     recorders: Mutex<HashMap<u64, Recorder>>,
     pub kafka: clients::kafka::Clients,
     pub cassandra: clients::cassandra::Sessions,
-    pub lag: clients::lag::LagReaders,
     /// What the controller's watches hold of the objects the operator
     /// owns; each run of the controller (each term as leader) fills a
     /// fresh one.
@@ -100,7 +99,6 @@ impl Context {
             recorders: Mutex::default(),
             kafka: Default::default(),
             cassandra: Default::default(),
-            lag: Default::default(),
             cache: RwLock::new(cache::Owned::new().0),
             remembered: Mutex::default(),
             failures: Mutex::default(),

@@ -334,12 +334,12 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         (Ok(auth), true) => {
             status::flow::flow(
                 ctx.config.flow_refresh,
-                &ctx.lag,
+                &ctx.kafka,
                 &ctx.client,
                 &p.namespace,
                 &p.name,
                 &sp.spec,
-                partitions,
+                partitions.is_some(),
                 auth.as_ref(),
                 old.flow.as_ref(),
             )
@@ -399,7 +399,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let replay = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
             status::replay::replay(
-                &ctx.lag,
+                &ctx.kafka,
                 sp,
                 &sp.spec.kafka,
                 auth.as_ref(),

@@ -1,95 +1,195 @@
-//! The consumers that read a sink's lag: a group's committed offsets and
-//! the topic's high watermarks.
+//! A consumer group's committed offsets on a topic and the topic's
+//! watermarks, read through the cluster's admin client: the sink's lag and
+//! totals (`status.flow`) and a dead-letter replay's progress.
 
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::ffi::{CStr, CString, c_char};
 use std::time::Duration;
 
-use lru::LruCache;
-use millrace_api::KafkaSpec;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
+use rdkafka::bindings as rd;
 
-use super::kafka::{ClientKey, WithCredentials};
-use crate::credentials::KafkaAuth;
+use super::kafka::Admin;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// At most this many lag readers are kept. A group's committed offsets can
-/// only be read by a client of that group, so there is one reader per
-/// pipeline; each is a librdkafka client with about four threads and its
-/// own broker connections, which at hundreds of pipelines came to thousands
-/// of threads and sockets. Past this many, the least recently used reader
-/// is closed (and made again on that pipeline's next refresh, at most every
-/// `--flow-refresh-seconds`).
-pub const MAX_LAG_READERS: usize = 32;
-
-/// Consumers used only to read a group's committed offsets (they never
-/// join the group), least recently used first out.
-pub struct LagReaders {
-    /// By cluster, login and group; each with the credentials it was made
-    /// with.
-    cache: Mutex<LruCache<(ClientKey, String), WithCredentials<BaseConsumer>>>,
+/// One partition of a topic, as a consumer group left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub partition: i32,
+    /// The group's committed offset; `None` when it has committed nothing.
+    pub committed: Option<i64>,
+    /// The commit's metadata (what the sink records with it); empty when
+    /// there is none or it is not text.
+    pub metadata: String,
+    pub low: i64,
+    pub high: i64,
 }
 
-impl Default for LagReaders {
-    fn default() -> Self {
-        let cap = NonZeroUsize::new(MAX_LAG_READERS).unwrap_or(NonZeroUsize::MIN);
-        Self {
-            cache: Mutex::new(LruCache::new(cap)),
+/// `group`'s offsets on every partition of `topic` (as many as its
+/// metadata lists now), or `None` when Kafka did not answer in time.
+/// Blocking: call it off the async threads.
+pub fn read(admin: &Admin, group: &str, topic: &str) -> Option<Vec<PartitionOffsets>> {
+    // Asked for every time: librdkafka refreshes its idea of a topic only
+    // every five minutes, and after partitions were added the watermarks
+    // of the new ones failed for that long.
+    let client = admin.inner();
+    let metadata = client.fetch_metadata(Some(topic), TIMEOUT).ok()?;
+    let count = i32::try_from(metadata.topics().first()?.partitions().len()).ok()?;
+    if count == 0 {
+        return None;
+    }
+    let committed = committed(admin, group, topic, count)?;
+    let mut out = Vec::with_capacity(committed.len());
+    for (partition, committed, metadata) in committed {
+        let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT).ok()?;
+        out.push(PartitionOffsets {
+            partition,
+            committed,
+            metadata,
+            low,
+            high,
+        });
+    }
+    out.sort_by_key(|p| p.partition);
+    Some(out)
+}
+
+/// Frees what librdkafka allocated, whichever way [`committed`] returns.
+struct Owned<T> {
+    ptr: *mut T,
+    free: unsafe extern "C" fn(*mut T),
+}
+
+#[allow(unsafe_code)]
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: `ptr` came from the librdkafka constructor that
+            // `free` belongs to and is freed only here.
+            unsafe { (self.free)(self.ptr) }
         }
     }
 }
 
-impl LagReaders {
-    /// The reader for the group, and a reader evicted to make room (to be
-    /// closed off the async threads: closing a librdkafka client joins its
-    /// threads).
-    pub fn get(
-        &self,
-        kafka: &KafkaSpec,
-        group: &str,
-        auth: Option<&KafkaAuth>,
-    ) -> (Option<Arc<BaseConsumer>>, Option<Arc<BaseConsumer>>) {
-        let key = (ClientKey::new(kafka, auth), group.to_owned());
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((used, reader)) = cache.get(&key)
-            && used.as_ref() == auth
-        {
-            return (Some(reader.clone()), None);
-        }
-        // A reader made with other credentials (the password changed) goes.
-        let stale = cache.pop(&key).map(|(_, old)| old);
-        let Some(reader) = Self::create(kafka, group, auth) else {
-            return (None, stale);
+/// The group's committed offset (and its metadata) on partitions
+/// `0..count` of `topic`, by an OffsetFetch through the admin client.
+///
+/// Own code, over librdkafka's C API, because rdkafka 0.39 does not wrap
+/// `ListConsumerGroupOffsets`; its consumers read committed offsets only
+/// for their own `group.id`. A consumer per pipeline's group (what this
+/// replaced) is a librdkafka client each, with four threads and its own
+/// broker connections: at 1,000 pipelines even a bounded pool of them
+/// churned clients on every refresh and held most of the operator's
+/// threads and memory. One admin client per cluster serves every group.
+#[allow(unsafe_code)]
+fn committed(
+    admin: &Admin,
+    group: &str,
+    topic: &str,
+    count: i32,
+) -> Option<Vec<(i32, Option<i64>, String)>> {
+    let group_c = CString::new(group).ok()?;
+    let mut wanted = TopicPartitionList::with_capacity(usize::try_from(count).ok()?);
+    for p in 0..count {
+        wanted.add_partition(topic, p);
+    }
+    let rk = admin.inner().native_ptr();
+    let timeout_ms = i32::try_from(TIMEOUT.as_millis()).ok()?;
+    // SAFETY: every pointer passed is either one librdkafka returned just
+    // above and has not freed (each is freed once, by its `Owned`), or one
+    // owned by a live Rust value (`group_c`, `wanted`, `errstr`); librdkafka
+    // copies the request, so it may be freed once the call returned. What
+    // the result event points to is read before the event is freed.
+    unsafe {
+        let request = Owned {
+            ptr: rd::rd_kafka_ListConsumerGroupOffsets_new(group_c.as_ptr(), wanted.ptr()),
+            free: rd::rd_kafka_ListConsumerGroupOffsets_destroy,
         };
-        let evicted = cache
-            .push(key, (auth.cloned(), reader.clone()))
-            .map(|(_, (_, old))| old);
-        (Some(reader), evicted.or(stale))
-    }
-
-    fn create(
-        kafka: &KafkaSpec,
-        group: &str,
-        auth: Option<&KafkaAuth>,
-    ) -> Option<Arc<BaseConsumer>> {
-        let mut config = super::kafka::settings(kafka, auth);
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("allow.auto.create.topics", "false");
-        let consumer: BaseConsumer = config.create().ok()?;
-        Some(Arc::new(consumer))
-    }
-
-    /// Readers kept now.
-    pub fn len(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let options = Owned {
+            ptr: rd::rd_kafka_AdminOptions_new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+            ),
+            free: rd::rd_kafka_AdminOptions_destroy,
+        };
+        let queue = Owned {
+            ptr: rd::rd_kafka_queue_new(rk),
+            free: rd::rd_kafka_queue_destroy,
+        };
+        if request.ptr.is_null() || options.ptr.is_null() || queue.ptr.is_null() {
+            return None;
+        }
+        let mut errstr = [0 as c_char; 256];
+        let err = rd::rd_kafka_AdminOptions_set_request_timeout(
+            options.ptr,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
+        let mut requests = [request.ptr];
+        rd::rd_kafka_ListConsumerGroupOffsets(
+            rk,
+            requests.as_mut_ptr(),
+            requests.len(),
+            options.ptr,
+            queue.ptr,
+        );
+        // The request timeout above bounds the answer; the poll waits a
+        // little longer so the timeout arrives as an event, not as nothing.
+        let event = Owned {
+            ptr: rd::rd_kafka_queue_poll(queue.ptr, timeout_ms + 1_000),
+            free: rd::rd_kafka_event_destroy,
+        };
+        if event.ptr.is_null()
+            || rd::rd_kafka_event_error(event.ptr)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            return None;
+        }
+        let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.ptr);
+        if result.is_null() {
+            return None;
+        }
+        let mut groups = 0usize;
+        let list = rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut groups);
+        if list.is_null() || groups != 1 {
+            return None;
+        }
+        let group_result = *list;
+        if group_result.is_null() || !rd::rd_kafka_group_result_error(group_result).is_null() {
+            return None;
+        }
+        let partitions = rd::rd_kafka_group_result_partitions(group_result);
+        if partitions.is_null() {
+            return None;
+        }
+        let partitions = &*partitions;
+        let elems: &[rd::rd_kafka_topic_partition_t] = match usize::try_from(partitions.cnt) {
+            Ok(0) | Err(_) => &[],
+            Ok(n) if partitions.elems.is_null() => return (n == 0).then(Vec::new),
+            Ok(n) => std::slice::from_raw_parts(partitions.elems, n),
+        };
+        let mut out = Vec::with_capacity(elems.len());
+        for e in elems {
+            if e.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return None;
+            }
+            if e.topic.is_null() || CStr::from_ptr(e.topic).to_bytes() != topic.as_bytes() {
+                continue;
+            }
+            let metadata = if e.metadata.is_null() || e.metadata_size == 0 {
+                String::new()
+            } else {
+                let bytes = std::slice::from_raw_parts(e.metadata.cast::<u8>(), e.metadata_size);
+                String::from_utf8(bytes.to_vec()).unwrap_or_default()
+            };
+            // A negative offset is librdkafka's "none committed".
+            out.push((e.partition, (e.offset >= 0).then_some(e.offset), metadata));
+        }
+        Some(out)
     }
 }
 
@@ -114,63 +214,72 @@ pub struct Offsets {
     pub timed_out: i64,
 }
 
-/// The sink's group's offsets on `topic`, with the counts its commits
-/// carry ([`millrace_api::CommitMetadata`]).
-pub fn offsets(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Option<Offsets> {
-    // The reader is kept between refreshes, and librdkafka refreshes its
-    // idea of a topic only every five minutes: after partitions were added,
-    // the watermarks of the new ones failed for that long and the figures
-    // went stale. Asking for the topic's metadata first is one small
-    // request per refresh.
-    consumer.fetch_metadata(Some(topic), TIMEOUT).ok()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer.committed_offsets(tpl, TIMEOUT).ok()?;
+/// The sink's group's offsets summed, with the counts its commits carry
+/// ([`millrace_api::CommitMetadata`]).
+pub fn sum(partitions: &[PartitionOffsets]) -> Offsets {
     let mut out = Offsets::default();
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).ok()?;
-        let entry = committed.find_partition(topic, p);
-        let position = match entry.as_ref().map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => {
+    for p in partitions {
+        let position = match p.committed {
+            Some(o) => {
                 out.handled += o;
                 o
             }
-            _ => low,
+            None => p.low,
         };
-        if let Some(meta) = entry
-            .as_ref()
-            .and_then(|e| millrace_api::CommitMetadata::decode(e.metadata()))
-        {
+        if let Some(meta) = millrace_api::CommitMetadata::decode(&p.metadata) {
             out.dead_lettered += i64::try_from(meta.dead_lettered).unwrap_or(i64::MAX);
             out.skipped += i64::try_from(meta.skipped).unwrap_or(i64::MAX);
             out.timed_out += i64::try_from(meta.timed_out).unwrap_or(i64::MAX);
         }
-        out.produced += high;
-        out.lag += (high - position.max(low)).max(0);
+        out.produced += p.high;
+        out.lag += (p.high - position.max(p.low)).max(0);
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn lag_readers_are_bounded_and_the_least_recently_used_goes() {
-        let kafka = crate::desired::fixtures::seed().spec.kafka;
-        let readers = LagReaders::default();
-        for i in 0..MAX_LAG_READERS {
-            let (reader, evicted) = readers.get(&kafka, &format!("g{i}"), None);
-            assert!(reader.is_some() && evicted.is_none());
+    fn partition(committed: Option<i64>, metadata: &str, low: i64, high: i64) -> PartitionOffsets {
+        PartitionOffsets {
+            partition: 0,
+            committed,
+            metadata: metadata.to_owned(),
+            low,
+            high,
         }
-        // g0 is used again, so g1 is now the least recently used.
-        assert!(readers.get(&kafka, "g0", None).1.is_none());
-        let (_, evicted) = readers.get(&kafka, "another", None);
-        assert!(evicted.is_some(), "one reader is closed to make room");
-        assert_eq!(readers.len(), MAX_LAG_READERS);
-        let (again, evicted) = readers.get(&kafka, "g0", None);
-        assert!(again.is_some() && evicted.is_none(), "g0 was kept");
+    }
+
+    #[test]
+    fn lag_is_what_the_group_has_not_committed_and_retention_has_not_deleted() {
+        let sum = sum(&[
+            partition(Some(40), "", 0, 100),
+            // Nothing committed: everything retention kept is lag.
+            partition(None, "", 30, 50),
+            // Committed below what retention kept: lag from the low mark.
+            partition(Some(5), "", 10, 12),
+        ]);
+        assert_eq!(sum.lag, 60 + 20 + 2);
+        assert_eq!(sum.produced, 100 + 50 + 12);
+        assert_eq!(sum.handled, 40 + 5);
+    }
+
+    #[test]
+    fn the_counts_come_from_the_commit_metadata_the_runner_writes() {
+        let meta = millrace_api::CommitMetadata {
+            dead_lettered: 3,
+            skipped: 2,
+            timed_out: 7,
+            ..millrace_api::CommitMetadata::default()
+        };
+        let sum = sum(&[
+            partition(Some(10), &meta.encode(), 0, 10),
+            partition(Some(4), "not ours", 0, 4),
+        ]);
+        assert_eq!(
+            (sum.dead_lettered, sum.skipped, sum.timed_out, sum.lag),
+            (3, 2, 7, 0)
+        );
     }
 }

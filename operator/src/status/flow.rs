@@ -17,7 +17,8 @@ use millrace_api::{
     pull_lease_name,
 };
 
-use crate::clients::lag::{LagReaders, Offsets, offsets};
+use crate::clients::kafka::Clients;
+use crate::clients::lag::{self, Offsets};
 use crate::credentials::KafkaAuth;
 use crate::status::{Cond, reasons};
 
@@ -91,12 +92,12 @@ pub async fn last_pulls(
 #[allow(clippy::too_many_arguments)]
 pub async fn flow(
     refresh: Duration,
-    readers: &LagReaders,
+    kafka: &Clients,
     client: &kube::Client,
     namespace: &str,
     name: &str,
     spec: &StreamPipelineSpec,
-    partitions: Option<i32>,
+    topic_exists: bool,
     auth: Option<&KafkaAuth>,
     old: Option<&FlowStatus>,
 ) -> Option<FlowStatus> {
@@ -107,18 +108,13 @@ pub async fn flow(
         }
     }
     let mut new = old.cloned().unwrap_or_default();
-    if let Some(partitions) = partitions {
-        let (consumer, evicted) = readers.get(&spec.kafka, &consumer_group(namespace, name), auth);
-        if let Some(evicted) = evicted {
-            tokio::task::spawn_blocking(move || drop(evicted));
-        }
-        if let Some(consumer) = consumer {
-            let topic = spec.kafka.topic.name.clone();
-            if let Ok(Some(measured)) =
-                tokio::task::spawn_blocking(move || offsets(&consumer, &topic, partitions)).await
-            {
-                totals(&mut new, old, measured, Timestamp::now());
-            }
+    if topic_exists && let Ok(admin) = kafka.get(&spec.kafka, auth) {
+        let group = consumer_group(namespace, name);
+        let topic = spec.kafka.topic.name.clone();
+        if let Ok(Some(measured)) =
+            tokio::task::spawn_blocking(move || lag::read(&admin, &group, &topic)).await
+        {
+            totals(&mut new, old, lag::sum(&measured), Timestamp::now());
         }
     }
     new.last_pulls = last_pulls(client, namespace, name, spec).await;

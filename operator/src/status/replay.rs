@@ -2,21 +2,16 @@
 //! of the sink's replay group on the dead-letter topic
 //! ([`millrace_api::replay`]), and the Events that mark its start and end.
 
+use crate::clients::kafka::Clients;
+use crate::clients::lag::{self, PartitionOffsets};
+use crate::credentials::KafkaAuth;
+use crate::events::Notice;
 use kube::ResourceExt;
 use millrace_api::replay::requested_token;
 use millrace_api::{
     DeadLetterReplayStatus, KafkaSpec, REPLAY_ANNOTATION, ReplayMetadata, ReplayState,
     StreamPipeline, replay_group,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
-use std::time::Duration;
-
-use crate::clients::lag::LagReaders;
-use crate::credentials::KafkaAuth;
-use crate::events::Notice;
-
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The replay token the pipeline's annotation asks for: `Ok(None)` when
 /// there is none, `Err` with the reason when its value is no token.
@@ -63,36 +58,23 @@ pub fn summarize(token: &str, partitions: &[PartitionProgress]) -> DeadLetterRep
     out
 }
 
-fn read(consumer: &BaseConsumer, topic: &str) -> Option<Vec<PartitionProgress>> {
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).ok()?;
-    let count = metadata.topics().first()?.partitions().len();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..count {
-        tpl.add_partition(topic, i32::try_from(p).ok()?);
-    }
-    let committed = consumer.committed_offsets(tpl, TIMEOUT).ok()?;
-    let mut out = Vec::with_capacity(count);
-    for e in committed.elements() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, e.partition(), TIMEOUT)
-            .ok()?;
-        out.push(PartitionProgress {
-            committed: match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            },
-            meta: ReplayMetadata::decode(e.metadata()),
-            low,
-            high,
-        });
-    }
+fn progress(partitions: Vec<PartitionOffsets>) -> Option<Vec<PartitionProgress>> {
+    let out: Vec<PartitionProgress> = partitions
+        .into_iter()
+        .map(|p| PartitionProgress {
+            committed: p.committed,
+            meta: ReplayMetadata::decode(&p.metadata),
+            low: p.low,
+            high: p.high,
+        })
+        .collect();
     (!out.is_empty()).then_some(out)
 }
 
 /// The replay status: unchanged once the replay asked for is done (no
 /// reads), refreshed from Kafka while it runs.
 pub async fn replay(
-    readers: &LagReaders,
+    kafka_clients: &Clients,
     sp: &StreamPipeline,
     kafka: &KafkaSpec,
     auth: Option<&KafkaAuth>,
@@ -123,21 +105,18 @@ pub async fn replay(
         ..DeadLetterReplayStatus::default()
     };
     let group = replay_group(&sp.namespace().unwrap_or_default(), &sp.name_any());
-    let (consumer, evicted) = readers.get(kafka, &group, auth);
-    if let Some(evicted) = evicted {
-        tokio::task::spawn_blocking(move || drop(evicted));
-    }
-    let Some(consumer) = consumer else {
+    let Ok(admin) = kafka_clients.get(kafka, auth) else {
         return old
             .filter(|o| o.token == token)
             .cloned()
             .or_else(|| Some(starting()));
     };
     let topic = sp.spec.dead_letter_topic();
-    let measured = tokio::task::spawn_blocking(move || read(&consumer, &topic))
+    let measured = tokio::task::spawn_blocking(move || lag::read(&admin, &group, &topic))
         .await
         .ok()
-        .flatten();
+        .flatten()
+        .and_then(progress);
     match measured {
         Some(partitions) => Some(summarize(&token, &partitions)),
         None => old
