@@ -364,8 +364,15 @@ async fn reconcile_runner_inner(
     }
 
     let mut applied_deployments = Vec::new();
-    for d in &objects.deployments {
-        let name = p.deployment_name(d.role);
+    for role in Role::ALL {
+        let name = p.deployment_name(role);
+        let Some(d) = objects.deployments.iter().find(|d| d.role == role) else {
+            // The pipeline lost its last source: its ingest goes.
+            if remove_own::<Deployment>(ctx, p, &name).await? {
+                note("Deployment", name, Change::Deleted);
+            }
+            continue;
+        };
         let existing = live::<Deployment>(ctx, &p.namespace, &name).await?;
         if !dependencies_ready && existing.is_none() {
             continue;
@@ -386,7 +393,7 @@ async fn reconcile_runner_inner(
         service: objects.service.as_ref().map(|_| p.service_name()),
         ..RunnerStatus::default()
     };
-    if applied_deployments.len() < Role::ALL.len() {
+    if applied_deployments.len() < objects.deployments.len() {
         return Ok(PartOutcome::waiting(
             "the runner starts once the topic and the table are ready",
             status,

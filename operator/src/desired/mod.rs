@@ -96,6 +96,13 @@ impl<'a> Pipeline<'a> {
         self.sp.spec.sources.iter().any(|s| s.http_pull.is_some())
     }
 
+    /// Whether the pipeline has an ingest role at all: without sources its
+    /// records come from producers of the user's own, straight to the
+    /// topic, and an idle ingest Deployment would only cost the cluster.
+    pub fn ingests(&self) -> bool {
+        !self.sp.spec.sources.is_empty()
+    }
+
     /// Whether the runner takes pushed records (then it has a Service).
     pub fn pushes(&self) -> bool {
         self.sp.spec.sources.iter().any(|s| s.http_push.is_some())

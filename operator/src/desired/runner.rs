@@ -38,7 +38,8 @@ pub struct RunnerObjects {
     pub identity: Option<RunnerIdentity>,
     pub service: Option<Service>,
     pub network_policy: Option<NetworkPolicy>,
-    /// In [`Role::ALL`] order.
+    /// In [`Role::ALL`] order; no ingest for a pipeline without sources
+    /// ([`Pipeline::ingests`]).
     pub deployments: Vec<RunnerDeployment>,
 }
 
@@ -67,6 +68,7 @@ pub fn runner_objects(
         network_policy: network_policy::network_policy(p, &defaults.network_policy),
         deployments: Role::ALL
             .into_iter()
+            .filter(|role| *role != Role::Ingest || p.ingests())
             .map(|role| {
                 let mut deployment = deployment::deployment(p, role, defaults, secrets_version);
                 if let Some(spec) = deployment.spec.as_mut() {
@@ -172,6 +174,28 @@ mod tests {
                 d.role
             );
         }
+    }
+
+    #[test]
+    fn a_pipeline_without_sources_has_no_ingest_deployment() {
+        let mut sp = fixtures::seed();
+        sp.spec.sources.clear();
+        let p = Pipeline::new(&sp).expect("pipeline");
+        let objects = runner_objects(&p, &RunnerDefaults::default(), None, None).expect("objects");
+        let roles: Vec<Role> = objects.deployments.iter().map(|d| d.role).collect();
+        assert_eq!(roles, [Role::Sink]);
+        assert!(objects.service.is_none() && objects.identity.is_none());
+        // Suspended, a pipeline with sources keeps its ingest, at zero.
+        let mut suspended = fixtures::seed();
+        suspended.spec.suspend = true;
+        let p = Pipeline::new(&suspended).expect("pipeline");
+        let objects = runner_objects(&p, &RunnerDefaults::default(), None, None).expect("objects");
+        let roles: Vec<(Role, i32)> = objects
+            .deployments
+            .iter()
+            .map(|d| (d.role, d.replicas))
+            .collect();
+        assert_eq!(roles, [(Role::Ingest, 0), (Role::Sink, 0)]);
     }
 
     #[test]

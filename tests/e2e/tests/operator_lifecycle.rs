@@ -1,4 +1,4 @@
-//! Suspend and resume; deletion with `Retain` and `Delete` (and the
+//! Suspend and resume; an ingest Deployment only with sources; deletion with `Retain` and `Delete` (and the
 //! finalizer only the latter needs); deletion while
 //! Cassandra cannot be reached; what the runner makes goes with the
 //! pipeline; one Cassandra that hangs does not hold up the others.
@@ -62,6 +62,61 @@ async fn suspend_scales_the_runner_to_zero_and_resume_brings_it_back() -> anyhow
         let d = deployments.get(&format!("{name}-{role}")).await?;
         assert_eq!(d.spec.and_then(|s| s.replicas), Some(1), "{role}");
     }
+
+    s.delete_pipeline(name, 60).await?;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+/// Records of a pipeline without sources come from producers of the
+/// user's own: it has no ingest Deployment, gets one with its first source
+/// and loses it with its last.
+#[tokio::test]
+async fn the_ingest_deployment_exists_only_while_the_pipeline_has_sources() -> anyhow::Result<()> {
+    let s = Scenario::new("op-nosources").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let name = "produced";
+    let ingest = format!("{name}-ingest");
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["sources"] = json!([]);
+    s.apply(&sp).await?;
+    let (ready, _) = s.wait_condition(name, "Ready", "True", None, 180).await?;
+    let runner = ready
+        .status
+        .and_then(|s| s.runner)
+        .context("runner status")?;
+    assert_eq!(runner.ingest_deployment, None);
+    assert_eq!(runner.sink_deployment.as_deref(), Some("produced-sink"));
+    let deployments = s.ns.api::<Deployment>();
+    assert!(
+        deployments.get_opt(&ingest).await?.is_none(),
+        "no ingest Deployment without sources"
+    );
+
+    s.merge(
+        name,
+        json!({"spec": {"sources": [{"name": "events", "httpPush": {"path": "/v1/records"}}]}}),
+    )
+    .await?;
+    poll_until("the ingest Deployment", Deadline::secs(60), || async {
+        Ok(deployments.get_opt(&ingest).await?)
+    })
+    .await?;
+    let (ready, _) = s.wait_condition(name, "Ready", "True", None, 180).await?;
+    let runner = ready
+        .status
+        .and_then(|s| s.runner)
+        .context("runner status")?;
+    assert_eq!(runner.ingest_deployment.as_deref(), Some(ingest.as_str()));
+
+    s.merge(name, json!({"spec": {"sources": []}})).await?;
+    poll_until(
+        "the ingest Deployment to go with the last source",
+        Deadline::secs(60),
+        || async { Ok(deployments.get_opt(&ingest).await?.is_none().then_some(())) },
+    )
+    .await?;
+    s.wait_condition(name, "Ready", "True", None, 120).await?;
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
