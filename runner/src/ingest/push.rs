@@ -33,7 +33,8 @@
 //! What clients can make the runner hold is bounded (see
 //! `docs/security.md`): at most [`HttpLimits::max_concurrent_pushes`]
 //! requests at once; body bytes are counted against one shared budget
-//! ([`HttpLimits::max_buffered_body_bytes`]) as they arrive and kept until
+//! ([`HttpLimits::max_buffered_body_bytes`], and a small reserve only small
+//! bodies may draw on: [`small_reserve`]) as they arrive and kept until
 //! Kafka has answered, so a slow client holds only what it has sent; a body
 //! is never read past `maxBodyBytes` (413) nor for longer than
 //! [`HttpLimits::body_timeout`] (408); and bodies are parsed a few at a
@@ -77,6 +78,9 @@ struct Shared {
     requests: Arc<Semaphore>,
     /// One permit per body byte held.
     body_bytes: Arc<Semaphore>,
+    /// Bytes only small bodies may take once `body_bytes` is spent
+    /// ([`small_reserve`]).
+    small_bodies: Arc<Semaphore>,
     /// Bodies being parsed and checked.
     parsing: Semaphore,
 }
@@ -101,6 +105,7 @@ pub fn routes(
         limits,
         requests: Arc::new(Semaphore::new(limits.max_concurrent_pushes.max(1))),
         body_bytes: Arc::new(Semaphore::new(budget.clamp(1, Semaphore::MAX_PERMITS))),
+        small_bodies: Arc::new(Semaphore::new(small_reserve(budget))),
         parsing: Semaphore::new(parsers),
     });
     for (name, spec) in &ingest.push_sources {
@@ -179,6 +184,27 @@ async fn refuse_unread(body: Body, declared: Option<usize>, mut refusal: Respons
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     refusal
+}
+
+/// A body that declares at most this many bytes (`Content-Length`) may
+/// draw on the small-body reserve: the common push of a few records.
+pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+
+/// The small-body reserve beside a body budget: an eighth of it, between
+/// one small body and 1 MiB. Large bodies (and ones of unknown length),
+/// which are what a client holding the budget on purpose sends, can spend
+/// the whole budget; then ordinary pushes still find room here instead of
+/// all being refused until the large ones time out. A slow client that
+/// declares a small body holds at most [`SMALL_BODY_BYTES`] of it.
+pub fn small_reserve(budget: usize) -> usize {
+    (budget / 8).clamp(SMALL_BODY_BYTES, 1 << 20)
+}
+
+/// What a request's body holds of the budget and of the reserve, kept
+/// until Kafka has answered.
+struct BodyPermits {
+    _budget: OwnedSemaphorePermit,
+    _reserve: Option<OwnedSemaphorePermit>,
 }
 
 /// The shared body budget: the configured one, raised to the largest
@@ -313,7 +339,7 @@ impl PushState {
         &self,
         body: Body,
         declared: Option<usize>,
-    ) -> Result<(Vec<u8>, OwnedSemaphorePermit), Response> {
+    ) -> Result<(Vec<u8>, BodyPermits), Response> {
         let deadline = tokio::time::Instant::now() + self.shared.limits.body_timeout;
         let mut frames = body.into_data_stream();
         // With a Content-Length the buffer is sized once: growing it by
@@ -326,10 +352,18 @@ impl PushState {
             .clone()
             .try_acquire_many_owned(0)
             .map_err(|_| busy("the runner is shutting down"))?;
+        let small = declared.is_some_and(|len| len <= SMALL_BODY_BYTES);
+        let mut reserve: Option<OwnedSemaphorePermit> = None;
         loop {
             let frame = match tokio::time::timeout_at(deadline, frames.next()).await {
                 Ok(Some(Ok(frame))) => frame,
-                Ok(None) => return Ok((bytes, held)),
+                Ok(None) => {
+                    let permits = BodyPermits {
+                        _budget: held,
+                        _reserve: reserve,
+                    };
+                    return Ok((bytes, permits));
+                }
                 Ok(Some(Err(e))) => {
                     debug!(error = %e, "reading a push body");
                     return Err(reply(
@@ -351,17 +385,29 @@ impl PushState {
             if bytes.len() + frame.len() > self.max_body {
                 return Err(self.too_large());
             }
-            let Ok(more) = u32::try_from(frame.len())
-                .ok()
+            let n = u32::try_from(frame.len()).ok();
+            let from_budget = n.and_then(|n| {
+                self.shared
+                    .body_bytes
+                    .clone()
+                    .try_acquire_many_owned(n)
+                    .ok()
+            });
+            if let Some(more) = from_budget {
+                held.merge(more);
+                bytes.extend_from_slice(&frame);
+                continue;
+            }
+            let from_reserve = n
+                .filter(|_| small && bytes.len() + frame.len() <= SMALL_BODY_BYTES)
                 .and_then(|n| {
                     self.shared
-                        .body_bytes
+                        .small_bodies
                         .clone()
                         .try_acquire_many_owned(n)
                         .ok()
-                })
-                .ok_or(())
-            else {
+                });
+            let Some(more) = from_reserve else {
                 // The rest of the body is not read: the connection cannot be
                 // reused.
                 let mut refusal =
@@ -371,7 +417,10 @@ impl PushState {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return Err(refusal);
             };
-            held.merge(more);
+            match reserve.as_mut() {
+                Some(r) => r.merge(more),
+                None => reserve = Some(more),
+            }
             bytes.extend_from_slice(&frame);
         }
     }
@@ -880,6 +929,14 @@ pub fn parse_body(bytes: &[u8]) -> Result<Vec<&[u8]>, BodyProblem> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_small_body_reserve_is_an_eighth_of_the_budget_within_bounds() {
+        assert_eq!(small_reserve(8 << 20), 1 << 20);
+        assert_eq!(small_reserve(4 << 20), 512 << 10);
+        assert_eq!(small_reserve(1024), SMALL_BODY_BYTES);
+        assert_eq!(small_reserve(1 << 30), 1 << 20);
+    }
 
     #[test]
     fn the_body_budget_fits_the_largest_body_a_source_accepts() {
