@@ -745,16 +745,9 @@ where
             futures::future::ready(match event {
                 Ok(event) => {
                     // The filter reads every manager's managed fields;
-                    // the cache keeps only the operator's own entry, which
-                    // drift detection reads (`desired::drift`). The
-                    // controller-manager's status entries are dropped.
+                    // the cache keeps only what drift detection reads.
                     let wakes = filter.wakes(&event);
-                    let event = event.modify(|obj| {
-                        if let Some(entries) = obj.meta_mut().managed_fields.as_mut() {
-                            entries
-                                .retain(|e| e.manager.as_deref() == Some(desired::FIELD_MANAGER));
-                        }
-                    });
+                    let event = event.modify(|obj| desired::drift::keep_for_drift(obj.meta_mut()));
                     writer.apply_watcher_event(&event);
                     match event {
                         watcher::Event::Apply(obj)
