@@ -50,7 +50,7 @@ pub struct Context {
     /// Who publishes the Events ([`Context::recorder_for`]).
     reporter: Reporter,
     /// One Recorder per distinct reason and note ([`Context::recorder_for`]).
-    recorders: Mutex<HashMap<u64, Recorder>>,
+    recorders: Mutex<lru::LruCache<u64, Recorder>>,
     pub kafka: clients::kafka::Clients,
     pub cassandra: clients::cassandra::Sessions,
     /// What the controller's watches hold of the objects the operator
@@ -96,7 +96,7 @@ impl Context {
             config,
             metrics,
             reporter,
-            recorders: Mutex::default(),
+            recorders: Mutex::new(lru::LruCache::new(RECORDERS_MAX)),
             kafka: Default::default(),
             cassandra: Default::default(),
             cache: RwLock::new(cache::Owned::new().0),
@@ -154,9 +154,13 @@ impl Context {
     }
 }
 
-/// Distinct reasons and notes whose Recorders are kept; past it they are
-/// dropped (an Event published again after that is a new Event).
-const RECORDERS_MAX: usize = 4096;
+/// Distinct reasons and notes whose Recorders are kept, least recently used
+/// out first (an Event published again after its Recorder went is a new
+/// Event, not a repeat). Each Recorder keeps the Events it published for
+/// six minutes; with a Recorder per note, 1,000 new pipelines left about
+/// 2,000 of them, each holding its Event, when this was 4,096 and cleared
+/// all at once.
+const RECORDERS_MAX: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256).unwrap();
 
 impl Context {
     /// The Recorder to publish an Event with `reason` and `note`. kube's
@@ -175,12 +179,10 @@ impl Context {
             .recorders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if recorders.len() >= RECORDERS_MAX && !recorders.contains_key(&key) {
-            recorders.clear();
-        }
         recorders
-            .entry(key)
-            .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+            .get_or_insert(key, || {
+                Recorder::new(self.client.clone(), self.reporter.clone())
+            })
             .clone()
     }
 }
