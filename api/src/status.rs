@@ -200,7 +200,8 @@ pub struct ColumnStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerStatus {
-    /// Name of the ingest Deployment.
+    /// Name of the ingest Deployment; absent while the pipeline has no
+    /// sources (then it has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_deployment: Option<String>,
 
@@ -212,7 +213,8 @@ pub struct RunnerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
 
-    /// Ready replicas of the ingest Deployment.
+    /// Ready replicas of the ingest Deployment; absent while the pipeline
+    /// has no sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_ready_replicas: Option<i32>,
 
