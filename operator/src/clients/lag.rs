@@ -169,7 +169,7 @@ fn committed(
         let partitions = &*partitions;
         let elems: &[rd::rd_kafka_topic_partition_t] = match usize::try_from(partitions.cnt) {
             Ok(0) | Err(_) => &[],
-            Ok(n) if partitions.elems.is_null() => return (n == 0).then(Vec::new),
+            Ok(_) if partitions.elems.is_null() => return None,
             Ok(n) => std::slice::from_raw_parts(partitions.elems, n),
         };
         let mut out = Vec::with_capacity(elems.len());
