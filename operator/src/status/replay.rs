@@ -2,16 +2,17 @@
 //! of the sink's replay group on the dead-letter topic
 //! ([`millrace_api::replay`]), and the Events that mark its start and end.
 
-use crate::clients::kafka::Clients;
-use crate::clients::lag::{self, PartitionOffsets};
-use crate::credentials::KafkaAuth;
-use crate::events::Notice;
 use kube::ResourceExt;
 use millrace_api::replay::requested_token;
 use millrace_api::{
     DeadLetterReplayStatus, KafkaSpec, REPLAY_ANNOTATION, ReplayMetadata, ReplayState,
     StreamPipeline, replay_group,
 };
+
+use crate::clients::kafka::Clients;
+use crate::clients::lag::{self, PartitionOffsets};
+use crate::credentials::KafkaAuth;
+use crate::events::Notice;
 
 /// The replay token the pipeline's annotation asks for: `Ok(None)` when
 /// there is none, `Err` with the reason when its value is no token.
