@@ -104,7 +104,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
     // The PrometheusRule and PodMonitor need the Prometheus Operator's
     // CRDs, which the world does not have; tests/check-observability
     // checks them. The dashboard ConfigMap is core, so it is dry-run here.
-    let renders: [(&str, &[&str]); 3] = [
+    let renders: [(&str, &[&str]); 4] = [
         (
             "charts/millrace",
             &[
@@ -118,6 +118,11 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
             &["--set", "watchNamespace=default", "--set", "replicaCount=2"],
         ),
         ("charts/millrace-dev-backends", &[]),
+        // Ports unlike make test-kind's, which a kind cluster already holds.
+        (
+            "charts/millrace-dev-backends",
+            &["--set", "kafka.external.nodePort=32092"],
+        ),
     ];
     for (chart, extra) in renders {
         let rendered = run(Command::new(world.tool("helm"))
@@ -157,6 +162,75 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
             text(&out)
         );
         assert!(text(&out).contains("(server dry run)"), "{}", text(&out));
+    }
+    Ok(())
+}
+
+/// The dev Kafka is reachable from outside the cluster only when asked: a
+/// NodePort Service, and an EXTERNAL listener advertised as the node's IP
+/// (or the host given) and the node port.
+#[test]
+fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let render = |sets: &[&str]| -> anyhow::Result<(bool, String)> {
+        let mut cmd = Command::new(world.tool("helm"));
+        cmd.args([
+            "template",
+            "t",
+            "charts/millrace-dev-backends",
+            "--namespace",
+            "data",
+            "--kube-version",
+            "1.36.3",
+        ]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        let out = run(&mut cmd)?;
+        Ok((out.status.success(), text(&out)))
+    };
+
+    let (ok, plain) = render(&[])?;
+    assert!(ok, "{plain}");
+    assert!(!plain.contains("NodePort"), "{plain}");
+    assert!(!plain.contains("EXTERNAL"), "{plain}");
+    assert!(
+        plain.contains("PLAINTEXT://kafka-0.kafka.data.svc:9092"),
+        "{plain}"
+    );
+
+    let (ok, open) = render(&["kafka.external.nodePort=30092"])?;
+    assert!(ok, "{open}");
+    assert!(open.contains("name: kafka-external"), "{open}");
+    assert!(open.contains("nodePort: 30092"), "{open}");
+    // CQL gets none: drivers reconnect to the node's own address.
+    assert_eq!(open.matches("type: NodePort").count(), 1, "{open}");
+    assert!(
+        open.contains("PLAINTEXT://kafka-0.kafka.data.svc:9092,EXTERNAL://$(EXTERNAL_HOST):30092"),
+        "{open}"
+    );
+    assert!(open.contains("fieldPath: status.hostIP"), "{open}");
+    // $(EXTERNAL_HOST) expands only from a variable defined before it.
+    let host_at = open.find("name: EXTERNAL_HOST").expect("EXTERNAL_HOST");
+    let listeners_at = open.find("KAFKA_ADVERTISED_LISTENERS").expect("listeners");
+    assert!(host_at < listeners_at, "{open}");
+
+    let (ok, named) = render(&["kafka.external.nodePort=30092,kafka.external.host=localhost"])?;
+    assert!(ok, "{named}");
+    assert!(
+        named.contains(r#"name: EXTERNAL_HOST, value: "localhost""#),
+        "{named}"
+    );
+    assert!(!named.contains("status.hostIP"), "{named}");
+
+    for bad in [
+        "kafka.external.nodePort=9094",
+        "kafka.external.nodePort=40000",
+        "kafka.external.host=a b",
+    ] {
+        let (ok, said) = render(&[bad])?;
+        assert!(!ok, "--set {bad} was accepted:\n{said}");
+        assert!(said.contains("/external/"), "--set {bad}: {said}");
     }
     Ok(())
 }
