@@ -447,16 +447,31 @@ async fn hostile_pushes_are_answered_and_memory_stays_bounded() -> anyhow::Resul
     // Large bodies that stop one byte short hold the whole body budget
     // until their timeout: a body of unknown or large size is refused, and
     // a small push is still taken, from the reserve only small bodies use.
-    let mut large_holders = Vec::new();
+    // All at once: one after the other, the first could reach its body
+    // timeout, and give its share back, before the last had sent.
+    let holding_since = Instant::now();
+    let mut holders = Vec::new();
     for _ in 0..(DEFAULT_BODY_BUDGET / MAX_BODY + 1) {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-        s.write_all(post_head(Some(MAX_BODY), "").as_bytes())
-            .await?;
-        // A refused holder is closed by the runner: what it still writes
-        // is lost, which is all right.
-        let _ = s.write_all(&vec![b' '; MAX_BODY - 1]).await;
-        large_holders.push(s);
+        holders.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+            s.write_all(post_head(Some(MAX_BODY), "").as_bytes())
+                .await?;
+            // A refused holder is closed by the runner: what it still
+            // writes is lost, which is all right.
+            let _ = s.write_all(&vec![b' '; MAX_BODY - 1]).await;
+            anyhow::Ok(s)
+        }));
     }
+    let mut large_holders = Vec::new();
+    for holder in holders {
+        large_holders.push(holder.await??);
+    }
+    let sent_in = holding_since.elapsed();
+    anyhow::ensure!(
+        sent_in < BODY_TIMEOUT / 2,
+        "sending the held bodies took {sent_in:?}: they time out {BODY_TIMEOUT:?} after they \
+         began, too soon for the check below"
+    );
     let large = vec![b' '; 2 * SMALL_BODY];
     let refused = poll_until(
         "the held bodies to spend the budget",
