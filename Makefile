@@ -8,7 +8,7 @@ export MILLRACE_HOME ?= $(HOME)/.cache/millrace
 export CARGO_TARGET_DIR ?= $(MILLRACE_HOME)/cargo-target
 export PATH := /usr/local/go/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help run test test-unit lint fmt up down status crds images kind bench test-faults
+.PHONY: help run test test-unit lint fmt up down status crds images kind test-kind bench test-faults
 
 help:
 	@echo "make run     bring up the test world and show how to reach it"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench   benchmarks against the test world; writes bench/REPORT.md"
 	@echo "make kind    the seed pipeline on a kind cluster: scripts/kind-demo with Docker (or KIND_EXPERIMENTAL_PROVIDER=podman);"
 	@echo "             without a Docker engine, tests/kind/up: podman, node and back-end images built here (tests/kind/down)"
+	@echo "make test-kind  the scenario tests against that kind cluster (tests/kind/test; skipped ones and why: tests/kind/e2e-tests)"
 
 run:
 	@scripts/install-system-packages
@@ -65,6 +66,9 @@ images:
 # KIND_EXPERIMENTAL_PROVIDER, the users' path. Otherwise (our machines: no
 # Docker engine, no registry) the same script on kind's podman provider with
 # images built here (tests/kind/README.md).
+test-kind:
+	@scripts/install-system-packages && tests/kind/test
+
 kind:
 	@if docker info >/dev/null 2>&1 || [[ -n "$${KIND_EXPERIMENTAL_PROVIDER:-}" ]]; then scripts/kind-demo; else scripts/install-system-packages && tests/kind/up; fi
 

@@ -63,9 +63,10 @@ async fn users(State(api): State<Arc<TimeApi>>, uri: Uri) -> Response {
         .into_response()
 }
 
-async fn serve(api: Arc<TimeApi>) -> anyhow::Result<SocketAddr> {
+/// Serves the API where the pipeline's Pods can call it.
+async fn serve(host: &str, api: Arc<TimeApi>) -> anyhow::Result<SocketAddr> {
     let app = Router::new().route("/users", get(users)).with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind((host, 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
@@ -101,7 +102,7 @@ async fn an_annotated_backfill_pulls_its_range_and_a_bad_one_is_named() -> anyho
             .collect(),
         asked: Mutex::default(),
     });
-    let addr = serve(api.clone()).await?;
+    let addr = serve(s.world.host_from_pods(), api.clone()).await?;
     let op = Operator::start(&s.world, &s.ns.name, &["--flow-refresh-seconds", "2"]).await?;
 
     let name = "backfilled";

@@ -111,3 +111,39 @@ pub fn restart_count(pod: &Pod) -> i32 {
         .map(|cs| cs.iter().map(|c| c.restart_count).sum())
         .unwrap_or(0)
 }
+
+/// The logs of every container of every Pod in `api`'s namespace, through
+/// the kubelet (`kubectl logs`), as ("container log NS/POD/CONTAINER",
+/// text): where a world without node-agent log files (a kind cluster)
+/// keeps them. Previous instances of restarted containers included.
+pub async fn container_logs(api: &Api<Pod>) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pod in api.list(&ListParams::default()).await? {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        for status in statuses {
+            let mut runs = vec![false];
+            if status.restart_count > 0 {
+                runs.push(true);
+            }
+            for previous in runs {
+                let params = kube::api::LogParams {
+                    container: Some(status.name.clone()),
+                    previous,
+                    ..Default::default()
+                };
+                // A container that never started has no log; that is not
+                // a place a secret could be.
+                if let Ok(text) = api.logs(&name, &params).await {
+                    out.push((format!("container log {ns}/{name}/{}", status.name), text));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -12,6 +12,7 @@
 //! | `MILLRACE_CASSANDRA_LOCAL_DC` | the local datacenter |
 //! | `MILLRACE_CASSANDRA_USERNAME` / `_PASSWORD` | a Cassandra superuser |
 //! | `MILLRACE_SCHEMA_REGISTRY_URL` | a Confluent-compatible Schema Registry's base URL (the local world's Apicurio `.../apis/ccompat/v7`); only tests of Avro need it, and fail without it |
+//! | `MILLRACE_HOST_FROM_PODS` | an address of this machine that the cluster's Pods can reach, where a test serves what its Pods call (an API to pull); default `127.0.0.1`, where the local world's Pods run |
 //!
 //! When `MILLRACE_KAFKA_BOOTSTRAP` is not set, the env file of the local world
 //! (`$MILLRACE_WORLD/env`, default `~/.cache/millrace/world/env`) is read.
@@ -115,6 +116,15 @@ impl World {
             Some(path) if path.exists() => path,
             _ => PathBuf::from(name),
         }
+    }
+
+    /// The address a test binds a server to when the cluster's Pods must
+    /// reach it: the local world's Pods are processes on this machine; a
+    /// kind cluster's reach it through their network's gateway.
+    pub fn host_from_pods(&self) -> &str {
+        self.var("MILLRACE_HOST_FROM_PODS")
+            .filter(|v| !v.is_empty())
+            .unwrap_or("127.0.0.1")
     }
 
     pub fn cassandra_password(&self) -> &str {
