@@ -595,7 +595,11 @@ impl Runner {
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
+            // MILLRACE_TEST_RUNNER_LOG=debug to see more when a test fails.
+            .env(
+                "RUST_LOG",
+                std::env::var("MILLRACE_TEST_RUNNER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env(millrace_api::push_auth::TOKENS_DIR_ENV, &tokens_dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file.try_clone()?)
