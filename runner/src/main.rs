@@ -120,6 +120,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The sink's work is waiting on Cassandra: one worker thread carries it
+/// with the consumer, the writes and the driver's connections on one run
+/// queue, and spends no CPU handing records and wake-ups between threads
+/// (bench/ANALYSIS.md measures both). A sink scales out by replicas, one
+/// per partition at most, not by threads. Ingest parses and checks pushed
+/// bodies in parallel, so it keeps a worker per core. `TOKIO_WORKER_THREADS`
+/// overrides both, as it does for any tokio program.
+fn runtime(role: Role) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if role == Role::Sink && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    builder.build()
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (role, run) = match args.command {
@@ -142,16 +158,22 @@ fn main() -> anyhow::Result<()> {
         run.log_format.as_deref(),
         Some(&pipeline),
     ));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime(role)?;
     let span = info_span!(
         "runner",
         role = role.as_str(),
         namespace = %pipeline.namespace,
         pipeline = %pipeline.name
     );
-    let result = runtime.block_on(roles::run(role, pipeline, run.options()).instrument(span));
+    // Spawned rather than run by `block_on` itself: on the runtime's worker
+    // the role's own loop and the tasks it spawns share one run queue, and a
+    // spawn is not a wake-up of another thread.
+    let result = runtime.block_on(async move {
+        match tokio::spawn(roles::run(role, pipeline, run.options()).instrument(span)).await {
+            Ok(result) => result,
+            Err(e) => Err(anyhow::anyhow!("the runner's main task failed: {e}")),
+        }
+    });
     if let Err(e) = &result {
         error!(error = format!("{e:#}"), "runner failed");
     }
