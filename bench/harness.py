@@ -4,7 +4,8 @@ times, on one pre-filled topic, and writes bench/REPORT.md.
 
 Called by bench/run (which checks the test world and builds what is needed);
 standard library only, so it runs under any Python 3.9+ (the Spark
-measurement runs spark-submit from the bench venv, see bench/lib/spark.sh).
+measurement runs spark-submit from the bench venv, see bench/lib/spark.sh;
+the Flink one `java -jar` of the job bench/lib/flink.sh builds).
 
 Adding a measurement: write one function `def m_<name>(ctx, rep) -> dict`
 returning at least {"records": n, "seconds": s} (the timed part), usually by
@@ -17,6 +18,8 @@ Environment (all optional):
   BENCH_REPS      repetitions of every measurement           (4)
   BENCH_PARTITIONS partitions of the topic (the example's)   (3)
   BENCH_ONLY      comma-separated measurement names to run  (all)
+  BENCH_SPARK=0, BENCH_FLINK=0  leave out the Spark or the Flink baseline
+  BENCH_FLINK_HEAP  the Flink job's -Xmx                      (1g)
   BENCH_KEEP=1    keep the topic and keyspace afterwards
   BENCH_WARMUP=0  skip the untimed CQL pass that warms Cassandra up first
   BENCH_SETTLE_IDLE, BENCH_SETTLE_TIMEOUT  when Kafka and Cassandra count as idle (0.15 of a core; at most 120 s)
@@ -304,6 +307,7 @@ def m_cql_ceiling(ctx, rep):
         [ctx.tool("cql-ceiling"), "--topic", ctx.topic, "--keyspace", ctx.keyspace,
          "--table", table, "--concurrency", "256"],
     )
+    r["cpu_seconds_timed"] = r.get("extra", {}).get("cpu_seconds_timed")
     return _checked(ctx, r, table)
 
 
@@ -332,6 +336,40 @@ def m_seed_spark(ctx, rep):
          "--keyspace", ctx.keyspace, "--table", table,
          "--checkpoint", str(ctx.log / f"spark-checkpoint-{rep}")],
         env=env,
+    )
+    return _checked(ctx, r, table)
+
+
+# The Flink job's heap. `java -jar` of a Flink job starts a local mini
+# cluster (job manager and task executor in this one JVM); for local
+# execution Flink sizes only the task executor's off-heap parts (128 MiB
+# managed, 64 MiB network memory) and leaves the heap to the JVM, whose own
+# default would be a quarter of the machine's memory. 1 GiB is the heap of
+# Flink's default job manager (jobmanager.memory.process.size: 1600m in the
+# distribution's config gives -Xmx1g) and Spark's default driver heap
+# (spark.driver.memory), so the two JVM baselines run with the same heap.
+FLINK_HEAP = os.environ.get("BENCH_FLINK_HEAP", "1g")
+FLINK_JAR = WORK / "flink/millrace-flink-bench.jar"
+
+
+def m_flink(ctx, rep):
+    """The Flink job (bench/flink): Kafka source, Jackson parse, a Sink V2
+    writer on the Apache Cassandra Java driver, local mini cluster with
+    parallelism 2. Timed inside the job, first successful write to the
+    last across its two writers; JVM start to end is in its extra."""
+    if not FLINK_JAR.exists() or not shutil.which("java"):
+        return pending("the Flink job is not built or java is missing: run bench/lib/flink.sh")
+    table = f"flink_{rep}"
+    ctx.bench_tool("create-table", ctx.keyspace, table)
+    # Offsets are committed on checkpoints: the group is deleted at the end.
+    group = f"{ctx.topic}_flink_{rep}"
+    ctx.groups.append(group)
+    r = ctx.run(
+        "flink",
+        ["java", f"-Xmx{FLINK_HEAP}", "-jar", str(FLINK_JAR),
+         "--bootstrap", os.environ["MILLRACE_KAFKA_BOOTSTRAP"], "--topic", ctx.topic,
+         "--group", group, "--keyspace", ctx.keyspace, "--table", table,
+         "--parallelism", "2", "--max-in-flight", "256"],
     )
     return _checked(ctx, r, table)
 
@@ -431,6 +469,7 @@ class Runner:
         ctx.commands.setdefault(label, ({}, self.argv))
         self.errlog = ctx.log / f"{label}.stderr"
         self.usage = None
+        self.cpu_first = self.cpu_last = None
 
     def __enter__(self):
         self.err = open(self.errlog, "ab")
@@ -455,20 +494,32 @@ class Runner:
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.argv[1]} exited {self.proc.returncode}; see {self.errlog}")
 
-    def metric(self, name, labels=""):
-        """The sum of a metric's samples whose labels contain `labels`, or
-        None when /metrics does not answer."""
+    def scrape(self):
+        """The /metrics text, or None when it does not answer."""
         try:
             with urllib.request.urlopen(self.metrics_url("/metrics"), timeout=1) as r:
-                text = r.read().decode()
+                return r.read().decode()
         except (OSError, ValueError):
             return None
-        total = 0.0
+
+    @staticmethod
+    def sample(text, name, labels=""):
+        """The sum of a metric's samples in `text` whose labels contain
+        `labels`; None without text or without the metric."""
+        if text is None:
+            return None
+        total, seen = 0.0, False
         for line in text.splitlines():
             key, _, value = line.rpartition(" ")
             if key.split("{")[0] == name and labels in key:
                 total += float(value)
-        return total
+                seen = True
+        return total if seen or name != "process_cpu_seconds_total" else None
+
+    def metric(self, name, labels=""):
+        """The sum of a metric's samples whose labels contain `labels`, or
+        None when /metrics does not answer."""
+        return self.sample(self.scrape(), name, labels)
 
     def wait_ready(self, timeout=120):
         deadline = time.time() + timeout
@@ -494,11 +545,17 @@ class Runner:
             self.check()
             if (e := failed()) is not None:
                 raise e
-            n = self.metric(name, labels)
+            text = self.scrape()
+            n = self.sample(text, name, labels)
             now = time.time()
+            # The process's own CPU at the same polls (its
+            # process_cpu_seconds_total), so CPU per row is read over the
+            # timed rows only, at full rate, without connecting and joining.
             if n and first is None:
                 first = (now, n)
+                self.cpu_first = self.sample(text, "process_cpu_seconds_total")
             if n is not None and n >= target:
+                self.cpu_last = self.sample(text, "process_cpu_seconds_total")
                 return first, (now, n)
             time.sleep(0.05)
         raise RuntimeError(f"{name} below {target} after {timeout} s; see {self.errlog}")
@@ -528,6 +585,10 @@ class Runner:
             "peak_tree_sampled_mib": self.sampler.peak_tree_kb / 1024,
             "peak_process_hwm_mib": self.sampler.peak_process_kb / 1024,
             "cpu_seconds": (self.usage.ru_utime + self.usage.ru_stime) if self.usage else None,
+            # Over wait_metric's timed window only (None for a runner
+            # without the process metrics).
+            "cpu_seconds_timed": (self.cpu_last - self.cpu_first)
+            if self.cpu_first is not None and self.cpu_last is not None else None,
         }
 
 
@@ -564,9 +625,46 @@ def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1):
     return result
 
 
+# The CQL ceiling run right before and right after each runner-sink run,
+# the higher of the two its ceiling: one ceiling run per repetition, a
+# measurement away, was no upper bound (the sink reached 2.10 of it once).
+BRACKET = os.environ.get("BENCH_BRACKET", "1") != "0"
+
+
 def m_runner_sink(ctx, rep):
-    """The runner's sink, `millrace-runner sink`, as built from this tree."""
-    return _sink(ctx, rep, "runner-sink", RUNNER)
+    """The runner's sink, `millrace-runner sink`, as built from this tree;
+    with BENCH_BRACKET (the default), between two CQL ceiling runs."""
+    if not BRACKET:
+        return _sink(ctx, rep, "runner-sink", RUNNER)
+    before = m_cql_ceiling(ctx, f"{rep}_before")
+    settle()
+    r = _sink(ctx, rep, "runner-sink", RUNNER)
+    settle()
+    after = m_cql_ceiling(ctx, f"{rep}_after")
+    bracket = max(before, after, key=lambda c: c["rate"])
+    r.setdefault("extra", {})["ceiling"] = {
+        "before": before["rate"], "after": after["rate"], "higher": bracket["rate"],
+        "ratio": r["rate"] / bracket["rate"] if bracket["rate"] else None,
+        "cpu_us_per_row_before": _us_per_row(before, before["records"]),
+        "cpu_us_per_row_after": _us_per_row(after, after["records"]),
+    }
+    return r
+
+
+def _timed_us(result, per_record=False):
+    """A runner sink's CPU µs per row (or per record) over its timed
+    window, or None."""
+    extra = result.get("extra") or {}
+    rows = extra.get("rows") or result.get("records")
+    if per_record and rows:
+        rows = rows / (extra.get("tables") or 1)
+    return _us_per_row(result, rows)
+
+
+def _us_per_row(result, rows):
+    """CPU µs per row over a result's timed window, or None."""
+    cpu = result.get("cpu_seconds_timed")
+    return 1e6 * cpu / rows if cpu is not None and rows else None
 
 
 def m_runner_sink_avro(ctx, rep):
@@ -712,7 +810,7 @@ def m_runner_e2e(ctx, rep):
 
 
 # Measurements that write rows into Cassandra, which want it warmed up.
-CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_runner_sink, m_runner_sink_avro,
+CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_flink, m_runner_sink, m_runner_sink_avro,
                      m_runner_sink_before, m_runner_e2e}
 # The world's Schema Registry, for the Avro sink (tests/env/up starts one).
 REGISTRY = os.environ.get("MILLRACE_SCHEMA_REGISTRY_URL", "")
@@ -731,11 +829,15 @@ MEASUREMENTS = {
     "kafka-ceiling": (m_kafka_ceiling, "Kafka consume ceiling",
                       "plain rdkafka consumer reading the whole topic"),
     "kafka-ceiling-map": (m_kafka_ceiling_map, "Kafka consume + map",
-                          "the same, plus JSON parse and RowMapper::map per record (no CQL)"),
+                          "the same, plus the sink's JSON parse (only the fields the columns read) and RowMapper::map per record (no CQL)"),
     "cql-ceiling": (m_cql_ceiling, "CQL ceiling",
                     "plain scylla-driver loop, prepared INSERT, 256 in flight, LOCAL_QUORUM; rows pre-mapped"),
     "seed-spark": (m_seed_spark, "Seed's Spark job",
                    "pyspark 3.5.3 local[2], Kafka source + spark-cassandra-connector, availableNow"),
+    "flink": (m_flink, "Flink job",
+              "Flink 2.2.1 local mini cluster, parallelism 2, Kafka source (bounded) + Jackson + "
+              "Sink V2 writer on the Cassandra Java driver 4.19 (prepared INSERT, async, 256 in flight, "
+              "LOCAL_QUORUM), checkpoints every 5 s"),
     "runner-sink-before": (m_runner_sink_before, "Runner sink, before",
                            "`millrace-runner sink` before the performance work (pinned revision), Kafka -> Cassandra"),
     "runner-sink": (m_runner_sink, "Runner sink",
@@ -943,6 +1045,17 @@ def _spread(values, fmt="{:,.0f}"):
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+# bench/run's switches for the JVM baselines (it fetches or builds their
+# pieces only when they are on): measurement -> variable.
+SWITCHES = {"seed-spark": "BENCH_SPARK", "flink": "BENCH_FLINK"}
+
+
+def _switched_off(name):
+    """`BENCH_SPARK=0` or `BENCH_FLINK=0` if that leaves `name` out, else ""."""
+    var = SWITCHES.get(name)
+    return f"{var}=0" if var and os.environ.get(var) == "0" else ""
+
+
 # 50 MB, the memory goal of a runner, in MiB.
 RUNNER_RSS_GOAL_MIB = 50e6 / 2**20
 
@@ -1030,6 +1143,25 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     goal("runner sink peak RSS / Spark peak RSS <= 0.10",
          f"{rrss / srss:.3f} ({rrss:.0f} / {srss:.0f} MiB)" if rrss and srss else None, 0.1,
          rrss and srss and rrss / srss <= 0.1)
+    fl, frss = s("flink").get("median"), s("flink").get("rss")
+    rcpu, fcpu, scpu = (_median([r.get("cpu_seconds") for r in ok(n)])
+                        for n in ("runner-sink", "flink", "seed-spark"))
+    cpus = f"; CPU s {rcpu:.1f} / {fcpu:.1f}" if rcpu and fcpu else ""
+    goal("runner sink / Flink >= 3",
+         f"{rs / fl:.1f} ({rs:,.0f} / {fl:,.0f} records/s{cpus})" if rs and fl else None, 3,
+         rs and fl and rs / fl >= 3)
+    goal("runner sink peak RSS / Flink peak RSS <= 0.10",
+         f"{rrss / frss:.3f} ({rrss:.0f} / {frss:.0f} MiB)" if rrss and frss else None, 0.1,
+         rrss and frss and rrss / frss <= 0.1)
+    brackets = [(r.get("extra") or {}).get("ceiling") for r in ok("runner-sink")]
+    bratios = [b["ratio"] for b in brackets if b and b.get("ratio")]
+    goal("runner sink / its bracketing CQL ceiling (the higher of the runs right before and after it) >= 0.90, "
+         "lowest repetition",
+         f"lowest {min(bratios):.2f}, median {_median(bratios):.2f}" if bratios else None, 0.9,
+         bratios and min(bratios) >= 0.9)
+    sink_us = _median([_timed_us(r) for r in ok("runner-sink")])
+    goal("runner sink CPU per row at full rate <= 12 µs (1 table)",
+         f"{sink_us:.1f} µs" if sink_us else None, 12, sink_us is not None and sink_us <= 12)
     p99_20 = _median([v["accepted_to_row"]["p99_ms"] for v in lat.get("20", [])])
     goal("end-to-end p99 < 50 ms at 20% of the max push->row rate",
          f"{p99_20:.1f} ms" if p99_20 is not None else None, 50, p99_20 is not None and p99_20 < 50)
@@ -1069,9 +1201,13 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
         "acks=all); its RSS and CPU columns are the runner's. The generator is timed by "
         "`millrace_records_ingested_total` (acknowledged records). The Spark job's timed "
         "part is Spark's own `triggerExecution` of the batches that carried rows (not the JVM "
-        "and SparkSession start, which the wall column includes). Peak RSS is max(the process tree's "
+        "and SparkSession start, which the wall column includes). The Flink job is timed inside its "
+        "sink, from the first successful Cassandra write to the last across its two writers (the "
+        "JVM and mini cluster start and the final checkpoint are in the wall column). "
+        "Peak RSS is max(the process tree's "
         "summed VmRSS sampled every 100 ms, the main process's exact `ru_maxrss`); for Spark the "
-        "tree is the JVM and its python driver, with the default 1 GiB driver heap. The ceilings' "
+        "tree is the JVM and its python driver, with the default 1 GiB driver heap; for Flink one "
+        f"JVM (job manager, task executor and job) with -Xmx{FLINK_HEAP}. The ceilings' "
         "RSS is not a figure to compare: they hold all N records (produce) or all N bound rows "
         "(CQL) in memory by design, so that only the I/O is timed.\n"
     )
@@ -1085,6 +1221,15 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     md.append(f"- **runner sink / seed Spark: {ratio(rs, sp)}** (goal >= 5)")
     if rrss and srss:
         md.append(f"- **runner sink peak RSS / seed Spark peak RSS: {rrss / srss:.3f}** (goal <= 0.10)")
+    md.append(f"- **runner sink / Flink: {ratio(rs, fl)}** (goal >= 3); per repetition: "
+              f"{', '.join(ratio(a['rate'], f['rate']) for a, f in zip(ok('runner-sink'), ok('flink'))) or 'n/a'}")
+    if rrss and frss:
+        md.append(f"- **runner sink peak RSS / Flink peak RSS: {rrss / frss:.3f}** (goal <= 0.10)")
+    if rcpu and (fcpu or scpu):
+        per = lambda c: f"{c:.1f} s ({c / ctx.records * 1e6:.0f} µs per record)"  # noqa: E731
+        md.append("- CPU of the whole process (medians, start-up included): runner sink " + per(rcpu)
+                  + (f", Flink {per(fcpu)} ({fcpu / rcpu:.1f}x the sink's)" if fcpu else "")
+                  + (f", seed Spark {per(scpu)} ({scpu / rcpu:.1f}x)" if scpu else ""))
     md.append(f"- runner sink now / before the performance work: {ratio(rs, rb)}")
     md.append(f"- CQL ceiling / Kafka consume ceiling: {ratio(cq, kc)}")
     md.append(f"- Kafka consume + map / Kafka consume: {ratio(km, kc)} (the cost of parsing and mapping, "
@@ -1093,6 +1238,9 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     if sp and s("seed-spark").get("wall"):
         md.append(f"- seed Spark rate over its whole wall time (JVM start included): "
                   f"{ctx.records / s('seed-spark')['wall']:,.0f} records/s")
+    if fl:
+        md.append(f"- Flink / sink ceiling: {ratio(fl, ceiling)}; Flink rate over its whole wall time "
+                  f"(JVM start included): {ctx.records / s('flink')['wall']:,.0f} records/s")
     # Formats and fan-out, each against the one-table JSON sink of the
     # same repetition (side by side), and the sink's CPU per record.
     def per_rep(name):
@@ -1119,6 +1267,40 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
     md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
               "load client share the 2 cores with Kafka and Cassandra)")
+    md.append("")
+
+    md.append("## Sink CPU per row at full rate, beside the CQL ceiling\n")
+    md.append(
+        "CPU of the process over the timed window only (first row to the N-th): for a runner, "
+        "its `process_cpu_seconds_total` read at the two polls that open and close the window; "
+        "for the CQL ceiling, its own /proc reading around the timed writes (rows mapped before). "
+        "Connecting and the group join are left out of both. Each runner-sink run has a CQL "
+        "ceiling run right before and right after it (BENCH_BRACKET); its ratio is against the "
+        "higher of the two. Fan-out rows give µs per record and per row (records x tables).\n")
+    md.append("| rep | sink records/s | ceiling before / after | sink / higher ceiling | "
+              "sink CPU µs per row | ceiling CPU µs per row (before / after) |")
+    md.append("|---:|---:|---:|---:|---:|---:|")
+    for i, r in enumerate(ok("runner-sink")):
+        b = (r.get("extra") or {}).get("ceiling") or {}
+        us = _timed_us(r)
+        cb, ca = b.get("cpu_us_per_row_before"), b.get("cpu_us_per_row_after")
+        md.append(f"| {i} | {r['rate']:,.0f} | "
+                  + (f"{b['before']:,.0f} / {b['after']:,.0f} | {b['ratio']:.2f} | " if b else "n/a | n/a | ")
+                  + (f"{us:.1f} | " if us else "n/a | ")
+                  + (f"{cb:.1f} / {ca:.1f} |" if cb and ca else "n/a |"))
+    if bratios:
+        md.append(f"\nSink / bracketing ceiling: lowest {min(bratios):.2f}, median {_median(bratios):.2f} "
+                  f"(per repetition: {', '.join(f'{x:.2f}' for x in bratios)}).")
+    fan = []
+    for name, tables in (("runner-sink", 1), ("runner-sink-2-tables", 2), ("runner-sink-4-tables", 4)):
+        per_rec = _median([_timed_us(r, per_record=True) for r in ok(name)])
+        if per_rec:
+            fan.append(f"| {tables} | {_median([r['rate'] for r in ok(name)]):,.0f} | "
+                       f"{per_rec:.1f} | {per_rec / tables:.1f} |")
+    if fan:
+        md.append("\n| tables | records/s (median) | CPU µs per record | CPU µs per row |")
+        md.append("|---:|---:|---:|---:|")
+        md.extend(fan)
     md.append("")
 
     md.append("## End-to-end latency: push accepted -> row readable\n")
@@ -1238,7 +1420,8 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     missing = [f"- {MEASUREMENTS[n][1]}: {errors[n]}" for n in errors]
     missing += [f"- {MEASUREMENTS[n][1]}: {next(r['pending'] for r in results[n] if 'pending' in r)}"
                 for n in results if not summary.get(n) and n not in errors and results[n]]
-    missing += [f"- {MEASUREMENTS[n][1]}: not run (BENCH_ONLY)" for n in MEASUREMENTS if n not in results]
+    missing += [f"- {MEASUREMENTS[n][1]}: not run ({_switched_off(n) or 'BENCH_ONLY'})"
+                for n in MEASUREMENTS if n not in results]
     if missing:
         md.append("## Not measured in this run\n")
         md.extend(missing)
@@ -1288,7 +1471,7 @@ def main():
         return rerender()
     ctx = Ctx()
     only = [n for n in os.environ.get("BENCH_ONLY", "").split(",") if n]
-    names = [n for n in MEASUREMENTS if not only or n in only]
+    names = [n for n in MEASUREMENTS if (not only or n in only) and not _switched_off(n)]
     info = machine()
     info.setdefault("notes", []).append(
         f"runner measured: `{str(RUNNER).replace(str(Path.home()), '~')}`"

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use millrace_api::process_metrics::ProcessSample;
 use millrace_api::{RowMapper, cql as statements, cql_value};
 use millrace_bench::{Outcome, World, cql, example_table, kafka, secs};
 use millrace_runner::sink::write_time::WriteClock;
@@ -31,6 +32,10 @@ struct Args {
     /// Writes in flight at once: the runner's default maxInFlight.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+}
+
+fn cpu_seconds() -> f64 {
+    ProcessSample::read().map_or(0.0, |p| p.cpu_seconds)
 }
 
 #[tokio::main]
@@ -85,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
 
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let n = rows.len() as u64;
+    // The process's CPU over the timed writes only: what the driver itself
+    // costs per row, beside which the sink's own CPU per row is read.
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(rows.len());
     for row in rows {
@@ -103,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed();
+    let cpu_timed = cpu_seconds() - cpu_before;
     if failed > 0 {
         bail!("{failed} of {n} writes failed");
     }
@@ -115,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             "rows read and mapped before timing; {} writes in flight, LOCAL_QUORUM",
             args.concurrency
         ),
-        extra: json!({"concurrency": args.concurrency}),
+        extra: json!({"concurrency": args.concurrency, "cpu_seconds_timed": cpu_timed}),
     }
     .print();
     Ok(())
