@@ -25,6 +25,7 @@ Environment (all optional):
   BENCH_SETTLE_IDLE, BENCH_SETTLE_TIMEOUT  when Kafka and Cassandra count as idle (0.15 of a core; at most 120 s)
 """
 
+import functools
 import json
 import math
 import os
@@ -455,6 +456,14 @@ def _as_tables(text, table, n):
 PUSH_SOURCE = "    - name: events\n      httpPush: {path: /v1/records, auth: {type: None}}\n"
 
 
+@functools.cache
+def _has_metrics_port(binary, role):
+    """Whether this runner build takes --metrics-listen (the pinned
+    revision from before the performance work does not)."""
+    out = subprocess.run([str(binary), role, "--help"], capture_output=True, text=True, check=False)
+    return "--metrics-listen" in out.stdout + out.stderr
+
+
 class Runner:
     """One millrace-runner process of a measurement: started, read through
     its /metrics and /readyz, its RSS sampled, stopped with SIGTERM (so its
@@ -462,10 +471,15 @@ class Runner:
 
     def __init__(self, ctx, label, binary, role, pipeline):
         self.port = _free_port()
-        self.metrics_port = _free_port()
         self.argv = [str(binary), role, "--pipeline", str(pipeline),
-                     "--listen", f"127.0.0.1:{self.port}",
-                     "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--log-format", "json"]
+                     "--listen", f"127.0.0.1:{self.port}", "--log-format", "json"]
+        if _has_metrics_port(binary, role):
+            self.metrics_port = _free_port()
+            self.argv += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+        else:
+            # A runner from before the metrics got their own port serves
+            # them on the push port.
+            self.metrics_port = self.port
         ctx.commands.setdefault(label, ({}, self.argv))
         self.errlog = ctx.log / f"{label}.stderr"
         self.usage = None
