@@ -122,11 +122,11 @@ fn init_logging(format: LogFormat) {
 
 /// The sink's work is waiting on Cassandra: one worker thread carries it
 /// with the consumer, the writes and the driver's connections on one run
-/// queue, and spends no CPU handing records and wake-ups between threads
-/// (bench/ANALYSIS.md measures both). A sink scales out by replicas, one
-/// per partition at most, not by threads. Ingest parses and checks pushed
-/// bodies in parallel, so it keeps a worker per core. `TOKIO_WORKER_THREADS`
-/// overrides both, as it does for any tokio program.
+/// queue, and spends less CPU handing records and wake-ups between threads
+/// (bench/ANALYSIS.md, "One tokio worker for the sink"). A sink scales out
+/// by replicas, one per partition at most, not by threads. Ingest parses
+/// and checks pushed bodies in parallel, so it keeps a worker per core.
+/// `TOKIO_WORKER_THREADS` overrides both, as it does for any tokio program.
 fn runtime(role: Role) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
