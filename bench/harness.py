@@ -517,18 +517,14 @@ class Runner:
             return None
 
     @staticmethod
-    def sample(text, name, labels=""):
+    def sample(text, name, labels="", missing=0.0):
         """The sum of a metric's samples in `text` whose labels contain
-        `labels`; None without text or without the metric."""
+        `labels`; `missing` without such samples, None without text."""
         if text is None:
             return None
-        total, seen = 0.0, False
-        for line in text.splitlines():
-            key, _, value = line.rpartition(" ")
-            if key.split("{")[0] == name and labels in key:
-                total += float(value)
-                seen = True
-        return total if seen or name != "process_cpu_seconds_total" else None
+        values = [float(value) for key, _, value in (l.rpartition(" ") for l in text.splitlines())
+                  if key.split("{")[0] == name and labels in key]
+        return sum(values) if values else missing
 
     def metric(self, name, labels=""):
         """The sum of a metric's samples whose labels contain `labels`, or
@@ -567,9 +563,9 @@ class Runner:
             # timed rows only, at full rate, without connecting and joining.
             if n and first is None:
                 first = (now, n)
-                self.cpu_first = self.sample(text, "process_cpu_seconds_total")
+                self.cpu_first = self.sample(text, "process_cpu_seconds_total", missing=None)
             if n is not None and n >= target:
-                self.cpu_last = self.sample(text, "process_cpu_seconds_total")
+                self.cpu_last = self.sample(text, "process_cpu_seconds_total", missing=None)
                 return first, (now, n)
             time.sleep(0.05)
         raise RuntimeError(f"{name} below {target} after {timeout} s; see {self.errlog}")
