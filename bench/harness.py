@@ -464,6 +464,21 @@ def _has_metrics_port(binary, role):
     return "--metrics-listen" in out.stdout + out.stderr
 
 
+def _image_env(dockerfile):
+    """The `ENV NAME=value` lines of an image's Dockerfile: runners are
+    measured in the environment their image gives them."""
+    env = {}
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+RUNNER_IMAGE_ENV = _image_env(REPO / "runner" / "Dockerfile")
+
+
 class Runner:
     """One millrace-runner process of a measurement: started, read through
     its /metrics and /readyz, its RSS sampled, stopped with SIGTERM (so its
@@ -480,14 +495,15 @@ class Runner:
             # A runner from before the metrics got their own port serves
             # them on the push port.
             self.metrics_port = self.port
-        ctx.commands.setdefault(label, ({}, self.argv))
+        ctx.commands.setdefault(label, (dict(RUNNER_IMAGE_ENV), self.argv))
         self.errlog = ctx.log / f"{label}.stderr"
         self.usage = None
         self.cpu_first = self.cpu_last = None
 
     def __enter__(self):
         self.err = open(self.errlog, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self.err, stderr=self.err)
+        self.proc = subprocess.Popen(self.argv, stdout=self.err, stderr=self.err,
+                                     env={**os.environ, **RUNNER_IMAGE_ENV})
         self.sampler = RssSampler(self.proc.pid)
         self.sampler.start()
         self.started = time.time()
@@ -1485,7 +1501,9 @@ def main():
     info = machine()
     info.setdefault("notes", []).append(
         f"runner measured: `{str(RUNNER).replace(str(Path.home()), '~')}`"
-        + (" (the runner image's static musl binary, as users run it)" if "musl" in str(RUNNER) else ""))
+        + (" (the runner image's binary, as users run it, in its image's environment: "
+           + ", ".join(f"`{k}={v}`" for k, v in RUNNER_IMAGE_ENV.items()) + ")"
+           if "cargo-target-release" in str(RUNNER) else ""))
     loads = LoadSampler()
     loads.start()
     started = time.time()
