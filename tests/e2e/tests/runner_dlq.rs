@@ -76,7 +76,10 @@ async fn poison_records_go_to_the_dead_letter_topic_with_reasons() -> anyhow::Re
         let offset: i64 = headers["millrace.source.offset"].parse()?;
         assert!((0..3).contains(&partition) && offset >= 0);
     }
-    assert_eq!(sink.metric("millrace_rows_written_total").await?, 10.0);
+    let written = "millrace_rows_written_total";
+    sink.metric_reaching(written, 10.0, Deadline::secs(30))
+        .await?;
+    assert_eq!(sink.metric(written).await?, 10.0);
     assert_eq!(sink.metric("millrace_rows_failed_total").await?, 4.0);
     assert_eq!(
         sink.metric("millrace_records_dead_lettered_total{reason=\"unmappable\"}")
@@ -148,7 +151,10 @@ async fn rows_cassandra_refuses_are_dead_lettered_and_the_sink_keeps_going() -> 
             .await?,
         2.0
     );
-    assert_eq!(sink.metric("millrace_rows_written_total").await?, 1.0);
+    let written = "millrace_rows_written_total";
+    sink.metric_reaching(written, 1.0, Deadline::secs(30))
+        .await?;
+    assert_eq!(sink.metric(written).await?, 1.0);
     drop(sink);
     fx.cleanup().await
 }

@@ -161,7 +161,10 @@ async fn push_accepts_objects_arrays_and_ndjson_and_refuses_bad_bodies() -> anyh
             .await?
             >= 5.0
     );
-    assert_eq!(sink.metric("millrace_rows_written_total").await?, 10.0);
+    let written = "millrace_rows_written_total";
+    sink.metric_reaching(written, 10.0, Deadline::secs(30))
+        .await?;
+    assert_eq!(sink.metric(written).await?, 10.0);
 
     for runner in [&ingest, &sink] {
         let log = runner.log_text();

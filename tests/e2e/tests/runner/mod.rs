@@ -672,6 +672,26 @@ impl Runner {
             .unwrap_or(0.0))
     }
 
+    /// The metric sample once it has reached `at_least`. A row is readable
+    /// in Cassandra before the driver's answer reaches the sink and its
+    /// counter moves, so a test that saw its rows waits for the count too.
+    pub async fn metric_reaching(
+        &self,
+        sample: &str,
+        at_least: f64,
+        deadline: Deadline,
+    ) -> anyhow::Result<f64> {
+        poll_until(
+            &format!("{sample} to reach {at_least}"),
+            deadline,
+            || async {
+                let value = self.metric(sample).await?;
+                Ok((value >= at_least).then_some(value))
+            },
+        )
+        .await
+    }
+
     /// Whether this sink has partitions and has written everything in
     /// them (`millrace_consumer_lag` 0 for each).
     pub async fn lag_is_zero(&self) -> anyhow::Result<bool> {
