@@ -139,11 +139,10 @@ async fn tombstones_key_only_and_marked_records_delete_their_row_and_a_replay_ke
         Ok((items == want).then_some(now))
     })
     .await?;
-    poll_until("three deletes counted", Deadline::secs(30), || async {
-        Ok((sink.metric("millrace_rows_deleted_total").await? >= 3.0).then_some(()))
-    })
-    .await?;
-    assert_eq!(sink.metric("millrace_rows_deleted_total").await?, 3.0);
+    let deleted = "millrace_rows_deleted_total";
+    sink.metric_reaching(deleted, 3.0, Deadline::secs(30))
+        .await?;
+    assert_eq!(sink.metric(deleted).await?, 3.0);
 
     let dead = fx.consume(&fx.dlq, 2, Deadline::secs(60)).await?;
     let reasons: Vec<Option<String>> = dead.iter().map(|m| header(m, "millrace.error")).collect();

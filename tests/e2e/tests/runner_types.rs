@@ -187,10 +187,8 @@ async fn every_cql_type_round_trips_through_the_runner() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(response.status(), 202, "{}", response.text().await?);
-    millrace_testsupport::poll_until("the row to be written", Deadline::secs(60), || async {
-        Ok((sink.metric("millrace_rows_written_total").await? >= 1.0).then_some(()))
-    })
-    .await?;
+    sink.metric_reaching("millrace_rows_written_total", 1.0, Deadline::secs(60))
+        .await?;
 
     let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
     let select = format!(
