@@ -1002,11 +1002,19 @@ pub async fn run(
         .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false")
         // librdkafka prefetches up to 64 MiB and 100,000 records by default,
-        // which alone put the sink far above its 50 MB memory budget. 8 MiB
-        // is still a quarter of a second of records at full rate, ahead of
-        // the writes, which are the bottleneck.
-        .set("queued.max.messages.kbytes", "8192")
-        .set("queued.min.messages", "10000")
+        // and fetches up to 1 MiB per partition and 50 MiB per request, lz4
+        // batches decompressed beside the compressed response: in glibc's
+        // heap, which returns little once it has grown, that held the sink
+        // at 54-58 MiB reading a topic its ingest was filling. These bounds
+        // kept it at 30-34 MiB for about 1% more CPU per row
+        // (bench/ANALYSIS.md); 2,000 records are still about 50 ms of writes
+        // at full rate, and Kafka returns a batch larger than the fetch
+        // sizes whole. librdkafka refuses a `fetch.max.bytes` below
+        // `message.max.bytes`, which nothing here raises from 1,000,000.
+        .set("queued.max.messages.kbytes", "4096")
+        .set("queued.min.messages", "2000")
+        .set("max.partition.fetch.bytes", "262144")
+        .set("fetch.max.bytes", "1048576")
         // With the smaller queue full, librdkafka postpones the next fetch
         // by this much (default 1 s, which would let the queue run dry).
         .set("fetch.queue.backoff.ms", "20")
