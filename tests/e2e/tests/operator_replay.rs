@@ -97,6 +97,12 @@ async fn sink_replay_partitions(s: &Scenario, name: &str) -> anyhow::Result<(f64
         &format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=sink"),
     )
     .await?;
+    // A Pod being deleted keeps its address in the list after its
+    // container is gone; only the live ones hold partitions.
+    let list: Vec<_> = list
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
     anyhow::ensure!(!list.is_empty(), "no sink Pod");
     let (mut active, mut done) = (0.0, 0.0);
     for pod in &list {

@@ -56,18 +56,30 @@ pub fn podman_ps(format: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// How long [`http_get`] waits for a whole answer.
+pub const HTTP_GET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `GET path` on `addr` (host:port) over plain HTTP/1.1; the body of a 200,
 /// an error with the status line otherwise. Enough for metrics and health
 /// endpoints without pulling an HTTP client into every test.
 pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
+    // An address whose Pod is gone drops the SYN on a real network, and the
+    // kernel's own connect timeout (about two minutes) would use up the
+    // caller's whole polling deadline on one attempt.
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(HTTP_GET_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("GET http://{addr}{path}: no answer in {HTTP_GET_TIMEOUT:?}"))??;
     let text = String::from_utf8(buf)?;
     let (head, body) = text.split_once("\r\n\r\n").context("HTTP reply")?;
     anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
