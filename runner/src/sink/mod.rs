@@ -1006,10 +1006,10 @@ pub async fn run(
         // batches decompressed beside the compressed response: in glibc's
         // heap, which returns little once it has grown, that held the sink
         // at 54-58 MiB reading a topic its ingest was filling. These bounds
-        // kept it at 30-34 MiB for about 1% more CPU per row
-        // (bench/ANALYSIS.md); 2,000 records are still about 50 ms of writes
-        // at full rate, and Kafka returns a batch larger than the fetch
-        // sizes whole. librdkafka refuses a `fetch.max.bytes` below
+        // kept it at 30-34 MiB at no CPU cost the side-by-side benches could
+        // tell apart (bench/ANALYSIS.md); 2,000 records are still about 50 ms
+        // of writes at full rate, and Kafka returns a batch larger than the
+        // fetch sizes whole. librdkafka refuses a `fetch.max.bytes` below
         // `message.max.bytes`, which nothing here raises from 1,000,000.
         .set("queued.max.messages.kbytes", "4096")
         .set("queued.min.messages", "2000")

@@ -57,7 +57,7 @@ pub fn podman_ps(format: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// How long [`http_get`] waits for a whole answer.
-pub const HTTP_GET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HTTP_GET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `GET path` on `addr` (host:port) over plain HTTP/1.1; the body of a 200,
 /// an error with the status line otherwise. Enough for metrics and health
