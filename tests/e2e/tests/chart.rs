@@ -104,7 +104,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
     // The PrometheusRule and PodMonitor need the Prometheus Operator's
     // CRDs, which the world does not have; tests/check-observability
     // checks them. The dashboard ConfigMap is core, so it is dry-run here.
-    let renders: [(&str, &[&str]); 4] = [
+    let renders: [(&str, &[&str]); 5] = [
         (
             "charts/millrace",
             &[
@@ -122,6 +122,13 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
         (
             "charts/millrace-dev-backends",
             &["--set", "kafka.external.nodePort=32092"],
+        ),
+        (
+            "charts/millrace-dev-backends",
+            &[
+                "--set",
+                "kafka.sasl.enabled=true,kafka.external.saslNodePort=32094,cassandra.auth.enabled=true",
+            ],
         ),
     ];
     for (chart, extra) in renders {
@@ -231,6 +238,79 @@ fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
         let (ok, said) = render(&[bad])?;
         assert!(!ok, "--set {bad} was accepted:\n{said}");
         assert!(said.contains("/external/"), "--set {bad}: {said}");
+    }
+    Ok(())
+}
+
+/// Authentication in the dev back-ends only when asked: SCRAM on a second
+/// Kafka listener, passwords in Cassandra, each with a Secret the chart
+/// makes; a password never on a command line or in plain text.
+#[test]
+fn dev_backends_authenticate_only_when_asked() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let render = |set: &str| -> anyhow::Result<(bool, String)> {
+        let mut cmd = Command::new(world.tool("helm"));
+        cmd.args([
+            "template",
+            "t",
+            "charts/millrace-dev-backends",
+            "--namespace",
+            "data",
+            "--kube-version",
+            "1.36.3",
+        ]);
+        if !set.is_empty() {
+            cmd.args(["--set", set]);
+        }
+        let out = run(&mut cmd)?;
+        Ok((out.status.success(), text(&out)))
+    };
+
+    let (ok, plain) = render("")?;
+    assert!(ok, "{plain}");
+    for absent in [
+        "kind: Secret",
+        "SASL",
+        "PasswordAuthenticator",
+        "CQL_PASSWORD",
+    ] {
+        assert!(!plain.contains(absent), "{absent} without asking:\n{plain}");
+    }
+
+    let (ok, auth) = render(
+        "kafka.sasl.enabled=true,kafka.external.nodePort=30092,\
+         kafka.external.saslNodePort=30094,cassandra.auth.enabled=true",
+    )?;
+    assert!(ok, "{auth}");
+    for present in [
+        "name: kafka-credentials",
+        "name: cassandra-credentials",
+        "SASL://kafka-0.kafka.data.svc:9095",
+        "EXTERNAL_SASL://$(EXTERNAL_HOST):30094",
+        "SASL:SASL_PLAINTEXT,EXTERNAL_SASL:SASL_PLAINTEXT",
+        "KAFKA_SASL_ENABLED_MECHANISMS, value: SCRAM-SHA-512",
+        "KAFKA_LISTENER_NAME_EXTERNAL__SASL_SCRAM___SHA___512_SASL_JAAS_CONFIG",
+        "nodePort: 30094",
+        "-Dcassandra.settings.authenticator=PasswordAuthenticator",
+        "--add-config-file",
+        "--credentials=",
+    ] {
+        assert!(auth.contains(present), "no {present}:\n{auth}");
+    }
+    // The passwords come from the Secrets: no literal one in an env value.
+    assert!(!auth.contains("name: CQL_PASSWORD, value"), "{auth}");
+    assert!(!auth.contains("name: SCRAM_PASSWORD, value"), "{auth}");
+    // Cassandra and its roles container, and the SCRAM user container.
+    assert_eq!(auth.matches("key: password").count(), 3, "{auth}");
+
+    for (bad, says) in [
+        ("kafka.external.saslNodePort=30094", "kafka.sasl.enabled"),
+        ("cassandra.auth.username=Bad-Name", "/cassandra/auth"),
+        ("kafka.sasl.username=a b", "/kafka/sasl"),
+    ] {
+        let (ok, said) = render(bad)?;
+        assert!(!ok, "--set {bad} was accepted:\n{said}");
+        assert!(said.contains(says), "--set {bad}: {said}");
     }
     Ok(())
 }
