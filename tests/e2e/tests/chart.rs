@@ -23,6 +23,26 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `helm template` of the dev back-ends chart in namespace `data`, each of
+/// `sets` given to `--set`: whether it rendered, and what it said.
+fn render_dev_backends(world: &World, sets: &[&str]) -> anyhow::Result<(bool, String)> {
+    let mut cmd = Command::new(world.tool("helm"));
+    cmd.args([
+        "template",
+        "t",
+        "charts/millrace-dev-backends",
+        "--namespace",
+        "data",
+        "--kube-version",
+        "1.36.3",
+    ]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = run(&mut cmd)?;
+    Ok((out.status.success(), text(&out)))
+}
+
 #[test]
 fn charts_are_lint_clean() -> anyhow::Result<()> {
     let world = World::discover()?;
@@ -179,23 +199,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
 #[test]
 fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
     let world = World::discover()?;
-    let render = |sets: &[&str]| -> anyhow::Result<(bool, String)> {
-        let mut cmd = Command::new(world.tool("helm"));
-        cmd.args([
-            "template",
-            "t",
-            "charts/millrace-dev-backends",
-            "--namespace",
-            "data",
-            "--kube-version",
-            "1.36.3",
-        ]);
-        for set in sets {
-            cmd.args(["--set", set]);
-        }
-        let out = run(&mut cmd)?;
-        Ok((out.status.success(), text(&out)))
-    };
+    let render = |sets: &[&str]| render_dev_backends(&world, sets);
 
     let (ok, plain) = render(&[])?;
     assert!(ok, "{plain}");
@@ -248,25 +252,9 @@ fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
 #[test]
 fn dev_backends_authenticate_only_when_asked() -> anyhow::Result<()> {
     let world = World::discover()?;
-    let render = |set: &str| -> anyhow::Result<(bool, String)> {
-        let mut cmd = Command::new(world.tool("helm"));
-        cmd.args([
-            "template",
-            "t",
-            "charts/millrace-dev-backends",
-            "--namespace",
-            "data",
-            "--kube-version",
-            "1.36.3",
-        ]);
-        if !set.is_empty() {
-            cmd.args(["--set", set]);
-        }
-        let out = run(&mut cmd)?;
-        Ok((out.status.success(), text(&out)))
-    };
+    let render = |set: &str| render_dev_backends(&world, &[set]);
 
-    let (ok, plain) = render("")?;
+    let (ok, plain) = render_dev_backends(&world, &[])?;
     assert!(ok, "{plain}");
     for absent in [
         "kind: Secret",
