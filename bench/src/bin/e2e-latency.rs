@@ -9,7 +9,9 @@
 //! ([`poll_interval`]). Latency = row first seen - 202 received
 //! ("accepted"), and also from the request being sent. The poll adds up to
 //! max(2 ms, 5%); the reads add a little load on Cassandra (one probe per
-//! request). A request answered 429/503 is sent again every 50 ms.
+//! request). A request answered 429/503 is sent again every 50 ms. The
+//! records are built before the first request, so the client's own work
+//! while it measures is sending, and reading probes back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,6 +69,7 @@ fn poll_interval(waited: Duration) -> Duration {
 
 /// One probe: when its request was sent, answered, and its row seen.
 struct Probe {
+    sent_unix: f64,
     sent: Instant,
     accepted: Instant,
     seen: Option<Instant>,
@@ -78,6 +81,33 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The slowest probes, with when each was sent, so that a stall can be
+/// matched with what the broker's and Cassandra's logs say at that time.
+fn slowest(probes: &[Probe], n: usize) -> serde_json::Value {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut slow: Vec<&Probe> = probes.iter().filter(|p| p.seen.is_some()).collect();
+    slow.sort_by(|a, b| {
+        let total = |p: &Probe| p.seen.map_or(Duration::ZERO, |s| s.duration_since(p.sent));
+        total(b).cmp(&total(a))
+    });
+    slow.iter()
+        .take(n)
+        .map(|p| {
+            json!({
+                "sent_unix": p.sent_unix,
+                "push_ms": ms(p.accepted.duration_since(p.sent)),
+                "accepted_to_row_ms": p.seen.map(|s| ms(s.duration_since(p.accepted))),
+            })
+        })
+        .collect()
 }
 
 fn summary(mut ms: Vec<f64>) -> serde_json::Value {
@@ -112,7 +142,23 @@ async fn main() -> anyhow::Result<()> {
     // what the endpoint takes, latency is then the client's retry loop.
     let retried = Arc::new(AtomicU64::new(0));
     let outstanding = Arc::new(tokio::sync::Semaphore::new(MAX_OUTSTANDING));
+    // Every record is built before the clock starts, as push-load builds
+    // its bodies: generating users is the client's biggest CPU cost, and on
+    // a shared two-core box it would be taken from the pipeline measured.
     let mut users = Users::new(args.seed);
+    let total = (args.rate * args.seconds).ceil() as u64 + MAX_RECORDS_PER_REQUEST;
+    let records: Vec<(Option<uuid::Uuid>, Vec<u8>)> = (0..total)
+        .map(|_| {
+            let user = users.next_user();
+            let id = user["login"]["uuid"]
+                .as_str()
+                .and_then(|s| s.parse::<uuid::Uuid>().ok());
+            let mut line = user.to_string().into_bytes();
+            line.push(b'\n');
+            (id, line)
+        })
+        .collect();
+    let mut next = records.iter();
     let mut tasks = JoinSet::new();
     let interval = Duration::from_millis(args.interval_ms.max(1));
     let mut ticker = tokio::time::interval(interval);
@@ -139,17 +185,16 @@ async fn main() -> anyhow::Result<()> {
         let n = (due - sent).min(MAX_RECORDS_PER_REQUEST);
         let mut body = Vec::with_capacity(n as usize * 1100);
         let mut probe_id = None;
-        for _ in 0..n {
-            let user = users.next_user();
-            if probe_id.is_none() {
-                probe_id = user["login"]["uuid"]
-                    .as_str()
-                    .and_then(|s| s.parse::<uuid::Uuid>().ok());
-            }
-            body.extend_from_slice(user.to_string().as_bytes());
-            body.push(b'\n');
+        let mut taken = 0;
+        for (id, line) in next.by_ref().take(n as usize) {
+            probe_id = probe_id.or(*id);
+            body.extend_from_slice(line);
+            taken += 1;
         }
-        sent += n;
+        if taken == 0 {
+            break;
+        }
+        sent += taken;
         requests += 1;
         let probe_id = probe_id.context("a generated user without a uuid")?;
         let (pool, probes, url) = (pool.clone(), probes.clone(), url.clone());
@@ -163,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
                 .pop()
                 .unwrap_or_else(|| Client::new(url));
             let t_sent = Instant::now();
+            let sent_unix = unix_now();
             loop {
                 // A refused or closed connection (the endpoint closes one it
                 // refuses before reading the body) is retried like a 503.
@@ -200,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(Probe {
+                    sent_unix,
                     sent: t_sent,
                     accepted: t_accepted,
                     seen,
@@ -253,6 +300,7 @@ async fn main() -> anyhow::Result<()> {
             "accepted_to_row": summary(from_accept),
             "sent_to_row": summary(from_send),
             "push_request": summary(push),
+            "slowest": slowest(&probes, 10),
         }),
     }
     .print();
