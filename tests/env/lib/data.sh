@@ -84,6 +84,11 @@ if ((CASSANDRA_NODES > 1)); then CASSANDRA_HEAP="${MILLRACE_CASSANDRA_HEAP:-512M
 else CASSANDRA_HEAP="${MILLRACE_CASSANDRA_HEAP:-1G}"; fi
 CASSANDRA_HEAP_MIN="${MILLRACE_CASSANDRA_HEAP_MIN:-256m}"
 CASSANDRA_EXTRA_JVM_OPTS="${MILLRACE_CASSANDRA_JVM_OPTS:-}"
+# Memtable space, on heap and off heap each: empty for Cassandra's own
+# default, a quarter of the heap (see "Memtables and GC" in data-readme.md).
+CASSANDRA_MEMTABLE_SPACE="${MILLRACE_CASSANDRA_MEMTABLE_SPACE:-}"
+[[ -z "$CASSANDRA_MEMTABLE_SPACE" || "$CASSANDRA_MEMTABLE_SPACE" =~ ^[0-9]+MiB$ ]] ||
+  die "MILLRACE_CASSANDRA_MEMTABLE_SPACE must be a size in MiB, such as 64MiB, not $CASSANDRA_MEMTABLE_SPACE"
 # How the commitlog is synced: `periodic` (Cassandra's default: a write is
 # acknowledged before it is on disk, and a kill -9 loses those acknowledged
 # since the last sync marker) or `group` (acknowledged once synced, in groups
@@ -474,7 +479,7 @@ _cassandra_jvm_opts() {
     -Xms"$CASSANDRA_HEAP_MIN" -Xmx"$CASSANDRA_HEAP" \
     -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 \
     -XX:G1HeapRegionSize=16m -XX:G1RSetUpdatingPauseTimePercent=5 \
-    -XX:MaxGCPauseMillis=300 -XX:InitiatingHeapOccupancyPercent=70 \
+    -XX:MaxGCPauseMillis=100 -XX:InitiatingHeapOccupancyPercent=70 \
     -XX:+UseThreadPriorities -XX:+PerfDisableSharedMem -XX:+UseTLAB -XX:+ResizeTLAB \
     -XX:StringTableSize=1000003 -XX:+ExitOnOutOfMemoryError \
     -Djava.net.preferIPv4Stack=true -Djava.awt.headless=true \
@@ -583,6 +588,9 @@ cassandra_start_one() {
     CASSANDRA_REQUIRE_CLIENT_AUTH=false CASSANDRA_KEYSTORE="$CASSANDRA_TLS_DIR/tls-only-keystore.p12"
     CASSANDRA_SEED_ADDRESS="$CASSANDRA_NODE_ADDRESS" CASSANDRA_HEAP="$CASSANDRA_TLS_ONLY_HEAP"
   fi
+  local CASSANDRA_MEMTABLE_CONF="# memtable_heap_space and memtable_offheap_space: Cassandra's default, a quarter of the heap"
+  [[ -z "$CASSANDRA_MEMTABLE_SPACE" ]] ||
+    CASSANDRA_MEMTABLE_CONF="memtable_heap_space: $CASSANDRA_MEMTABLE_SPACE"$'\n'"memtable_offheap_space: $CASSANDRA_MEMTABLE_SPACE"
   local CASSANDRA_COMMITLOG_SYNC_CONF
   case "$CASSANDRA_COMMITLOG_SYNC" in
     periodic) CASSANDRA_COMMITLOG_SYNC_CONF=$'commitlog_sync: periodic\ncommitlog_sync_period: 10000ms' ;;
@@ -592,7 +600,8 @@ cassandra_start_one() {
   _data_render "$_DATA_SRC/cassandra/cassandra.yaml.in" "$CASSANDRA_NODE_CONF_DIR/cassandra.yaml" \
     CASSANDRA_NODE_ADDRESS CASSANDRA_SEED_ADDRESS CASSANDRA_CQL_PORT CASSANDRA_STORAGE_PORT \
     CASSANDRA_NODE_DATA_DIR CASSANDRA_COMMITLOG_SYNC_CONF CASSANDRA_TLS_DIR CASSANDRA_TLS_STORE_PASSWORD \
-    CASSANDRA_CLUSTER_NAME CASSANDRA_TLS_OPTIONAL CASSANDRA_REQUIRE_CLIENT_AUTH CASSANDRA_KEYSTORE
+    CASSANDRA_CLUSTER_NAME CASSANDRA_TLS_OPTIONAL CASSANDRA_REQUIRE_CLIENT_AUTH CASSANDRA_KEYSTORE \
+    CASSANDRA_MEMTABLE_CONF
   local -a opts
   mapfile -t opts < <(_cassandra_jvm_opts)
   ((${#opts[@]} > 10)) || die "could not build Cassandra's JVM options"
