@@ -780,7 +780,7 @@ def m_runner_e2e(ctx, rep):
     1. Throughput: push-load sends N records flat out; timed from its first
        request to the sink's rows_written reaching N.
     2. Latency at 20/50/80% of that rate, BENCH_LATENCY_SECONDS each:
-       bench/src/bin/e2e-latency.rs sends one request every 20 ms and reads
+       bench/src/bin/e2e-latency.rs (records built first) sends one request every 20 ms and reads
        the first record of each back from Cassandra (every 2 ms, growing to
        5% of the wait); latency is 202 received -> row readable. Each level starts once the sink has
        caught up with the previous one."""
@@ -1356,7 +1356,8 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
             "to the sink's N-th row, the \"Push -> row\" line above), then for "
             f"{LATENCY_SECONDS:g} s (BENCH_LATENCY_SECONDS) at "
             "each of 20%, 50% and 80% of that repetition's maximum "
-            "one NDJSON request is sent every 20 ms with the records due; the first record of "
+            "one NDJSON request is sent every 20 ms with the records due (all built before the "
+            "level starts, as push-load's are); the first record of "
             "each request is a probe whose id is read back with `SELECT id ... WHERE id = ?` "
             "(consistency ONE) from the moment its request is answered `202` "
             "(Kafka acknowledged it: the record is accepted) until the row is there, every "
