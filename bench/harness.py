@@ -312,6 +312,29 @@ def m_cql_ceiling(ctx, rep):
     return _checked(ctx, r, table)
 
 
+def _cql_clustering(ctx, rep, mode):
+    """Single inserts or unlogged single-partition batches into a clustering
+    table (bench/src/bin/cql-clustering.rs): whether batching the rows of
+    one partition would help a sink."""
+    table = f"cql_clustering_{mode}_{rep}"
+    r = ctx.run(
+        f"cql-clustering-{mode}",
+        [ctx.tool("cql-clustering"), "--keyspace", ctx.keyspace, "--table", table,
+         "--mode", mode, "--rows", str(ctx.records), "--rows-per-partition", str(CLUSTERING_ROWS),
+         "--in-flight", "256", "--seed", str(500 + rep)],
+    )
+    r["cpu_seconds_timed"] = r.get("extra", {}).get("cpu_seconds_timed")
+    return _checked(ctx, r, table)
+
+
+def m_cql_clustering_single(ctx, rep):
+    return _cql_clustering(ctx, rep, "single")
+
+
+def m_cql_clustering_batched(ctx, rep):
+    return _cql_clustering(ctx, rep, "batched")
+
+
 def m_seed_spark(ctx, rep):
     submit = WORK / "venv/bin/spark-submit"
     jars_file = WORK / "spark-jars.txt"
@@ -383,6 +406,8 @@ RUNNER_BEFORE_REV = os.environ.get("BENCH_RUNNER_BEFORE_REV", "")
 PUSH_BATCH = int(os.environ.get("BENCH_PUSH_BATCH", "500"))
 PUSH_CONCURRENCY = int(os.environ.get("BENCH_PUSH_CONCURRENCY", "4"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))
+# Rows per partition (and per batch) of the clustering-table measurements.
+CLUSTERING_ROWS = int(os.environ.get("BENCH_CLUSTERING_ROWS", "10"))
 LATENCY_LEVELS = (0.2, 0.5, 0.8)
 
 
@@ -836,7 +861,7 @@ def m_runner_e2e(ctx, rep):
 
 
 # Measurements that write rows into Cassandra, which want it warmed up.
-CASSANDRA_WRITERS = {m_cql_ceiling, m_seed_spark, m_flink, m_runner_sink, m_runner_sink_avro,
+CASSANDRA_WRITERS = {m_cql_ceiling, m_cql_clustering_single, m_cql_clustering_batched, m_seed_spark, m_flink, m_runner_sink, m_runner_sink_avro,
                      m_runner_sink_before, m_runner_e2e}
 # The world's Schema Registry, for the Avro sink (tests/env/up starts one).
 REGISTRY = os.environ.get("MILLRACE_SCHEMA_REGISTRY_URL", "")
@@ -858,6 +883,12 @@ MEASUREMENTS = {
                           "the same, plus the sink's JSON parse (only the fields the columns read) and RowMapper::map per record (no CQL)"),
     "cql-ceiling": (m_cql_ceiling, "CQL ceiling",
                     "plain scylla-driver loop, prepared INSERT, 256 in flight, LOCAL_QUORUM; rows pre-mapped"),
+    "cql-clustering-single": (m_cql_clustering_single, "CQL, clustering table, single inserts",
+                              "plain scylla-driver loop, one prepared INSERT per row into (id, at, seq) "
+                              "rows, 10 per partition (BENCH_CLUSTERING_ROWS), 256 rows in flight"),
+    "cql-clustering-batched": (m_cql_clustering_batched, "CQL, clustering table, unlogged batches",
+                               "the same rows, each partition's as one unlogged single-partition batch, "
+                               "256 rows in flight"),
     "seed-spark": (m_seed_spark, "Seed's Spark job",
                    "pyspark 3.5.3 local[2], Kafka source + spark-cassandra-connector, availableNow"),
     "flink": (m_flink, "Flink job",
@@ -1287,8 +1318,8 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
                   f"(JVM start included): {ctx.records / s('flink')['wall']:,.0f} records/s")
     # Formats and fan-out, each against the one-table JSON sink of the
     # same repetition (side by side), and the sink's CPU per record.
-    def per_rep(name):
-        pairs = [(a["rate"], b["rate"]) for a, b in zip(ok(name), ok("runner-sink"))]
+    def per_rep(name, against="runner-sink"):
+        pairs = [(a["rate"], b["rate"]) for a, b in zip(ok(name), ok(against))]
         return ", ".join(ratio(a, b) for a, b in pairs)
 
     def cpu_us(name):
@@ -1307,6 +1338,13 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
             md.append(f"- {what}: {ratio(s(name).get('median'), rs)}; per repetition: {per_rep(name)}; "
                       f"sink CPU µs per record (whole process, connect included): {cpu_us(name)} "
                       f"against {cpu_us('runner-sink')}")
+    if ok("cql-clustering-batched") and ok("cql-clustering-single"):
+        md.append(f"- clustering table, unlogged single-partition batches / single inserts (rows/s): "
+                  f"{ratio(s('cql-clustering-batched').get('median'), s('cql-clustering-single').get('median'))}; "
+                  f"per repetition: {per_rep('cql-clustering-batched', 'cql-clustering-single')}; "
+                  f"client CPU µs per row over the timed writes: "
+                  f"{_median([_timed_us(r) for r in ok('cql-clustering-batched')]) or 0:.1f} against "
+                  f"{_median([_timed_us(r) for r in ok('cql-clustering-single')]) or 0:.1f}")
     md.append(f"- runner push endpoint / Kafka produce ceiling: {ratio(push, kp)}")
     md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
     md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
@@ -1465,7 +1503,7 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
     missing = [f"- {MEASUREMENTS[n][1]}: {errors[n]}" for n in errors]
     missing += [f"- {MEASUREMENTS[n][1]}: {next(r['pending'] for r in results[n] if 'pending' in r)}"
                 for n in results if not summary.get(n) and n not in errors and results[n]]
-    missing += [f"- {MEASUREMENTS[n][1]}: not run ({_switched_off(n) or 'BENCH_ONLY'})"
+    missing += [f"- {MEASUREMENTS[n][1]}: not run ({_switched_off(n) or 'left out by BENCH_ONLY, or added after this run'})"
                 for n in MEASUREMENTS if n not in results]
     if missing:
         md.append("## Not measured in this run\n")
