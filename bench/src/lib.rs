@@ -111,3 +111,22 @@ impl Outcome {
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
+
+/// This process's CPU seconds so far, user and system: read around a timed
+/// part, it gives what the measuring client itself cost.
+pub fn cpu_seconds() -> f64 {
+    millrace_api::process_metrics::ProcessSample::read().map_or(0.0, |p| p.cpu_seconds)
+}
+
+/// Waits for every spawned write; how many of them failed.
+pub async fn failed_writes<T, E>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, E>>>,
+) -> anyhow::Result<u64> {
+    let mut failed = 0u64;
+    for t in tasks {
+        if t.await?.is_err() {
+            failed += 1;
+        }
+    }
+    Ok(failed)
+}

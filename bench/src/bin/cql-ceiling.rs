@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use millrace_api::process_metrics::ProcessSample;
 use millrace_api::{RowMapper, cql as statements, cql_value};
-use millrace_bench::{Outcome, World, cql, example_table, kafka, secs};
+use millrace_bench::{Outcome, World, cpu_seconds, cql, example_table, failed_writes, kafka, secs};
 use millrace_runner::sink::write_time::WriteClock;
 use rdkafka::Message as _;
 use scylla::statement::Consistency;
@@ -32,10 +31,6 @@ struct Args {
     /// Writes in flight at once: the runner's default maxInFlight.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
-}
-
-fn cpu_seconds() -> f64 {
-    ProcessSample::read().map_or(0.0, |p| p.cpu_seconds)
 }
 
 #[tokio::main]
@@ -104,12 +99,7 @@ async fn main() -> anyhow::Result<()> {
             r
         }));
     }
-    let mut failed = 0u64;
-    for t in tasks {
-        if t.await?.is_err() {
-            failed += 1;
-        }
-    }
+    let failed = failed_writes(tasks).await?;
     let elapsed = started.elapsed();
     let cpu_timed = cpu_seconds() - cpu_before;
     if failed > 0 {

@@ -22,9 +22,8 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use millrace_api::cql as statements;
-use millrace_api::process_metrics::ProcessSample;
 use millrace_bench::users::Users;
-use millrace_bench::{Outcome, World, cql, secs};
+use millrace_bench::{Outcome, World, cpu_seconds, cql, failed_writes, secs};
 use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::CqlTimestamp;
@@ -60,10 +59,6 @@ struct Args {
 }
 
 type Row = (uuid::Uuid, CqlTimestamp, i32, String, String);
-
-fn cpu_seconds() -> f64 {
-    ProcessSample::read().map_or(0.0, |p| p.cpu_seconds)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -162,12 +157,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let requests = tasks.len();
-    let mut failed = 0u64;
-    for t in tasks {
-        if t.await?.is_err() {
-            failed += 1;
-        }
-    }
+    let failed = failed_writes(tasks).await?;
     let elapsed = started.elapsed();
     let cpu_timed = cpu_seconds() - cpu_before;
     if failed > 0 {
