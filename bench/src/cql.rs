@@ -30,18 +30,25 @@ pub async fn session(world: &World) -> anyhow::Result<Session> {
     builder.build().await.context("cassandra session")
 }
 
-/// Creates the keyspace (SimpleStrategy, RF 1: one node) and the table with
-/// the statements the operator uses.
-pub async fn create_table(
-    session: &Session,
-    keyspace: &str,
-    table: &TableSpec,
-) -> anyhow::Result<()> {
+/// Creates the keyspace (SimpleStrategy, RF 1: one node) with the statement
+/// the operator uses, if it is not there.
+pub async fn create_keyspace(session: &Session, keyspace: &str) -> anyhow::Result<()> {
     let ks = KeyspaceSpec {
         name: keyspace.to_owned(),
         replication: Replication::simple(1),
     };
     session.query_unpaged(cql::create_keyspace(&ks), ()).await?;
+    Ok(())
+}
+
+/// Creates the keyspace ([`create_keyspace`]) and the table with the
+/// statements the operator uses.
+pub async fn create_table(
+    session: &Session,
+    keyspace: &str,
+    table: &TableSpec,
+) -> anyhow::Result<()> {
+    create_keyspace(session, keyspace).await?;
     session
         .query_unpaged(cql::create_table(keyspace, table)?, ())
         .await?;

@@ -73,15 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let world = World::from_env()?;
     let session = Arc::new(cql::session(&world).await?);
     let qualified = statements::qualified_table(&args.keyspace, &args.table);
-    session
-        .query_unpaged(
-            format!(
-                "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
-                statements::quote_cql_identifier(&args.keyspace)
-            ),
-            (),
-        )
+    cql::create_keyspace(&session, &args.keyspace)
         .await
         .context("create the keyspace")?;
     session
