@@ -417,12 +417,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None, tables=1):
+def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None, tables=1,
+                   clustering=False, batch=None):
     """examples/randomuser.yaml, pointed at `topic` and `table`, with its
     sources replaced by `sources` (YAML text of the list items, or ""), and
     with `format: avro` reading schemas from `avro_registry` when given.
     With `tables` > 1 its table becomes a `tables:` list of that many
-    copies, `table_0` .. (every record a row in each).
+    copies, `table_0` .. (every record a row in each). `clustering` adds
+    the `seq` column as the clustering key (bench-tool create-table
+    --clustering); `batch` (YAML flow text) sets spec.runner.batch.
     Edited as text (the harness has no YAML library); each line replaced
     must exist exactly once, so a changed example fails loudly."""
     text = (REPO / "examples/randomuser.yaml").read_text()
@@ -439,6 +442,14 @@ def _pipeline_file(ctx, name, topic, table, sources, path, avro_registry=None, t
     if cut < 0:
         raise RuntimeError("examples/randomuser.yaml: no sources section")
     text = text[:cut] + ("  sources:\n" + sources if sources else "")
+    if clustering:
+        old = "      partitionKey: [id]\n"
+        if text.count(old) != 1:
+            raise RuntimeError("examples/randomuser.yaml: expected one partitionKey: [id]")
+        text = text.replace(old, "        - {name: seq, type: int, from: /seq}\n" + old
+                            + "      clusteringKey: [{name: seq}]\n")
+    if batch:
+        text = text.replace("  cassandra:\n", f"  runner:\n    batch: {batch}\n  cassandra:\n", 1)
     if tables > 1:
         text = _as_tables(text, table, tables)
     if avro_registry:
@@ -643,7 +654,7 @@ class Runner:
         }
 
 
-def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1):
+def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1, clustering=False, batch=None):
     """A runner sink on the pre-filled topic, writing a fresh table (or
     `tables` fresh tables, each record a row in every one), until its
     rows_written metric reaches N rows per table. Timed from the first row
@@ -653,10 +664,13 @@ def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1):
     table = f"{name.replace('-', '_')}_{rep}"
     names = [table] if tables == 1 else [f"{table}_{i}" for i in range(tables)]
     for t in names:
-        ctx.bench_tool("create-table", ctx.keyspace, t)
+        ctx.bench_tool("create-table", ctx.keyspace, t, *(["--clustering"] if clustering else []))
     pipeline = ctx.log / f"{table}.yaml"
     topic, registry = (ctx.topic + "_avro", REGISTRY) if avro else (ctx.topic, None)
-    ctx.groups.append(_pipeline_file(ctx, table, topic, table, "", pipeline, registry, tables))
+    if clustering:
+        topic = _clustering_topic(ctx)
+    ctx.groups.append(_pipeline_file(ctx, table, topic, table, "", pipeline, registry, tables,
+                                     clustering, batch))
     with Runner(ctx, name, binary, "sink", pipeline) as r:
         if perf:
             perf(r)
@@ -734,6 +748,34 @@ def m_runner_sink_2_tables(ctx, rep):
 def m_runner_sink_4_tables(ctx, rep):
     """The same into four tables."""
     return _sink(ctx, rep, "runner-sink-4-tables", RUNNER, tables=4)
+
+
+def _clustering_topic(ctx):
+    """The topic of the clustering-table sinks, filled on first use: the
+    same number of users, in runs of CLUSTERING_ROWS that share a uuid (so a
+    key, a Kafka partition and a Cassandra partition), each with its `seq`."""
+    topic = ctx.topic + "_clustering"
+    if topic not in ctx.topics:
+        ctx.bench_tool("create-topic", topic, "--partitions", str(ctx.partitions))
+        ctx.topics.append(topic)
+        fill = ctx.run("fill-clustering", [ctx.tool("kafka-produce-ceiling"), "--topic", topic,
+                                           "--records", str(ctx.records), "--seed", "3",
+                                           "--rows-per-key", str(CLUSTERING_ROWS)])
+        print(f"bench: filled {topic}: {fill['records']} records, {CLUSTERING_ROWS} per key, "
+              f"in {fill['seconds']:.1f} s", flush=True)
+        settle()
+    return topic
+
+
+def m_runner_sink_clustering(ctx, rep):
+    """The sink into a clustering table, each record its own write."""
+    return _sink(ctx, rep, "runner-sink-clustering", RUNNER, clustering=True)
+
+
+def m_runner_sink_clustering_batched(ctx, rep):
+    """The same, with spec.runner.batch at its defaults."""
+    return _sink(ctx, rep, "runner-sink-clustering-batched", RUNNER, clustering=True,
+                 batch="{maxRecords: 64}")
 
 
 def m_runner_sink_before(ctx, rep):
@@ -862,7 +904,8 @@ def m_runner_e2e(ctx, rep):
 
 # Measurements that write rows into Cassandra, which want it warmed up.
 CASSANDRA_WRITERS = {m_cql_ceiling, m_cql_clustering_single, m_cql_clustering_batched, m_seed_spark, m_flink, m_runner_sink, m_runner_sink_avro,
-                     m_runner_sink_before, m_runner_e2e}
+                     m_runner_sink_before, m_runner_e2e, m_runner_sink_clustering,
+                     m_runner_sink_clustering_batched}
 # The world's Schema Registry, for the Avro sink (tests/env/up starts one).
 REGISTRY = os.environ.get("MILLRACE_SCHEMA_REGISTRY_URL", "")
 # BENCH_NAME=x writes REPORT-x.md, throughput-x.svg and results/x.json, so a
@@ -905,6 +948,12 @@ MEASUREMENTS = {
                              "the same sink, every record a row in each of two tables (`tables:`); records/s"),
     "runner-sink-4-tables": (m_runner_sink_4_tables, "Runner sink, 4 tables",
                              "the same into four tables; records/s (rows/s is four times that)"),
+    "runner-sink-clustering": (m_runner_sink_clustering, "Runner sink, clustering table",
+                               "the sink into the example table plus `seq` as its clustering key, from a topic of "
+                               "the same users in runs of 10 per key (BENCH_CLUSTERING_ROWS); each row its own INSERT"),
+    "runner-sink-clustering-batched": (m_runner_sink_clustering_batched, "Runner sink, clustering table, batched",
+                                       "the same with `runner.batch: {maxRecords: 64}` (maxDelayMs 0): each "
+                                       "partition's rows among the records read together as one unlogged batch"),
     "runner-ingest-push": (m_runner_ingest_push, "Runner ingest: push",
                            "`millrace-runner ingest`, httpPush: NDJSON POSTs -> Kafka (202 = acks=all)"),
     "runner-ingest-generator": (m_runner_ingest_generator, "Runner ingest: generator",

@@ -62,6 +62,8 @@ pub struct Metrics {
     records_rejected: Family<Labels, Counter>,
     pub rows_written: Counter,
     pub rows_deleted: Counter,
+    pub batches_written: Counter,
+    pub batched_rows: Counter,
     pub rows_failed: Counter,
     pub records_skipped: Counter,
     dead_lettered: Family<Labels, Counter>,
@@ -117,6 +119,18 @@ impl Metrics {
             "rows_deleted",
             "Rows deleted in Cassandra by records that are deletes (tombstones, key-only or marked records)",
             rows_deleted.clone(),
+        );
+        let batches_written = Counter::default();
+        registry.register(
+            "batches_written",
+            "Unlogged batches of one partition's rows written to Cassandra (spec.runner.batch)",
+            batches_written.clone(),
+        );
+        let batched_rows = Counter::default();
+        registry.register(
+            "batched_rows",
+            "Rows written or deleted in Cassandra as part of a batch (also counted in rows_written or rows_deleted)",
+            batched_rows.clone(),
         );
         let rows_failed = Counter::default();
         registry.register(
@@ -196,6 +210,8 @@ impl Metrics {
             records_rejected,
             rows_written,
             rows_deleted,
+            batches_written,
+            batched_rows,
             rows_failed,
             records_skipped,
             dead_lettered,

@@ -34,6 +34,8 @@ pub const TARGET_LAG: (i64, i64) = (1, 1_000_000_000);
 pub const TTL_SECONDS_MAX: i32 = 630_720_000;
 pub const COOLDOWN_SECONDS: (i64, i64) = (0, 86_400);
 pub const MAX_IN_FLIGHT: (i64, i64) = (1, 65_536);
+pub const BATCH_MAX_RECORDS: (i64, i64) = (2, 1_000);
+pub const BATCH_MAX_DELAY_MS: (i64, i64) = (0, 1_000);
 pub const MAX_PAGES: (i64, i64) = (1, 10_000);
 pub const PAGE_SIZE: (i64, i64) = (1, 1_000_000);
 /// Most windows a backfill is split into.

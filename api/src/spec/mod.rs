@@ -26,7 +26,8 @@ pub use kafka::{
 };
 pub use login::LoginSecretRef;
 pub use runner::{
-    AutoscaleSpec, ImagePullPolicy, LogFormat, NetworkPolicySpec, PushTlsSpec, RunnerSpec,
+    AutoscaleSpec, BatchSpec, ImagePullPolicy, LogFormat, NetworkPolicySpec, PushTlsSpec,
+    RunnerSpec,
 };
 pub use sources::{
     AllowedAddresses, Backfill, CursorPagination, GeneratorProfile, GeneratorSource,

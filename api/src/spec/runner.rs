@@ -63,6 +63,14 @@ pub struct RunnerSpec {
     #[schemars(range(min = limits::MAX_IN_FLIGHT.0, max = limits::MAX_IN_FLIGHT.1))]
     pub max_in_flight: i32,
 
+    /// Group the rows of one Cassandra partition into unlogged batches.
+    /// Unset: every row is its own write. Worth it for tables whose
+    /// partitions hold many rows (a clustering key) when a partition's
+    /// records arrive close together; rows of different partitions are
+    /// never batched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSpec>,
+
     /// Log format of the runner: `json` (default) or `text`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -152,6 +160,7 @@ impl Default for RunnerSpec {
             autoscale: None,
             resources: None,
             max_in_flight: default_max_in_flight(),
+            batch: None,
             log_format: LogFormat::default(),
             network_policy: None,
             push_tls: None,
@@ -214,6 +223,41 @@ impl ImagePullPolicy {
             Self::Always => "Always",
             Self::IfNotPresent => "IfNotPresent",
             Self::Never => "Never",
+        }
+    }
+}
+
+/// How the sink groups rows into unlogged batches. A batch holds rows of
+/// one table and one partition only (one replica set, one mutation), so
+/// it never makes a coordinator do another node's work.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// Most records the sink reads before it groups their rows: a batch
+    /// has at most this many rows of each table. At most `maxInFlight`,
+    /// since every record read holds one of its writes.
+    #[serde(default = "default_batch_max_records")]
+    #[schemars(range(min = limits::BATCH_MAX_RECORDS.0, max = limits::BATCH_MAX_RECORDS.1))]
+    pub max_records: i32,
+
+    /// Longest the sink waits for more records to group with the ones it
+    /// has read, in milliseconds. 0 (the default) groups only records that
+    /// are already there, adding no latency; a higher value groups more
+    /// rows when the topic is not busy, at that much latency per record.
+    #[serde(default)]
+    #[schemars(range(min = limits::BATCH_MAX_DELAY_MS.0, max = limits::BATCH_MAX_DELAY_MS.1))]
+    pub max_delay_ms: i32,
+}
+
+fn default_batch_max_records() -> i32 {
+    64
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            max_records: default_batch_max_records(),
+            max_delay_ms: 0,
         }
     }
 }

@@ -235,6 +235,13 @@ pub enum Problem {
     TooLong { max: usize },
     #[error("minReplicas ({min}) must not exceed maxReplicas ({max})")]
     MinAboveMax { min: i32, max: i32 },
+    #[error(
+        "maxRecords ({max_records}) must not exceed spec.runner.maxInFlight ({max_in_flight}): every record read for a batch holds one of the writes in flight"
+    )]
+    BatchAboveInFlight {
+        max_records: i32,
+        max_in_flight: i32,
+    },
     #[error("cannot change from {old:?} to {new:?}: {why}")]
     Immutable {
         old: String,

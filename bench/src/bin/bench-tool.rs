@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use millrace_api::quote_cql_identifier as quote;
+use millrace_api::spec::{ClusteringColumn, ClusteringOrder, ColumnSpec};
 use millrace_bench::{World, cql, example_table, kafka};
 
 #[derive(Parser)]
@@ -27,6 +28,10 @@ enum Command {
     CreateTable {
         keyspace: String,
         table: String,
+        /// With a `seq int` column (from `/seq`) as its clustering key: the
+        /// table of kafka-produce-ceiling --rows-per-key.
+        #[arg(long)]
+        clustering: bool,
     },
     /// Prints the number of rows of a table.
     Count {
@@ -52,9 +57,22 @@ async fn main() -> anyhow::Result<()> {
             kafka::create_topic(&world, &topic, partitions).await?;
         }
         Command::DeleteTopic { topic } => kafka::delete_topic(&world, &topic).await?,
-        Command::CreateTable { keyspace, table } => {
+        Command::CreateTable {
+            keyspace,
+            table,
+            clustering,
+        } => {
             let session = cql::session(&world).await?;
-            cql::create_table(&session, &keyspace, &example_table(&keyspace, &table)?).await?;
+            let mut spec = example_table(&keyspace, &table)?;
+            if clustering {
+                spec.columns
+                    .push(ColumnSpec::from_pointer("seq", "int", "/seq"));
+                spec.clustering_key = vec![ClusteringColumn {
+                    name: "seq".into(),
+                    order: ClusteringOrder::Asc,
+                }];
+            }
+            cql::create_table(&session, &keyspace, &spec).await?;
         }
         Command::Count { keyspace, table } => {
             let session = cql::session(&world).await?;

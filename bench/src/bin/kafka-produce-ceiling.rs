@@ -29,6 +29,12 @@ struct Args {
     /// registered under `{topic}-value` in this Schema Registry.
     #[arg(long)]
     avro_registry: Option<String>,
+    /// Records per user (JSON only): each user's uuid, and so its key, on
+    /// this many records in a row, each with a `seq` field from 0: the
+    /// topic of a table clustered by `seq` (bench-tool create-table
+    /// --clustering).
+    #[arg(long, default_value_t = 1)]
+    rows_per_key: u64,
 }
 
 /// Counts acknowledgements and failures from librdkafka's delivery reports.
@@ -50,12 +56,35 @@ impl ProducerContext for Acks {
     }
 }
 
+/// `records` users in runs of `per` that share the first one's uuid (and
+/// key), each with its place in the run as `seq`.
+fn keyed_runs(users: &mut Users, records: u64, per: u64) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(records as usize);
+    let mut key = String::new();
+    for n in 0..records {
+        let mut user = users.next_user();
+        let seq = n % per;
+        if seq == 0 {
+            key = user["login"]["uuid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        user["login"]["uuid"] = json!(key);
+        user["seq"] = json!(seq);
+        out.push((key.clone(), user.to_string().into_bytes()));
+    }
+    out
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let world = World::from_env()?;
     let mut users = Users::new(args.seed);
     let records: Vec<(String, Vec<u8>)> = match &args.avro_registry {
+        None if args.rows_per_key > 1 => keyed_runs(&mut users, args.records, args.rows_per_key),
         None => (0..args.records).map(|_| users.next_record()).collect(),
+        Some(_) if args.rows_per_key > 1 => bail!("--rows-per-key is for JSON records"),
         Some(url) => avro_records(&mut users, args.records, url, &args.topic)?,
     };
     let bytes: u64 = records.iter().map(|(_, v)| v.len() as u64).sum();

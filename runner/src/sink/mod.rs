@@ -20,6 +20,7 @@
 //! ([`judge_gap`]); the count goes into the commit for the operator's
 //! status, into `millrace_records_skipped_total` and into the log.
 
+mod batch;
 pub mod offsets;
 pub mod registry;
 mod replay;
@@ -46,6 +47,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, error, info, warn};
@@ -541,15 +543,20 @@ impl Writer {
     /// `decoded` is the record already decoded, when the consumer had to
     /// read its write time.
     async fn handle(&self, record: Record, decoded: Option<Decoded>) -> (Outcome, u64) {
-        let origin = Origin::Sink {
+        let origin = self.origin(&record);
+        self.handle_counted(&record, origin, decoded).await
+    }
+
+    /// Where a record of the stream came from, for its dead letter.
+    fn origin<'r>(&'r self, record: &'r Record) -> Origin<'r> {
+        Origin::Sink {
             topic: &self.topic,
             partition: record.partition,
             offset: record.offset,
             write_timestamp: record.write_timestamp,
             timestamp_ms: record.timestamp_ms,
             headers: &record.headers,
-        };
-        self.handle_counted(&record, origin, decoded).await
+        }
     }
 
     /// As [`Writer::handle`], dead-lettering what fails as coming from
@@ -618,24 +625,12 @@ impl Writer {
             .await
         };
         let timed_out = results.iter().map(|(_, n)| n).sum();
-        let several = self.tables.len() > 1;
-        let mut refused: Option<(Reason, String)> = None;
-        for (table, (result, _)) in self.tables.iter().zip(results) {
-            let Err((reason, why)) = result else {
-                continue;
-            };
-            let why = if several {
-                format!("table {}: {why}", table.name)
-            } else {
-                why
-            };
-            refused = Some(match refused {
-                // The first table's reason labels the dead letter; every
-                // table's words are in its message.
-                Some((first, so_far)) => (first, format!("{so_far}; {why}")),
-                None => (reason, why),
-            });
-        }
+        let refused = self.combine(
+            self.tables
+                .iter()
+                .zip(results)
+                .filter_map(|(table, (result, _))| result.err().map(|r| (table, r))),
+        );
         match refused {
             None => (Outcome::Written, timed_out),
             Some((reason, why)) => {
@@ -643,6 +638,26 @@ impl Writer {
                 (Outcome::DeadLettered, timed_out)
             }
         }
+    }
+
+    /// One refusal for a record from every table's (in the tables' order):
+    /// the first table's reason labels the dead letter, and every table's
+    /// words are in its message. `None` when no table refused.
+    fn combine<'t>(&self, refusals: impl Iterator<Item = (&'t Table, Refusal)>) -> Option<Refusal> {
+        let several = self.tables.len() > 1;
+        let mut refused: Option<Refusal> = None;
+        for (table, (reason, why)) in refusals {
+            let why = if several {
+                format!("table {}: {why}", table.name)
+            } else {
+                why
+            };
+            refused = Some(match refused {
+                Some((first, so_far)) => (first, format!("{so_far}; {why}")),
+                None => (reason, why),
+            });
+        }
+        refused
     }
 
     /// Writes (or deletes) the record's row in `table`; or says why the
@@ -655,6 +670,25 @@ impl Writer {
         value: Option<&serde_json::Value>,
         parts: &KafkaRecordParts<'_>,
     ) -> (Result<(), Refusal>, u64) {
+        match self.statement_for(table, record, value, parts) {
+            Ok(op) => {
+                self.execute(op.statement, &op.values, op.done, op.what)
+                    .await
+            }
+            Err(refusal) => (Err(refusal), 0),
+        }
+    }
+
+    /// The insert (or delete) that writes the record's row in `table`,
+    /// with its values; or why the table cannot take the record. `value`
+    /// is `None` for a tombstone.
+    fn statement_for<'w>(
+        &'w self,
+        table: &'w Table,
+        record: &Record,
+        value: Option<&serde_json::Value>,
+        parts: &KafkaRecordParts<'_>,
+    ) -> Result<RowWrite<'w>, Refusal> {
         let mapper = &table.mapper;
         let Some(value) = value else {
             // A tombstone deletes the row its key names, if the spec says
@@ -663,28 +697,29 @@ impl Writer {
             // the row.
             if !mapper.deletes_tombstones() {
                 let why = "a tombstone (a record without a value), and the table's deletes.tombstones is off";
-                return (Err((Reason::Tombstone, why.to_owned())), 0);
+                return Err((Reason::Tombstone, why.to_owned()));
             }
             return match mapper.tombstone_record(record.key.as_deref()) {
-                Ok(value) => self.delete(table, record, &value, parts).await,
-                Err(e) => (Err((Reason::Unmappable, e.to_string())), 0),
+                Ok(value) => self.delete_for(table, record, &value, parts),
+                Err(e) => Err((Reason::Unmappable, e.to_string())),
             };
         };
-        let settings = match mapper.settings(value) {
-            Ok(s) => s,
-            Err(e) => return (Err((Reason::Unmappable, e.to_string())), 0),
-        };
+        let settings = mapper
+            .settings(value)
+            .map_err(|e| (Reason::Unmappable, e.to_string()))?;
         if mapper.is_delete(value) {
-            return self.delete(table, record, value, parts).await;
+            return self.delete_for(table, record, value, parts);
         }
-        let row = match mapper.map_record(value, parts) {
-            Ok(row) => row,
-            Err(e) => return (Err((Reason::Unmappable, e.to_string())), 0),
-        };
+        let row = mapper
+            .map_record(value, parts)
+            .map_err(|e| (Reason::Unmappable, e.to_string()))?;
         let ttl = mapper.binds_ttl().then_some(settings.ttl);
-        let values = cql_value::bind(row, ttl, record.write_timestamp);
-        let done = &self.metrics.rows_written;
-        self.execute(&table.insert, &values, done, "row").await
+        Ok(RowWrite {
+            statement: &table.insert,
+            values: cql_value::bind(row, ttl, record.write_timestamp),
+            done: &self.metrics.rows_written,
+            what: "row",
+        })
     }
 
     /// Executes the record's insert or delete ([`Writer::write`]), counting
@@ -713,31 +748,31 @@ impl Writer {
         }
     }
 
-    /// Deletes the row of `table` that `value` names, at the record's
-    /// write time.
-    async fn delete(
-        &self,
-        table: &Table,
+    /// The delete of the row of `table` that `value` names, at the
+    /// record's write time.
+    fn delete_for<'w>(
+        &'w self,
+        table: &'w Table,
         record: &Record,
         value: &serde_json::Value,
         parts: &KafkaRecordParts<'_>,
-    ) -> (Result<(), Refusal>, u64) {
+    ) -> Result<RowWrite<'w>, Refusal> {
         let Some(statement) = &table.delete else {
             // The mapper calls records deletes only for a spec with
             // `deletes`, for which the delete is prepared.
             let why = "a delete, but no delete statement was prepared";
-            return (Err((Reason::WriteFailed, why.to_owned())), 0);
+            return Err((Reason::WriteFailed, why.to_owned()));
         };
-        let key = match table.mapper.delete_key(value, parts) {
-            Ok(key) => key,
-            Err(e) => {
-                let why = format!("a delete must name every primary key column: {e}");
-                return (Err((Reason::Unmappable, why)), 0);
-            }
-        };
-        let values = cql_value::bind_delete(key, record.write_timestamp);
-        let done = &self.metrics.rows_deleted;
-        self.execute(statement, &values, done, "delete").await
+        let key = table.mapper.delete_key(value, parts).map_err(|e| {
+            let why = format!("a delete must name every primary key column: {e}");
+            (Reason::Unmappable, why)
+        })?;
+        Ok(RowWrite {
+            statement,
+            values: cql_value::bind_delete(key, record.write_timestamp),
+            done: &self.metrics.rows_deleted,
+            what: "delete",
+        })
     }
 
     /// The record as the JSON value the mapping reads, decoded with its
@@ -801,17 +836,28 @@ impl Writer {
         statement: &PreparedStatement,
         values: &[Bound],
     ) -> (Result<(), ExecutionError>, u64) {
+        // Boxed: the driver's request future is about 3.9 KB, and every
+        // future that awaits it inline grows by that much, up to the
+        // record's task (5.2 KB), which is then moved by value as it is
+        // built and spawned. Those copies were the largest item of the
+        // sink's profile (memcpy, 12-20% of its CPU); one heap allocation
+        // per write costs far less.
+        self.retrying(|| Box::pin(self.session.execute_unpaged(statement, values)))
+            .await
+    }
+
+    /// Makes the `request` until Cassandra takes it or says the rows
+    /// themselves are at fault ([`Writer::write`]).
+    async fn retrying<F, Fut>(&self, mut request: F) -> (Result<(), ExecutionError>, u64)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<QueryResult, ExecutionError>>,
+    {
         let mut attempt = 0u32;
         let mut waiting = None;
         let mut timed_out = 0u64;
         loop {
-            // Boxed: the driver's request future is about 3.9 KB, and
-            // every future that awaits it inline grows by that much, up to
-            // the record's task (5.2 KB), which is then moved by value as
-            // it is built and spawned. Those copies were the largest item
-            // of the sink's profile (memcpy, 12-20% of its CPU); one heap
-            // allocation per write costs far less.
-            match Box::pin(self.session.execute_unpaged(statement, values)).await {
+            match request().await {
                 Ok(_) => return (Ok(()), timed_out),
                 Err(e) => match classify(&e) {
                     Retry::Never => return (Err(e), timed_out),
@@ -865,6 +911,17 @@ impl Writer {
         self.metrics.rows_failed.inc();
         self.metrics.dead_lettered(reason);
     }
+}
+
+/// One statement a record makes in one table: the insert of its row, or
+/// the delete of the row it names.
+struct RowWrite<'w> {
+    statement: &'w PreparedStatement,
+    values: Vec<Bound>,
+    /// Counts the statement once Cassandra has it.
+    done: &'w Counter,
+    /// `row` or `delete`, for messages.
+    what: &'static str,
 }
 
 /// What became of a record.
@@ -1099,11 +1156,31 @@ pub async fn run(
         })
     };
 
+    // With `batch`, the records read together (up to its `maxRecords`, or
+    // what comes within its `maxDelayMs`) go to one task that groups their
+    // rows by partition ([`batch`]).
+    let batching = spec.runner.batch.as_ref().map(|b| {
+        let records = u32::try_from(b.max_records)
+            .unwrap_or(2)
+            .clamp(2, max_in_flight.max(2));
+        let delay = Duration::from_millis(u64::try_from(b.max_delay_ms).unwrap_or(0));
+        (records.min(max_in_flight), delay)
+    });
+    if let Some((records, delay)) = batching {
+        info!(
+            records,
+            delay_ms = delay.as_millis() as u64,
+            "grouping each partition's rows into unlogged batches"
+        );
+    }
     // Permits are taken `chunk` at a time, with as many records as are
     // ready: a finishing write then wakes this loop once per `chunk` rows,
     // not once per row (a cross-thread wake-up per row was a visible part
     // of the profile).
-    let chunk = (max_in_flight / 16).clamp(1, 32);
+    let chunk = match batching {
+        Some((records, _)) => records,
+        None => (max_in_flight / 16).clamp(1, 32),
+    };
     loop {
         let next = async {
             let batch = permits.clone().acquire_many_owned(chunk).await;
@@ -1115,79 +1192,50 @@ pub async fn run(
             next = next => next,
         };
         let Ok(mut batch) = batch else { break };
+        let opened = tokio::time::Instant::now();
+        let mut grouped: Vec<batch::Pending> = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Ok(message) => {
-                    let timestamp_ms = message.timestamp().to_millis();
-                    // A write time read from the record is needed before
-                    // the record's place in the chain is: the record is
-                    // decoded here, once, and its task gets the result.
-                    let (own, decoded) = match message.payload() {
-                        _ if !writer.key_table().mapper.reads_write_time() => {
-                            (OwnTime::Kafka(timestamp_ms), None)
-                        }
-                        // A tombstone has no time of its own.
-                        None => (OwnTime::After(timestamp_ms), None),
-                        Some(payload) => {
-                            let decoded = writer.decode_json(payload);
-                            let own = writer
-                                .own_write_time(&decoded)
-                                .map_or(OwnTime::Unknown, OwnTime::Record);
-                            (own, Some(decoded))
-                        }
-                    };
-                    // In the order the partition holds its records, so the
-                    // write timestamps follow the offsets.
-                    let (gap, ticket): (Option<Gap>, Ticket) = {
-                        let mut t = lock(&tracker);
-                        let gap = t.gap(message.partition(), message.offset());
-                        let ticket = t.start_from(message.partition(), message.offset(), own);
-                        (gap, ticket)
-                    };
-                    if let Some(gap) = gap {
-                        tokio::spawn(judge_gap(
-                            consumer.clone(),
-                            topic.clone(),
-                            tracker.clone(),
-                            writer.metrics.clone(),
-                            gap,
-                        ));
-                    }
-                    let record = Record {
-                        partition: ticket.partition,
-                        offset: ticket.offset,
-                        write_timestamp: ticket.write_timestamp,
-                        timestamp_ms,
-                        key: message.key().map(<[u8]>::to_vec),
-                        headers: writer.wanted_headers(&message),
-                        payload: message.payload().map(<[u8]>::to_vec),
-                    };
+                    let (record, decoded, ticket) =
+                        read_record(&writer, &tracker, &consumer, &topic, &message);
                     drop(message);
                     // Always one: a record is read only while the batch has
                     // a permit left. Never a reason to drop the record.
                     let permit = batch.split(1);
-                    let writer = writer.clone();
-                    let tracker = tracker.clone();
-                    tokio::spawn(async move {
-                        let (outcome, timed_out) = writer.handle(record, decoded).await;
-                        // The offset is stored by the storer task, once every
-                        // earlier record of the partition is done too.
-                        lock(&tracker).finish_counted(
+                    if batching.is_some() {
+                        grouped.push(batch::Pending {
+                            record,
+                            decoded,
                             ticket,
-                            outcome == Outcome::DeadLettered,
-                            timed_out,
-                        );
-                        drop(permit);
-                    });
+                            permit,
+                        });
+                    } else {
+                        let writer = writer.clone();
+                        let tracker = tracker.clone();
+                        tokio::spawn(async move {
+                            let (outcome, timed_out) = writer.handle(record, decoded).await;
+                            // The offset is stored by the storer task, once
+                            // every earlier record of the partition is done
+                            // too.
+                            lock(&tracker).finish_counted(
+                                ticket,
+                                outcome == Outcome::DeadLettered,
+                                timed_out,
+                            );
+                            drop(permit);
+                        });
+                    }
                 }
                 Err(e) => warn!(error = %e, "kafka consumer error"),
             }
-            if batch.num_permits() > 0 {
-                // Only a record that is already there: never wait holding
-                // permits a finished write could use.
-                next = consumer.recv().now_or_never();
-            }
+            continue_reading(&mut next, &batch, &consumer, batching, opened).await;
+        }
+        if !grouped.is_empty() {
+            let (writer, tracker) = (writer.clone(), tracker.clone());
+            let rows = chunk as usize;
+            tokio::spawn(async move { writer.handle_chunk(grouped, rows, &tracker).await });
         }
     }
 
@@ -1215,6 +1263,87 @@ pub async fn run(
     dlq.flush(Duration::from_secs(5));
     info!("sink stopped; offsets committed");
     Ok(())
+}
+
+/// Takes the next record off the consumer into `next`, while `permits`
+/// has any left: only one that is already there, never waiting holding
+/// permits a finished write could use; except that a batch
+/// (`batching`, with its delay) waits up to its delay from `opened`.
+async fn continue_reading<'c>(
+    next: &mut Option<KafkaResult<BorrowedMessage<'c>>>,
+    permits: &tokio::sync::OwnedSemaphorePermit,
+    consumer: &'c StreamConsumer<SinkContext>,
+    batching: Option<(u32, Duration)>,
+    opened: tokio::time::Instant,
+) {
+    if permits.num_permits() == 0 {
+        return;
+    }
+    *next = consumer.recv().now_or_never();
+    if next.is_some() {
+        return;
+    }
+    if let Some((_, delay)) = batching
+        && !delay.is_zero()
+        && let Ok(message) = tokio::time::timeout_at(opened + delay, consumer.recv()).await
+    {
+        *next = Some(message);
+    }
+}
+
+/// A consumed record, owned, with its place in its partition's chain of
+/// write timestamps; and its value when its write time had to be read
+/// from it.
+fn read_record(
+    writer: &Writer,
+    tracker: &Tracker,
+    consumer: &Arc<StreamConsumer<SinkContext>>,
+    topic: &str,
+    message: &BorrowedMessage<'_>,
+) -> (Record, Option<Decoded>, Ticket) {
+    let timestamp_ms = message.timestamp().to_millis();
+    // A write time read from the record is needed before the record's
+    // place in the chain is: the record is decoded here, once, and its
+    // task gets the result.
+    let (own, decoded) = match message.payload() {
+        _ if !writer.key_table().mapper.reads_write_time() => (OwnTime::Kafka(timestamp_ms), None),
+        // A tombstone has no time of its own.
+        None => (OwnTime::After(timestamp_ms), None),
+        Some(payload) => {
+            let decoded = writer.decode_json(payload);
+            let own = writer
+                .own_write_time(&decoded)
+                .map_or(OwnTime::Unknown, OwnTime::Record);
+            (own, Some(decoded))
+        }
+    };
+    // In the order the partition holds its records, so the write
+    // timestamps follow the offsets.
+    let (gap, ticket): (Option<Gap>, Ticket) = {
+        let mut t = lock(tracker);
+        let gap = t.gap(message.partition(), message.offset());
+        let ticket = t.start_from(message.partition(), message.offset(), own);
+        (gap, ticket)
+    };
+    if let Some(gap) = gap {
+        tokio::spawn(judge_gap(
+            consumer.clone(),
+            topic.to_owned(),
+            tracker.clone(),
+            writer.metrics.clone(),
+            gap,
+        ));
+    }
+    let record = Record {
+        partition: ticket.partition,
+        offset: ticket.offset,
+        write_timestamp: ticket.write_timestamp,
+        timestamp_ms,
+        key: message.key().map(<[u8]>::to_vec),
+        headers: writer.wanted_headers(message),
+        payload: message.payload().map(<[u8]>::to_vec),
+    };
+    (record, decoded, ticket)
 }
 
 fn consistency(c: millrace_api::Consistency) -> scylla::statement::Consistency {
