@@ -654,14 +654,16 @@ class Runner:
         }
 
 
-def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1, clustering=False, batch=None):
+def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1, clustering=False, batch=None,
+          label=None):
     """A runner sink on the pre-filled topic, writing a fresh table (or
     `tables` fresh tables, each record a row in every one), until its
     rows_written metric reaches N rows per table. Timed from the first row
     written to the last, like the ceilings: connecting and the group join
     are excluded (their cost is in the wall column). The rate is records/s:
-    rows/s divided by the tables."""
-    table = f"{name.replace('-', '_')}_{rep}"
+    rows/s divided by the tables. `label` names the table and pipeline
+    instead of `name` (a pipeline's name has at most 50 characters)."""
+    table = f"{(label or name).replace('-', '_')}_{rep}"
     names = [table] if tables == 1 else [f"{table}_{i}" for i in range(tables)]
     for t in names:
         ctx.bench_tool("create-table", ctx.keyspace, t, *(["--clustering"] if clustering else []))
@@ -675,6 +677,8 @@ def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1, clustering=Fa
         if perf:
             perf(r)
         first, last = r.wait_metric("millrace_rows_written_total", ctx.records * tables)
+        batches = r.metric("millrace_batches_written_total") if batch else 0
+        batched = r.metric("millrace_batched_rows_total") if batch else 0
         r.stop()
     rows, seconds = last[1] - first[1], last[0] - first[0]
     records = rows / tables
@@ -682,7 +686,9 @@ def _sink(ctx, rep, name, binary, perf=None, avro=False, tables=1, clustering=Fa
         "measurement": name, "records": records, "seconds": seconds,
         "rate": records / seconds if seconds > 0 else 0.0,
         "note": "rows_written metric, first row to the last, polled every 50 ms; records = rows / tables",
-        "extra": {"rows_before_timing": first[1], "tables": tables, "rows": rows},
+        "extra": {"rows_before_timing": first[1], "tables": tables, "rows": rows,
+                  **({"batches": batches, "batched_rows": batched,
+                      "rows_per_batch": batched / batches if batches else None} if batch else {})},
         "wall_seconds": last[0] - r.started, **r.figures(),
     }
     for t in names:
@@ -769,13 +775,13 @@ def _clustering_topic(ctx):
 
 def m_runner_sink_clustering(ctx, rep):
     """The sink into a clustering table, each record its own write."""
-    return _sink(ctx, rep, "runner-sink-clustering", RUNNER, clustering=True)
+    return _sink(ctx, rep, "runner-sink-clustering", RUNNER, clustering=True, label="sink-cl")
 
 
 def m_runner_sink_clustering_batched(ctx, rep):
     """The same, with spec.runner.batch at its defaults."""
     return _sink(ctx, rep, "runner-sink-clustering-batched", RUNNER, clustering=True,
-                 batch="{maxRecords: 64}")
+                 batch="{maxRecords: 64}", label="sink-cl-batched")
 
 
 def m_runner_sink_before(ctx, rep):
@@ -1394,6 +1400,15 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
                   f"client CPU µs per row over the timed writes: "
                   f"{_median([_timed_us(r) for r in ok('cql-clustering-batched')]) or 0:.1f} against "
                   f"{_median([_timed_us(r) for r in ok('cql-clustering-single')]) or 0:.1f}")
+    if ok("runner-sink-clustering-batched") and ok("runner-sink-clustering"):
+        b, u = "runner-sink-clustering-batched", "runner-sink-clustering"
+        per_batch = _median([(r.get("extra") or {}).get("rows_per_batch") for r in ok(b)])
+        md.append(f"- runner sink into a clustering table, `runner.batch` / each row its own INSERT "
+                  f"(records/s): {ratio(s(b).get('median'), s(u).get('median'))}; per repetition: "
+                  f"{per_rep(b, u)}; sink CPU µs per row over the timed window: "
+                  f"{_median([_timed_us(r) for r in ok(b)]) or 0:.1f} against "
+                  f"{_median([_timed_us(r) for r in ok(u)]) or 0:.1f}"
+                  + (f"; {per_batch:.1f} rows per batch (median of the repetitions)" if per_batch else ""))
     md.append(f"- runner push endpoint / Kafka produce ceiling: {ratio(push, kp)}")
     md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
     md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
