@@ -3,13 +3,14 @@
 //!
 //! The consumer reads up to `maxRecords` records (all that are there, or
 //! what comes within `maxDelayMs`) and hands them to one task, which maps
-//! each record once for every table, groups each table's rows by their
-//! serialized partition key and writes each group as one request: a single
-//! row as its own statement, several as an unlogged batch. A batch of one
-//! table and one partition is one mutation on one replica set: Cassandra
-//! applies it as one write (and does not apply its size limits for batches
-//! across partitions), so it costs the cluster less than its rows one by
-//! one, and never makes a coordinator do another node's work.
+//! each record once for every table, groups the rows by their serialized
+//! partition key and writes each group as one request: a single row as its
+//! own statement, several as an unlogged batch. Rows with one partition key
+//! are one mutation on one replica set, also when they are rows of several
+//! tables of the keyspace partitioned alike (a record's fan-out): Cassandra
+//! applies the batch as one write (and does not apply its size limits for
+//! batches across partitions), so it costs the cluster less than its rows
+//! one by one, and never makes a coordinator do another node's work.
 //!
 //! Each row keeps its own `USING TIMESTAMP` from the partition's chain, so
 //! the order of rows inside a batch, or of batches, changes nothing: the
@@ -114,9 +115,8 @@ impl Writer {
         let mut undecodable: Vec<Option<Refusal>> = vec![None; pending.len()];
         let mut refusals: Vec<Vec<(usize, Refusal)>> = vec![Vec::new(); pending.len()];
         let mut timed_out = vec![0u64; pending.len()];
-        let mut groups: Vec<Vec<Row<'_>>> = Vec::new();
+        let mut rows: Vec<Row<'_>> = Vec::with_capacity(pending.len() * self.tables.len());
         for (t, table) in self.tables.iter().enumerate() {
-            let mut rows: Vec<Row<'_>> = Vec::with_capacity(pending.len());
             for (i, p) in pending.iter().enumerate() {
                 let value = match &values[i] {
                     None => None,
@@ -140,44 +140,43 @@ impl Writer {
                     Err(refusal) => refusals[i].push((t, refusal)),
                 }
             }
-            let keys: Vec<Option<Bytes>> = rows
-                .iter()
-                .map(|r| {
-                    r.write
-                        .statement
-                        .compute_partition_key(&r.write.values)
-                        .ok()
-                })
-                .collect();
-            let sizes: Vec<usize> = rows
-                .iter()
-                .map(|r| {
-                    pending[r.record]
-                        .record
-                        .payload
-                        .as_ref()
-                        .map_or(0, Vec::len)
-                })
-                .collect();
-            let mut rows: Vec<Option<Row<'_>>> = rows.into_iter().map(Some).collect();
-            for g in group(&keys, &sizes, max_rows, MAX_BATCH_BYTES) {
-                groups.push(g.into_iter().filter_map(|i| rows[i].take()).collect());
-            }
         }
+        // Grouped across tables too: rows of two tables of the keyspace
+        // with the same partition key (bytes) are one mutation in
+        // Cassandra, as a fan-out of one record to tables partitioned alike.
+        let keys: Vec<Option<Bytes>> = rows
+            .iter()
+            .map(|r| {
+                r.write
+                    .statement
+                    .compute_partition_key(&r.write.values)
+                    .ok()
+            })
+            .collect();
+        let sizes: Vec<usize> = rows
+            .iter()
+            .map(|r| {
+                pending[r.record]
+                    .record
+                    .payload
+                    .as_ref()
+                    .map_or(0, Vec::len)
+            })
+            .collect();
+        let mut rows: Vec<Option<Row<'_>>> = rows.into_iter().map(Some).collect();
+        let max_rows = max_rows.saturating_mul(self.tables.len());
+        let groups: Vec<Vec<Row<'_>>> = group(&keys, &sizes, max_rows, MAX_BATCH_BYTES)
+            .into_iter()
+            .map(|g| g.into_iter().filter_map(|i| rows[i].take()).collect())
+            .collect();
         // Every partition's request at once, as the records' own writes
         // would be without batches.
-        let tables: Vec<usize> = groups
-            .iter()
-            .map(|g| g.first().map_or(0, |r| r.table))
-            .collect();
         let written =
             futures::future::join_all(groups.into_iter().map(|g| self.write_group(g))).await;
-        for (results, t) in written.into_iter().zip(tables) {
-            for (i, result, tries) in results {
-                timed_out[i] += tries;
-                if let Err(refusal) = result {
-                    refusals[i].push((t, refusal));
-                }
+        for (i, t, result, tries) in written.into_iter().flatten() {
+            timed_out[i] += tries;
+            if let Err(refusal) = result {
+                refusals[i].push((t, refusal));
             }
         }
         for (i, p) in pending.into_iter().enumerate() {
@@ -202,15 +201,18 @@ impl Writer {
         }
     }
 
-    /// Writes one partition's rows of one table: a single row as its own
-    /// statement, several as an unlogged batch; a batch refused for its
-    /// content row by row. Each row's record with its result and the tries
+    /// Writes one partition's rows: a single row as its own statement,
+    /// several as an unlogged batch; a batch refused for its content row by
+    /// row. Each row's record and table with its result and the tries
     /// Cassandra timed out.
-    async fn write_group(&self, rows: Vec<Row<'_>>) -> Vec<(usize, Result<(), Refusal>, u64)> {
+    async fn write_group(
+        &self,
+        rows: Vec<Row<'_>>,
+    ) -> Vec<(usize, usize, Result<(), Refusal>, u64)> {
         if let [row] = rows.as_slice() {
             let w = &row.write;
             let (result, tries) = self.execute(w.statement, &w.values, w.done, w.what).await;
-            return vec![(row.record, result, tries)];
+            return vec![(row.record, row.table, result, tries)];
         }
         let mut batch = Batch::new(BatchType::Unlogged);
         for row in &rows {
@@ -240,7 +242,7 @@ impl Writer {
                 rows.iter()
                     .map(|r| {
                         r.write.done.inc();
-                        (r.record, Ok(()), tries)
+                        (r.record, r.table, Ok(()), tries)
                     })
                     .collect()
             }
@@ -249,7 +251,7 @@ impl Writer {
                 let one_by_one = rows.iter().map(|r| async move {
                     let w = &r.write;
                     let (result, more) = self.execute(w.statement, &w.values, w.done, w.what).await;
-                    (r.record, result, tries + more)
+                    (r.record, r.table, result, tries + more)
                 });
                 futures::future::join_all(one_by_one).await
             }

@@ -1,9 +1,10 @@
 //! `spec.runner.batch` against the real Kafka and Cassandra: the rows of one
-//! partition of a clustering table go to Cassandra as unlogged batches (the
-//! sink's batch metrics count them), every row arrives, the later of two
-//! versions of a row wins inside a batch, a row Cassandra refuses is the
-//! only one dead-lettered (its batch is written again row by row), and a
-//! replay by a second sink leaves the table as it was.
+//! partition go to Cassandra as unlogged batches (the sink's batch metrics
+//! count them), those of a clustering table and of a second table with the
+//! same partition key together; every row arrives; of the many versions of
+//! a row in one batch the latest wins; a row Cassandra refuses is the only
+//! one dead-lettered (its batch is written again row by row); and a replay
+//! by a second sink leaves both tables as they were.
 
 mod runner;
 
@@ -32,6 +33,38 @@ fn readings() -> Value {
     })
 }
 
+/// The latest reading of each device: one row per partition, so every
+/// record of a device is a new version of its row.
+fn latest() -> Value {
+    json!({
+        "name": "latest",
+        "columns": [
+            {"name": "device", "type": "int", "from": "/device"},
+            {"name": "value", "type": "int", "from": "/value"},
+        ],
+        "partitionKey": ["device"],
+    })
+}
+
+/// The latest table: device -> (value, WRITETIME(value)).
+async fn latest_rows(fx: &Fixture) -> anyhow::Result<BTreeMap<i32, (i32, i64)>> {
+    let select = format!(
+        "SELECT device, value, WRITETIME(value) FROM {}.latest",
+        fx.keyspace
+    );
+    let result = fx
+        .session
+        .query_unpaged(select, &[])
+        .await?
+        .into_rows_result()?;
+    let mut out = BTreeMap::new();
+    for row in result.rows::<(i32, i32, i64)>()? {
+        let (device, value, written) = row?;
+        out.insert(device, (value, written));
+    }
+    Ok(out)
+}
+
 /// Every row: (device, label) -> (value, WRITETIME(value)).
 async fn rows(fx: &Fixture) -> anyhow::Result<BTreeMap<(i32, String), (i32, i64)>> {
     let select = format!(
@@ -57,6 +90,14 @@ async fn rows_of_one_partition_are_batched_and_only_a_refused_row_is_dead_letter
     // Two partitions of the topic, so the sink's batches hold records of
     // both; every device is keyed to one of them.
     let fx = Fixture::new("batch", 2, readings()).await?;
+    let latest_spec: millrace_api::TableSpec = serde_json::from_value(latest())?;
+    fx.session
+        .query_unpaged(
+            millrace_api::cql::create_table(&fx.keyspace, &latest_spec)?,
+            &[],
+        )
+        .await?;
+    fx.session.await_schema_agreement().await?;
 
     // The whole backlog is in the topic before the sink starts, each
     // device's readings one after another, as a keyed producer of
@@ -102,6 +143,12 @@ async fn rows_of_one_partition_are_batched_and_only_a_refused_row_is_dead_letter
 
     let mut pipeline = fx.pipeline(json!([]));
     pipeline["spec"]["runner"]["batch"] = json!({"maxRecords": 64, "maxDelayMs": 100});
+    let cassandra = &mut pipeline["spec"]["cassandra"];
+    let readings_table = cassandra["table"].take();
+    cassandra["tables"] = json!([readings_table, latest()]);
+    if let Some(c) = cassandra.as_object_mut() {
+        c.remove("table");
+    }
     let mut sink = fx.start("sink", &pipeline, "sink")?;
     sink.wait_ready(Deadline::secs(60)).await?;
 
@@ -122,6 +169,14 @@ async fn rows_of_one_partition_are_batched_and_only_a_refused_row_is_dead_letter
         first.keys().all(|(_, label)| label.len() < 100),
         "the refused row is not in the table"
     );
+    // Each device's records were one run in the topic, so many versions of
+    // its latest row shared a batch: the last record's value is there.
+    let latest_first = poll_until("the latest of each device", Deadline::secs(60), || async {
+        let now = latest_rows(&fx).await?;
+        let values: Vec<i32> = now.values().map(|(v, _)| *v).collect();
+        Ok((values == [24, 24, 1003, 24, 29, 24]).then_some(now))
+    })
+    .await?;
 
     let dead = fx.consume(&fx.dlq, 1, Deadline::secs(60)).await?;
     let reason = dead[0]
@@ -131,21 +186,30 @@ async fn rows_of_one_partition_are_batched_and_only_a_refused_row_is_dead_letter
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default();
     println!("dead letter: {reason}");
-    assert!(reason.contains("cassandra refused the row"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "table {}.readings: cassandra refused the row",
+            fx.keyspace
+        )),
+        "{reason}"
+    );
     let payload: Value = serde_json::from_slice(dead[0].payload().unwrap_or_default())?;
     assert_eq!(payload["value"], json!(-1), "the refused record itself");
 
-    // Every accepted record is written, and most of them in batches.
+    // Every record is written to both tables but the refused one, which
+    // `latest` took (its dead letter names the table that refused it), and
+    // most rows in batches.
     let written = "millrace_rows_written_total";
-    sink.metric_reaching(written, (records.len() - 1) as f64, Deadline::secs(30))
+    let rows_written = (2 * records.len() - 1) as f64;
+    sink.metric_reaching(written, rows_written, Deadline::secs(30))
         .await?;
     let batches = sink.metric("millrace_batches_written_total").await?;
     let batched = sink.metric("millrace_batched_rows_total").await?;
-    println!("{batches} batches, {batched} rows in them, of {expected_rows}");
+    println!("{batches} batches, {batched} rows in them, of {rows_written}");
     assert!(batches >= 1.0, "no batch was written");
     assert!(
-        batched >= (expected_rows / 2) as f64,
-        "{batched} of {expected_rows} rows went in batches"
+        batched >= rows_written / 2.0,
+        "{batched} of {rows_written} rows went in batches"
     );
     assert!(
         batched / batches > 2.0,
@@ -175,9 +239,14 @@ async fn rows_of_one_partition_are_batched_and_only_a_refused_row_is_dead_letter
     let mut replay = fx.start("sink", &again, "replay")?;
     replay.wait_ready(Deadline::secs(60)).await?;
     replay
-        .metric_reaching(written, (records.len() - 1) as f64, Deadline::secs(90))
+        .metric_reaching(written, rows_written, Deadline::secs(90))
         .await?;
     assert_eq!(rows(&fx).await?, first, "the replay changed the table");
+    assert_eq!(
+        latest_rows(&fx).await?,
+        latest_first,
+        "the replay changed the latest table"
+    );
 
     replay.terminate(Deadline::secs(30)).await?;
     sink.terminate(Deadline::secs(30)).await?;
