@@ -784,6 +784,13 @@ def m_runner_sink_clustering_batched(ctx, rep):
                  batch="{maxRecords: 64}", label="sink-cl-batched")
 
 
+def m_runner_sink_4_tables_batched(ctx, rep):
+    """Four tables with `runner.batch`: the four tables share the partition
+    key, so a record's four rows are one mutation, one batch."""
+    return _sink(ctx, rep, "runner-sink-4-tables-batched", RUNNER, tables=4,
+                 batch="{maxRecords: 64}", label="sink-4t-batched")
+
+
 def m_runner_sink_before(ctx, rep):
     """The same with the runner before the performance work (bench/run
     builds it once from the pinned revision)."""
@@ -911,7 +918,7 @@ def m_runner_e2e(ctx, rep):
 # Measurements that write rows into Cassandra, which want it warmed up.
 CASSANDRA_WRITERS = {m_cql_ceiling, m_cql_clustering_single, m_cql_clustering_batched, m_seed_spark, m_flink, m_runner_sink, m_runner_sink_avro,
                      m_runner_sink_before, m_runner_e2e, m_runner_sink_clustering,
-                     m_runner_sink_clustering_batched}
+                     m_runner_sink_clustering_batched, m_runner_sink_4_tables_batched}
 # The world's Schema Registry, for the Avro sink (tests/env/up starts one).
 REGISTRY = os.environ.get("MILLRACE_SCHEMA_REGISTRY_URL", "")
 # BENCH_NAME=x writes REPORT-x.md, throughput-x.svg and results/x.json, so a
@@ -960,6 +967,9 @@ MEASUREMENTS = {
     "runner-sink-clustering-batched": (m_runner_sink_clustering_batched, "Runner sink, clustering table, batched",
                                        "the same with `runner.batch: {maxRecords: 64}` (maxDelayMs 0): each "
                                        "partition's rows among the records read together as one unlogged batch"),
+    "runner-sink-4-tables-batched": (m_runner_sink_4_tables_batched, "Runner sink, 4 tables, batched",
+                                     "the 4-table sink with `runner.batch: {maxRecords: 64}`: the tables share "
+                                     "their partition key, so each record's four rows are one unlogged batch; records/s"),
     "runner-ingest-push": (m_runner_ingest_push, "Runner ingest: push",
                            "`millrace-runner ingest`, httpPush: NDJSON POSTs -> Kafka (202 = acks=all)"),
     "runner-ingest-generator": (m_runner_ingest_generator, "Runner ingest: generator",
@@ -1409,6 +1419,15 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
                   f"{_median([_timed_us(r) for r in ok(b)]) or 0:.1f} against "
                   f"{_median([_timed_us(r) for r in ok(u)]) or 0:.1f}"
                   + (f"; {per_batch:.1f} rows per batch (median of the repetitions)" if per_batch else ""))
+    if ok("runner-sink-4-tables-batched") and ok("runner-sink-4-tables"):
+        b, u = "runner-sink-4-tables-batched", "runner-sink-4-tables"
+        per_batch = _median([(r.get("extra") or {}).get("rows_per_batch") for r in ok(b)])
+        md.append(f"- runner sink into 4 tables partitioned alike, `runner.batch` / each row its own "
+                  f"INSERT (records/s): {ratio(s(b).get('median'), s(u).get('median'))}; per repetition: "
+                  f"{per_rep(b, u)}; sink CPU µs per record: "
+                  f"{_median([_timed_us(r, per_record=True) for r in ok(b)]) or 0:.1f} against "
+                  f"{_median([_timed_us(r, per_record=True) for r in ok(u)]) or 0:.1f}"
+                  + (f"; {per_batch:.1f} rows per batch" if per_batch else ""))
     md.append(f"- runner push endpoint / Kafka produce ceiling: {ratio(push, kp)}")
     md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
     md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
