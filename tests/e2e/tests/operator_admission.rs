@@ -159,6 +159,11 @@ fn invalid() -> Vec<(&'static str, Value, &'static str)> {
             "five-field cron",
         ),
         (
+            "a batch of one record",
+            with(|o| o["spec"]["runner"] = json!({"batch": {"maxRecords": 1}})),
+            "spec.runner.batch.maxRecords: Invalid value: 1: spec.runner.batch.maxRecords in body should be greater than or equal to 2",
+        ),
+        (
             "pipeline name starting with a digit",
             with(|o| o["metadata"]["name"] = json!("1pipeline")),
             "the StreamPipeline's name must start with a letter",
@@ -200,8 +205,11 @@ async fn the_apiserver_refuses_invalid_pipelines_each_with_its_own_message() -> 
         println!("{what}: {message}");
     }
 
-    // Once created, the table's name and primary key cannot change.
-    let valid: DynamicObject = serde_json::from_value(example())?;
+    // Once created, the table's name and primary key cannot change. (It
+    // has a batch: the field is accepted.)
+    let valid: DynamicObject = serde_json::from_value(with(|o| {
+        o["spec"]["runner"] = json!({"batch": {"maxRecords": 64, "maxDelayMs": 5}})
+    }))?;
     api.create(&PostParams::default(), &valid).await?;
     let immutable = [
         (
