@@ -1410,24 +1410,21 @@ def write_report(ctx, info, results, summary, errors, started, finished, profile
                   f"client CPU µs per row over the timed writes: "
                   f"{_median([_timed_us(r) for r in ok('cql-clustering-batched')]) or 0:.1f} against "
                   f"{_median([_timed_us(r) for r in ok('cql-clustering-single')]) or 0:.1f}")
-    if ok("runner-sink-clustering-batched") and ok("runner-sink-clustering"):
-        b, u = "runner-sink-clustering-batched", "runner-sink-clustering"
+    def batched_line(b, u, what, per_record):
+        """`runner.batch` against the same sink without it."""
+        if not (ok(b) and ok(u)):
+            return
         per_batch = _median([(r.get("extra") or {}).get("rows_per_batch") for r in ok(b)])
-        md.append(f"- runner sink into a clustering table, `runner.batch` / each row its own INSERT "
+        unit = "record" if per_record else "row over the timed window"
+        md.append(f"- runner sink into {what}, `runner.batch` / each row its own INSERT "
                   f"(records/s): {ratio(s(b).get('median'), s(u).get('median'))}; per repetition: "
-                  f"{per_rep(b, u)}; sink CPU µs per row over the timed window: "
-                  f"{_median([_timed_us(r) for r in ok(b)]) or 0:.1f} against "
-                  f"{_median([_timed_us(r) for r in ok(u)]) or 0:.1f}"
+                  f"{per_rep(b, u)}; sink CPU µs per {unit}: "
+                  f"{_median([_timed_us(r, per_record) for r in ok(b)]) or 0:.1f} against "
+                  f"{_median([_timed_us(r, per_record) for r in ok(u)]) or 0:.1f}"
                   + (f"; {per_batch:.1f} rows per batch (median of the repetitions)" if per_batch else ""))
-    if ok("runner-sink-4-tables-batched") and ok("runner-sink-4-tables"):
-        b, u = "runner-sink-4-tables-batched", "runner-sink-4-tables"
-        per_batch = _median([(r.get("extra") or {}).get("rows_per_batch") for r in ok(b)])
-        md.append(f"- runner sink into 4 tables partitioned alike, `runner.batch` / each row its own "
-                  f"INSERT (records/s): {ratio(s(b).get('median'), s(u).get('median'))}; per repetition: "
-                  f"{per_rep(b, u)}; sink CPU µs per record: "
-                  f"{_median([_timed_us(r, per_record=True) for r in ok(b)]) or 0:.1f} against "
-                  f"{_median([_timed_us(r, per_record=True) for r in ok(u)]) or 0:.1f}"
-                  + (f"; {per_batch:.1f} rows per batch" if per_batch else ""))
+
+    batched_line("runner-sink-clustering-batched", "runner-sink-clustering", "a clustering table", False)
+    batched_line("runner-sink-4-tables-batched", "runner-sink-4-tables", "4 tables partitioned alike", True)
     md.append(f"- runner push endpoint / Kafka produce ceiling: {ratio(push, kp)}")
     md.append(f"- runner generator / Kafka produce ceiling: {ratio(gen, kp)}")
     md.append(f"- push -> row end to end / runner sink alone: {ratio(e2e, rs)} (both roles and the "
