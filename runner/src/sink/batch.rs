@@ -102,17 +102,16 @@ impl Writer {
         let mut values: Vec<Option<Decoded>> = Vec::with_capacity(chunk.len());
         let mut pending = Vec::with_capacity(chunk.len());
         for mut p in chunk {
-            let decoded = match (&p.record.payload, p.decoded.take()) {
-                (None, _) => None,
-                (Some(_), Some(d)) => Some(d),
-                (Some(_), None) => Some(self.decode(&p.record).await),
-            };
-            values.push(decoded);
+            let decoded = p.decoded.take();
+            values.push(self.value_of(&p.record, decoded).await);
             pending.push(p);
         }
         // Per record: why it cannot be written at all, else each table's
         // refusal, and the tries Cassandra timed out.
-        let mut undecodable: Vec<Option<Refusal>> = vec![None; pending.len()];
+        let mut undecodable: Vec<Option<Refusal>> = values
+            .iter()
+            .map(|v| v.as_ref().and_then(|d| d.as_ref().err().cloned()))
+            .collect();
         let mut refusals: Vec<Vec<(usize, Refusal)>> = vec![Vec::new(); pending.len()];
         let mut timed_out = vec![0u64; pending.len()];
         let mut rows: Vec<Row<'_>> = Vec::with_capacity(pending.len() * self.tables.len());
@@ -121,10 +120,7 @@ impl Writer {
                 let value = match &values[i] {
                     None => None,
                     Some(Ok(v)) => Some(v),
-                    Some(Err(e)) => {
-                        undecodable[i] = Some(e.clone());
-                        continue;
-                    }
+                    Some(Err(_)) => continue,
                 };
                 let parts = KafkaRecordParts {
                     key: p.record.key.as_deref(),

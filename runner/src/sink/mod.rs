@@ -578,6 +578,16 @@ impl Writer {
         }
     }
 
+    /// The record's value: `None` for a tombstone, else `decoded` (when the
+    /// consumer decoded it already) or decoded now.
+    async fn value_of(&self, record: &Record, decoded: Option<Decoded>) -> Option<Decoded> {
+        match (&record.payload, decoded) {
+            (None, _) => None,
+            (Some(_), Some(d)) => Some(d),
+            (Some(_), None) => Some(self.decode(record).await),
+        }
+    }
+
     /// A JSON record's value. Only the fields the tables' columns (and
     /// `ttl`, `writeTime`, `deletes`) read are parsed ([`RecordParser`]),
     /// once for every table: JSON parsing was the largest part of the
@@ -599,12 +609,7 @@ impl Writer {
             timestamp_ms: record.timestamp_ms,
             headers: &record.headers,
         };
-        let value = match (&record.payload, decoded) {
-            (None, _) => None,
-            (Some(_), Some(d)) => Some(d),
-            (Some(_), None) => Some(self.decode(record).await),
-        };
-        let value = match value {
+        let value = match self.value_of(record, decoded).await {
             None => None,
             Some(Ok(v)) => Some(v),
             Some(Err((reason, why))) => {
