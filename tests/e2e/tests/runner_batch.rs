@@ -52,17 +52,8 @@ async fn latest_rows(fx: &Fixture) -> anyhow::Result<BTreeMap<i32, (i32, i64)>> 
         "SELECT device, value, WRITETIME(value) FROM {}.latest",
         fx.keyspace
     );
-    let result = fx
-        .session
-        .query_unpaged(select, &[])
-        .await?
-        .into_rows_result()?;
-    let mut out = BTreeMap::new();
-    for row in result.rows::<(i32, i32, i64)>()? {
-        let (device, value, written) = row?;
-        out.insert(device, (value, written));
-    }
-    Ok(out)
+    let rows: Vec<(i32, i32, i64)> = fx.select(select).await?;
+    Ok(rows.into_iter().map(|(d, v, w)| (d, (v, w))).collect())
 }
 
 /// Every row: (device, label) -> (value, WRITETIME(value)).
@@ -71,17 +62,11 @@ async fn rows(fx: &Fixture) -> anyhow::Result<BTreeMap<(i32, String), (i32, i64)
         "SELECT device, label, value, WRITETIME(value) FROM {}",
         fx.qualified_table()
     );
-    let result = fx
-        .session
-        .query_unpaged(select, &[])
-        .await?
-        .into_rows_result()?;
-    let mut out = BTreeMap::new();
-    for row in result.rows::<(i32, String, i32, i64)>()? {
-        let (device, label, value, written) = row?;
-        out.insert((device, label), (value, written));
-    }
-    Ok(out)
+    let rows: Vec<(i32, String, i32, i64)> = fx.select(select).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(d, label, v, w)| ((d, label), (v, w)))
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -61,17 +61,11 @@ async fn rows(fx: &Fixture) -> anyhow::Result<BTreeMap<(i32, i32), (String, i64)
         "SELECT user_id, at, item, WRITETIME(item) FROM {}",
         fx.qualified_table()
     );
-    let result = fx
-        .session
-        .query_unpaged(select, &[])
-        .await?
-        .into_rows_result()?;
-    let mut out = BTreeMap::new();
-    for row in result.rows::<(i32, i32, String, i64)>()? {
-        let (user, at, item, written) = row?;
-        out.insert((user, at), (item, written));
-    }
-    Ok(out)
+    let rows: Vec<(i32, i32, String, i64)> = fx.select(select).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, at, item, written)| ((user, at), (item, written)))
+        .collect())
 }
 
 fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
@@ -232,17 +226,12 @@ async fn a_tombstone_for_a_table_without_deletes_is_dead_lettered() -> anyhow::R
 }
 
 async fn rows_with_null_items(fx: &Fixture) -> anyhow::Result<Vec<(i32, Option<String>)>> {
-    let result = fx
-        .session
-        .query_unpaged(
-            format!("SELECT user_id, item FROM {}", fx.qualified_table()),
-            &[],
-        )
-        .await?
-        .into_rows_result()?;
-    let mut out: Vec<(i32, Option<String>)> = result
-        .rows::<(i32, Option<String>)>()?
-        .collect::<Result<_, _>>()?;
+    let mut out: Vec<(i32, Option<String>)> = fx
+        .select(format!(
+            "SELECT user_id, item FROM {}",
+            fx.qualified_table()
+        ))
+        .await?;
     out.sort();
     Ok(out)
 }

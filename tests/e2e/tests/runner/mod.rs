@@ -285,6 +285,19 @@ impl Fixture {
         cql::qualified_table(&self.keyspace, &self.table.name)
     }
 
+    /// Every row `cql` (a SELECT without markers) returns, as `R`.
+    pub async fn select<R>(&self, cql: String) -> anyhow::Result<Vec<R>>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let result = self
+            .session
+            .query_unpaged(cql, &[])
+            .await?
+            .into_rows_result()?;
+        Ok(result.rows::<R>()?.collect::<Result<_, _>>()?)
+    }
+
     /// Every value of the table's first partition key column, by paging.
     pub async fn ids(&self) -> anyhow::Result<Vec<uuid::Uuid>> {
         let mut query = scylla::statement::unprepared::Statement::new(format!(
