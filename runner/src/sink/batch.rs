@@ -90,9 +90,9 @@ struct Row<'w> {
 }
 
 impl Writer {
-    /// Writes the rows of `chunk`'s records, each partition's rows of a
-    /// table as one request, dead-letters what cannot be written, and
-    /// finishes every record (its offset, its permit).
+    /// Writes the rows of `chunk`'s records, each partition's rows as one
+    /// request, dead-letters what cannot be written, and finishes every
+    /// record (its offset, its permit).
     pub(super) async fn handle_chunk(
         &self,
         chunk: Vec<Pending>,
@@ -106,12 +106,8 @@ impl Writer {
             values.push(self.value_of(&p.record, decoded).await);
             pending.push(p);
         }
-        // Per record: why it cannot be written at all, else each table's
-        // refusal, and the tries Cassandra timed out.
-        let mut undecodable: Vec<Option<Refusal>> = values
-            .iter()
-            .map(|v| v.as_ref().and_then(|d| d.as_ref().err().cloned()))
-            .collect();
+        // Per record: each table's refusal, and the tries Cassandra timed
+        // out.
         let mut refusals: Vec<Vec<(usize, Refusal)>> = vec![Vec::new(); pending.len()];
         let mut timed_out = vec![0u64; pending.len()];
         let mut rows: Vec<Row<'_>> = Vec::with_capacity(pending.len() * self.tables.len());
@@ -176,9 +172,10 @@ impl Writer {
             }
         }
         for (i, p) in pending.into_iter().enumerate() {
-            let refused = match undecodable[i].take() {
-                Some(refusal) => Some(refusal),
-                None => {
+            // A record that could not be decoded reached no table.
+            let refused = match &values[i] {
+                Some(Err(refusal)) => Some(refusal.clone()),
+                _ => {
                     let mut r = std::mem::take(&mut refusals[i]);
                     r.sort_by_key(|(t, _)| *t);
                     self.combine(r.into_iter().map(|(t, refusal)| (&self.tables[t], refusal)))

@@ -2,7 +2,9 @@
 //!
 //! One consumer reads; each record is mapped and written by its own task
 //! (to every table of the pipeline, the tables' writes side by side; a
-//! record one of them refuses is dead-lettered once, naming it),
+//! record one of them refuses is dead-lettered once, naming it), or, with
+//! `runner.batch`, the records read together by one task that writes each
+//! partition's rows as one batch ([`batch`]),
 //! at most `maxInFlight` at once (a semaphore). An offset becomes safe only
 //! when every earlier record of its partition is written or dead-lettered
 //! ([`offsets`]); safe offsets are stored every [`STORE_INTERVAL`] and
@@ -1164,12 +1166,14 @@ pub async fn run(
     // With `batch`, the records read together (up to its `maxRecords`, or
     // what comes within its `maxDelayMs`) go to one task that groups their
     // rows by partition ([`batch`]).
+    // Validation keeps maxRecords within 2..=maxInFlight; the clamp only
+    // keeps a permit count the semaphore can give.
     let batching = spec.runner.batch.as_ref().map(|b| {
         let records = u32::try_from(b.max_records)
-            .unwrap_or(2)
-            .clamp(2, max_in_flight.max(2));
+            .unwrap_or(1)
+            .clamp(1, max_in_flight);
         let delay = Duration::from_millis(u64::try_from(b.max_delay_ms).unwrap_or(0));
-        (records.min(max_in_flight), delay)
+        (records, delay)
     });
     if let Some((records, delay)) = batching {
         info!(
