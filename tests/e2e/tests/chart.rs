@@ -124,7 +124,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
     // The PrometheusRule and PodMonitor need the Prometheus Operator's
     // CRDs, which the world does not have; tests/check-observability
     // checks them. The dashboard ConfigMap is core, so it is dry-run here.
-    let renders: [(&str, &[&str]); 5] = [
+    let renders: [(&str, &[&str]); 6] = [
         (
             "charts/millrace",
             &[
@@ -148,6 +148,13 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
             &[
                 "--set",
                 "kafka.sasl.enabled=true,kafka.external.saslNodePort=32094,cassandra.auth.enabled=true",
+            ],
+        ),
+        (
+            "charts/millrace-dev-backends",
+            &[
+                "--set",
+                "schemaRegistry.enabled=true,schemaRegistry.tls.enabled=true",
             ],
         ),
     ];
@@ -242,6 +249,62 @@ fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
         let (ok, said) = render(&[bad])?;
         assert!(!ok, "--set {bad} was accepted:\n{said}");
         assert!(said.contains("/external/"), "--set {bad}: {said}");
+    }
+    Ok(())
+}
+
+/// The dev Schema Registry only when asked, HTTPS only when asked too; its
+/// certificate and CA made by the chart, in a Secret the Pod mounts. That
+/// the certificate is valid for its names is shown on kind, where the
+/// runner's Avro tests read the registry over HTTPS with that CA.
+#[test]
+fn dev_backends_schema_registry_only_when_asked() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let render = |sets: &[&str]| render_dev_backends(&world, sets);
+
+    let (ok, plain) = render(&[])?;
+    assert!(ok, "{plain}");
+    assert!(!plain.contains("schema-registry"), "{plain}");
+
+    let (ok, http) = render(&["schemaRegistry.enabled=true"])?;
+    assert!(ok, "{http}");
+    for present in [
+        "name: schema-registry",
+        "image: apicurio/apicurio-registry-mem:2.4.2.Final",
+        "jdbc:h2:file:/var/lib/registry/registry",
+        "mountPath: /var/lib/registry",
+        "path: /health/ready",
+    ] {
+        assert!(http.contains(present), "no {present}:\n{http}");
+    }
+    for absent in ["schema-registry-tls", "8443", "QUARKUS_HTTP_SSL"] {
+        assert!(!http.contains(absent), "{absent} without tls:\n{http}");
+    }
+
+    let (ok, https) = render(&["schemaRegistry.enabled=true,schemaRegistry.tls.enabled=true"])?;
+    assert!(ok, "{https}");
+    for present in [
+        "name: schema-registry-tls",
+        "ca.crt: ",
+        "tls.crt: ",
+        "tls.key: ",
+        "{name: https, containerPort: 8443}",
+        "QUARKUS_HTTP_SSL_CERTIFICATE_FILES, value: /etc/schema-registry/tls/tls.crt",
+        "secretName: schema-registry-tls",
+        "checksum/tls: ",
+    ] {
+        assert!(https.contains(present), "no {present}:\n{https}");
+    }
+
+    for bad in [
+        "schemaRegistry.heap=lots",
+        "schemaRegistry.storage=1G",
+        "schemaRegistry.tls.enabled=yes",
+        "schemaRegistry.port=8081",
+    ] {
+        let (ok, said) = render(&[bad])?;
+        assert!(!ok, "--set {bad} was accepted:\n{said}");
+        assert!(said.contains("schemaRegistry"), "--set {bad}: {said}");
     }
     Ok(())
 }

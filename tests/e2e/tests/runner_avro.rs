@@ -300,8 +300,9 @@ async fn two_schema_versions_map_to_rows_and_bad_records_are_dead_lettered() -> 
     fx.cleanup().await
 }
 
-/// The registry as one sink sees it: a gate the test closes for an outage,
-/// so the registry stays up for the tests running beside this one.
+/// The registry as one sink sees it, at 127.0.0.1: a gate the test closes
+/// for an outage, so the registry stays up for the tests running beside
+/// this one.
 async fn registry_gate(url: &str) -> anyhow::Result<(TcpGate, String)> {
     let mut through = reqwest::Url::parse(url)?;
     let target = format!(
@@ -373,7 +374,8 @@ async fn a_registry_outage_waits_and_dead_letters_nothing() -> anyhow::Result<()
 }
 
 /// The world registry's HTTPS URL and the CA (PEM) that signed its
-/// certificate, a CA of the world's own.
+/// certificate, a CA of the world's own (the local world's, or the dev
+/// back-ends chart's on kind).
 fn registry_tls(world: &World) -> anyhow::Result<(String, String)> {
     let var = |name: &str| {
         world.var(name).map(str::to_owned).with_context(|| {
@@ -388,6 +390,10 @@ fn registry_tls(world: &World) -> anyhow::Result<(String, String)> {
 async fn a_registry_behind_a_private_ca_is_trusted_with_that_ca_only() -> anyhow::Result<()> {
     let fx = Fixture::new("avro-tls", 2, table("users")).await?;
     let (https, ca) = registry_tls(&fx.world)?;
+    // The certificate names 127.0.0.1 (and the registry's DNS names in a
+    // cluster), so the sink dials it there, through a relay: on a cluster
+    // the registry's own address is its Pod's, which no certificate names.
+    let (_relay, https) = registry_gate(&https).await?;
     let url = registry_url(&fx.world)?;
     let s2 = v2(&format!("User{}", rand_u32()));
     let id = register(&url, &format!("{}-value", fx.topic), &s2).await?;
@@ -414,15 +420,17 @@ async fn a_registry_behind_a_private_ca_is_trusted_with_that_ca_only() -> anyhow
         runner::Runner::start("sink", &path, &env, &fx.dir.join(format!("{label}.log")))
     };
 
-    // A CA that did not sign the registry's certificate (the world's
-    // Cassandra CA): the sink waits for the registry, says why, and
-    // dead-letters nothing.
-    let other_ca = std::fs::read_to_string(
-        fx.world
-            .var("MILLRACE_CASSANDRA_TLS_DIR")
-            .map(|d| std::path::Path::new(d).join("ca.crt"))
-            .context("MILLRACE_CASSANDRA_TLS_DIR is not in the test world")?,
-    )?;
+    // A CA that did not sign the registry's certificate: the sink waits
+    // for the registry, says why, and dead-letters nothing.
+    let other_ca = {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "not-the-registry-ca");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key)?.pem()
+    };
     let mut sink = start(&other_ca, "sink-wrong-ca")?;
     sink.wait_ready(Deadline::secs(60)).await?;
     poll_until(
