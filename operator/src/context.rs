@@ -52,6 +52,8 @@ pub struct Context {
     /// One Recorder per distinct reason and note ([`Context::recorder_for`]).
     recorders: Mutex<lru::LruCache<u64, Recorder>>,
     pub kafka: clients::kafka::Clients,
+    /// What reads the sinks' and replays' committed offsets.
+    pub kafka_offsets: clients::lag::Readers,
     pub cassandra: clients::cassandra::Sessions,
     /// What the controller's watches hold of the objects the operator
     /// owns; each run of the controller (each term as leader) fills a
@@ -98,6 +100,7 @@ impl Context {
             reporter,
             recorders: Mutex::new(lru::LruCache::new(RECORDERS_MAX)),
             kafka: Default::default(),
+            kafka_offsets: Default::default(),
             cassandra: Default::default(),
             cache: RwLock::new(cache::Owned::new().0),
             remembered: Mutex::default(),

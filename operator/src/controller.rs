@@ -334,7 +334,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         (Ok(auth), true) => {
             status::flow::flow(
                 ctx.config.flow_refresh,
-                &ctx.kafka,
+                &ctx.kafka_offsets,
                 &ctx.client,
                 &p.namespace,
                 &p.name,
@@ -399,7 +399,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let replay = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
             status::replay::replay(
-                &ctx.kafka,
+                &ctx.kafka_offsets,
                 sp,
                 &sp.spec.kafka,
                 auth.as_ref(),

@@ -1,16 +1,68 @@
 //! A consumer group's committed offsets on a topic and the topic's
-//! watermarks, read through the cluster's admin client: the sink's lag and
+//! watermarks, read through one client per cluster: the sink's lag and
 //! totals (`status.flow`) and a dead-letter replay's progress.
 
 use std::ffi::{CStr, CString, c_char};
 use std::time::Duration;
 
+use millrace_api::spec::KafkaSpec;
 use rdkafka::TopicPartitionList;
 use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use super::kafka::Admin;
+use super::kafka::{ClientCache, client_config, unavailable};
+use crate::credentials::KafkaAuth;
+use crate::error::Result;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `group.id` of every [`OffsetReader`]: it never subscribes, joins or
+/// commits, so no group of that name ever appears on the cluster.
+pub const READER_GROUP: &str = "millrace-operator-offset-reader";
+
+/// The client that reads other groups' offsets, one per cluster and login.
+///
+/// A consumer, not an admin client, because of librdkafka (2.12, issue
+/// 5040): when the coordinator answers an OffsetFetch with NOT_COORDINATOR
+/// (a fresh cluster still placing `__consumer_offsets`, or a coordinator
+/// moving after a broker restart), librdkafka asks the client's own
+/// consumer group to look for its coordinator again, and an admin client
+/// has none: the process died with SIGSEGV (seen on a new kind cluster, and
+/// every time against a broker started a moment before). A consumer with a
+/// `group.id` has that group; it only ever looks up a coordinator.
+pub struct OffsetReader {
+    consumer: BaseConsumer,
+}
+
+/// Offset readers, one per cluster and login, reused across reconciles.
+pub type Readers = ClientCache<OffsetReader>;
+
+impl Readers {
+    pub fn get(
+        &self,
+        spec: &KafkaSpec,
+        auth: Option<&KafkaAuth>,
+    ) -> Result<std::sync::Arc<OffsetReader>> {
+        self.get_with(spec, auth, || {
+            let consumer = client_config(spec, auth)
+                .set("group.id", READER_GROUP)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .create()
+                .map_err(|e| unavailable(spec, e))?;
+            Ok(OffsetReader { consumer })
+        })
+    }
+}
+
+impl OffsetReader {
+    /// Drops what librdkafka queued for the application (errors while a
+    /// broker is away): nothing here reads them, and unread they would
+    /// pile up. The reader is assigned no partition, so no record comes.
+    fn drain(&self) {
+        while self.consumer.poll(Duration::ZERO).is_some() {}
+    }
+}
 
 /// One partition of a topic, as a consumer group left it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,17 +80,18 @@ pub struct PartitionOffsets {
 /// `group`'s offsets on every partition of `topic` (as many as its
 /// metadata lists now), or `None` when Kafka did not answer in time.
 /// Blocking: call it off the async threads.
-pub fn read(admin: &Admin, group: &str, topic: &str) -> Option<Vec<PartitionOffsets>> {
+pub fn read(reader: &OffsetReader, group: &str, topic: &str) -> Option<Vec<PartitionOffsets>> {
+    reader.drain();
     // Asked for every time: librdkafka refreshes its idea of a topic only
     // every five minutes, and after partitions were added the watermarks
     // of the new ones failed for that long.
-    let client = admin.inner();
+    let client = reader.consumer.client();
     let metadata = client.fetch_metadata(Some(topic), TIMEOUT).ok()?;
     let count = i32::try_from(metadata.topics().first()?.partitions().len()).ok()?;
     if count == 0 {
         return None;
     }
-    let committed = committed(admin, group, topic, count)?;
+    let committed = committed(&reader.consumer, group, topic, count)?;
     let mut out = Vec::with_capacity(committed.len());
     for (partition, committed, metadata) in committed {
         let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT).ok()?;
@@ -72,7 +125,8 @@ impl<T> Drop for Owned<T> {
 }
 
 /// The group's committed offset (and its metadata) on partitions
-/// `0..count` of `topic`, by an OffsetFetch through the admin client.
+/// `0..count` of `topic`, by an OffsetFetch (librdkafka's admin request)
+/// through the cluster's [`OffsetReader`].
 ///
 /// Own code, over librdkafka's C API, because rdkafka 0.39 does not wrap
 /// `ListConsumerGroupOffsets`; its consumers read committed offsets only
@@ -80,10 +134,10 @@ impl<T> Drop for Owned<T> {
 /// replaced) is a librdkafka client each, with four threads and its own
 /// broker connections: at 1,000 pipelines even a bounded pool of them
 /// churned clients on every refresh and held most of the operator's
-/// threads and memory. One admin client per cluster serves every group.
+/// threads and memory. One reader per cluster serves every group.
 #[allow(unsafe_code)]
 fn committed(
-    admin: &Admin,
+    consumer: &BaseConsumer,
     group: &str,
     topic: &str,
     count: i32,
@@ -93,7 +147,7 @@ fn committed(
     for p in 0..count {
         wanted.add_partition(topic, p);
     }
-    let rk = admin.inner().native_ptr();
+    let rk = consumer.client().native_ptr();
     let timeout_ms = i32::try_from(TIMEOUT.as_millis()).ok()?;
     // SAFETY: every pointer passed is either one librdkafka returned just
     // above and has not freed (each is freed once, by its `Owned`), or one

@@ -17,8 +17,7 @@ use millrace_api::{
     pull_lease_name,
 };
 
-use crate::clients::kafka::Clients;
-use crate::clients::lag::{self, Offsets};
+use crate::clients::lag::{self, Offsets, Readers};
 use crate::credentials::KafkaAuth;
 use crate::status::{Cond, reasons};
 
@@ -92,7 +91,7 @@ pub async fn last_pulls(
 #[allow(clippy::too_many_arguments)]
 pub async fn flow(
     refresh: Duration,
-    kafka: &Clients,
+    offsets: &Readers,
     client: &kube::Client,
     namespace: &str,
     name: &str,
@@ -108,11 +107,11 @@ pub async fn flow(
         }
     }
     let mut new = old.cloned().unwrap_or_default();
-    if topic_exists && let Ok(admin) = kafka.get(&spec.kafka, auth) {
+    if topic_exists && let Ok(reader) = offsets.get(&spec.kafka, auth) {
         let group = consumer_group(namespace, name);
         let topic = spec.kafka.topic.name.clone();
         if let Ok(Some(measured)) =
-            tokio::task::spawn_blocking(move || lag::read(&admin, &group, &topic)).await
+            tokio::task::spawn_blocking(move || lag::read(&reader, &group, &topic)).await
         {
             totals(&mut new, old, lag::sum(&measured), Timestamp::now());
         }

@@ -9,8 +9,7 @@ use millrace_api::{
     StreamPipeline, replay_group,
 };
 
-use crate::clients::kafka::Clients;
-use crate::clients::lag::{self, PartitionOffsets};
+use crate::clients::lag::{self, PartitionOffsets, Readers};
 use crate::credentials::KafkaAuth;
 use crate::events::Notice;
 
@@ -75,7 +74,7 @@ fn progress(partitions: Vec<PartitionOffsets>) -> Option<Vec<PartitionProgress>>
 /// The replay status: unchanged once the replay asked for is done (no
 /// reads), refreshed from Kafka while it runs.
 pub async fn replay(
-    kafka_clients: &Clients,
+    offsets: &Readers,
     sp: &StreamPipeline,
     kafka: &KafkaSpec,
     auth: Option<&KafkaAuth>,
@@ -106,14 +105,14 @@ pub async fn replay(
         ..DeadLetterReplayStatus::default()
     };
     let group = replay_group(&sp.namespace().unwrap_or_default(), &sp.name_any());
-    let Ok(admin) = kafka_clients.get(kafka, auth) else {
+    let Ok(reader) = offsets.get(kafka, auth) else {
         return old
             .filter(|o| o.token == token)
             .cloned()
             .or_else(|| Some(starting()));
     };
     let topic = sp.spec.dead_letter_topic();
-    let measured = tokio::task::spawn_blocking(move || lag::read(&admin, &group, &topic))
+    let measured = tokio::task::spawn_blocking(move || lag::read(&reader, &group, &topic))
         .await
         .ok()
         .flatten()
