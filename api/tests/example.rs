@@ -182,8 +182,7 @@ fn the_avro_example_is_a_valid_pipeline_with_its_registry() {
     validate_pipeline("orders-avro", &sp.spec).unwrap();
     let registry = sp.spec.avro_registry().unwrap();
     assert_eq!(
-        registry.url,
-        "http://schema-registry.millrace-system.svc:8080/apis/ccompat/v7",
+        registry.url, "http://schema-registry.millrace-system.svc:8080/apis/ccompat/v7",
         "the dev back-ends' registry"
     );
     assert!(registry.credentials_secret_ref.is_none());

@@ -27,3 +27,17 @@ image_is_current() {
   [[ -z "${MILLRACE_KIND_REBUILD:-}" ]] || return 1
   [[ "$(podman image inspect -f "{{index .Labels \"$INPUTS_LABEL\"}}" "$1" 2>/dev/null)" == "$2" ]]
 }
+
+# jre_rootfs: the Debian bookworm rootfs with openjdk-17-jre-headless that
+# the Kafka and Schema Registry images start from (debootstrap, made once
+# into $MILLRACE_KIND_CACHE/rootfs/jre); its path on stdout.
+jre_rootfs() {
+  local jre="$MILLRACE_KIND_CACHE/rootfs/jre"
+  if [[ ! -x "$jre/usr/bin/java" ]]; then
+    rm -rf "$jre"
+    nice -n 10 debootstrap --variant=minbase --include=openjdk-17-jre-headless,ca-certificates,bash \
+      bookworm "$jre" http://deb.debian.org/debian >&2
+    rm -rf "$jre"/var/cache/apt/archives/*.deb "$jre"/var/lib/apt/lists/*
+  fi
+  echo "$jre"
+}

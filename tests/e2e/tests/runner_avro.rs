@@ -422,15 +422,7 @@ async fn a_registry_behind_a_private_ca_is_trusted_with_that_ca_only() -> anyhow
 
     // A CA that did not sign the registry's certificate: the sink waits
     // for the registry, says why, and dead-letters nothing.
-    let other_ca = {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "not-the-registry-ca");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.self_signed(&key)?.pem()
-    };
+    let other_ca = runner::Ca::new("not the registry's CA")?.pem;
     let mut sink = start(&other_ca, "sink-wrong-ca")?;
     sink.wait_ready(Deadline::secs(60)).await?;
     poll_until(

@@ -13,41 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use millrace_testsupport::{Deadline, poll_until};
-use runner::{Fixture, Runner, fixture_user as user, randomuser_table};
+use runner::{Ca, Fixture, Runner, fixture_user as user, randomuser_table};
 use serde_json::{Value, json};
-
-/// A CA made for the test.
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> anyhow::Result<Self> {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let pem = params.self_signed(&key)?.pem();
-        Ok(Self {
-            issuer: rcgen::Issuer::new(params, key),
-            pem,
-        })
-    }
-
-    /// `(certificate PEM, key PEM)` valid for `names` (IP addresses
-    /// become IP SANs).
-    fn issue(&self, names: &[&str]) -> anyhow::Result<(String, String)> {
-        let key = rcgen::KeyPair::generate()?;
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-        )?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    }
-}
 
 /// Writes a file as the kubelet updates a mounted Secret: whole, by a
 /// rename, never half-written.
