@@ -1,4 +1,5 @@
-//! Kafka admin clients, one per cluster and identity.
+//! Kafka clients, one per cluster and identity: the admin clients here,
+//! and the offset readers of `lag.rs` in the same kind of cache.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,8 @@ pub type WithCredentials<A> = (Option<KafkaAuth>, Arc<A>);
 /// Admin clients, one per cluster and login, reused across reconciles.
 pub type Clients = ClientCache<Admin>;
 
-/// [`Clients`], for any kind of client (the tests use plain values).
+/// Clients of one kind, one per cluster and login: [`Clients`] and
+/// `lag::Readers` (the tests use plain values).
 pub struct ClientCache<A> {
     /// Each client with the credentials it was made with.
     cache: Mutex<HashMap<ClientKey, WithCredentials<A>>>,
@@ -88,14 +90,14 @@ impl<A> ClientCache<A> {
     ) -> Result<Arc<A>> {
         let key = ClientKey::new(spec, auth);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((used, admin)) = cache.get(&key)
+        if let Some((used, client)) = cache.get(&key)
             && used.as_ref() == auth
         {
-            return Ok(admin.clone());
+            return Ok(client.clone());
         }
-        let admin = Arc::new(make()?);
-        cache.insert(key, (auth.cloned(), admin.clone()));
-        Ok(admin)
+        let client = Arc::new(make()?);
+        cache.insert(key, (auth.cloned(), client.clone()));
+        Ok(client)
     }
 }
 

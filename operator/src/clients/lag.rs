@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `group.id` of every [`OffsetReader`]: it never subscribes, joins or
 /// commits, so no group of that name ever appears on the cluster.
-pub const READER_GROUP: &str = "millrace-operator-offset-reader";
+const READER_GROUP: &str = "millrace-operator-offset-reader";
 
 /// The client that reads other groups' offsets, one per cluster and login.
 ///
