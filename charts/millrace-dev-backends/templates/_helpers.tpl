@@ -5,3 +5,67 @@
 - name: CQL_PASSWORD
   valueFrom: {secretKeyRef: {name: cassandra-credentials, key: password}}
 {{- end }}
+
+{{/* The names the broker's TLS certificate holds, "DNS,...;IP,...": what
+clients dial it by. Its external listeners are advertised at
+kafka.external.host, or at the IP of the node the broker runs on, which is
+only known once it is scheduled: the certificate then names every node the
+cluster has at install or upgrade time. */}}
+{{- define "dev-backends.kafkaBrokerNames" -}}
+{{- $ns := .Release.Namespace }}
+{{- $ext := .Values.kafka.external }}
+{{- $dns := list (printf "kafka-0.kafka.%s.svc" $ns) (printf "kafka-0.kafka.%s.svc.cluster.local" $ns) (printf "kafka.%s.svc" $ns) (printf "kafka.%s.svc.cluster.local" $ns) "localhost" }}
+{{- $ips := list "127.0.0.1" }}
+{{- if $ext.host }}
+{{- if regexMatch "^[0-9.]+$|:" $ext.host }}
+{{- $ips = append $ips $ext.host }}
+{{- else }}
+{{- $dns = append $dns $ext.host }}
+{{- end }}
+{{- else if or $ext.sslNodePort $ext.saslSslNodePort $ext.mtlsNodePort }}
+{{- range (lookup "v1" "Node" "" "").items }}
+{{- range .status.addresses }}
+{{- if eq .type "InternalIP" }}
+{{- $ips = append $ips .address }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- printf "%s;%s" (join "," (sortAlpha (uniq $dns))) (join "," (sortAlpha (uniq $ips))) }}
+{{- end }}
+
+{{/* The broker's client listeners, a YAML list: name, port, protocol,
+portName (the container's and the Services' port name), nodePort for the
+ones reached from outside the cluster (advertised at the external host),
+mutual for the ones that require a client certificate. */}}
+{{- define "dev-backends.kafkaListeners" -}}
+{{- $ext := .Values.kafka.external }}
+{{- $sasl := .Values.kafka.sasl.enabled }}
+{{- $tls := .Values.kafka.tls.enabled }}
+- {name: PLAINTEXT, port: 9092, protocol: PLAINTEXT, portName: broker}
+{{- with $ext.nodePort }}
+- {name: EXTERNAL, port: 9094, protocol: PLAINTEXT, portName: external, nodePort: {{ . }}}
+{{- end }}
+{{- if $sasl }}
+- {name: SASL, port: 9095, protocol: SASL_PLAINTEXT, portName: sasl}
+{{- end }}
+{{- with $ext.saslNodePort }}
+- {name: EXTERNAL_SASL, port: 9096, protocol: SASL_PLAINTEXT, portName: external-sasl, nodePort: {{ . }}}
+{{- end }}
+{{- if $tls }}
+- {name: SSL, port: 9097, protocol: SSL, portName: ssl}
+{{- if $sasl }}
+- {name: SASL_SSL, port: 9098, protocol: SASL_SSL, portName: sasl-ssl}
+{{- end }}
+- {name: MTLS, port: 9099, protocol: SSL, portName: mtls, mutual: true}
+{{- end }}
+{{- with $ext.sslNodePort }}
+- {name: EXTERNAL_SSL, port: 9100, protocol: SSL, portName: external-ssl, nodePort: {{ . }}}
+{{- end }}
+{{- with $ext.saslSslNodePort }}
+- {name: EXTERNAL_SASL_SSL, port: 9101, protocol: SASL_SSL, portName: ext-sasl-ssl, nodePort: {{ . }}}
+{{- end }}
+{{- with $ext.mtlsNodePort }}
+- {name: EXTERNAL_MTLS, port: 9102, protocol: SSL, portName: external-mtls, nodePort: {{ . }}, mutual: true}
+{{- end }}
+{{- end }}

@@ -135,7 +135,7 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
     // The PrometheusRule and PodMonitor need the Prometheus Operator's
     // CRDs, which the world does not have; tests/check-observability
     // checks them. The dashboard ConfigMap is core, so it is dry-run here.
-    let renders: [(&str, &[&str]); 6] = [
+    let renders: [(&str, &[&str]); 7] = [
         (
             "charts/millrace",
             &[
@@ -166,6 +166,14 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
             &[
                 "--set",
                 "schemaRegistry.enabled=true,schemaRegistry.tls.enabled=true",
+            ],
+        ),
+        (
+            "charts/millrace-dev-backends",
+            &[
+                "--set",
+                "kafka.sasl.enabled=true,kafka.tls.enabled=true,kafka.external.sslNodePort=32097,\
+                 kafka.external.saslSslNodePort=32098,kafka.external.mtlsNodePort=32099",
             ],
         ),
     ];
@@ -350,7 +358,9 @@ fn dev_backends_authenticate_only_when_asked() -> anyhow::Result<()> {
         "SASL://kafka-0.kafka.data.svc:9095",
         "EXTERNAL_SASL://$(EXTERNAL_HOST):30094",
         "SASL:SASL_PLAINTEXT,EXTERNAL_SASL:SASL_PLAINTEXT",
-        "KAFKA_SASL_ENABLED_MECHANISMS, value: SCRAM-SHA-512",
+        r#"KAFKA_SASL_ENABLED_MECHANISMS, value: "SCRAM-SHA-512,SCRAM-SHA-256""#,
+        "KAFKA_LISTENER_NAME_EXTERNAL__SASL_SCRAM___SHA___256_SASL_JAAS_CONFIG",
+        "for mechanism in SCRAM-SHA-512 SCRAM-SHA-256",
         "KAFKA_LISTENER_NAME_EXTERNAL__SASL_SCRAM___SHA___512_SASL_JAAS_CONFIG",
         "nodePort: 30094",
         "-Dcassandra.settings.authenticator=PasswordAuthenticator",
@@ -375,4 +385,170 @@ fn dev_backends_authenticate_only_when_asked() -> anyhow::Result<()> {
         assert!(said.contains(says), "--set {bad}: {said}");
     }
     Ok(())
+}
+
+/// Kafka's TLS listeners in the dev back-ends only when asked: one-way TLS,
+/// SCRAM over TLS and mutual TLS, inside the cluster and on node ports; the
+/// CAs and certificates made by the chart, in Strimzi's Secret shapes, the
+/// CAs' keys in a Secret no client is pointed at. That the broker takes
+/// them and clients get through is shown on kind (`operator_kafka_tls`).
+#[test]
+fn dev_backends_kafka_tls_only_when_asked() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let render = |sets: &[&str]| render_dev_backends(&world, sets);
+
+    let (ok, plain) = render(&["kafka.sasl.enabled=true"])?;
+    assert!(ok, "{plain}");
+    for absent in [
+        "SSL",
+        "kafka-tls",
+        "kafka-cluster-ca-cert",
+        "initContainers",
+    ] {
+        assert!(!plain.contains(absent), "{absent} without tls:\n{plain}");
+    }
+
+    let (ok, tls) = render(&[
+        "kafka.sasl.enabled=true,kafka.tls.enabled=true,kafka.external.sslNodePort=30097,\
+         kafka.external.saslSslNodePort=30098,kafka.external.mtlsNodePort=30099",
+    ])?;
+    assert!(ok, "{tls}");
+    for present in [
+        "name: kafka-cluster-ca-cert",
+        "name: millrace-tls",
+        "user.crt: ",
+        "user.key: ",
+        "name: kafka-tls",
+        "cluster-ca.key: ",
+        "SSL://kafka-0.kafka.data.svc:9097,SASL_SSL://kafka-0.kafka.data.svc:9098,MTLS://kafka-0.kafka.data.svc:9099",
+        "EXTERNAL_SSL://$(EXTERNAL_HOST):30097,EXTERNAL_SASL_SSL://$(EXTERNAL_HOST):30098,EXTERNAL_MTLS://$(EXTERNAL_HOST):30099",
+        "MTLS:SSL,EXTERNAL_SSL:SSL,EXTERNAL_SASL_SSL:SASL_SSL,EXTERNAL_MTLS:SSL",
+        "KAFKA_LISTENER_NAME_EXTERNAL__SASL__SSL_SCRAM___SHA___256_SASL_JAAS_CONFIG",
+        "KAFKA_LISTENER_NAME_MTLS_SSL_CLIENT_AUTH, value: required",
+        "KAFKA_LISTENER_NAME_EXTERNAL__MTLS_SSL_CLIENT_AUTH, value: required",
+        "KAFKA_SSL_KEYSTORE_LOCATION, value: /etc/kafka/tls/broker.pem",
+        "nodePort: 30097",
+        "nodePort: 30098",
+        "nodePort: 30099",
+        "checksum/tls: ",
+    ] {
+        assert!(tls.contains(present), "no {present}:\n{tls}");
+    }
+    // Only the broker's certificate, key and the clients CA reach the Pod.
+    assert!(!tls.contains("key: cluster-ca.key,"), "{tls}");
+    assert!(!tls.contains("key: clients-ca.key,"), "{tls}");
+
+    for (bad, says) in [
+        ("kafka.external.sslNodePort=30097", "kafka.tls.enabled"),
+        ("kafka.external.mtlsNodePort=30099", "kafka.tls.enabled"),
+        (
+            "kafka.tls.enabled=true,kafka.external.saslSslNodePort=30098",
+            "kafka.sasl.enabled",
+        ),
+        ("kafka.tls.user=Bad_Name", "/kafka/tls"),
+        ("kafka.tls.user=kafka-tls", "/kafka/tls"),
+        ("kafka.external.mtlsNodePort=9099", "/kafka/external"),
+    ] {
+        let (ok, said) = render(&[bad])?;
+        assert!(!ok, "--set {bad} was accepted:\n{said}");
+        assert!(said.contains(says), "--set {bad}: {said}");
+    }
+    Ok(())
+}
+
+/// The broker-key init container turns the chart's PKCS#1 key into the
+/// PKCS#8 one Kafka reads, with `sh` as a Pod runs it: openssl reads the
+/// result as the same key as the certificate's, and the certificate chains
+/// to the cluster CA the chart hands clients.
+#[test]
+fn dev_backends_kafka_broker_key_is_pkcs8_of_the_certificates_key() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let (ok, out) = render_dev_backends(&world, &["kafka.tls.enabled=true"])?;
+    assert!(ok, "{out}");
+    let docs: Vec<serde_json::Value> = out
+        .split("\n---")
+        .filter_map(|d| serde_yaml::from_str::<serde_json::Value>(d).ok())
+        .filter(|d| d.is_object())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .with_context(|| format!("no {kind} {name}"))
+    };
+    let private = find("Secret", "kafka-tls")?;
+    let cluster_ca = find("Secret", "kafka-cluster-ca-cert")?;
+    let kafka = find("StatefulSet", "kafka")?;
+    let script = kafka["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+        .as_str()
+        .context("the broker-key script")?;
+
+    let dir = ScratchDir::new("broker-key")?;
+    let (tls_in, out_dir) = (dir.path().join("tls-in"), dir.path().join("out"));
+    std::fs::create_dir_all(&tls_in)?;
+    std::fs::create_dir_all(&out_dir)?;
+    use base64::Engine as _;
+    let decode = |v: &serde_json::Value| -> anyhow::Result<Vec<u8>> {
+        Ok(base64::engine::general_purpose::STANDARD.decode(v.as_str().context("base64 text")?)?)
+    };
+    for key in ["tls.crt", "tls.key", "clients-ca.crt"] {
+        std::fs::write(tls_in.join(key), decode(&private["data"][key])?)?;
+    }
+    std::fs::write(
+        dir.path().join("ca.crt"),
+        decode(&cluster_ca["data"]["ca.crt"])?,
+    )?;
+    let script = script
+        .replace("/tls-in", &tls_in.display().to_string())
+        .replace("out=/etc/kafka/tls", &format!("out={}", out_dir.display()));
+    let ran = run(Command::new("sh").args(["-c", &script]))?;
+    assert!(ran.status.success(), "{}", text(&ran));
+
+    let pem = std::fs::read_to_string(out_dir.join("broker.pem"))?;
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    assert!(pem.contains("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let public_of = |args: &[&str]| -> anyhow::Result<String> {
+        let out = run(Command::new("openssl").args(args))?;
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let broker_pem = out_dir.join("broker.pem").display().to_string();
+    let crt = tls_in.join("tls.crt").display().to_string();
+    let from_key = public_of(&["pkey", "-in", &broker_pem, "-pubout"])?;
+    let from_cert = public_of(&["x509", "-in", &crt, "-noout", "-pubkey"])?;
+    assert_eq!(
+        from_key, from_cert,
+        "the PKCS#8 key is not the certificate's"
+    );
+    let ca = dir.path().join("ca.crt").display().to_string();
+    public_of(&["verify", "-CAfile", &ca, &crt])?;
+    // Nothing but the key and chain, and the clients CA, are left behind.
+    let mut left: Vec<String> = std::fs::read_dir(&out_dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    left.sort();
+    assert_eq!(left, ["broker.pem", "clients-ca.crt"]);
+    Ok(())
+}
+
+/// A directory of this test's own under the system's temporary one, removed
+/// when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> anyhow::Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("millrace-chart-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -170,7 +170,15 @@ async fn push_tls_secrets_are_checked_then_mounted_and_client_certificates_need_
             vec![("ca.crt".to_owned(), "ca.crt".to_owned())]
         ))
     );
-    let sink = deployments.get(&format!("{name}-sink")).await?;
+    // The same reconcile applies the sink's Deployment after the ingest's:
+    // the ingest's can be seen a moment before the sink's exists.
+    let sink = poll_until("the sink Deployment", Deadline::secs(60), || async {
+        deployments
+            .get_opt(&format!("{name}-sink"))
+            .await
+            .map_err(Into::into)
+    })
+    .await?;
     let sink_volumes: Vec<String> = sink
         .spec
         .and_then(|s| s.template.spec)
