@@ -339,7 +339,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 &p.namespace,
                 &p.name,
                 &sp.spec,
-                partitions.is_some(),
+                partitions,
                 auth.as_ref(),
                 old.flow.as_ref(),
             )

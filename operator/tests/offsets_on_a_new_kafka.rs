@@ -121,7 +121,7 @@ async fn offsets_are_read_from_a_cluster_whose_coordinator_is_still_being_placed
         // A group nobody used each time, as a new pipeline's sink is.
         let group = format!("sink-{unanswered}");
         let r = reader.clone();
-        let read = tokio::task::spawn_blocking(move || lag::read(&r, &group, topic))
+        let read = tokio::task::spawn_blocking(move || lag::read(&r, &group, topic, None))
             .await
             .expect("the read's thread");
         if let Some(partitions) = read {

@@ -77,24 +77,43 @@ pub struct PartitionOffsets {
     pub high: i64,
 }
 
-/// `group`'s offsets on every partition of `topic` (as many as its
-/// metadata lists now), or `None` when Kafka did not answer in time.
+/// `group`'s offsets on every partition of `topic`, or `None` when Kafka
+/// did not answer in time. `partitions` is how many the topic has, when the
+/// caller has just read it from the cluster; else the reader asks.
 /// Blocking: call it off the async threads.
-pub fn read(reader: &OffsetReader, group: &str, topic: &str) -> Option<Vec<PartitionOffsets>> {
+pub fn read(
+    reader: &OffsetReader,
+    group: &str,
+    topic: &str,
+    partitions: Option<i32>,
+) -> Option<Vec<PartitionOffsets>> {
     reader.drain();
-    // Asked for every time: librdkafka refreshes its idea of a topic only
-    // every five minutes, and after partitions were added the watermarks
-    // of the new ones failed for that long.
     let client = reader.consumer.client();
-    let metadata = client.fetch_metadata(Some(topic), TIMEOUT).ok()?;
-    let count = i32::try_from(metadata.topics().first()?.partitions().len()).ok()?;
-    if count == 0 {
+    // Asking the reader for a topic's metadata leaves librdkafka holding
+    // about 5 kB for that topic for the client's lifetime (its topic and
+    // partition objects: 5 MB for 1,000 topics, measured), where a
+    // watermark query alone leaves under 1 kB; the reconcile has just
+    // read the count through the admin client.
+    let count = match partitions {
+        Some(count) => count,
+        None => partition_count(client, topic)?,
+    };
+    if count <= 0 {
         return None;
     }
     let committed = committed(&reader.consumer, group, topic, count)?;
     let mut out = Vec::with_capacity(committed.len());
     for (partition, committed, metadata) in committed {
-        let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT).ok()?;
+        let (low, high) = match client.fetch_watermarks(topic, partition, TIMEOUT) {
+            Ok(marks) => marks,
+            // A partition added since the reader last looked: librdkafka
+            // refreshes its idea of a topic only every five minutes, and
+            // until then the new partitions' watermarks fail. Asked once.
+            Err(_) => {
+                partition_count(client, topic)?;
+                client.fetch_watermarks(topic, partition, TIMEOUT).ok()?
+            }
+        };
         out.push(PartitionOffsets {
             partition,
             committed,
@@ -105,6 +124,16 @@ pub fn read(reader: &OffsetReader, group: &str, topic: &str) -> Option<Vec<Parti
     }
     out.sort_by_key(|p| p.partition);
     Some(out)
+}
+
+/// How many partitions `topic` has, asked of the cluster (which also
+/// brings the reader's idea of the topic up to date).
+fn partition_count<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Option<i32> {
+    let metadata = client.fetch_metadata(Some(topic), TIMEOUT).ok()?;
+    i32::try_from(metadata.topics().first()?.partitions().len()).ok()
 }
 
 /// Frees what librdkafka allocated, whichever way [`committed`] returns.

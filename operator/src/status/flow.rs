@@ -96,7 +96,7 @@ pub async fn flow(
     namespace: &str,
     name: &str,
     spec: &StreamPipelineSpec,
-    topic_exists: bool,
+    partitions: Option<i32>,
     auth: Option<&KafkaAuth>,
     old: Option<&FlowStatus>,
 ) -> Option<FlowStatus> {
@@ -107,11 +107,15 @@ pub async fn flow(
         }
     }
     let mut new = old.cloned().unwrap_or_default();
-    if topic_exists && let Ok(reader) = offsets.get(&spec.kafka, auth) {
+    // `partitions`: the topic exists, with that many partitions.
+    if let Some(count) = partitions
+        && let Ok(reader) = offsets.get(&spec.kafka, auth)
+    {
         let group = consumer_group(namespace, name);
         let topic = spec.kafka.topic.name.clone();
         if let Ok(Some(measured)) =
-            tokio::task::spawn_blocking(move || lag::read(&reader, &group, &topic)).await
+            tokio::task::spawn_blocking(move || lag::read(&reader, &group, &topic, Some(count)))
+                .await
         {
             totals(&mut new, old, lag::sum(&measured), Timestamp::now());
         }

@@ -112,7 +112,9 @@ pub async fn replay(
             .or_else(|| Some(starting()));
     };
     let topic = sp.spec.dead_letter_topic();
-    let measured = tokio::task::spawn_blocking(move || lag::read(&reader, &group, &topic))
+    // The dead-letter topic's partitions are not read by the reconcile:
+    // the reader asks (only while a replay runs).
+    let measured = tokio::task::spawn_blocking(move || lag::read(&reader, &group, &topic, None))
         .await
         .ok()
         .flatten()
