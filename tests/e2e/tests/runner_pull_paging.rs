@@ -12,7 +12,7 @@ mod runner;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -325,12 +325,18 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
     let start = Utc::now();
     let initial_start = start.to_rfc3339_opts(SecondsFormat::Millis, true);
     let generating = Arc::new(AtomicBool::new(true));
+    // Milliseconds between records. Five a second makes the first windows
+    // many pages long; while no Pod holds the Leases (a minute at least)
+    // the pace drops, so the backlog the new Pod meets stays one that the
+    // cursor source, at three pages a run, works off in a few runs even on
+    // a loaded machine.
+    let pace = Arc::new(AtomicU64::new(200));
     let generator = {
-        let (api, generating) = (api.clone(), generating.clone());
+        let (api, generating, pace) = (api.clone(), generating.clone(), pace.clone());
         tokio::spawn(async move {
             while generating.load(Ordering::SeqCst) {
                 api.add_now();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(pace.load(Ordering::SeqCst))).await;
             }
         })
     };
@@ -374,6 +380,7 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
     // Lease unchanged for the Lease's whole duration, takes it, and goes
     // on from the watermark and unfinished window the old Pod left there.
     let leases: Api<Lease> = ns.api();
+    pace.store(2000, Ordering::SeqCst);
     ingest.kill9()?;
     let killed_at = Instant::now();
     let served_at_kill = api.served.lock().expect("lock").len();
@@ -403,6 +410,7 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
         "the Pod ingest-1 held every pull Lease {:?} after ingest-0 was killed",
         killed_at.elapsed()
     );
+    pace.store(200, Ordering::SeqCst);
     // Each source's windows go on where the old Pod's ended.
     let served_at_takeover = api.served.lock().expect("lock").len();
     poll_until("pulls by the new Pod", Deadline::secs(60), || async {
@@ -440,18 +448,27 @@ async fn paged_windows_survive_a_kill_mid_run_without_a_gap_and_a_backfill_lands
         Deadline::secs(120),
         || async {
             let states = states(&leases, &fx.name).await?;
-            let caught_up = MODES.iter().all(|mode| {
-                states
-                    .get(*mode)
-                    .and_then(|s| s["state"]["watermark"].as_str())
-                    .and_then(parse_time)
-                    .is_some_and(|w| w > stopped)
-            });
+            let behind: Vec<String> = MODES
+                .iter()
+                .filter(|mode| {
+                    states
+                        .get(**mode)
+                        .and_then(|s| s["state"]["watermark"].as_str())
+                        .and_then(parse_time)
+                        .is_none_or(|w| w <= stopped)
+                })
+                .map(|mode| format!("{mode}: {}", states.get(*mode).unwrap_or(&Value::Null)))
+                .collect();
             let backfilled = states.get("page").is_some_and(|s| {
                 s["state"]["backfill"]["doneUntil"] == BACKFILL_TO
                     && s["state"]["backfill"]["partial"].is_null()
             });
-            Ok((caught_up && backfilled).then_some(states))
+            // What is still behind goes into the timeout's message.
+            anyhow::ensure!(
+                behind.is_empty() && backfilled,
+                "the last record was added at {stopped}; behind it: {behind:?}; backfill done: {backfilled}"
+            );
+            Ok(Some(states))
         },
     )
     .await?;
