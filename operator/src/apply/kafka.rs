@@ -15,11 +15,11 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaRespErr;
 
 use super::PartOutcome;
 use super::ownership::{self, claim_topic};
 use crate::clients::kafka::{Admin, client_config, unavailable};
+use crate::clients::native::{DescribeError, TopicShape, describe_topic};
 use crate::context::Context;
 use crate::credentials::KafkaAuth;
 use crate::desired::Pipeline;
@@ -174,47 +174,24 @@ async fn observe(
 ) -> Result<Option<ObservedTopic>> {
     let client = admin.clone();
     let topic = name.to_owned();
-    // (error, partitions, replication factor), read on a blocking thread:
-    // librdkafka's metadata call blocks, and its result is not `Send`.
-    let found = tokio::task::spawn_blocking(move || {
-        client
-            .inner()
-            .fetch_metadata(Some(&topic), TIMEOUT)
-            .map(|metadata| {
-                metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic)
-                    .map(|t| {
-                        let rf = t
-                            .partitions()
-                            .iter()
-                            .map(|p| p.replicas().len())
-                            .max()
-                            .unwrap_or(0) as i32;
-                        (t.error(), t.partitions().len() as i32, rf)
-                    })
-            })
-    })
-    .await
-    .map_err(|e| unavailable(spec, e))?
-    .map_err(|e| unavailable(spec, e))?;
-    let Some((error, partitions, replication_factor)) = found else {
+    // Off the async threads: the request blocks until the answer.
+    let found =
+        tokio::task::spawn_blocking(move || describe_topic(client.inner(), &topic, TIMEOUT))
+            .await
+            .map_err(|e| unavailable(spec, e))?
+            .map_err(|e| match e {
+                DescribeError::Topic { topic, code } => {
+                    op_error(spec, format!("describing topic {topic}"), code)
+                }
+                e @ DescribeError::Request { .. } => unavailable(spec, e),
+            })?;
+    let Some(TopicShape {
+        partitions,
+        replication_factor,
+    }) = found
+    else {
         return Ok(None);
     };
-    match error {
-        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
-        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) | None => {}
-        Some(other) => {
-            return Err(unavailable(
-                spec,
-                format!("describing topic {name}: {other:?}"),
-            ));
-        }
-    }
-    if partitions == 0 {
-        return Ok(None);
-    }
     let described = admin
         .describe_configs(&[ResourceSpecifier::Topic(name)], &options())
         .await

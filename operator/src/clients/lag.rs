@@ -11,6 +11,7 @@ use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::kafka::{ClientCache, client_config, unavailable};
+use super::native::{Owned, describe_topic};
 use crate::credentials::KafkaAuth;
 use crate::error::Result;
 
@@ -110,7 +111,7 @@ pub fn read(
             // refreshes its idea of a topic only every five minutes, and
             // until then the new partitions' watermarks fail. Asked once.
             Err(_) => {
-                partition_count(client, topic)?;
+                client.fetch_metadata(Some(topic), TIMEOUT).ok()?;
                 client.fetch_watermarks(topic, partition, TIMEOUT).ok()?
             }
         };
@@ -126,31 +127,12 @@ pub fn read(
     Some(out)
 }
 
-/// How many partitions `topic` has, asked of the cluster (which also
-/// brings the reader's idea of the topic up to date).
+/// How many partitions `topic` has, asked of the cluster.
 fn partition_count<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
 ) -> Option<i32> {
-    let metadata = client.fetch_metadata(Some(topic), TIMEOUT).ok()?;
-    i32::try_from(metadata.topics().first()?.partitions().len()).ok()
-}
-
-/// Frees what librdkafka allocated, whichever way [`committed`] returns.
-struct Owned<T> {
-    ptr: *mut T,
-    free: unsafe extern "C" fn(*mut T),
-}
-
-#[allow(unsafe_code)]
-impl<T> Drop for Owned<T> {
-    fn drop(&mut self) {
-        if !self.ptr.is_null() {
-            // SAFETY: `ptr` came from the librdkafka constructor that
-            // `free` belongs to and is freed only here.
-            unsafe { (self.free)(self.ptr) }
-        }
-    }
+    Some(describe_topic(client, topic, TIMEOUT).ok()??.partitions)
 }
 
 /// The group's committed offset (and its metadata) on partitions

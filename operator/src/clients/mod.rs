@@ -6,3 +6,4 @@
 pub mod cassandra;
 pub mod kafka;
 pub mod lag;
+pub mod native;
