@@ -215,6 +215,7 @@ async fn observe(
     }))
 }
 
+/// Creates the topic; `false` when the cluster says it exists already.
 async fn create(
     ctx: &Context,
     admin: &Admin,
@@ -254,14 +255,14 @@ async fn execute(
     spec: &KafkaSpec,
     name: &str,
     action: &TopicAction,
-) -> Result<String> {
+) -> Result<Option<String>> {
     match action {
         TopicAction::Create {
             partitions,
             replication_factor,
             config,
         } => {
-            create(
+            let made = create(
                 ctx,
                 admin,
                 spec,
@@ -271,9 +272,9 @@ async fn execute(
                 config,
             )
             .await?;
-            Ok(format!(
+            Ok(made.then(|| format!(
                 "created topic {name} with {partitions} partitions, replication factor {replication_factor}"
-            ))
+            )))
         }
         TopicAction::IncreasePartitions(n) => {
             ctx.may_write()?;
@@ -285,7 +286,9 @@ async fn execute(
             for r in results {
                 r.map_err(|(t, code)| op_error(spec, format!("adding partitions to {t}"), code))?;
             }
-            Ok(format!("raised the partitions of topic {name} to {n}"))
+            Ok(Some(format!(
+                "raised the partitions of topic {name} to {n}"
+            )))
         }
         TopicAction::SetConfig(config) => {
             let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
@@ -302,14 +305,14 @@ async fn execute(
                 r.map_err(|(_, code)| op_error(spec, format!("setting config of {name}"), code))?;
             }
             let shown: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            Ok(format!(
+            Ok(Some(format!(
                 "set the config of topic {name} to the declared one ({})",
                 if shown.is_empty() {
                     "broker defaults".to_owned()
                 } else {
                     shown.join(", ")
                 }
-            ))
+            )))
         }
     }
 }
@@ -475,7 +478,13 @@ async fn reconcile_inner(
     let plan = plan_topic(declared, observed.as_ref());
     let mut recreated = Vec::new();
     for action in &plan.actions {
-        let note = execute(ctx, &admin, kafka, &declared.name, action).await?;
+        // A create that finds the topic there after all (made a moment ago
+        // and not yet visible to the broker that answered the describe) is
+        // neither a creation nor a loss: nothing is announced, and the next
+        // reconcile reads the topic.
+        let Some(note) = execute(ctx, &admin, kafka, &declared.name, action).await? else {
+            continue;
+        };
         match action {
             TopicAction::Create { .. } if topic_existed(p, &declared.name) => {
                 recreated.push(declared.name.clone());
@@ -498,8 +507,9 @@ async fn reconcile_inner(
         }
     }
     let dlq_exists = observe(&admin, kafka, &dlq).await?.is_some();
-    if let Some(action) = plan_dead_letter(declared, dlq_exists) {
-        let note = execute(ctx, &admin, kafka, &dlq, &action).await?;
+    if let Some(action) = plan_dead_letter(declared, dlq_exists)
+        && let Some(note) = execute(ctx, &admin, kafka, &dlq, &action).await?
+    {
         if topic_existed(p, &dlq) {
             recreated.push(dlq.clone());
             events.push(Notice::warning(
