@@ -2,7 +2,7 @@
 //! watermarks, read through one client per cluster: the sink's lag and
 //! totals (`status.flow`) and a dead-letter replay's progress.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use millrace_api::spec::KafkaSpec;
@@ -11,7 +11,7 @@ use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::kafka::{ClientCache, client_config, unavailable};
-use super::native::{Owned, describe_topic};
+use super::native::{AdminCall, Owned, describe_topic};
 use crate::credentials::KafkaAuth;
 use crate::error::Result;
 
@@ -159,39 +159,24 @@ fn committed(
         wanted.add_partition(topic, p);
     }
     let rk = consumer.client().native_ptr();
-    let timeout_ms = i32::try_from(TIMEOUT.as_millis()).ok()?;
-    // SAFETY: every pointer passed is either one librdkafka returned just
+    // SAFETY: `rk` is the live consumer's, borrowed for the whole call;
+    // every other pointer passed is either one librdkafka returned just
     // above and has not freed (each is freed once, by its `Owned`), or one
-    // owned by a live Rust value (`group_c`, `wanted`, `errstr`); librdkafka
-    // copies the request, so it may be freed once the call returned. What
-    // the result event points to is read before the event is freed.
+    // owned by a live Rust value (`group_c`, `wanted`); librdkafka copies
+    // the request, so it may be freed once the call returned. What the
+    // result event points to is read before the event is freed.
     unsafe {
+        let call = AdminCall::new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+            TIMEOUT,
+        )
+        .ok()?;
         let request = Owned {
             ptr: rd::rd_kafka_ListConsumerGroupOffsets_new(group_c.as_ptr(), wanted.ptr()),
             free: rd::rd_kafka_ListConsumerGroupOffsets_destroy,
         };
-        let options = Owned {
-            ptr: rd::rd_kafka_AdminOptions_new(
-                rk,
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
-            ),
-            free: rd::rd_kafka_AdminOptions_destroy,
-        };
-        let queue = Owned {
-            ptr: rd::rd_kafka_queue_new(rk),
-            free: rd::rd_kafka_queue_destroy,
-        };
-        if request.ptr.is_null() || options.ptr.is_null() || queue.ptr.is_null() {
-            return None;
-        }
-        let mut errstr = [0 as c_char; 256];
-        let err = rd::rd_kafka_AdminOptions_set_request_timeout(
-            options.ptr,
-            timeout_ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
-        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        if request.ptr.is_null() {
             return None;
         }
         let mut requests = [request.ptr];
@@ -199,21 +184,10 @@ fn committed(
             rk,
             requests.as_mut_ptr(),
             requests.len(),
-            options.ptr,
-            queue.ptr,
+            call.options.ptr,
+            call.queue.ptr,
         );
-        // The request timeout above bounds the answer; the poll waits a
-        // little longer so the timeout arrives as an event, not as nothing.
-        let event = Owned {
-            ptr: rd::rd_kafka_queue_poll(queue.ptr, timeout_ms + 1_000),
-            free: rd::rd_kafka_event_destroy,
-        };
-        if event.ptr.is_null()
-            || rd::rd_kafka_event_error(event.ptr)
-                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-        {
-            return None;
-        }
+        let event = call.answer().ok()?;
         let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.ptr);
         if result.is_null() {
             return None;

@@ -26,6 +26,91 @@ impl<T> Drop for Owned<T> {
     }
 }
 
+/// What an admin request is sent with, and how its answer is awaited: the
+/// request's options (with its timeout set) and the queue the answer
+/// arrives on.
+pub(super) struct AdminCall {
+    pub(super) options: Owned<rd::rd_kafka_AdminOptions_t>,
+    pub(super) queue: Owned<rd::rd_kafka_queue_t>,
+    timeout_ms: i32,
+}
+
+#[allow(unsafe_code)]
+impl AdminCall {
+    /// Options for `op` on the client `rk`, and a queue of `rk`'s.
+    ///
+    /// # Safety
+    /// `rk` is a live client's handle, and outlives what this returns.
+    pub(super) unsafe fn new(
+        rk: *mut rd::rd_kafka_t,
+        op: rd::rd_kafka_admin_op_t,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX - 1_000);
+        // SAFETY: `rk` is live (the caller's promise); each pointer made
+        // here is freed once, by its `Owned`, and `errstr` outlives the
+        // call that writes it.
+        unsafe {
+            let call = Self {
+                options: Owned {
+                    ptr: rd::rd_kafka_AdminOptions_new(rk, op),
+                    free: rd::rd_kafka_AdminOptions_destroy,
+                },
+                queue: Owned {
+                    ptr: rd::rd_kafka_queue_new(rk),
+                    free: rd::rd_kafka_queue_destroy,
+                },
+                timeout_ms,
+            };
+            if call.options.ptr.is_null() || call.queue.ptr.is_null() {
+                return Err("librdkafka made no request".into());
+            }
+            let mut errstr = [0 as c_char; 256];
+            let err = rd::rd_kafka_AdminOptions_set_request_timeout(
+                call.options.ptr,
+                timeout_ms,
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            );
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return Err(CStr::from_ptr(errstr.as_ptr())
+                    .to_string_lossy()
+                    .into_owned());
+            }
+            Ok(call)
+        }
+    }
+
+    /// The answer to the request sent with these options: an event that
+    /// is not an error.
+    pub(super) fn answer(&self) -> Result<Owned<rd::rd_kafka_event_t>, String> {
+        // SAFETY: the queue is live while `self` is; the event is freed
+        // once, by its `Owned`, and its error string is copied before that.
+        unsafe {
+            // The request timeout bounds the answer; the poll waits a
+            // little longer so the timeout arrives as an event, not as
+            // nothing.
+            let event = Owned {
+                ptr: rd::rd_kafka_queue_poll(self.queue.ptr, self.timeout_ms.saturating_add(1_000)),
+                free: rd::rd_kafka_event_destroy,
+            };
+            if event.ptr.is_null() {
+                return Err("no answer in time".into());
+            }
+            let err = rd::rd_kafka_event_error(event.ptr);
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                let text = rd::rd_kafka_event_error_string(event.ptr);
+                return Err(if text.is_null() {
+                    RDKafkaErrorCode::from(err).to_string()
+                } else {
+                    CStr::from_ptr(text).to_string_lossy().into_owned()
+                });
+            }
+            Ok(event)
+        }
+    }
+}
+
 /// A topic's shape as the cluster reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopicShape {
@@ -67,67 +152,30 @@ pub fn describe_topic<C: ClientContext>(
         message,
     };
     let name = CString::new(topic).map_err(|e| request_failed(e.to_string()))?;
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX - 1_000);
     let rk = client.native_ptr();
-    // SAFETY: every pointer passed is either one librdkafka returned just
-    // above and has not freed (each is freed once, by its `Owned`), or one
-    // owned by a live Rust value (`name`, `names`, `errstr`); librdkafka
-    // copies the topic names and the request, so they may be freed once
-    // the calls returned. What the result event points to is read before
-    // the event is freed.
+    // SAFETY: `rk` is the live client's, borrowed for the whole call; every
+    // other pointer passed is either one librdkafka returned just above and
+    // has not freed (each is freed once, by its `Owned`), or one owned by a
+    // live Rust value (`name`, `names`); librdkafka copies the topic names
+    // and the request, so they may be freed once the calls returned. What
+    // the result event points to is read before the event is freed.
     unsafe {
+        let call = AdminCall::new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+            timeout,
+        )
+        .map_err(request_failed)?;
         let mut names = [name.as_ptr()];
         let topics = Owned {
             ptr: rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), names.len()),
             free: rd::rd_kafka_TopicCollection_destroy,
         };
-        let options = Owned {
-            ptr: rd::rd_kafka_AdminOptions_new(
-                rk,
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
-            ),
-            free: rd::rd_kafka_AdminOptions_destroy,
-        };
-        let queue = Owned {
-            ptr: rd::rd_kafka_queue_new(rk),
-            free: rd::rd_kafka_queue_destroy,
-        };
-        if topics.ptr.is_null() || options.ptr.is_null() || queue.ptr.is_null() {
+        if topics.ptr.is_null() {
             return Err(request_failed("librdkafka made no request".into()));
         }
-        let mut errstr = [0 as c_char; 256];
-        let err = rd::rd_kafka_AdminOptions_set_request_timeout(
-            options.ptr,
-            timeout_ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
-        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            let text = CStr::from_ptr(errstr.as_ptr())
-                .to_string_lossy()
-                .into_owned();
-            return Err(request_failed(text));
-        }
-        rd::rd_kafka_DescribeTopics(rk, topics.ptr, options.ptr, queue.ptr);
-        // The request timeout above bounds the answer; the poll waits a
-        // little longer so the timeout arrives as an event, not as nothing.
-        let event = Owned {
-            ptr: rd::rd_kafka_queue_poll(queue.ptr, timeout_ms.saturating_add(1_000)),
-            free: rd::rd_kafka_event_destroy,
-        };
-        if event.ptr.is_null() {
-            return Err(request_failed("no answer in time".into()));
-        }
-        let err = rd::rd_kafka_event_error(event.ptr);
-        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            let text = rd::rd_kafka_event_error_string(event.ptr);
-            let text = if text.is_null() {
-                RDKafkaErrorCode::from(err).to_string()
-            } else {
-                CStr::from_ptr(text).to_string_lossy().into_owned()
-            };
-            return Err(request_failed(text));
-        }
+        rd::rd_kafka_DescribeTopics(rk, topics.ptr, call.options.ptr, call.queue.ptr);
+        let event = call.answer().map_err(request_failed)?;
         let result = rd::rd_kafka_event_DescribeTopics_result(event.ptr);
         if result.is_null() {
             return Err(request_failed("an answer of another kind".into()));
