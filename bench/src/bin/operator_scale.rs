@@ -25,12 +25,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use millrace_api::StreamPipeline;
 use millrace_bench::{World, cql, example_spec, kafka};
+use millrace_operator::desired;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use serde_json::{Value, json};
@@ -106,6 +108,13 @@ struct Args {
     /// Only rewrite the report's generated part from the JSON; run nothing.
     #[arg(long)]
     render_only: bool,
+    /// Also measure, at each size and before the operators, the
+    /// controller-manager alone: the pipelines' sink Deployments as the
+    /// operator builds them (its own desired-state code), applied with no
+    /// operator running, timed to the last one the controller-manager has
+    /// observed. No operator whose Ready includes the rollout can beat it.
+    #[arg(long)]
+    controller_manager_floor: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -948,6 +957,208 @@ async fn measure(
 }
 
 // ---------------------------------------------------------------------------
+// The controller-manager alone.
+
+/// Whether the controller-manager has seen a Deployment's current spec and
+/// rolled it out: the operator's own test for a runner Deployment
+/// (`apply::kubernetes`), at zero replicas.
+fn deployment_observed(d: &Deployment) -> bool {
+    let s = d.status.clone().unwrap_or_default();
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    d.metadata.generation.unwrap_or(0) <= s.observed_generation.unwrap_or(-1)
+        && s.updated_replicas.unwrap_or(0) >= want
+        && s.replicas.unwrap_or(0) == want
+}
+
+/// The sink Deployment the operator makes for pipeline `i`, from
+/// `millrace_operator::desired`, without the owner reference (its
+/// pipeline does not exist here, and the garbage collector would delete it).
+fn floor_deployment(
+    args: &Args,
+    world: &World,
+    names: &Names,
+    i: usize,
+    template: &Value,
+) -> anyhow::Result<Deployment> {
+    let mut body = pipeline_body(args, world, names, i, template)?;
+    body["metadata"]["namespace"] = json!(names.namespace);
+    body["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{i:012}"));
+    body["metadata"]["generation"] = json!(1);
+    let sp: StreamPipeline = serde_json::from_value(body)?;
+    let p = desired::Pipeline::new(&sp)?;
+    let defaults = desired::deployment::RunnerDefaults {
+        image: args.runner_image.clone(),
+        ..Default::default()
+    };
+    let objects = desired::runner::runner_objects(&p, &defaults, None, None)?;
+    let mut d = objects
+        .deployments
+        .into_iter()
+        .next()
+        .context("the operator builds no Deployment for this pipeline")?
+        .deployment;
+    d.metadata.owner_references = None;
+    Ok(desired::with_desired_hash(d)?)
+}
+
+async fn controller_manager_floor(
+    args: &Args,
+    world: &World,
+    client: &kube::Client,
+    run: &str,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let names = Names::new(run, n);
+    let load_before = loadavg();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": names.namespace, "labels": { BENCH_LABEL: "operator-scale" } }
+            }))?,
+        )
+        .await?;
+    let result = floor_measure(args, world, client, &names, n).await;
+    if let Err(e) = namespaces
+        .delete(&names.namespace, &DeleteParams::default())
+        .await
+    {
+        eprintln!(
+            "operator-scale: deleting namespace {}: {e}",
+            names.namespace
+        );
+    }
+    let mut result = result?;
+    result["load_average_before"] = json!(load_before);
+    result["load_average_after"] = json!(loadavg());
+    Ok(result)
+}
+
+async fn floor_measure(
+    args: &Args,
+    world: &World,
+    client: &kube::Client,
+    names: &Names,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let template = serde_json::to_value(example_spec("ks", "t")?)?;
+    let bodies = (0..n)
+        .map(|i| floor_deployment(args, world, names, i, &template))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &names.namespace);
+    let observed = Arc::new(Mutex::new(HashMap::<String, Instant>::new()));
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (api, observed, synced) = (api.clone(), observed.clone(), synced.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => {
+                        if deployment_observed(&d) {
+                            observed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(d.metadata.name.clone().unwrap_or_default())
+                                .or_insert_with(Instant::now);
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        synced.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("operator-scale: watch: {e}"),
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !synced.load(std::sync::atomic::Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            bail!("the Deployment watch did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t_start = Instant::now();
+    let applied: HashMap<String, Instant> = futures::stream::iter(bodies)
+        .map(|d| {
+            let api = api.clone();
+            async move {
+                let name = d.metadata.name.clone().unwrap_or_default();
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&d),
+                )
+                .await
+                .with_context(|| format!("applying Deployment {name}"))?;
+                anyhow::Ok((name, Instant::now()))
+            }
+        })
+        .buffer_unordered(args.apply_concurrency.max(1))
+        .try_collect()
+        .await?;
+    let t_applied = Instant::now();
+    let ready_deadline = t_start + Duration::from_secs(args.ready_timeout_secs);
+    let mut last_report = Instant::now();
+    let timed_out = loop {
+        let done = observed.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if done >= n {
+            break false;
+        }
+        if Instant::now() > ready_deadline {
+            break true;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            eprintln!(
+                "operator-scale: {done}/{n} Deployments observed after {:.0} s",
+                t_start.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    watch.abort();
+    let observed = observed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let t_all = observed
+        .values()
+        .max()
+        .copied()
+        .unwrap_or_else(Instant::now);
+    let mut latencies: Vec<f64> = applied
+        .iter()
+        .filter_map(|(name, at)| {
+            observed
+                .get(name)
+                .map(|r| r.saturating_duration_since(*at).as_secs_f64())
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let all_s = (t_all - t_start).as_secs_f64();
+    eprintln!(
+        "operator-scale: {}/{n} Deployments observed, all after {all_s:.1} s",
+        observed.len()
+    );
+    Ok(json!({
+        "pipelines": n,
+        "deployments": n,
+        "apply": {
+            "apply_seconds": round((t_applied - t_start).as_secs_f64(), 2),
+            "ready": observed.len(),
+            "timed_out": timed_out,
+            "apply_to_ready_seconds": {
+                "p50": round(percentile(&latencies, 50.0), 3),
+                "p90": round(percentile(&latencies, 90.0), 3),
+                "p99": round(percentile(&latencies, 99.0), 3),
+                "max": round(latencies.last().copied().unwrap_or(f64::NAN), 3),
+            },
+            "all_ready_seconds": round(all_s, 2),
+        },
+    }))
+}
+
+// ---------------------------------------------------------------------------
 // Report.
 
 fn machine() -> Value {
@@ -1146,6 +1357,20 @@ async fn main() -> anyhow::Result<()> {
     }
     operators.push(("new", binary.clone(), run.clone()));
     for &n in &args.sizes {
+        if args.controller_manager_floor {
+            eprintln!("operator-scale: {n} Deployments, the controller-manager alone");
+            let mut r =
+                match controller_manager_floor(&args, &world, &client, &format!("{run}f"), n).await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("operator-scale: {n} Deployments: {e:#}");
+                        json!({ "pipelines": n, "error": format!("{e:#}") })
+                    }
+                };
+            r["operator"] = json!("none (controller-manager floor)");
+            runs.push(r);
+        }
         for (label, binary, run) in &operators {
             eprintln!("operator-scale: {n} pipelines, {label} operator");
             let mut r = match run_size(&args, &world, &client, binary, run, n, tck).await {
