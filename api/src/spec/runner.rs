@@ -54,7 +54,8 @@ pub struct RunnerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<AutoscaleSpec>,
 
-    /// CPU and memory for each runner container.
+    /// CPU and memory for each runner container. Unset: requests of 100m
+    /// CPU and 64Mi of memory, and a memory limit of 256Mi (no CPU limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 

@@ -7,9 +7,10 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millrace_api::{StreamPipelineSpec, ports};
@@ -21,6 +22,28 @@ use super::{push_tls, push_tokens};
 pub const PIPELINE_DIR: &str = "/etc/millrace";
 pub const PIPELINE_FILE: &str = "/etc/millrace/pipeline.yaml";
 pub const RUNNER_UID: i64 = 65532;
+
+/// A runner container's resources when `spec.runner.resources` is unset:
+/// a request, so the scheduler counts the runner and the kubelet does not
+/// evict it first (BestEffort), and a memory limit with room above what
+/// the runner was measured to use (every role's peak RSS at most 59 MiB
+/// at full rate, bench/REPORT-sink-memory.md). No CPU limit: throttling
+/// would only slow a sink that Cassandra already paces.
+pub fn default_resources() -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                .collect(),
+        )
+    };
+    ResourceRequirements {
+        requests: quantities(&[("cpu", "100m"), ("memory", "64Mi")]),
+        limits: quantities(&[("memory", "256Mi")]),
+        ..ResourceRequirements::default()
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -328,7 +351,12 @@ pub fn deployment(
         ports: Some(container_ports(spec, role)),
         readiness_probe: Some(http_probe("/readyz", 2, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
-        resources: spec.runner.resources.clone(),
+        resources: Some(
+            spec.runner
+                .resources
+                .clone()
+                .unwrap_or_else(default_resources),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -441,6 +469,37 @@ mod tests {
             .as_ref()
             .expect("pod")
             .containers[0]
+    }
+
+    #[test]
+    fn a_runner_has_a_request_and_a_memory_limit_unless_the_spec_sets_its_own() {
+        let resources = |sp: &millrace_api::StreamPipeline| {
+            let p = Pipeline::new(sp).expect("pipeline");
+            container(&deployment(
+                &p,
+                Role::Sink,
+                &RunnerDefaults::default(),
+                None,
+            ))
+            .resources
+            .clone()
+        };
+        let mut sp = fixtures::seed();
+        let unset = resources(&sp).expect("resources");
+        let get = |m: &Option<BTreeMap<String, Quantity>>, k: &str| {
+            m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
+        };
+        assert_eq!(get(&unset.requests, "cpu").as_deref(), Some("100m"));
+        assert_eq!(get(&unset.requests, "memory").as_deref(), Some("64Mi"));
+        assert_eq!(get(&unset.limits, "memory").as_deref(), Some("256Mi"));
+        assert_eq!(get(&unset.limits, "cpu"), None, "no CPU limit");
+
+        let own: ResourceRequirements = serde_json::from_value(serde_json::json!({
+            "limits": {"memory": "1Gi"},
+        }))
+        .expect("resources");
+        sp.spec.runner.resources = Some(own.clone());
+        assert_eq!(resources(&sp), Some(own), "the spec's own, as given");
     }
 
     #[test]
