@@ -37,20 +37,24 @@ cluster has at install or upgrade time. */}}
 {{/* The broker's client listeners, a YAML list: name, port, protocol,
 portName (the container's and the Services' port name), nodePort for the
 ones reached from outside the cluster (advertised at the external host),
-mutual for the ones that require a client certificate. */}}
+mutual for the ones that require a client certificate. An external
+listener listens on its NodePort's number: a Pod that dials host:nodePort
+reaches the broker at that same port after the Service's translation, which
+is what a NetworkPolicy sees, so the port a runner's egress rule allows
+(the advertised one) is the one its connections have. */}}
 {{- define "dev-backends.kafkaListeners" -}}
 {{- $ext := .Values.kafka.external }}
 {{- $sasl := .Values.kafka.sasl.enabled }}
 {{- $tls := .Values.kafka.tls.enabled }}
 - {name: PLAINTEXT, port: 9092, protocol: PLAINTEXT, portName: broker}
 {{- with $ext.nodePort }}
-- {name: EXTERNAL, port: 9094, protocol: PLAINTEXT, portName: external, nodePort: {{ . }}}
+- {name: EXTERNAL, port: {{ . }}, protocol: PLAINTEXT, portName: external, nodePort: {{ . }}}
 {{- end }}
 {{- if $sasl }}
 - {name: SASL, port: 9095, protocol: SASL_PLAINTEXT, portName: sasl}
 {{- end }}
 {{- with $ext.saslNodePort }}
-- {name: EXTERNAL_SASL, port: 9096, protocol: SASL_PLAINTEXT, portName: external-sasl, nodePort: {{ . }}}
+- {name: EXTERNAL_SASL, port: {{ . }}, protocol: SASL_PLAINTEXT, portName: external-sasl, nodePort: {{ . }}}
 {{- end }}
 {{- if $tls }}
 - {name: SSL, port: 9097, protocol: SSL, portName: ssl}
@@ -60,12 +64,12 @@ mutual for the ones that require a client certificate. */}}
 - {name: MTLS, port: 9099, protocol: SSL, portName: mtls, mutual: true}
 {{- end }}
 {{- with $ext.sslNodePort }}
-- {name: EXTERNAL_SSL, port: 9100, protocol: SSL, portName: external-ssl, nodePort: {{ . }}}
+- {name: EXTERNAL_SSL, port: {{ . }}, protocol: SSL, portName: external-ssl, nodePort: {{ . }}}
 {{- end }}
 {{- with $ext.saslSslNodePort }}
-- {name: EXTERNAL_SASL_SSL, port: 9101, protocol: SASL_SSL, portName: ext-sasl-ssl, nodePort: {{ . }}}
+- {name: EXTERNAL_SASL_SSL, port: {{ . }}, protocol: SASL_SSL, portName: ext-sasl-ssl, nodePort: {{ . }}}
 {{- end }}
 {{- with $ext.mtlsNodePort }}
-- {name: EXTERNAL_MTLS, port: 9102, protocol: SSL, portName: external-mtls, nodePort: {{ . }}, mutual: true}
+- {name: EXTERNAL_MTLS, port: {{ . }}, protocol: SSL, portName: external-mtls, nodePort: {{ . }}, mutual: true}
 {{- end }}
 {{- end }}

@@ -227,8 +227,8 @@ fn rendered_manifests_pass_a_server_side_dry_run() -> anyhow::Result<()> {
 }
 
 /// The dev Kafka is reachable from outside the cluster only when asked: a
-/// NodePort Service, and an EXTERNAL listener advertised as the node's IP
-/// (or the host given) and the node port.
+/// NodePort Service, and an EXTERNAL listener on the node port's number,
+/// advertised as the node's IP (or the host given) and the node port.
 #[test]
 fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
     let world = World::discover()?;
@@ -254,6 +254,13 @@ fn dev_backends_reach_outside_only_when_asked() -> anyhow::Result<()> {
         "{open}"
     );
     assert!(open.contains("fieldPath: status.hostIP"), "{open}");
+    // The broker listens on the NodePort's number, so a runner's egress
+    // rule for the advertised port holds after the Service's translation.
+    assert!(open.contains("EXTERNAL://:30092"), "{open}");
+    assert!(
+        open.contains("{name: external, containerPort: 30092}"),
+        "{open}"
+    );
     // $(EXTERNAL_HOST) expands only from a variable defined before it.
     let host_at = open.find("name: EXTERNAL_HOST").expect("EXTERNAL_HOST");
     let listeners_at = open.find("KAFKA_ADVERTISED_LISTENERS").expect("listeners");

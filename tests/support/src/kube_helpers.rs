@@ -15,9 +15,36 @@ pub struct TestNamespace {
     deleted: bool,
 }
 
+/// The NetworkPolicy each test namespace gets on a cluster whose network
+/// plugin enforces NetworkPolicies ([`HARNESS_POLICY`]).
+pub const HARNESS_POLICY: &str = "millrace-test-harness";
+
+/// On a cluster that enforces NetworkPolicies (`MILLRACE_TEST_CLIENT_CIDR`
+/// set, by `tests/kind/test`): a policy that lets this machine, where the
+/// tests run, reach the runner Pods of a test namespace (the tests' pushes
+/// and metrics reads), as a user's own clients outside the cluster would be
+/// let in by `pushFrom`. It selects only the operator's Pods, and only
+/// their ingress: policies add up, so the operator's rules still decide
+/// who else gets in and where the runners may go; a test of those rules
+/// deletes it from its namespace.
+fn harness_policy() -> anyhow::Result<Option<k8s_openapi::api::networking::v1::NetworkPolicy>> {
+    let Ok(client_cidr) = std::env::var("MILLRACE_TEST_CLIENT_CIDR") else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::from_value(json!({
+        "metadata": {"name": HARNESS_POLICY},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "millrace-operator"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"ipBlock": {"cidr": client_cidr}}]}],
+        }
+    }))?))
+}
+
 impl TestNamespace {
     /// Creates `prefix-<random>`. The namespace enforces the `restricted`
-    /// Pod Security Standard, as production namespaces should.
+    /// Pod Security Standard, as production namespaces should. On a cluster
+    /// that enforces NetworkPolicies it also gets [`HARNESS_POLICY`].
     pub async fn create(client: &kube::Client, prefix: &str) -> anyhow::Result<Self> {
         let name = unique_name(prefix);
         let ns: Namespace = serde_json::from_value(json!({
@@ -29,11 +56,17 @@ impl TestNamespace {
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await?;
-        Ok(Self {
+        let this = Self {
             name,
             client: client.clone(),
             deleted: false,
-        })
+        };
+        if let Some(policy) = harness_policy()? {
+            this.api::<k8s_openapi::api::networking::v1::NetworkPolicy>()
+                .create(&PostParams::default(), &policy)
+                .await?;
+        }
+        Ok(this)
     }
 
     pub fn api<K>(&self) -> Api<K>

@@ -13,6 +13,7 @@
 //! | `MILLRACE_CASSANDRA_USERNAME` / `_PASSWORD` | a Cassandra superuser |
 //! | `MILLRACE_SCHEMA_REGISTRY_URL` | a Confluent-compatible Schema Registry's base URL (the local world's Apicurio `.../apis/ccompat/v7`); only tests of Avro need it, and fail without it |
 //! | `MILLRACE_SCHEMA_REGISTRY_TLS_URL` / `_CA` | the same registry over HTTPS, and a file with the CA (PEM) that signed its certificate, which names `127.0.0.1`; only the test of a registry behind a private CA needs them |
+//! | `MILLRACE_TEST_CLIENT_CIDR` | only on a cluster whose network plugin enforces NetworkPolicies: this machine's address as the Pods see it (a CIDR); each test namespace lets it in to the runner Pods ([`crate::kube_helpers::HARNESS_POLICY`]) |
 //! | `MILLRACE_HOST_FROM_PODS` | an address of this machine that the cluster's Pods can reach, where a test serves what its Pods call (an API to pull); default `127.0.0.1`, where the local world's Pods run |
 //!
 //! When `MILLRACE_KAFKA_BOOTSTRAP` is not set, the env file of the local world

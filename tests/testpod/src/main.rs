@@ -1,7 +1,10 @@
 //! A tiny program for the test world's own tests: serves `/healthz` on
 //! `$POD_IP:$PORT` and reports, on `/env/NAME`, one variable of its
 //! environment and, on `/file?path=P`, the contents of a file it can read,
-//! so tests can see what the node agent gave a Pod. `/exit/CODE` ends it.
+//! so tests can see what the node agent gave a Pod. `/connect?to=IP:PORT`
+//! opens a TCP connection from the Pod (2 s at most) and says `connected`
+//! or why not, so tests can see what a NetworkPolicy lets through.
+//! `/exit/CODE` ends it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -28,6 +31,8 @@ fn main() -> std::io::Result<()> {
                 Ok(v) => (200, v),
                 Err(e) => (404, e.to_string()),
             }
+        } else if let Some(to) = path.strip_prefix("/connect?to=") {
+            (200, connect(to))
         } else if path == "/uid" {
             (200, uid())
         } else if let Some(code) = path.strip_prefix("/exit/") {
@@ -43,6 +48,21 @@ fn main() -> std::io::Result<()> {
         let _ = stream.write_all(reply.as_bytes());
     }
     Ok(())
+}
+
+/// A NetworkPolicy that drops a connection shows as a timeout; one with
+/// no listener behind it as a refusal.
+fn connect(to: &str) -> String {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    match to.parse::<SocketAddr>() {
+        Ok(addr) => match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => "connected".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "timed out".to_string(),
+            Err(e) => format!("error: {e}"),
+        },
+        Err(e) => format!("error: {to} is not IP:PORT: {e}"),
+    }
 }
 
 fn uid() -> String {
