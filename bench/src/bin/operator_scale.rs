@@ -778,57 +778,36 @@ async fn measure(
     let m_start = op.metrics().await?;
     let gets_start = apiserver_gets(client).await?;
     let t_start = Instant::now();
-    let applied: HashMap<String, Instant> = futures::stream::iter(bodies)
+    let bodies = bodies
+        .into_iter()
         .map(|body| {
-            let pipelines = pipelines.clone();
-            async move {
-                let name = body["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                pipelines
-                    .patch(
-                        &name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&body),
-                    )
-                    .await
-                    .with_context(|| format!("applying {name}"))?;
-                anyhow::Ok((name, Instant::now()))
-            }
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (name, body)
         })
-        .buffer_unordered(args.apply_concurrency.max(1))
-        .try_collect()
-        .await?;
+        .collect();
+    let applied = apply_all(&pipelines, bodies, args.apply_concurrency).await?;
     let t_applied = Instant::now();
     eprintln!(
         "operator-scale: applied {n} in {:.1} s; waiting for Ready",
         (t_applied - t_start).as_secs_f64()
     );
 
-    let ready_deadline = t_start + Duration::from_secs(args.ready_timeout_secs);
-    let mut last_report = Instant::now();
-    let timed_out = loop {
-        let ready = seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .ready_at
-            .len();
-        if ready >= n {
-            break false;
-        }
-        if Instant::now() > ready_deadline {
-            break true;
-        }
-        if last_report.elapsed() > Duration::from_secs(15) {
-            eprintln!(
-                "operator-scale: {ready}/{n} Ready after {:.0} s",
-                t_start.elapsed().as_secs_f64()
-            );
-            last_report = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let timed_out = wait_for_all(
+        n,
+        t_start,
+        Duration::from_secs(args.ready_timeout_secs),
+        "Ready",
+        || {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ready_at
+                .len()
+        },
+    )
+    .await;
     let ready_at = seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -842,15 +821,6 @@ async fn measure(
     let m_ready = op.metrics().await?;
     let gets_ready = apiserver_gets(client).await?;
     let at_ready = op.now();
-    let mut latencies: Vec<f64> = applied
-        .iter()
-        .filter_map(|(name, at)| {
-            ready_at
-                .get(name)
-                .map(|r| r.saturating_duration_since(*at).as_secs_f64())
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
     let apply_samples = op.samples_between(t_start, Instant::now());
     let all_ready_s = (t_all - t_start).as_secs_f64();
     let reconciles = m_ready.reconciles() - m_start.reconciles();
@@ -862,13 +832,7 @@ async fn measure(
         "apply_seconds": round((t_applied - t_start).as_secs_f64(), 2),
         "ready": ready_at.len(),
         "timed_out": timed_out,
-        "apply_to_ready_seconds": {
-            "p50": round(percentile(&latencies, 50.0), 3),
-            "p90": round(percentile(&latencies, 90.0), 3),
-            "p99": round(percentile(&latencies, 99.0), 3),
-            "max": round(latencies.last().copied().unwrap_or(f64::NAN), 3),
-            "min": round(latencies.first().copied().unwrap_or(f64::NAN), 3),
-        },
+        "apply_to_ready_seconds": apply_to_reached(&applied, &ready_at),
         "all_ready_seconds": round(all_ready_s, 2),
         "reconciles": reconciles,
         "reconciles_per_second": round(reconciles / all_ready_s.max(1e-3), 1),
@@ -954,6 +918,92 @@ async fn measure(
         "apply": apply_phase,
         "steady": steady,
     }))
+}
+
+// ---------------------------------------------------------------------------
+// Applying many objects at once and timing them to a state.
+
+/// Server-side applies each `(name, body)`, `concurrency` in flight; when
+/// each apply returned.
+async fn apply_all<K, B>(
+    api: &Api<K>,
+    bodies: Vec<(String, B)>,
+    concurrency: usize,
+) -> anyhow::Result<HashMap<String, Instant>>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    B: k8s_openapi::serde::Serialize + std::fmt::Debug,
+{
+    futures::stream::iter(bodies)
+        .map(|(name, body)| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .with_context(|| format!("applying {name}"))?;
+                anyhow::Ok((name, Instant::now()))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Waits until `done()` counts `n`, or `timeout` after `start` (then
+/// true), saying every 15 s how many are `what`.
+async fn wait_for_all(
+    n: usize,
+    start: Instant,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn() -> usize,
+) -> bool {
+    let mut last_report = Instant::now();
+    loop {
+        let count = done();
+        if count >= n {
+            return false;
+        }
+        if Instant::now() > start + timeout {
+            return true;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            eprintln!(
+                "operator-scale: {count}/{n} {what} after {:.0} s",
+                start.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each object's seconds from its apply to the moment it was `reached`,
+/// sorted, and their summary.
+fn apply_to_reached(
+    applied: &HashMap<String, Instant>,
+    reached: &HashMap<String, Instant>,
+) -> Value {
+    let mut latencies: Vec<f64> = applied
+        .iter()
+        .filter_map(|(name, at)| {
+            reached
+                .get(name)
+                .map(|r| r.saturating_duration_since(*at).as_secs_f64())
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    json!({
+        "p50": round(percentile(&latencies, 50.0), 3),
+        "p90": round(percentile(&latencies, 90.0), 3),
+        "p99": round(percentile(&latencies, 99.0), 3),
+        "max": round(latencies.last().copied().unwrap_or(f64::NAN), 3),
+        "min": round(latencies.first().copied().unwrap_or(f64::NAN), 3),
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1081,44 +1131,20 @@ async fn floor_measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let t_start = Instant::now();
-    let applied: HashMap<String, Instant> = futures::stream::iter(bodies)
-        .map(|d| {
-            let api = api.clone();
-            async move {
-                let name = d.metadata.name.clone().unwrap_or_default();
-                api.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&d),
-                )
-                .await
-                .with_context(|| format!("applying Deployment {name}"))?;
-                anyhow::Ok((name, Instant::now()))
-            }
-        })
-        .buffer_unordered(args.apply_concurrency.max(1))
-        .try_collect()
-        .await?;
+    let bodies = bodies
+        .into_iter()
+        .map(|d| (d.metadata.name.clone().unwrap_or_default(), d))
+        .collect();
+    let applied = apply_all(&api, bodies, args.apply_concurrency).await?;
     let t_applied = Instant::now();
-    let ready_deadline = t_start + Duration::from_secs(args.ready_timeout_secs);
-    let mut last_report = Instant::now();
-    let timed_out = loop {
-        let done = observed.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if done >= n {
-            break false;
-        }
-        if Instant::now() > ready_deadline {
-            break true;
-        }
-        if last_report.elapsed() > Duration::from_secs(15) {
-            eprintln!(
-                "operator-scale: {done}/{n} Deployments observed after {:.0} s",
-                t_start.elapsed().as_secs_f64()
-            );
-            last_report = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let timed_out = wait_for_all(
+        n,
+        t_start,
+        Duration::from_secs(args.ready_timeout_secs),
+        "Deployments observed",
+        || observed.lock().unwrap_or_else(|e| e.into_inner()).len(),
+    )
+    .await;
     watch.abort();
     let observed = observed.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let t_all = observed
@@ -1126,15 +1152,6 @@ async fn floor_measure(
         .max()
         .copied()
         .unwrap_or_else(Instant::now);
-    let mut latencies: Vec<f64> = applied
-        .iter()
-        .filter_map(|(name, at)| {
-            observed
-                .get(name)
-                .map(|r| r.saturating_duration_since(*at).as_secs_f64())
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
     let all_s = (t_all - t_start).as_secs_f64();
     eprintln!(
         "operator-scale: {}/{n} Deployments observed, all after {all_s:.1} s",
@@ -1147,12 +1164,7 @@ async fn floor_measure(
             "apply_seconds": round((t_applied - t_start).as_secs_f64(), 2),
             "ready": observed.len(),
             "timed_out": timed_out,
-            "apply_to_ready_seconds": {
-                "p50": round(percentile(&latencies, 50.0), 3),
-                "p90": round(percentile(&latencies, 90.0), 3),
-                "p99": round(percentile(&latencies, 99.0), 3),
-                "max": round(latencies.last().copied().unwrap_or(f64::NAN), 3),
-            },
+            "apply_to_ready_seconds": apply_to_reached(&applied, &observed),
             "all_ready_seconds": round(all_s, 2),
         },
     }))
