@@ -567,9 +567,9 @@ async fn ensure_crd(client: &kube::Client) -> anyhow::Result<()> {
     }
 }
 
-async fn create_namespace(client: &kube::Client, world: &World, ns: &str) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
+/// A namespace of this bench's, labelled as such.
+async fn create_bench_namespace(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
+    Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({
@@ -577,6 +577,11 @@ async fn create_namespace(client: &kube::Client, world: &World, ns: &str) -> any
             }))?,
         )
         .await?;
+    Ok(())
+}
+
+async fn create_namespace(client: &kube::Client, world: &World, ns: &str) -> anyhow::Result<()> {
+    create_bench_namespace(client, ns).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     secrets
         .create(
@@ -1060,17 +1065,9 @@ async fn controller_manager_floor(
 ) -> anyhow::Result<Value> {
     let names = Names::new(run, n);
     let load_before = loadavg();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": names.namespace, "labels": { BENCH_LABEL: "operator-scale" } }
-            }))?,
-        )
-        .await?;
+    create_bench_namespace(client, &names.namespace).await?;
     let result = floor_measure(args, world, client, &names, n).await;
-    if let Err(e) = namespaces
+    if let Err(e) = Api::<Namespace>::all(client.clone())
         .delete(&names.namespace, &DeleteParams::default())
         .await
     {
