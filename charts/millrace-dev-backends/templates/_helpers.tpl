@@ -6,6 +6,36 @@
   valueFrom: {secretKeyRef: {name: cassandra-credentials, key: password}}
 {{- end }}
 
+{{/* cqlsh as the Pod's own containers run it against 127.0.0.1: over TLS,
+with the Pod's client certificate (made by the certs init container), when
+the port takes nothing else. */}}
+{{- define "dev-backends.cqlsh" -}}
+{{- if and .Values.cassandra.tls.enabled (not .Values.cassandra.tls.plaintext) -}}
+cqlsh --ssl --cqlshrc=/tls/cqlshrc
+{{- else -}}
+cqlsh
+{{- end }}
+{{- end }}
+
+{{/* Cassandra's JVM_EXTRA_OPTS: cassandra.yaml's settings for passwords
+and client encryption, as system properties (the cassandra image's
+cassandra.yaml and our image's stay as they are). */}}
+{{- define "dev-backends.cassandraJvmOpts" -}}
+{{- $c := .Values.cassandra }}
+{{- $opts := list "-Dcassandra.skip_wait_for_gossip_to_settle=0" }}
+{{- if or $c.auth.enabled $c.tls.enabled }}
+{{- $opts = append $opts "-Dcassandra.config.allow_system_properties=true" }}
+{{- end }}
+{{- if $c.auth.enabled }}
+{{- $opts = concat $opts (list "-Dcassandra.settings.authenticator=PasswordAuthenticator" "-Dcassandra.settings.authorizer=CassandraAuthorizer" "-Dcassandra.settings.role_manager=CassandraRoleManager") }}
+{{- end }}
+{{- if $c.tls.enabled }}
+{{- $e := "-Dcassandra.settings.client_encryption_options." }}
+{{- $opts = concat $opts (list (print $e "enabled=true") (print $e "optional=" $c.tls.plaintext) (print $e "require_client_auth=" $c.tls.requireClientAuth) (print $e "ssl_context_factory.class_name=org.apache.cassandra.security.PEMBasedSslContextFactory") (print $e "keystore=/tls/node.pem") (print $e "truststore=/tls/ca.crt")) }}
+{{- end }}
+{{- join " " $opts }}
+{{- end }}
+
 {{/* The names the broker's TLS certificate holds, "DNS,...;IP,...": what
 clients dial it by. Its external listeners are advertised at
 kafka.external.host, or at the IP of the node the broker runs on, which is

@@ -540,6 +540,205 @@ fn dev_backends_kafka_broker_key_is_pkcs8_of_the_certificates_key() -> anyhow::R
     Ok(())
 }
 
+/// Client encryption in the dev Cassandra only when asked: the CA made by
+/// the chart (its key only in `cassandra-ca`, which only the Cassandra Pod
+/// mounts), the client user in cert-manager's Secret shape, and
+/// cassandra.yaml's `client_encryption_options` as system properties. That
+/// Cassandra takes them and drivers get through is shown on kind
+/// (`operator_cassandra_tls`).
+#[test]
+fn dev_backends_cassandra_tls_only_when_asked() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let render = |sets: &[&str]| render_dev_backends(&world, sets);
+
+    let (ok, plain) = render(&["cassandra.auth.enabled=true"])?;
+    assert!(ok, "{plain}");
+    for absent in [
+        "client_encryption_options",
+        "cassandra-ca",
+        "initContainers",
+        "--ssl",
+    ] {
+        assert!(!plain.contains(absent), "{absent} without tls:\n{plain}");
+    }
+
+    let (ok, tls) = render(&["cassandra.auth.enabled=true,cassandra.tls.enabled=true"])?;
+    assert!(ok, "{tls}");
+    for present in [
+        "name: cassandra-ca",
+        "name: millrace-cassandra-client",
+        "type: kubernetes.io/tls",
+        "client_encryption_options.enabled=true",
+        "client_encryption_options.optional=true",
+        "client_encryption_options.require_client_auth=true",
+        "ssl_context_factory.class_name=org.apache.cassandra.security.PEMBasedSslContextFactory",
+        "client_encryption_options.keystore=/tls/node.pem",
+        "name: certs",
+        "fieldPath: status.podIP",
+        "secretName: cassandra-ca",
+    ] {
+        assert!(tls.contains(present), "no {present}:\n{tls}");
+    }
+    // Plaintext stays, so the Pod's own cqlsh needs no TLS.
+    assert!(!tls.contains("--ssl"), "{tls}");
+
+    let (ok, only) = render(
+        &["cassandra.tls.enabled=true,cassandra.tls.plaintext=false,\
+         cassandra.tls.requireClientAuth=false,cassandra.tls.user=reader"],
+    )?;
+    assert!(ok, "{only}");
+    for present in [
+        "client_encryption_options.optional=false",
+        "client_encryption_options.require_client_auth=false",
+        "name: reader",
+        r#"cqlsh --ssl --cqlshrc=/tls/cqlshrc -e "SELECT release_version FROM system.local""#,
+    ] {
+        assert!(only.contains(present), "no {present}:\n{only}");
+    }
+
+    refused_saying(
+        &world,
+        &[
+            ("cassandra.tls.user=Bad_Name", "/cassandra/tls"),
+            ("cassandra.tls.user=cassandra-ca", "/cassandra/tls"),
+            ("cassandra.tls.plaintext=no", "/cassandra/tls"),
+        ],
+    )
+}
+
+/// The certs init container, run with `sh` as a Pod runs it, against the
+/// CA the chart made: the node's certificate chains to the CA clients are
+/// given, names the Pod's IP (what a driver checks when it reconnects to
+/// the node), and sits with its key in the one PEM file Cassandra reads;
+/// the probe's client certificate and the user's chain to that CA too.
+#[test]
+fn dev_backends_cassandra_node_certificate_names_the_pod_ip() -> anyhow::Result<()> {
+    let world = World::discover()?;
+    let (ok, out) = render_dev_backends(&world, &["cassandra.tls.enabled=true"])?;
+    assert!(ok, "{out}");
+    let docs: Vec<serde_json::Value> = out
+        .split("\n---")
+        .filter_map(|d| serde_yaml::from_str::<serde_json::Value>(d).ok())
+        .filter(|d| d.is_object())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .with_context(|| format!("no {kind} {name}"))
+    };
+    let ca_secret = find("Secret", "cassandra-ca")?;
+    let user = find("Secret", "millrace-cassandra-client")?;
+    let cassandra = find("StatefulSet", "cassandra")?;
+    let init = &cassandra["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "certs");
+    let script = init["command"][2].as_str().context("the certs script")?;
+
+    let dir = ScratchDir::new("cassandra-certs")?;
+    let (ca_in, tls) = (dir.path().join("ca-in"), dir.path().join("tls"));
+    std::fs::create_dir_all(&ca_in)?;
+    std::fs::create_dir_all(&tls)?;
+    use base64::Engine as _;
+    let decode = |v: &serde_json::Value| -> anyhow::Result<Vec<u8>> {
+        Ok(base64::engine::general_purpose::STANDARD.decode(v.as_str().context("base64 text")?)?)
+    };
+    for key in ["tls.crt", "tls.key"] {
+        std::fs::write(ca_in.join(key), decode(&ca_secret["data"][key])?)?;
+    }
+    let client_ca = dir.path().join("client-ca.crt");
+    std::fs::write(&client_ca, decode(&user["data"]["ca.crt"])?)?;
+    std::fs::write(
+        dir.path().join("user.crt"),
+        decode(&user["data"]["tls.crt"])?,
+    )?;
+    let (tls_s, ca_s) = (tls.display().to_string(), ca_in.display().to_string());
+    let script = script
+        .replace("cd /tls", &format!("cd {tls_s}"))
+        .replace("/tls/", &format!("{tls_s}/"))
+        .replace("/ca/", &format!("{ca_s}/"));
+    let ran = run(Command::new("sh")
+        .args(["-c", &script])
+        .env("POD_IP", "10.244.1.7")
+        .env("POD_NAME", "cassandra-0")
+        .env("NAMESPACE", "data"))?;
+    assert!(ran.status.success(), "{}", text(&ran));
+
+    let openssl = |args: &[&str]| -> anyhow::Result<String> {
+        let out = run(Command::new("openssl").args(args))?;
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let at = |name: &str| tls.join(name).display().to_string();
+    let pem = std::fs::read_to_string(tls.join("node.pem"))?;
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    let ca = client_ca.display().to_string();
+    openssl(&[
+        "verify",
+        "-CAfile",
+        &ca,
+        "-purpose",
+        "sslserver",
+        &at("node.pem"),
+    ])?;
+    let sans = openssl(&[
+        "x509",
+        "-in",
+        &at("node.pem"),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ])?;
+    for name in [
+        "IP Address:10.244.1.7",
+        "IP Address:127.0.0.1",
+        "DNS:cassandra-0.cassandra.data.svc",
+        "DNS:cassandra.data.svc",
+    ] {
+        assert!(sans.contains(name), "no {name} in {sans}");
+    }
+    let from_key = openssl(&["pkey", "-in", &at("node.pem"), "-pubout"])?;
+    let from_cert = openssl(&["x509", "-in", &at("node.pem"), "-noout", "-pubkey"])?;
+    assert_eq!(
+        from_key, from_cert,
+        "node.pem's key is not its certificate's"
+    );
+    openssl(&[
+        "verify",
+        "-CAfile",
+        &ca,
+        "-purpose",
+        "sslclient",
+        &at("probe.crt"),
+    ])?;
+    let user_crt = dir.path().join("user.crt").display().to_string();
+    openssl(&["verify", "-CAfile", &ca, "-purpose", "sslclient", &user_crt])?;
+    assert_eq!(
+        std::fs::read(tls.join("ca.crt"))?,
+        std::fs::read(&client_ca)?
+    );
+    let cqlshrc = std::fs::read_to_string(tls.join("cqlshrc"))?;
+    assert!(
+        cqlshrc.contains(&format!("certfile = {tls_s}/ca.crt")),
+        "{cqlshrc}"
+    );
+    // The CA's key never leaves its Secret's volume.
+    let mut left: Vec<String> = std::fs::read_dir(&tls)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "ca.crt",
+            "cqlshrc",
+            "node.crt",
+            "node.pem",
+            "probe.crt",
+            "probe.key"
+        ]
+    );
+    Ok(())
+}
+
 /// A directory of this test's own under the system's temporary one, removed
 /// when dropped.
 struct ScratchDir(std::path::PathBuf);
