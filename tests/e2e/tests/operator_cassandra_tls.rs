@@ -121,7 +121,8 @@ async fn tls_with_the_ca_and_a_client_certificate_carries_records_to_rows() -> a
 }
 
 /// A session to the world's TLS-only Cassandra (its own one-node cluster,
-/// which asks for no client certificate), trusting only `ca`.
+/// which asks for no client certificate), trusting only `ca` (the CA its
+/// node's certificate chains to, `tls-only-ca.crt`).
 async fn tls_only_session(contact: &str, ca: &str) -> anyhow::Result<Session> {
     let tls: CassandraTls = serde_json::from_value(json!({"caSecretRef": {"name": "ca"}}))?;
     let values = CassandraCredentialValues {
@@ -144,7 +145,7 @@ async fn tls_with_only_the_ca_carries_records_to_rows() -> anyhow::Result<()> {
     let s = Scenario::new("op-ctls-ca").await?;
     let tls = CassandraTlsWorld::of(&s)?;
     let contact = s.world_var("MILLRACE_CASSANDRA_TLS_ONLY_CONTACT_POINT")?;
-    let ca = tls.file("ca.crt")?;
+    let ca = tls.file("tls-only-ca.crt")?;
     s.create_secret("cassandra-ca", json!({ "ca.crt": ca }))
         .await?;
     s.create_secret(

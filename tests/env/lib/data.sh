@@ -529,6 +529,7 @@ _cassandra_jvm_opts() {
 # cassandra_tls_make: the world's Cassandra CA, a certificate every node
 # presents (its SANs name every node address the world may use), a client
 # certificate, and the PKCS#12 key store and trust store Cassandra reads.
+# The TLS-only node's certificate is signed by the same CA (tls-only-ca.crt).
 # An unrelated CA (other-ca) lets tests show a wrong CA is refused.
 cassandra_tls_make() {
   local d="$CASSANDRA_TLS_DIR" i sans="IP:127.0.0.1, DNS:localhost"
@@ -558,6 +559,9 @@ cassandra_tls_make() {
       -keystore "$d/truststore.p12.tmp" -storepass "$CASSANDRA_TLS_STORE_PASSWORD" >/dev/null \
       && mv -f "$d/truststore.p12.tmp" "$d/truststore.p12" || die "could not make Cassandra's trust store"
   fi
+  # The CA the TLS-only node's certificate chains to, under a name of its
+  # own: a cluster elsewhere (make test-kind's) may have another.
+  [[ -s "$d/tls-only-ca.crt" ]] || cp "$d/ca.crt" "$d/tls-only-ca.crt"
   chmod 600 "$d"/*.key "$d"/*.p12
 }
 
