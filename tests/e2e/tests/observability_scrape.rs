@@ -314,9 +314,7 @@ struct Prometheus {
 
 impl Prometheus {
     async fn start(config: &Value, dir: PathBuf) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = millrace_testsupport::free_port()?;
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, serde_yaml::to_string(config)?)?;
         let log = std::fs::File::create(dir.join("prometheus.log"))?;

@@ -5,13 +5,15 @@
 //! kind cluster), `wait` polls with deadlines, `names` makes names unique per
 //! test, and `node_agent` is the kubelet stand-in that runs Pods as local
 //! processes, `tools` runs helm and podman as the tests need them, and
-//! `tcp_gate` cuts one client off from a shared service, and `fixtures`
-//! reads the recorded API responses.
+//! `tcp_gate` cuts one client off from a shared service, `ports` chooses
+//! ports for the servers tests start, and `fixtures` reads the recorded API
+//! responses.
 
 pub mod fixtures;
 pub mod kube_helpers;
 pub mod names;
 pub mod node_agent;
+pub mod ports;
 pub mod tcp_gate;
 pub mod tools;
 pub mod wait;
@@ -20,5 +22,6 @@ pub mod world;
 pub use fixtures::randomuser_page;
 pub use kube_helpers::TestNamespace;
 pub use names::{unique_cql_name, unique_name};
+pub use ports::free_port;
 pub use wait::{Deadline, poll_until};
 pub use world::{World, repo_root};

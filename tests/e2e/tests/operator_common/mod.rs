@@ -89,9 +89,7 @@ pub fn operator_binary() -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(millrace_testsupport::free_port()?)
 }
 
 /// How to start an operator process; `Launch::default()` is what the

@@ -87,10 +87,10 @@ pub fn runner_binary() -> &'static Path {
     })
 }
 
-/// A TCP port nothing listens on right now.
+/// A TCP port nothing listens on right now, out of the way of outgoing
+/// connections ([`millrace_testsupport::free_port`]).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    millrace_testsupport::free_port().expect("a free port on 127.0.0.1")
 }
 
 /// The seed's table, as in `examples/randomuser.yaml`.
