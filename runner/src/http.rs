@@ -26,6 +26,9 @@ use crate::metrics::Metrics;
 /// Whether the role is ready to serve (`/readyz`).
 pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Whether the runner is live (`/healthz`); `Err` says why not.
+pub type LiveCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// What a connection over [`HttpLimits::max_connections`] is told.
 const REFUSAL: Refusal = Refusal {
     content_type: "application/json",
@@ -65,7 +68,7 @@ impl Default for HttpLimits {
 }
 
 /// The metrics and health routes both roles serve.
-pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck) -> Router {
+pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck, live: LiveCheck) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -82,7 +85,18 @@ pub fn router(metrics: Arc<Metrics>, ready: ReadyCheck) -> Router {
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let live = live.clone();
+                async move {
+                    match live() {
+                        Ok(()) => (StatusCode::OK, "ok".to_owned()).into_response(),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

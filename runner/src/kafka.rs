@@ -5,10 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::statistics::Statistics;
 use tracing::{debug, error, warn};
+
+use crate::kafka_health::{self, ClientWatch};
 
 /// Headers of a dead-lettered record (`docs/runner-contract.md`).
 pub mod headers {
@@ -86,6 +90,18 @@ impl From<KafkaError> for SendError {
     }
 }
 
+/// A producer's context: librdkafka's own logging, and its statistics to
+/// the producer's [`ClientWatch`].
+pub struct WatchedContext {
+    watch: Arc<ClientWatch>,
+}
+
+impl ClientContext for WatchedContext {
+    fn stats(&self, stats: Statistics) {
+        self.watch.observe(&stats);
+    }
+}
+
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
@@ -93,7 +109,7 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 /// has metadata for the topic.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<WatchedContext>,
     topic: Arc<str>,
     ready: Arc<AtomicBool>,
     max_message_bytes: usize,
@@ -102,16 +118,19 @@ pub struct Producer {
 impl Producer {
     /// `delivery_timeout` bounds how long one record may wait for Kafka's
     /// acknowledgement, retries included.
+    /// `watch` follows whether the producer still knows its cluster
+    /// ([`kafka_health`]).
     pub fn new(
         mut config: ClientConfig,
         topic: &str,
         delivery_timeout: Duration,
+        watch: Arc<ClientWatch>,
     ) -> Result<Self, KafkaError> {
         let max_message_bytes = config
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        let inner: FutureProducer = config
+        let inner: FutureProducer<WatchedContext> = config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
@@ -128,7 +147,11 @@ impl Producer {
                 "message.timeout.ms",
                 delivery_timeout.as_millis().to_string(),
             )
-            .create()?;
+            .set(
+                "statistics.interval.ms",
+                kafka_health::STATISTICS_INTERVAL_MS,
+            )
+            .create_with_context(WatchedContext { watch })?;
         Ok(Self {
             inner,
             topic: topic.into(),

@@ -17,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
+pub mod kafka_health;
 pub mod metrics;
 pub mod roles;
 pub mod sink;

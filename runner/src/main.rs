@@ -100,6 +100,11 @@ struct RunArgs {
     /// Push body bytes held in memory at once, across all requests.
     #[arg(long, env = "MILLRACE_PUSH_MAX_BUFFERED_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=4 * 1024 * 1024 * 1024))]
     push_max_buffered_bytes: u64,
+    /// Seconds one of the runner's Kafka clients may know no broker of its
+    /// cluster before /healthz fails and the kubelet restarts the runner
+    /// (librdkafka can lose every broker for good, confluentinc/librdkafka#5301).
+    #[arg(long, env = "MILLRACE_KAFKA_LOST_AFTER_SECONDS", default_value_t = 360, value_parser = clap::value_parser!(u64).range(10..=86400))]
+    kafka_lost_after_seconds: u64,
 }
 
 impl RunArgs {
@@ -110,6 +115,7 @@ impl RunArgs {
             kafka_bootstrap: self.kafka_bootstrap.clone(),
             cassandra_contact_points: self.cassandra_contact_points.clone(),
             limits: self.http_limits(),
+            kafka_lost_after: std::time::Duration::from_secs(self.kafka_lost_after_seconds),
         }
     }
 

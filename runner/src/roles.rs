@@ -12,6 +12,7 @@ use tracing::{error, info};
 
 use crate::config::{CassandraConnectError, Connections, Pipeline};
 use crate::http::{self, HttpLimits};
+use crate::kafka_health::ClientHealth;
 use crate::metrics::Metrics;
 use crate::{ingest, sink};
 
@@ -46,6 +47,9 @@ pub struct Options {
     /// spec.cassandra.contactPoints.
     pub cassandra_contact_points: Option<String>,
     pub limits: HttpLimits,
+    /// How long a Kafka client may know no broker before the runner is not
+    /// live ([`crate::kafka_health`]).
+    pub kafka_lost_after: std::time::Duration,
 }
 
 /// Runs `role` for `pipeline` until SIGTERM or Ctrl-C.
@@ -56,6 +60,12 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
         options.cassandra_contact_points,
     );
     let metrics = Arc::new(Metrics::new());
+    // The liveness probe's view of the Kafka clients (kafka_health).
+    let health = Arc::new(ClientHealth::new(options.kafka_lost_after));
+    let live: http::LiveCheck = {
+        let health = health.clone();
+        Arc::new(move || health.check())
+    };
     let limits = options.limits;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -70,6 +80,7 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
         let router = http::router(
             metrics.clone(),
             Arc::new(move || check_ready.load(Ordering::Relaxed)),
+            live,
         );
         let (_, server) = http::serve(
             &options.metrics_listen,
@@ -83,14 +94,14 @@ pub async fn run(role: Role, pipeline: Pipeline, options: Options) -> anyhow::Re
             server.abort();
             return Ok(());
         }
-        sink::run(pipeline, connections, metrics, ready, stop_rx)
+        sink::run(pipeline, connections, metrics, ready, &health, stop_rx)
             .await
             .context("sink")?;
         server.abort();
     } else {
-        let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone())?;
+        let ingest = ingest::Ingest::new(pipeline, &connections, metrics.clone(), &health)?;
         let producer = ingest.producer.clone();
-        let router = http::router(metrics, Arc::new(move || producer.ready()));
+        let router = http::router(metrics, Arc::new(move || producer.ready()), live);
         let (_, metrics_server) = http::serve(
             &options.metrics_listen,
             router,

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::config::{Connections, Pipeline};
 use crate::kafka::{Origin, Producer};
+use crate::kafka_health::ClientHealth;
 use crate::metrics::Metrics;
 
 /// What every source shares.
@@ -44,6 +45,7 @@ impl Ingest {
         pipeline: Pipeline,
         connections: &Connections,
         metrics: Arc<Metrics>,
+        health: &ClientHealth,
     ) -> anyhow::Result<Arc<Self>> {
         let spec = &pipeline.spec;
         // Records are keyed, and checked, by the first table: the others
@@ -60,6 +62,7 @@ impl Ingest {
             connections.kafka_config(&pipeline),
             &spec.kafka.topic.name,
             Duration::from_secs(15),
+            health.watch("ingest producer"),
         )?;
         let mut push_sources = Vec::new();
         let mut pull_sources = Vec::new();

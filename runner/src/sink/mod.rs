@@ -56,6 +56,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Connections, Pipeline};
 use crate::kafka::{Origin, Producer};
+use crate::kafka_health::{ClientHealth, ClientWatch};
 use crate::metrics::{Metrics, Reason};
 use offsets::{Gap, OffsetTracker, Safe, Ticket};
 use write_time::OwnTime;
@@ -253,10 +254,13 @@ struct SinkContext {
     /// deadline for the writes the stop already waited for (the Pod has 30
     /// seconds in all).
     stop_by: std::sync::OnceLock<Instant>,
+    /// Whether the consumer still knows its cluster (kafka_health).
+    watch: Arc<ClientWatch>,
 }
 
 impl ClientContext for SinkContext {
     fn stats(&self, stats: Statistics) {
+        self.watch.observe(&stats);
         if let Some(topic) = stats.topics.get(&self.topic) {
             for (partition, p) in &topic.partitions {
                 if *partition < 0 {
@@ -1016,6 +1020,7 @@ pub async fn run(
     connections: Connections,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    health: &ClientHealth,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let spec = &pipeline.spec;
@@ -1045,6 +1050,7 @@ pub async fn run(
         connections.kafka_config(&pipeline),
         &spec.dead_letter_topic(),
         Duration::from_secs(30),
+        health.watch("dead-letter producer"),
     )?;
     let tracker: Tracker = Arc::default();
     // Ready once the group has assigned partitions (the session is up
@@ -1055,6 +1061,7 @@ pub async fn run(
         topic: topic.clone(),
         assigned: ready.clone(),
         stop_by: std::sync::OnceLock::new(),
+        watch: health.watch("sink consumer"),
     };
     let consumer: StreamConsumer<SinkContext> = connections
         .kafka_config(&pipeline)
