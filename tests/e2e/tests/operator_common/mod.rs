@@ -883,6 +883,27 @@ pub struct ColumnView {
     pub kind: String,
 }
 
+/// `fetch` (a metadata request of the test's own client) again while the
+/// broker does not answer in time, for up to a minute: on a loaded machine
+/// one request through a NodePort can take longer than its 10 s, and that
+/// says nothing about the pipeline a test checks.
+fn fetch_metadata_patiently<T>(
+    mut fetch: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match fetch() {
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
+                if Instant::now() < deadline =>
+            {
+                eprintln!("a metadata request timed out; asking again");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Each partition's (low, high) watermarks of `topic`.
 pub fn watermarks(world: &World, topic: &str) -> anyhow::Result<Vec<(i64, i64)>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -891,7 +912,7 @@ pub fn watermarks(world: &World, topic: &str) -> anyhow::Result<Vec<(i64, i64)>>
         .set("group.id", unique_name("watermarks"))
         .create()?;
     let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let metadata = fetch_metadata_patiently(|| consumer.fetch_metadata(Some(topic), timeout))?;
     let partitions = metadata
         .topics()
         .first()
@@ -918,9 +939,9 @@ pub async fn describe_topic(world: &World, topic: &str) -> anyhow::Result<Option
     let admin = std::sync::Arc::new(admin);
     let (a, t) = (admin.clone(), topic.to_owned());
     let found = tokio::task::spawn_blocking(move || {
-        let md = a
-            .inner()
-            .fetch_metadata(Some(&t), Duration::from_secs(10))?;
+        let md = fetch_metadata_patiently(|| {
+            a.inner().fetch_metadata(Some(&t), Duration::from_secs(10))
+        })?;
         anyhow::Ok(md.topics().iter().find(|x| x.name() == t).and_then(|x| {
             (x.error().is_none() && !x.partitions().is_empty())
                 .then(|| (x.partitions().len(), x.partitions()[0].replicas().len()))
