@@ -61,6 +61,61 @@ fn refused_saying(world: &World, refusals: &[(&str, &str)]) -> anyhow::Result<()
     Ok(())
 }
 
+/// The documents a render gave, to look one up by kind and name.
+struct Rendered(Vec<serde_json::Value>);
+
+impl Rendered {
+    fn parse(out: &str) -> Self {
+        Self(
+            out.split("\n---")
+                .filter_map(|d| serde_yaml::from_str::<serde_json::Value>(d).ok())
+                .filter(|d| d.is_object())
+                .collect(),
+        )
+    }
+
+    fn find(&self, kind: &str, name: &str) -> anyhow::Result<&serde_json::Value> {
+        self.0
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .with_context(|| format!("no {kind} {name}"))
+    }
+}
+
+/// Each of `keys` of a rendered Secret's `data`, decoded, written as a file
+/// of that name in `dir`.
+fn write_secret_keys(
+    secret: &serde_json::Value,
+    keys: &[&str],
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    for key in keys {
+        let encoded = secret["data"][key]
+            .as_str()
+            .with_context(|| format!("no {key} in {}", secret["metadata"]["name"]))?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded)?;
+        std::fs::write(dir.join(key), bytes)?;
+    }
+    Ok(())
+}
+
+/// `openssl` with `args`, which must succeed: what it printed.
+fn openssl(args: &[&str]) -> anyhow::Result<String> {
+    let out = run(Command::new("openssl").args(args))?;
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The names of the files in `dir`, sorted.
+fn files_in(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    names.sort();
+    Ok(names)
+}
+
 #[test]
 fn charts_are_lint_clean() -> anyhow::Result<()> {
     let world = World::discover()?;
@@ -475,19 +530,10 @@ fn dev_backends_kafka_broker_key_is_pkcs8_of_the_certificates_key() -> anyhow::R
     let world = World::discover()?;
     let (ok, out) = render_dev_backends(&world, &["kafka.tls.enabled=true"])?;
     assert!(ok, "{out}");
-    let docs: Vec<serde_json::Value> = out
-        .split("\n---")
-        .filter_map(|d| serde_yaml::from_str::<serde_json::Value>(d).ok())
-        .filter(|d| d.is_object())
-        .collect();
-    let find = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .with_context(|| format!("no {kind} {name}"))
-    };
-    let private = find("Secret", "kafka-tls")?;
-    let cluster_ca = find("Secret", "kafka-cluster-ca-cert")?;
-    let kafka = find("StatefulSet", "kafka")?;
+    let docs = Rendered::parse(&out);
+    let private = docs.find("Secret", "kafka-tls")?;
+    let cluster_ca = docs.find("Secret", "kafka-cluster-ca-cert")?;
+    let kafka = docs.find("StatefulSet", "kafka")?;
     let script = kafka["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
         .as_str()
         .context("the broker-key script")?;
@@ -496,17 +542,8 @@ fn dev_backends_kafka_broker_key_is_pkcs8_of_the_certificates_key() -> anyhow::R
     let (tls_in, out_dir) = (dir.path().join("tls-in"), dir.path().join("out"));
     std::fs::create_dir_all(&tls_in)?;
     std::fs::create_dir_all(&out_dir)?;
-    use base64::Engine as _;
-    let decode = |v: &serde_json::Value| -> anyhow::Result<Vec<u8>> {
-        Ok(base64::engine::general_purpose::STANDARD.decode(v.as_str().context("base64 text")?)?)
-    };
-    for key in ["tls.crt", "tls.key", "clients-ca.crt"] {
-        std::fs::write(tls_in.join(key), decode(&private["data"][key])?)?;
-    }
-    std::fs::write(
-        dir.path().join("ca.crt"),
-        decode(&cluster_ca["data"]["ca.crt"])?,
-    )?;
+    write_secret_keys(private, &["tls.crt", "tls.key", "clients-ca.crt"], &tls_in)?;
+    write_secret_keys(cluster_ca, &["ca.crt"], dir.path())?;
     let script = script
         .replace("/tls-in", &tls_in.display().to_string())
         .replace("out=/etc/kafka/tls", &format!("out={}", out_dir.display()));
@@ -516,27 +553,18 @@ fn dev_backends_kafka_broker_key_is_pkcs8_of_the_certificates_key() -> anyhow::R
     let pem = std::fs::read_to_string(out_dir.join("broker.pem"))?;
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
     assert!(pem.contains("-----BEGIN CERTIFICATE-----"), "{pem}");
-    let public_of = |args: &[&str]| -> anyhow::Result<String> {
-        let out = run(Command::new("openssl").args(args))?;
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-        Ok(String::from_utf8(out.stdout)?)
-    };
     let broker_pem = out_dir.join("broker.pem").display().to_string();
     let crt = tls_in.join("tls.crt").display().to_string();
-    let from_key = public_of(&["pkey", "-in", &broker_pem, "-pubout"])?;
-    let from_cert = public_of(&["x509", "-in", &crt, "-noout", "-pubkey"])?;
+    let from_key = openssl(&["pkey", "-in", &broker_pem, "-pubout"])?;
+    let from_cert = openssl(&["x509", "-in", &crt, "-noout", "-pubkey"])?;
     assert_eq!(
         from_key, from_cert,
         "the PKCS#8 key is not the certificate's"
     );
     let ca = dir.path().join("ca.crt").display().to_string();
-    public_of(&["verify", "-CAfile", &ca, &crt])?;
+    openssl(&["verify", "-CAfile", &ca, &crt])?;
     // Nothing but the key and chain, and the clients CA, are left behind.
-    let mut left: Vec<String> = std::fs::read_dir(&out_dir)?
-        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-        .collect::<anyhow::Result<_>>()?;
-    left.sort();
-    assert_eq!(left, ["broker.pem", "clients-ca.crt"]);
+    assert_eq!(files_in(&out_dir)?, ["broker.pem", "clients-ca.crt"]);
     Ok(())
 }
 
@@ -616,19 +644,10 @@ fn dev_backends_cassandra_node_certificate_names_the_pod_ip() -> anyhow::Result<
     let world = World::discover()?;
     let (ok, out) = render_dev_backends(&world, &["cassandra.tls.enabled=true"])?;
     assert!(ok, "{out}");
-    let docs: Vec<serde_json::Value> = out
-        .split("\n---")
-        .filter_map(|d| serde_yaml::from_str::<serde_json::Value>(d).ok())
-        .filter(|d| d.is_object())
-        .collect();
-    let find = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .with_context(|| format!("no {kind} {name}"))
-    };
-    let ca_secret = find("Secret", "cassandra-ca")?;
-    let user = find("Secret", "millrace-cassandra-client")?;
-    let cassandra = find("StatefulSet", "cassandra")?;
+    let docs = Rendered::parse(&out);
+    let ca_secret = docs.find("Secret", "cassandra-ca")?;
+    let user = docs.find("Secret", "millrace-cassandra-client")?;
+    let cassandra = docs.find("StatefulSet", "cassandra")?;
     let init = &cassandra["spec"]["template"]["spec"]["initContainers"][0];
     assert_eq!(init["name"], "certs");
     let script = init["command"][2].as_str().context("the certs script")?;
@@ -637,19 +656,11 @@ fn dev_backends_cassandra_node_certificate_names_the_pod_ip() -> anyhow::Result<
     let (ca_in, tls) = (dir.path().join("ca-in"), dir.path().join("tls"));
     std::fs::create_dir_all(&ca_in)?;
     std::fs::create_dir_all(&tls)?;
-    use base64::Engine as _;
-    let decode = |v: &serde_json::Value| -> anyhow::Result<Vec<u8>> {
-        Ok(base64::engine::general_purpose::STANDARD.decode(v.as_str().context("base64 text")?)?)
-    };
-    for key in ["tls.crt", "tls.key"] {
-        std::fs::write(ca_in.join(key), decode(&ca_secret["data"][key])?)?;
-    }
-    let client_ca = dir.path().join("client-ca.crt");
-    std::fs::write(&client_ca, decode(&user["data"]["ca.crt"])?)?;
-    std::fs::write(
-        dir.path().join("user.crt"),
-        decode(&user["data"]["tls.crt"])?,
-    )?;
+    write_secret_keys(ca_secret, &["tls.crt", "tls.key"], &ca_in)?;
+    let user_dir = dir.path().join("user");
+    std::fs::create_dir_all(&user_dir)?;
+    write_secret_keys(user, &["ca.crt", "tls.crt"], &user_dir)?;
+    let client_ca = user_dir.join("ca.crt");
     let (tls_s, ca_s) = (tls.display().to_string(), ca_in.display().to_string());
     let script = script
         .replace("cd /tls", &format!("cd {tls_s}"))
@@ -662,11 +673,6 @@ fn dev_backends_cassandra_node_certificate_names_the_pod_ip() -> anyhow::Result<
         .env("NAMESPACE", "data"))?;
     assert!(ran.status.success(), "{}", text(&ran));
 
-    let openssl = |args: &[&str]| -> anyhow::Result<String> {
-        let out = run(Command::new("openssl").args(args))?;
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-        Ok(String::from_utf8(out.stdout)?)
-    };
     let at = |name: &str| tls.join(name).display().to_string();
     let pem = std::fs::read_to_string(tls.join("node.pem"))?;
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
@@ -709,7 +715,7 @@ fn dev_backends_cassandra_node_certificate_names_the_pod_ip() -> anyhow::Result<
         "sslclient",
         &at("probe.crt"),
     ])?;
-    let user_crt = dir.path().join("user.crt").display().to_string();
+    let user_crt = user_dir.join("tls.crt").display().to_string();
     openssl(&["verify", "-CAfile", &ca, "-purpose", "sslclient", &user_crt])?;
     assert_eq!(
         std::fs::read(tls.join("ca.crt"))?,
@@ -721,12 +727,8 @@ fn dev_backends_cassandra_node_certificate_names_the_pod_ip() -> anyhow::Result<
         "{cqlshrc}"
     );
     // The CA's key never leaves its Secret's volume.
-    let mut left: Vec<String> = std::fs::read_dir(&tls)?
-        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-        .collect::<anyhow::Result<_>>()?;
-    left.sort();
     assert_eq!(
-        left,
+        files_in(&tls)?,
         [
             "ca.crt",
             "cqlshrc",
