@@ -79,8 +79,16 @@ async fn with_watch_secrets_a_new_secret_is_picked_up_at_once() -> anyhow::Resul
         "{}",
         missing.message
     );
-    // Past the immediate retries, so only the watch can be quick.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // A missing Secret is retried after 15 s, then 30 s, doubling. Once
+    // the second attempt has failed the next retry is 30 s away, so a
+    // pipeline Ready within 25 s of the Secret appearing was woken by the
+    // watch; 25 s leaves room for the keyspace and table DDL on a loaded
+    // node.
+    let failed = "millrace_operator_reconcile_failures_total{category=\"secret\"}";
+    let failed_twice = poll_until("the second failed attempt", Deadline::secs(60), || async {
+        Ok((op.metric(failed).await? >= 2.0).then(std::time::Instant::now))
+    })
+    .await?;
 
     s.create_credentials_secret(
         "late-creds",
@@ -89,9 +97,17 @@ async fn with_watch_secrets_a_new_secret_is_picked_up_at_once() -> anyhow::Resul
     )
     .await?;
     let created = std::time::Instant::now();
-    s.wait_condition(name, "TableReady", "True", None, 10)
+    s.wait_condition(name, "TableReady", "True", None, 25)
         .await?;
-    println!("Secret created -> TableReady {:?}", created.elapsed());
+    let ready = failed_twice.elapsed();
+    assert!(
+        ready < std::time::Duration::from_secs(29),
+        "Ready {ready:?} after the second failure: the retry, not the watch"
+    );
+    println!(
+        "Secret created -> TableReady {:?} ({ready:?} after the second failure; the retry was due at 30 s)",
+        created.elapsed()
+    );
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
