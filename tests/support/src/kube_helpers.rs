@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::names::unique_name;
 
-/// A namespace that is deleted when the test is done with it (also on
-/// panic, best effort).
+/// A namespace that is deleted when the test is done with it, also when
+/// the test fails or panics (unless the apiserver cannot be reached).
 pub struct TestNamespace {
     pub name: String,
     client: kube::Client,
@@ -94,14 +94,31 @@ impl Drop for TestNamespace {
         if self.deleted {
             return;
         }
-        let api: Api<Namespace> = Api::all(self.client.clone());
         let name = self.name.clone();
-        // Drop cannot await; the deletion proceeds on the runtime if one is
-        // still there, and the namespace controller does the rest.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = api.delete(&name, &DeleteParams::background()).await;
-            });
+        // A test that fails drops this as its runtime shuts down, and a task
+        // spawned there never runs: the delete goes from a thread with a
+        // runtime and a client of its own (the test's client's connections
+        // belong to the dying runtime), and the test waits for the answer.
+        let deleted = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(15), async {
+                    let client = kube::Client::try_from(kube::Config::infer().await?)?;
+                    Api::<Namespace>::all(client)
+                        .delete(&name, &DeleteParams::background())
+                        .await?;
+                    anyhow::Ok(())
+                })
+                .await?
+            })
+        })
+        .join();
+        match deleted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("namespace {} left behind: {e:#}", self.name),
+            Err(_) => eprintln!("namespace {} left behind: the delete panicked", self.name),
         }
     }
 }
