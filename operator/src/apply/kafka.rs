@@ -7,10 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use millrace_api::{KafkaSpec, StreamPipelineSpec, TopicSpec, TopicStatus};
-use rdkafka::admin::{
-    AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
-};
+use rdkafka::admin::{AdminOptions, AlterConfig, ConfigSource, NewPartitions, ResourceSpecifier};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -18,6 +15,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 
 use super::PartOutcome;
 use super::ownership::{self, claim_topic};
+use crate::clients::create_topics::TopicToCreate;
 use crate::clients::kafka::{Admin, client_config, unavailable};
 use crate::clients::native::{DescribeError, TopicShape, describe_topic};
 use crate::context::Context;
@@ -215,38 +213,39 @@ async fn observe(
     }))
 }
 
-/// Creates the topic; `false` when the cluster says it exists already.
+/// Creates the topics, in one request (with other pipelines' creations
+/// asked for meanwhile): for each, whether it was made now (`false` when
+/// the cluster says it exists already).
 async fn create(
     ctx: &Context,
     admin: &Admin,
     spec: &KafkaSpec,
-    name: &str,
-    partitions: i32,
-    replication_factor: i32,
-    config: &BTreeMap<String, String>,
-) -> Result<bool> {
-    let mut new = NewTopic::new(
-        name,
-        partitions,
-        TopicReplication::Fixed(replication_factor),
-    );
-    for (k, v) in config {
-        new = new.set(k, v);
+    topics: Vec<TopicToCreate>,
+) -> Result<Vec<bool>> {
+    if topics.is_empty() {
+        return Ok(Vec::new());
     }
     ctx.may_write()?;
-    let results = admin
-        .create_topics([&new], &options())
-        .await
-        .map_err(|e| unavailable(spec, e))?;
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let results = admin.create_topics_together(topics, options()).await;
     ctx.metrics.write(Target::Kafka);
-    for r in results {
-        match r {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((t, code)) => return Err(op_error(spec, format!("creating topic {t}"), code)),
-        }
-    }
-    Ok(true)
+    names
+        .into_iter()
+        .zip(results)
+        .map(
+            |(name, created)| match created.map_err(|e| unavailable(spec, e))? {
+                Ok(()) => Ok(true),
+                Err(RDKafkaErrorCode::TopicAlreadyExists) => Ok(false),
+                Err(code) => Err(op_error(spec, format!("creating topic {name}"), code)),
+            },
+        )
+        .collect()
+}
+
+fn creation_note(name: &str, partitions: i32, replication_factor: i32) -> String {
+    format!(
+        "created topic {name} with {partitions} partitions, replication factor {replication_factor}"
+    )
 }
 
 async fn execute(
@@ -266,15 +265,15 @@ async fn execute(
                 ctx,
                 admin,
                 spec,
-                name,
-                *partitions,
-                *replication_factor,
-                config,
+                vec![TopicToCreate {
+                    name: name.to_owned(),
+                    partitions: *partitions,
+                    replication_factor: *replication_factor,
+                    config: config.clone(),
+                }],
             )
             .await?;
-            Ok(made.then(|| format!(
-                "created topic {name} with {partitions} partitions, replication factor {replication_factor}"
-            )))
+            Ok((made == [true]).then(|| creation_note(name, *partitions, *replication_factor)))
         }
         TopicAction::IncreasePartitions(n) => {
             ctx.may_write()?;
@@ -474,52 +473,85 @@ async fn reconcile_inner(
             r.topics = vec![declared.name.clone(), dlq.clone()]
         });
     }
-    let observed = observe(&admin, kafka, &declared.name).await?;
+    let (observed, dlq_observed) = tokio::try_join!(
+        observe(&admin, kafka, &declared.name),
+        observe(&admin, kafka, &dlq)
+    )?;
     let plan = plan_topic(declared, observed.as_ref());
+    // The topic and the dead-letter topic a new pipeline needs are created
+    // in one request (the cluster takes one at a time).
+    let dlq_create = plan_dead_letter(declared, dlq_observed.is_some());
+    let creations: Vec<(&str, &TopicAction)> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, TopicAction::Create { .. }))
+        .map(|a| (declared.name.as_str(), a))
+        .chain(dlq_create.iter().map(|a| (dlq.as_str(), a)))
+        .collect();
+    let to_create = creations
+        .iter()
+        .filter_map(|(name, action)| match action {
+            TopicAction::Create {
+                partitions,
+                replication_factor,
+                config,
+            } => Some(TopicToCreate {
+                name: (*name).to_owned(),
+                partitions: *partitions,
+                replication_factor: *replication_factor,
+                config: config.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let made = create(ctx, &admin, kafka, to_create).await?;
     let mut recreated = Vec::new();
-    for action in &plan.actions {
+    for ((name, action), made) in creations.into_iter().zip(made) {
         // A create that finds the topic there after all (made a moment ago
         // and not yet visible to the broker that answered the describe) is
         // neither a creation nor a loss: nothing is announced, and the next
         // reconcile reads the topic.
-        let Some(note) = execute(ctx, &admin, kafka, &declared.name, action).await? else {
+        let TopicAction::Create {
+            partitions,
+            replication_factor,
+            ..
+        } = action
+        else {
             continue;
         };
-        match action {
-            TopicAction::Create { .. } if topic_existed(p, &declared.name) => {
-                recreated.push(declared.name.clone());
-                events.push(Notice::warning(
-                    "TopicRecreated",
-                    format!(
-                        "topic {} was gone (deleted outside millrace): {note}; the records it held are lost",
-                        declared.name
-                    ),
-                ));
-            }
-            TopicAction::Create { .. } => created.push((declared.name.clone(), note)),
-            action => {
-                let reason = match action {
-                    TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
-                    _ => "TopicConfigApplied",
-                };
-                events.push(Notice::normal(reason, note));
-            }
+        if !made {
+            continue;
         }
-    }
-    let dlq_exists = observe(&admin, kafka, &dlq).await?.is_some();
-    if let Some(action) = plan_dead_letter(declared, dlq_exists)
-        && let Some(note) = execute(ctx, &admin, kafka, &dlq, &action).await?
-    {
-        if topic_existed(p, &dlq) {
-            recreated.push(dlq.clone());
+        let note = creation_note(name, *partitions, *replication_factor);
+        let is_dlq = name == dlq;
+        if topic_existed(p, name) {
+            recreated.push(name.to_owned());
             events.push(Notice::warning(
                 "TopicRecreated",
-                format!(
-                    "dead-letter topic {dlq} was gone (deleted outside millrace): {note}; the dead letters it held are lost"
-                ),
+                if is_dlq {
+                    format!(
+                        "dead-letter topic {dlq} was gone (deleted outside millrace): {note}; the dead letters it held are lost"
+                    )
+                } else {
+                    format!(
+                        "topic {name} was gone (deleted outside millrace): {note}; the records it held are lost"
+                    )
+                },
             ));
-        } else {
+        } else if is_dlq {
             created.push((dlq.clone(), format!("dead-letter topic: {note}")));
+        } else {
+            created.push((name.to_owned(), note));
+        }
+    }
+    for action in &plan.actions {
+        let reason = match action {
+            TopicAction::Create { .. } => continue,
+            TopicAction::IncreasePartitions(_) => "PartitionsIncreased",
+            TopicAction::SetConfig(_) => "TopicConfigApplied",
+        };
+        if let Some(note) = execute(ctx, &admin, kafka, &declared.name, action).await? {
+            events.push(Notice::normal(reason, note));
         }
     }
     events.extend(creation_notices(&created, &claimed, &dlq, |t| {

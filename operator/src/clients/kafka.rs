@@ -6,14 +6,47 @@ use std::sync::{Arc, Mutex};
 
 use millrace_api::KafkaSpec;
 use rdkafka::ClientConfig;
-use rdkafka::admin::AdminClient;
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 
+use crate::clients::create_topics::{Created, TopicCreations, TopicToCreate};
 use crate::credentials::KafkaAuth;
 use crate::error::{Error, Result};
 
-pub type Admin = AdminClient<DefaultClientContext>;
+/// An admin client, and the topic creations sent through it together
+/// ([`TopicCreations`]).
+pub struct Admin {
+    client: Arc<AdminClient<DefaultClientContext>>,
+    creations: TopicCreations,
+}
+
+impl Admin {
+    pub fn new(client: AdminClient<DefaultClientContext>) -> Self {
+        Self {
+            client: Arc::new(client),
+            creations: TopicCreations::default(),
+        }
+    }
+
+    /// Creates `topics`, in one request with those other reconciles ask
+    /// for meanwhile: what became of each, in order.
+    pub async fn create_topics_together(
+        &self,
+        topics: Vec<TopicToCreate>,
+        options: AdminOptions,
+    ) -> Vec<Created> {
+        self.creations.create(&self.client, topics, options).await
+    }
+}
+
+impl std::ops::Deref for Admin {
+    type Target = AdminClient<DefaultClientContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
 
 /// What an admin client is cached by: the bootstrap servers and the public
 /// parts of the identity (protocol, SASL mechanism and user, CA and client
@@ -73,6 +106,7 @@ impl Clients {
         self.get_with(spec, auth, || {
             client_config(spec, auth)
                 .create()
+                .map(Admin::new)
                 .map_err(|e| unavailable(spec, e))
         })
     }

@@ -4,6 +4,7 @@
 //! every step that uses them.
 
 pub mod cassandra;
+pub mod create_topics;
 pub mod kafka;
 pub mod lag;
 pub mod native;
