@@ -105,7 +105,9 @@ impl Drop for TestNamespace {
                 .build()?;
             runtime.block_on(async {
                 tokio::time::timeout(std::time::Duration::from_secs(15), async {
-                    let client = kube::Client::try_from(kube::Config::infer().await?)?;
+                    // The cluster the tests use, found as they find it (the
+                    // world's env file, or KUBECONFIG on kind).
+                    let client = crate::world::World::discover()?.kube_client().await?;
                     Api::<Namespace>::all(client)
                         .delete(&name, &DeleteParams::background())
                         .await?;
