@@ -220,31 +220,54 @@ async fn create(
     ctx: &Context,
     admin: &Admin,
     spec: &KafkaSpec,
-    topics: Vec<TopicToCreate>,
+    topics: &[TopicToCreate],
 ) -> Result<Vec<bool>> {
     if topics.is_empty() {
         return Ok(Vec::new());
     }
     ctx.may_write()?;
-    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    let results = admin.create_topics_together(topics, options()).await;
+    let results = admin
+        .create_topics_together(topics.to_vec(), options())
+        .await;
     ctx.metrics.write(Target::Kafka);
-    names
-        .into_iter()
+    topics
+        .iter()
         .zip(results)
         .map(
-            |(name, created)| match created.map_err(|e| unavailable(spec, e))? {
+            |(topic, created)| match created.map_err(|e| unavailable(spec, e))? {
                 Ok(()) => Ok(true),
                 Err(RDKafkaErrorCode::TopicAlreadyExists) => Ok(false),
-                Err(code) => Err(op_error(spec, format!("creating topic {name}"), code)),
+                Err(code) => Err(op_error(
+                    spec,
+                    format!("creating topic {}", topic.name),
+                    code,
+                )),
             },
         )
         .collect()
 }
 
-fn creation_note(name: &str, partitions: i32, replication_factor: i32) -> String {
+/// The topic `name` that `action` makes, if it makes one.
+fn creation(name: &str, action: &TopicAction) -> Option<TopicToCreate> {
+    match action {
+        TopicAction::Create {
+            partitions,
+            replication_factor,
+            config,
+        } => Some(TopicToCreate {
+            name: name.to_owned(),
+            partitions: *partitions,
+            replication_factor: *replication_factor,
+            config: config.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn creation_note(topic: &TopicToCreate) -> String {
     format!(
-        "created topic {name} with {partitions} partitions, replication factor {replication_factor}"
+        "created topic {} with {} partitions, replication factor {}",
+        topic.name, topic.partitions, topic.replication_factor
     )
 }
 
@@ -256,24 +279,10 @@ async fn execute(
     action: &TopicAction,
 ) -> Result<Option<String>> {
     match action {
-        TopicAction::Create {
-            partitions,
-            replication_factor,
-            config,
-        } => {
-            let made = create(
-                ctx,
-                admin,
-                spec,
-                vec![TopicToCreate {
-                    name: name.to_owned(),
-                    partitions: *partitions,
-                    replication_factor: *replication_factor,
-                    config: config.clone(),
-                }],
-            )
-            .await?;
-            Ok((made == [true]).then(|| creation_note(name, *partitions, *replication_factor)))
+        TopicAction::Create { .. } => {
+            let topics: Vec<TopicToCreate> = creation(name, action).into_iter().collect();
+            let made = create(ctx, admin, spec, &topics).await?;
+            Ok(topics.first().filter(|_| made == [true]).map(creation_note))
         }
         TopicAction::IncreasePartitions(n) => {
             ctx.may_write()?;
@@ -482,48 +491,23 @@ async fn reconcile_inner(
     // The topic and the dead-letter topic a new pipeline needs are created
     // in one request (the cluster takes one at a time).
     let dlq_create = plan_dead_letter(declared, dlq_observed.is_some());
-    let creations: Vec<(&str, &TopicAction)> = plan
+    let to_create: Vec<TopicToCreate> = plan
         .actions
         .iter()
-        .filter(|a| matches!(a, TopicAction::Create { .. }))
-        .map(|a| (declared.name.as_str(), a))
-        .chain(dlq_create.iter().map(|a| (dlq.as_str(), a)))
+        .filter_map(|a| creation(&declared.name, a))
+        .chain(dlq_create.iter().filter_map(|a| creation(&dlq, a)))
         .collect();
-    let to_create = creations
-        .iter()
-        .filter_map(|(name, action)| match action {
-            TopicAction::Create {
-                partitions,
-                replication_factor,
-                config,
-            } => Some(TopicToCreate {
-                name: (*name).to_owned(),
-                partitions: *partitions,
-                replication_factor: *replication_factor,
-                config: config.clone(),
-            }),
-            _ => None,
-        })
-        .collect();
-    let made = create(ctx, &admin, kafka, to_create).await?;
+    let made = create(ctx, &admin, kafka, &to_create).await?;
     let mut recreated = Vec::new();
-    for ((name, action), made) in creations.into_iter().zip(made) {
+    for (topic, made) in to_create.iter().zip(made) {
         // A create that finds the topic there after all (made a moment ago
         // and not yet visible to the broker that answered the describe) is
         // neither a creation nor a loss: nothing is announced, and the next
         // reconcile reads the topic.
-        let TopicAction::Create {
-            partitions,
-            replication_factor,
-            ..
-        } = action
-        else {
-            continue;
-        };
         if !made {
             continue;
         }
-        let note = creation_note(name, *partitions, *replication_factor);
+        let (name, note) = (topic.name.as_str(), creation_note(topic));
         let is_dlq = name == dlq;
         if topic_existed(p, name) {
             recreated.push(name.to_owned());

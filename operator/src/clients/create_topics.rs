@@ -2,8 +2,8 @@
 //!
 //! A cluster's controller takes one CreateTopics request at a time, and each
 //! costs about the same whether it names one topic or a hundred (about 30
-//! ms on the test world's broker; `bench/OPERATOR-SCALE.md`, "CreateTopics
-//! requests"). With many pipelines applied at once, their reconciles'
+//! ms on the test world's broker; `bench/OPERATOR-SCALE.md`, "2026-12-06,
+//! CreateTopics"). With many pipelines applied at once, their reconciles'
 //! requests queued up behind each other at the broker. So creations go out
 //! as a group commit: the first one is sent at once, and those asked for
 //! while a request is on its way wait for it and go together in the next.
