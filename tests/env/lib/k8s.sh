@@ -284,8 +284,11 @@ etcd_wait() {
     _k8s_etcd_healthy
 }
 
+# MILLRACE_APISERVER_ARGS adds flags (later ones win), e.g. `--profiling`
+# to take a CPU profile under a bench (bench/OPERATOR-SCALE.md).
 apiserver_start() {
-  local c="$CERTS_DIR"
+  local c="$CERTS_DIR" extra=()
+  read -r -a extra <<<"${MILLRACE_APISERVER_ARGS:-}"
   # Advertising 127.0.0.1 is allowed, but the default (lease) endpoint
   # reconciler cannot publish a loopback address in the `kubernetes`
   # Endpoints, so it is turned off: in-world clients use the kubeconfigs.
@@ -312,7 +315,7 @@ apiserver_start() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --profiling=false \
-    --v 1
+    --v 1 "${extra[@]}"
 }
 
 apiserver_wait() {
