@@ -7,12 +7,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use millrace_api::StreamPipeline;
 use millrace_api::lease::{Gate, NotLeader};
 
 use crate::cache;
 use crate::clients;
 use crate::credentials::{CassandraAuth, KafkaAuth};
 use crate::metrics::Metrics;
+use crate::slots::Slots;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -47,6 +50,9 @@ pub struct Context {
     pub leadership: Gate,
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// At most `config.concurrency` reconciles at once, in the order
+    /// [`crate::slots`] says.
+    pub slots: Arc<Slots>,
     /// Who publishes the Events ([`Context::recorder_for`]).
     reporter: Reporter,
     /// One Recorder per distinct reason and note ([`Context::recorder_for`]).
@@ -59,6 +65,9 @@ pub struct Context {
     /// owns; each run of the controller (each term as leader) fills a
     /// fresh one.
     cache: RwLock<cache::Owned>,
+    /// The controller's store of the pipelines: a reconcile that waited
+    /// for a slot reads the pipeline again from it.
+    pipelines: RwLock<Option<Store<StreamPipeline>>>,
     /// The credentials each pipeline (by uid) last used, in memory only: a
     /// `Delete` cleanup can still reach Kafka and Cassandra when the Secret
     /// went first (as when the whole namespace is deleted).
@@ -92,17 +101,20 @@ impl Context {
             controller: "millrace-operator".to_owned(),
             instance: Some(instance),
         };
+        let slots = Slots::new(usize::from(config.concurrency), metrics.waiting());
         Self {
             client,
             leadership,
             config,
             metrics,
+            slots,
             reporter,
             recorders: Mutex::new(lru::LruCache::new(RECORDERS_MAX)),
             kafka: Default::default(),
             kafka_offsets: Default::default(),
             cassandra: Default::default(),
             cache: RwLock::new(cache::Owned::new().0),
+            pipelines: RwLock::default(),
             remembered: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -116,6 +128,21 @@ impl Context {
     /// Installs the caches a new run of the controller fills.
     pub fn set_cache(&self, owned: cache::Owned) {
         *self.cache.write().unwrap_or_else(|e| e.into_inner()) = owned;
+    }
+
+    /// Installs the store of pipelines a new run of the controller fills.
+    pub fn set_pipelines(&self, store: Store<StreamPipeline>) {
+        *self.pipelines.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The pipeline as the controller's store holds it now (`None`: it is
+    /// gone), or `sp` itself before any store is installed.
+    pub fn latest(&self, sp: &Arc<StreamPipeline>) -> Option<Arc<StreamPipeline>> {
+        let pipelines = self.pipelines.read().unwrap_or_else(|e| e.into_inner());
+        match pipelines.as_ref() {
+            Some(store) => store.get(&ObjectRef::from_obj(sp.as_ref())),
+            None => Some(sp.clone()),
+        }
     }
 
     /// Before a Kafka or Cassandra write: only the leader writes.

@@ -33,7 +33,8 @@ use crate::desired::ownership::Owner;
 use crate::desired::{self, Pipeline};
 use crate::error::{Error, ErrorClass, Result};
 use crate::events::Notice;
-use crate::metrics::Target;
+use crate::metrics::{Step, Target};
+use crate::slots::Class;
 use crate::status::{self, Cond, RUNNER_READY, reasons};
 use crate::wake;
 
@@ -87,6 +88,21 @@ fn key(sp: &StreamPipeline) -> String {
 }
 
 pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let class = Class::of(
+        sp.metadata.generation,
+        sp.status.as_ref().and_then(|s| s.observed_generation),
+    );
+    let _slot = ctx.slots.take(class).await;
+    // What changed while it waited is reconciled now, not by one more.
+    let Some(sp) = ctx.latest(&sp) else {
+        return Ok(Action::await_change());
+    };
+    // Boxed: the many reconciles waiting for a slot each hold only the
+    // small future above, not the whole reconcile's state.
+    Box::pin(reconcile_now(sp, ctx)).await
+}
+
+async fn reconcile_now(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let namespace = sp
         .namespace()
@@ -193,12 +209,17 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     // Observe: every Secret the spec names, each read once; without them
     // nothing can be told (and the runner's Pods would roll for nothing),
     // so a failed read is retried.
-    let secrets = credentials::SecretsRead::fetch(
-        &ctx.client,
-        &p.namespace,
-        credentials::runner_secret_names(&sp.spec),
-    )
-    .await?;
+    let secrets = ctx
+        .metrics
+        .time(
+            Step::Secrets,
+            credentials::SecretsRead::fetch(
+                &ctx.client,
+                &p.namespace,
+                credentials::runner_secret_names(&sp.spec),
+            ),
+        )
+        .await?;
     let kafka_auth = secrets.kafka(&sp.spec.kafka);
     let cassandra_auth = secrets.cassandra(&sp.spec.cassandra);
 
@@ -272,13 +293,19 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let (mut topic, mut table) = tokio::join!(
         async {
             match &kafka_auth {
-                Ok(auth) => apply::kafka::reconcile_topic(ctx, &p, auth.as_ref()).await,
+                Ok(auth) => {
+                    let topic = apply::kafka::reconcile_topic(ctx, &p, auth.as_ref());
+                    ctx.metrics.time(Step::Topic, topic).await
+                }
                 Err(_) => credentials_failed(kafka_auth.as_ref().err(), "Kafka credentials"),
             }
         },
         async {
             match &cassandra_auth {
-                Ok(auth) => apply::cassandra::reconcile_tables(ctx, &p, auth.as_ref()).await,
+                Ok(auth) => {
+                    let tables = apply::cassandra::reconcile_tables(ctx, &p, auth.as_ref());
+                    ctx.metrics.time(Step::Tables, tables).await
+                }
                 Err(_) => {
                     credentials_failed(cassandra_auth.as_ref().err(), "Cassandra credentials")
                 }
@@ -332,7 +359,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let partitions = topic.status.as_ref().and_then(|t| t.partitions);
     let flow = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
-            status::flow::flow(
+            let flow = status::flow::flow(
                 ctx.config.flow_refresh,
                 &ctx.kafka_offsets,
                 &ctx.client,
@@ -342,8 +369,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 partitions,
                 auth.as_ref(),
                 old.flow.as_ref(),
-            )
-            .await
+            );
+            ctx.metrics.time(Step::Offsets, flow).await
         }
         _ => old.flow.clone(),
     };
@@ -372,7 +399,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     );
     let mut runner = match runner_objects {
         Ok(objects) => {
-            apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready).await
+            let runner =
+                apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready);
+            ctx.metrics.time(Step::Runner, runner).await
         }
         Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
     };
@@ -380,7 +409,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     if old.observed_generation.is_none() {
         changes = crate::events::created(changes);
     }
-    publish(ctx, sp, changes).await;
+    ctx.metrics
+        .time(Step::Report, publish(ctx, sp, changes))
+        .await;
 
     // Report.
     let topic_cond = Cond::new(
@@ -398,14 +429,14 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let runner_cond = Cond::new(RUNNER_READY, runner.ready, &runner.reason, &runner.message);
     let replay = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
-            status::replay::replay(
+            let replay = status::replay::replay(
                 &ctx.kafka_offsets,
                 sp,
                 &sp.spec.kafka,
                 auth.as_ref(),
                 old.dead_letter_replay.as_ref(),
-            )
-            .await
+            );
+            ctx.metrics.time(Step::Offsets, replay).await
         }
         _ => old.dead_letter_replay.clone(),
     };
@@ -455,7 +486,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             (Some(_), None) => old.autoscale.clone(),
         },
     };
-    report(ctx, sp, new).await?;
+    ctx.metrics.time(Step::Report, report(ctx, sp, new)).await?;
     // Once the decision is in the status: an Event for a decision that
     // was not recorded would be made again on the next reconcile.
     if let Some(notice) = autoscaled.and_then(|d| d.notice) {
@@ -777,6 +808,7 @@ pub async fn run(
     let ns = ctx.config.namespace.clone();
     let ns = ns.as_deref();
     let (store, writer) = reflector::store();
+    ctx.set_pipelines(store.clone());
     let pipelines = watcher(
         scoped::<StreamPipeline>(&client, ns),
         watcher::Config::default().any_semantic(),
@@ -820,7 +852,8 @@ pub async fn run(
     controller
         .with_config(
             kube::runtime::controller::Config::default()
-                .concurrency(ctx.config.concurrency)
+                // `ctx.slots` limits and orders them instead.
+                .concurrency(0)
                 .debounce(DEBOUNCE),
         )
         .graceful_shutdown_on(shutdown)

@@ -8,7 +8,8 @@
 //! → [`status`] (report). [`controller`] wires it to kube-rs and publishes
 //! the [`events`] the steps hand back. Below the steps: [`context`] (what
 //! reconciles share), [`cache`] (the watch caches of owned objects) and
-//! [`clients`] (cached Kafka, CQL and lag-reader clients). [`leader`], [`metrics`] and [`serve`] serve the binary.
+//! [`clients`] (cached Kafka, CQL and lag-reader clients) and [`slots`]
+//! (which waiting reconcile runs next). [`leader`], [`metrics`] and [`serve`] serve the binary.
 
 pub mod apply;
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod serve;
+pub mod slots;
 pub mod status;
 pub mod wake;
 

@@ -39,6 +39,37 @@ impl Target {
     }
 }
 
+/// A step of a reconcile, timed on its own so a slow reconcile can be
+/// traced to the backend it waited on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Reading the Secrets the spec names.
+    Secrets,
+    /// The topic (Kafka admin calls).
+    Topic,
+    /// The keyspace and tables (CQL).
+    Tables,
+    /// Offsets and lag for `status.flow` and the dead-letter replay.
+    Offsets,
+    /// The runner's objects (apiserver).
+    Runner,
+    /// Events and the status write (apiserver).
+    Report,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Secrets => "secrets",
+            Self::Topic => "topic",
+            Self::Tables => "tables",
+            Self::Offsets => "offsets",
+            Self::Runner => "runner",
+            Self::Report => "report",
+        }
+    }
+}
+
 const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 pub struct Metrics {
@@ -46,8 +77,10 @@ pub struct Metrics {
     reconciles: Counter,
     failures: Family<Labels, Counter>,
     duration: Histogram,
+    steps: Family<Labels, Histogram, fn() -> Histogram>,
     writes: Family<Labels, Counter>,
     leader: Gauge,
+    waiting: Gauge,
     /// For `/readyz`; not a metric.
     ready: AtomicBool,
 }
@@ -69,6 +102,14 @@ impl Default for Metrics {
             "Reconcile duration",
             duration.clone(),
         );
+        let steps = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            (|| Histogram::new(BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "reconcile_step_duration_seconds",
+            "Time spent in each step of a reconcile",
+            steps.clone(),
+        );
         let writes = Family::<Labels, Counter>::default();
         registry.register(
             "writes",
@@ -85,13 +126,21 @@ impl Default for Metrics {
             "Whether this process holds the leader Lease",
             leader.clone(),
         );
+        let waiting = Gauge::default();
+        registry.register(
+            "reconciles_waiting",
+            "Reconciles due but waiting for one of the --concurrency slots",
+            waiting.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
+            steps,
             writes,
             leader,
+            waiting,
             ready: AtomicBool::new(false),
         }
     }
@@ -104,6 +153,16 @@ impl Metrics {
             metrics: self,
             start: Instant::now(),
         }
+    }
+
+    /// Runs `step` and records how long it took.
+    pub async fn time<T>(&self, step: Step, fut: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let out = fut.await;
+        self.steps
+            .get_or_create(&vec![("step", step.as_str())])
+            .observe(start.elapsed().as_secs_f64());
+        out
     }
 
     pub fn failure(&self, category: &'static str) {
@@ -122,6 +181,11 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// The gauge [`crate::slots::Slots`] keeps.
+    pub fn waiting(&self) -> Gauge {
+        self.waiting.clone()
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -178,5 +242,28 @@ mod tests {
         assert!(text.contains("millrace_operator_writes_total{target=\"cassandra\"} 1"));
         assert!(text.contains("millrace_operator_writes_total{target=\"kafka\"} 0"));
         assert!(text.contains("millrace_operator_reconcile_duration_seconds_count 1"));
+    }
+
+    #[tokio::test]
+    async fn times_each_step_and_shows_the_waiting() {
+        let m = Metrics::default();
+        m.time(Step::Topic, async {}).await;
+        m.time(Step::Topic, async {}).await;
+        m.time(Step::Report, async {}).await;
+        m.waiting().set(3);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "millrace_operator_reconcile_step_duration_seconds_count{step=\"topic\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "millrace_operator_reconcile_step_duration_seconds_count{step=\"report\"} 1"
+        ));
+        assert!(
+            text.contains("millrace_operator_reconciles_waiting 3"),
+            "{text}"
+        );
     }
 }

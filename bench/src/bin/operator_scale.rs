@@ -339,6 +339,24 @@ impl Metrics {
             - before.get("millrace_operator_reconcile_duration_seconds_sum");
         if n > 0.0 { sum / n } else { 0.0 }
     }
+    /// Seconds each step of a reconcile took, per reconcile, from the
+    /// operator's `reconcile_step_duration_seconds`: where the reconciles
+    /// waited.
+    fn step_seconds_per_reconcile_since(&self, before: &Metrics) -> Value {
+        let reconciles = (self.reconciles() - before.reconciles()).max(1.0);
+        let mut steps = serde_json::Map::new();
+        for (series, sum) in &self.values {
+            let Some(step) = series
+                .strip_prefix("millrace_operator_reconcile_step_duration_seconds_sum{step=\"")
+                .and_then(|s| s.strip_suffix("\"}"))
+            else {
+                continue;
+            };
+            let spent = sum - before.get(series);
+            steps.insert(step.to_owned(), json!(round(spent / reconciles, 4)));
+        }
+        Value::Object(steps)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -843,6 +861,7 @@ async fn measure(
         "reconciles_per_second": round(reconciles / all_ready_s.max(1e-3), 1),
         "reconciles_per_pipeline": round(reconciles / n as f64, 2),
         "mean_reconcile_seconds": round(m_ready.mean_reconcile_seconds_since(&m_start), 4),
+        "step_seconds_per_reconcile": m_ready.step_seconds_per_reconcile_since(&m_start),
         "writes": m_ready.writes_since(&m_start),
         "apiserver_gets": round(gets_ready - gets_start, 0),
         "apiserver_gets_per_reconcile": round((gets_ready - gets_start) / reconciles.max(1.0), 2),
