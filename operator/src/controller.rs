@@ -88,9 +88,15 @@ fn key(sp: &StreamPipeline) -> String {
 }
 
 pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let status = sp.status.as_ref();
     let class = Class::of(
         sp.metadata.generation,
-        sp.status.as_ref().and_then(|s| s.observed_generation),
+        status.and_then(|s| s.observed_generation),
+        status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition_type::READY && c.status == "True")
+        }),
     );
     let _slot = ctx.slots.take(class).await;
     // What changed while it waited is reconciled now, not by one more.

@@ -8,13 +8,20 @@
 //! becomes Ready near the end. Here the controller runs without a limit of
 //! its own and each reconcile first takes a slot:
 //!
-//! - a pipeline whose current generation was already reconciled once
-//!   ([`Class::Continuing`]: it is finishing what it began, or is a cheap
-//!   resync) goes before one whose generation is new ([`Class::Starting`]);
-//! - within a class, first come, first served.
+//! 1. a pipeline whose current generation was already reconciled once but
+//!    is not Ready yet ([`Class::Finishing`]: typically the reconcile that
+//!    sees its runner rolled out and reports Ready);
+//! 2. a pipeline whose generation is new ([`Class::Starting`]);
+//! 3. a Ready pipeline checked again ([`Class::Rechecking`]: the periodic
+//!    resync and flow refresh, or a watch event about it). At 1,000
+//!    pipelines these are 33 a second, and during a burst of new pipelines
+//!    each waits on the same loaded apiserver: served first, they took
+//!    slots the new ones needed.
 //!
-//! So pipelines become Ready in about the order they were applied, each
-//! soon after its first reconcile, for the same total work.
+//! Within a class, first come, first served. So pipelines become Ready in
+//! about the order they were applied, each soon after its first
+//! reconcile, and a burst of new ones delays the re-checks of the others
+//! rather than the other way round.
 //!
 //! Our own rather than a crate: tokio's `Semaphore` is first come, first
 //! served with no classes, and the priority semaphores on crates.io are
@@ -29,18 +36,23 @@ use tokio::sync::oneshot;
 /// Which queue a reconcile waits in; the first is served first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// The pipeline's current generation was reconciled before.
-    Continuing = 0,
+    /// The current generation was reconciled before; not Ready yet.
+    Finishing = 0,
     /// A new pipeline, or a changed spec.
     Starting = 1,
+    /// The current generation was reconciled before and is Ready.
+    Rechecking = 2,
 }
 
+const CLASSES: usize = 3;
+
 impl Class {
-    /// The class of a pipeline whose status says it reconciled
-    /// `observed_generation`, at `generation` now.
-    pub fn of(generation: Option<i64>, observed_generation: Option<i64>) -> Self {
+    /// The class of a pipeline at `generation` whose status says it
+    /// reconciled `observed_generation` and whether it is `ready`.
+    pub fn of(generation: Option<i64>, observed_generation: Option<i64>, ready: bool) -> Self {
         match (generation, observed_generation) {
-            (Some(g), Some(o)) if g == o => Self::Continuing,
+            (Some(g), Some(o)) if g == o && ready => Self::Rechecking,
+            (Some(g), Some(o)) if g == o => Self::Finishing,
             _ => Self::Starting,
         }
     }
@@ -56,7 +68,7 @@ pub struct Slots {
 #[derive(Default)]
 struct State {
     running: usize,
-    queues: [VecDeque<oneshot::Sender<Slot>>; 2],
+    queues: [VecDeque<oneshot::Sender<Slot>>; CLASSES],
 }
 
 /// A taken slot; given back when dropped.
@@ -109,10 +121,7 @@ impl Slots {
     fn give_back(self: &Arc<Self>) {
         let mut state = self.lock();
         loop {
-            let next = match state.queues[0].pop_front() {
-                Some(sender) => Some(sender),
-                None => state.queues[1].pop_front(),
-            };
+            let next = state.queues.iter_mut().find_map(VecDeque::pop_front);
             let Some(sender) = next else {
                 state.running -= 1;
                 return;
@@ -157,26 +166,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn continuing_goes_before_starting_and_each_class_in_order() {
+    async fn finishing_then_starting_then_rechecking_each_class_in_order() {
         let s = slots(1);
         let held = s.take(Class::Starting).await;
+        let mut r = Box::pin(s.take(Class::Rechecking));
         let mut a = Box::pin(s.take(Class::Starting));
         let mut b = Box::pin(s.take(Class::Starting));
-        let mut c = Box::pin(s.take(Class::Continuing));
+        let mut c = Box::pin(s.take(Class::Finishing));
+        assert!(queued(&mut r).await.is_none());
         assert!(queued(&mut a).await.is_none());
         assert!(queued(&mut b).await.is_none());
         assert!(queued(&mut c).await.is_none());
-        assert_eq!(s.waiting.get(), 3);
+        assert_eq!(s.waiting.get(), 4);
 
         drop(held);
-        let c = queued(&mut c).await.expect("the continuing one goes first");
+        let c = queued(&mut c).await.expect("the finishing one goes first");
         assert!(queued(&mut a).await.is_none());
         drop(c);
         let a = queued(&mut a).await.expect("then the first starting one");
         assert!(queued(&mut b).await.is_none());
         drop(a);
         let b = queued(&mut b).await.expect("then the second");
+        assert!(queued(&mut r).await.is_none());
         drop(b);
+        let r = queued(&mut r).await.expect("the re-check comes last");
+        drop(r);
         assert_eq!(s.waiting.get(), 0);
         assert_eq!(s.lock().running, 0);
     }
@@ -185,7 +199,7 @@ mod tests {
     async fn a_waiter_that_went_away_does_not_keep_a_slot() {
         let s = slots(1);
         let held = s.take(Class::Starting).await;
-        let mut gone = Box::pin(s.take(Class::Continuing));
+        let mut gone = Box::pin(s.take(Class::Finishing));
         assert!(queued(&mut gone).await.is_none());
         let mut next = Box::pin(s.take(Class::Starting));
         assert!(queued(&mut next).await.is_none());
@@ -224,7 +238,7 @@ mod tests {
         let s = slots(2);
         let a = s.take(Class::Starting).await;
         let b = s.take(Class::Starting).await;
-        let mut c = Box::pin(s.take(Class::Continuing));
+        let mut c = Box::pin(s.take(Class::Finishing));
         assert!(queued(&mut c).await.is_none());
         drop(a);
         assert!(queued(&mut c).await.is_some());
@@ -232,9 +246,11 @@ mod tests {
     }
 
     #[test]
-    fn the_class_follows_the_observed_generation() {
-        assert_eq!(Class::of(Some(3), Some(3)), Class::Continuing);
-        assert_eq!(Class::of(Some(4), Some(3)), Class::Starting);
-        assert_eq!(Class::of(Some(1), None), Class::Starting);
+    fn the_class_follows_the_observed_generation_and_readiness() {
+        assert_eq!(Class::of(Some(3), Some(3), false), Class::Finishing);
+        assert_eq!(Class::of(Some(3), Some(3), true), Class::Rechecking);
+        assert_eq!(Class::of(Some(4), Some(3), true), Class::Starting);
+        assert_eq!(Class::of(Some(4), Some(3), false), Class::Starting);
+        assert_eq!(Class::of(Some(1), None, false), Class::Starting);
     }
 }
