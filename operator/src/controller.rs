@@ -103,9 +103,33 @@ pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Act
     let Some(sp) = ctx.latest(&sp) else {
         return Ok(Action::await_change());
     };
-    // Boxed: the many reconciles waiting for a slot each hold only the
-    // small future above, not the whole reconcile's state.
-    Box::pin(reconcile_now(sp, ctx)).await
+    // A task of its own: the many reconciles waiting for a slot each hold
+    // only the small future above, not the whole reconcile's state, and
+    // the reconcile's polls start at the bottom of a worker's stack rather
+    // than under the controller's streams, leaving a debug build's 2 MiB
+    // to the reconcile itself.
+    let task = AbortOnDrop(tokio::spawn(reconcile_now(sp, ctx)));
+    match task.join().await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => unreachable!("only dropping the AbortOnDrop aborts the task"),
+    }
+}
+
+/// A reconcile's task, aborted when the controller drops the reconcile
+/// (on shutdown or loss of leadership), as the reconcile would have been.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Action>>);
+
+impl AbortOnDrop {
+    async fn join(mut self) -> std::result::Result<Result<Action>, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn reconcile_now(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Action> {
@@ -215,17 +239,14 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     // Observe: every Secret the spec names, each read once; without them
     // nothing can be told (and the runner's Pods would roll for nothing),
     // so a failed read is retried.
-    let secrets = ctx
-        .metrics
-        .time(
-            Step::Secrets,
-            credentials::SecretsRead::fetch(
-                &ctx.client,
-                &p.namespace,
-                credentials::runner_secret_names(&sp.spec),
-            ),
-        )
-        .await?;
+    let step = ctx.metrics.step(Step::Secrets);
+    let secrets = credentials::SecretsRead::fetch(
+        &ctx.client,
+        &p.namespace,
+        credentials::runner_secret_names(&sp.spec),
+    )
+    .await?;
+    drop(step);
     let kafka_auth = secrets.kafka(&sp.spec.kafka);
     let cassandra_auth = secrets.cassandra(&sp.spec.cassandra);
 
@@ -300,8 +321,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         async {
             match &kafka_auth {
                 Ok(auth) => {
-                    let topic = apply::kafka::reconcile_topic(ctx, &p, auth.as_ref());
-                    ctx.metrics.time(Step::Topic, topic).await
+                    let _step = ctx.metrics.step(Step::Topic);
+                    apply::kafka::reconcile_topic(ctx, &p, auth.as_ref()).await
                 }
                 Err(_) => credentials_failed(kafka_auth.as_ref().err(), "Kafka credentials"),
             }
@@ -309,8 +330,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         async {
             match &cassandra_auth {
                 Ok(auth) => {
-                    let tables = apply::cassandra::reconcile_tables(ctx, &p, auth.as_ref());
-                    ctx.metrics.time(Step::Tables, tables).await
+                    let _step = ctx.metrics.step(Step::Tables);
+                    apply::cassandra::reconcile_tables(ctx, &p, auth.as_ref()).await
                 }
                 Err(_) => {
                     credentials_failed(cassandra_auth.as_ref().err(), "Cassandra credentials")
@@ -365,7 +386,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let partitions = topic.status.as_ref().and_then(|t| t.partitions);
     let flow = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
-            let flow = status::flow::flow(
+            let _step = ctx.metrics.step(Step::Offsets);
+            status::flow::flow(
                 ctx.config.flow_refresh,
                 &ctx.kafka_offsets,
                 &ctx.client,
@@ -375,8 +397,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 partitions,
                 auth.as_ref(),
                 old.flow.as_ref(),
-            );
-            ctx.metrics.time(Step::Offsets, flow).await
+            )
+            .await
         }
         _ => old.flow.clone(),
     };
@@ -405,9 +427,8 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     );
     let mut runner = match runner_objects {
         Ok(objects) => {
-            let runner =
-                apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready);
-            ctx.metrics.time(Step::Runner, runner).await
+            let _step = ctx.metrics.step(Step::Runner);
+            apply::kubernetes::reconcile_runner(ctx, &runner_p, &objects, dependencies_ready).await
         }
         Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
     };
@@ -415,9 +436,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     if old.observed_generation.is_none() {
         changes = crate::events::created(changes);
     }
-    ctx.metrics
-        .time(Step::Report, publish(ctx, sp, changes))
-        .await;
+    let step = ctx.metrics.step(Step::Report);
+    publish(ctx, sp, changes).await;
+    drop(step);
 
     // Report.
     let topic_cond = Cond::new(
@@ -435,14 +456,15 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     let runner_cond = Cond::new(RUNNER_READY, runner.ready, &runner.reason, &runner.message);
     let replay = match (&kafka_auth, topic.usable) {
         (Ok(auth), true) => {
-            let replay = status::replay::replay(
+            let _step = ctx.metrics.step(Step::Offsets);
+            status::replay::replay(
                 &ctx.kafka_offsets,
                 sp,
                 &sp.spec.kafka,
                 auth.as_ref(),
                 old.dead_letter_replay.as_ref(),
-            );
-            ctx.metrics.time(Step::Offsets, replay).await
+            )
+            .await
         }
         _ => old.dead_letter_replay.clone(),
     };
@@ -492,7 +514,9 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
             (Some(_), None) => old.autoscale.clone(),
         },
     };
-    ctx.metrics.time(Step::Report, report(ctx, sp, new)).await?;
+    let step = ctx.metrics.step(Step::Report);
+    report(ctx, sp, new).await?;
+    drop(step);
     // Once the decision is in the status: an Event for a decision that
     // was not recorded would be made again on the next reconcile.
     if let Some(notice) = autoscaled.and_then(|d| d.notice) {
