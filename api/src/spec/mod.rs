@@ -207,9 +207,9 @@ pub struct StreamPipelineSpec {
     #[serde(default)]
     #[schemars(length(max = limits::SOURCES_MAX))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    // Unique names are the list's map key, refused by the apiserver itself
+    // (as for a table's columns).
     #[x_kube(
-        validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))")
-            .message("source names must be unique"),
         validation = Rule::new(
             "self.all(s, !has(s.httpPush) || self.exists_one(t, has(t.httpPush) && t.httpPush.path == s.httpPush.path))"
         )

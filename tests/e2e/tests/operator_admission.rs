@@ -53,7 +53,7 @@ fn invalid() -> Vec<(&'static str, Value, &'static str)> {
         (
             "duplicate column names",
             with(|o| table(o)["columns"][2]["name"] = json!("first_name")),
-            "column names must be unique",
+            "Duplicate value",
         ),
         (
             "partition key names no column",
@@ -131,7 +131,7 @@ fn invalid() -> Vec<(&'static str, Value, &'static str)> {
         (
             "duplicate source names",
             with(|o| o["spec"]["sources"][1]["name"] = json!("synthetic")),
-            "source names must be unique",
+            "Duplicate value",
         ),
         (
             "a source of two kinds",
