@@ -14,6 +14,14 @@ use scylla::statement::unprepared::Statement;
 use crate::World;
 
 pub async fn session(world: &World) -> anyhow::Result<Session> {
+    session_builder(world)
+        .build()
+        .await
+        .context("cassandra session")
+}
+
+/// [`session`]'s settings, to change some before connecting.
+pub fn session_builder(world: &World) -> SessionBuilder {
     let policy = DefaultPolicy::builder()
         .prefer_datacenter(world.cassandra_local_dc.clone())
         .token_aware(true)
@@ -27,7 +35,7 @@ pub async fn session(world: &World) -> anyhow::Result<Session> {
     if let (Some(u), Some(p)) = (&world.cassandra_username, &world.cassandra_password) {
         builder = builder.user(u, p);
     }
-    builder.build().await.context("cassandra session")
+    builder
 }
 
 /// Creates the keyspace (SimpleStrategy, RF 1: one node) with the statement

@@ -12,7 +12,7 @@ use millrace_api::auth_failure::{cassandra_auth_failure, cassandra_tls_failure};
 use millrace_api::{
     CassandraSpec, ColumnKind, ColumnStatus, ObservedColumn, TableSpec, TableStatus, cql,
 };
-use scylla::client::session::Session;
+use scylla::client::caching_session::CachingSession;
 
 use super::PartOutcome;
 use crate::clients::cassandra::unavailable;
@@ -64,14 +64,25 @@ fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
     }
 }
 
-async fn observe(session: &Session, spec: &CassandraSpec, table: &str) -> Result<ObservedTable> {
+/// The schema reads of every reconcile, prepared once per session
+/// ([`CachingSession`]): unprepared with bound values, each is a PREPARE
+/// and an EXECUTE, and Cassandra parses the statement again each time
+/// (`bench/src/bin/cql-schema-reads.rs` measures the difference).
+pub const SELECT_KEYSPACE_REPLICATION: &str =
+    "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?";
+pub const SELECT_TABLE_COLUMNS: &str = "SELECT column_name, type, kind, position, clustering_order FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?";
+pub const SELECT_TABLE_COMMENT: &str =
+    "SELECT comment FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?";
+
+async fn observe(
+    session: &CachingSession,
+    spec: &CassandraSpec,
+    table: &str,
+) -> Result<ObservedTable> {
     let ks = spec.keyspace.name.as_str();
     let rows = tokio::time::timeout(
         REQUEST_TIMEOUT,
-        session.query_unpaged(
-            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (ks,),
-        ),
+        session.execute_unpaged(SELECT_KEYSPACE_REPLICATION, (ks,)),
     )
     .await
     .map_err(|_| unavailable(spec, "timed out reading system_schema"))?
@@ -87,10 +98,7 @@ async fn observe(session: &Session, spec: &CassandraSpec, table: &str) -> Result
         .map(|(m,)| m.into_iter().collect::<BTreeMap<_, _>>());
     let rows = tokio::time::timeout(
         REQUEST_TIMEOUT,
-        session.query_unpaged(
-            "SELECT column_name, type, kind, position, clustering_order FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?",
-            (ks, table),
-        ),
+        session.execute_unpaged(SELECT_TABLE_COLUMNS, (ks, table)),
     )
     .await
     .map_err(|_| unavailable(spec, "timed out reading system_schema"))?
@@ -116,10 +124,7 @@ async fn observe(session: &Session, spec: &CassandraSpec, table: &str) -> Result
     } else {
         let rows = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            session.query_unpaged(
-                "SELECT comment FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
-                (ks, table),
-            ),
+            session.execute_unpaged(SELECT_TABLE_COMMENT, (ks, table)),
         )
         .await
         .map_err(|_| unavailable(spec, "timed out reading system_schema"))?
@@ -257,7 +262,13 @@ async fn reconcile_table(
     outcome.with_events(events)
 }
 
-async fn execute(ctx: &Context, session: &Session, spec: &CassandraSpec, cql: &str) -> Result<()> {
+async fn execute(
+    ctx: &Context,
+    session: &CachingSession,
+    spec: &CassandraSpec,
+    cql: &str,
+) -> Result<()> {
+    let session = session.get_session();
     ctx.may_write()?;
     tokio::time::timeout(REQUEST_TIMEOUT, session.query_unpaged(cql, &[]))
         .await

@@ -170,23 +170,10 @@ async fn observe(
     spec: &KafkaSpec,
     name: &str,
 ) -> Result<Option<ObservedTopic>> {
-    let client = admin.clone();
-    let topic = name.to_owned();
-    // Off the async threads: the request blocks until the answer.
-    let found =
-        tokio::task::spawn_blocking(move || describe_topic(client.inner(), &topic, TIMEOUT))
-            .await
-            .map_err(|e| unavailable(spec, e))?
-            .map_err(|e| match e {
-                DescribeError::Topic { topic, code } => {
-                    op_error(spec, format!("describing topic {topic}"), code)
-                }
-                e @ DescribeError::Request { .. } => unavailable(spec, e),
-            })?;
     let Some(TopicShape {
         partitions,
         replication_factor,
-    }) = found
+    }) = shape(admin, spec, name).await?
     else {
         return Ok(None);
     };
@@ -211,6 +198,31 @@ async fn observe(
         replication_factor,
         config,
     }))
+}
+
+/// Whether the topic exists: its partitions and replication factor
+/// only. Where nothing else of a topic is compared (the dead-letter topic
+/// is only created when missing), its config is not asked for: the
+/// broker's DescribeConfigs answer lists every config entry.
+async fn exists(admin: &Arc<Admin>, spec: &KafkaSpec, name: &str) -> Result<bool> {
+    Ok(shape(admin, spec, name).await?.is_some())
+}
+
+async fn shape(admin: &Arc<Admin>, spec: &KafkaSpec, name: &str) -> Result<Option<TopicShape>> {
+    let client = admin.clone();
+    let topic = name.to_owned();
+    // Off the async threads: the request blocks until the answer.
+    let found =
+        tokio::task::spawn_blocking(move || describe_topic(client.inner(), &topic, TIMEOUT))
+            .await
+            .map_err(|e| unavailable(spec, e))?
+            .map_err(|e| match e {
+                DescribeError::Topic { topic, code } => {
+                    op_error(spec, format!("describing topic {topic}"), code)
+                }
+                e @ DescribeError::Request { .. } => unavailable(spec, e),
+            })?;
+    Ok(found)
 }
 
 /// Creates the topics, in one request (with other pipelines' creations
@@ -486,11 +498,11 @@ async fn reconcile_inner(
     // at once in each of 16 reconciles grew the operator by 15 threads and
     // 8 MiB at 1,000 pipelines (bench/OPERATOR-SCALE.md, "CreateTopics").
     let observed = observe(&admin, kafka, &declared.name).await?;
-    let dlq_observed = observe(&admin, kafka, &dlq).await?;
+    let dlq_exists = exists(&admin, kafka, &dlq).await?;
     let plan = plan_topic(declared, observed.as_ref());
     // The topic and the dead-letter topic a new pipeline needs are created
     // in one request (the cluster takes one at a time).
-    let dlq_create = plan_dead_letter(declared, dlq_observed.is_some());
+    let dlq_create = plan_dead_letter(declared, dlq_exists);
     let to_create: Vec<TopicToCreate> = plan
         .actions
         .iter()
@@ -593,7 +605,7 @@ async fn use_as_is(
             what: format!("topic {}", declared.name),
         });
     };
-    if observe(admin, kafka, dlq).await?.is_none() {
+    if !exists(admin, kafka, dlq).await? {
         return Err(Error::UnmanagedTopicMissing {
             what: format!("dead-letter topic {dlq}"),
         });
@@ -658,12 +670,12 @@ pub async fn delete_topics(
         let ours = recorded.as_ref() == Some(owner)
             || (recorded.is_none() && remembered.iter().any(|t| t == name));
         if !ours {
-            if observe(&admin, kafka, name).await?.is_some() {
+            if exists(&admin, kafka, name).await? {
                 outcome.kept.push((name.to_owned(), recorded));
             }
             continue;
         }
-        if observe(&admin, kafka, name).await?.is_some() {
+        if exists(&admin, kafka, name).await? {
             names.push(name);
         }
     }

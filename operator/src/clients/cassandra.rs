@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use millrace_api::CassandraSpec;
-use scylla::client::session::Session;
+use scylla::client::caching_session::CachingSession;
 use scylla::client::session_builder::SessionBuilder;
 
 use crate::credentials::CassandraAuth;
@@ -93,8 +93,13 @@ impl<K: Eq + std::hash::Hash + Clone, V: Default> PerKey<K, V> {
     }
 }
 
-/// CQL sessions, one per cluster and login, reused across reconciles.
-pub type Sessions = SessionCache<Session>;
+/// CQL sessions, one per cluster and login, reused across reconciles, each
+/// with the statements it prepared.
+pub type Sessions = SessionCache<CachingSession>;
+
+/// Prepared statements kept per session: the few schema reads of a
+/// reconcile, with room to spare.
+const PREPARED_STATEMENTS_MAX: usize = 16;
 
 /// [`Sessions`], for any kind of session (the tests use plain values).
 pub struct SessionCache<S> {
@@ -132,8 +137,13 @@ impl Sessions {
         &self,
         spec: &CassandraSpec,
         creds: Option<&CassandraAuth>,
-    ) -> Result<Arc<Session>> {
-        self.get_with(spec, creds, || connect(spec, creds)).await
+    ) -> Result<Arc<CachingSession>> {
+        self.get_with(spec, creds, || async {
+            connect(spec, creds)
+                .await
+                .map(|session| CachingSession::from(session, PREPARED_STATEMENTS_MAX))
+        })
+        .await
     }
 }
 
@@ -199,10 +209,18 @@ impl<S> SessionCache<S> {
     }
 }
 
-async fn connect(spec: &CassandraSpec, creds: Option<&CassandraAuth>) -> Result<Session> {
+async fn connect(
+    spec: &CassandraSpec,
+    creds: Option<&CassandraAuth>,
+) -> Result<scylla::client::session::Session> {
+    // The operator reads the schema it compares from `system_schema`
+    // itself: the driver's copy of every table and column of the cluster,
+    // read again on each schema change anywhere and every minute, would
+    // only cost Cassandra (`bench/src/bin/cql-schema-reads.rs`).
     let mut builder = SessionBuilder::new()
         .known_nodes(&spec.contact_points)
-        .connection_timeout(CONNECT_TIMEOUT);
+        .connection_timeout(CONNECT_TIMEOUT)
+        .fetch_full_schema_metadata(false);
     let values = creds.cloned().unwrap_or_default();
     if let Some(c) = &values.login {
         builder = builder.user(&c.username, &c.password);
