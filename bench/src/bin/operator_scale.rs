@@ -87,6 +87,15 @@ struct Args {
     /// box and load.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// The CRD the baseline operator was released with (say, `git show
+    /// <commit>:crds/millrace.io_streampipelines.yaml`): applied before each
+    /// baseline run, and this tree's CRD before each run of the new
+    /// operator, so each runs with its own admission rules (which the
+    /// apiserver evaluates on every write of a pipeline, status included).
+    /// Without it, both run with whatever CRD the world has (this tree's if
+    /// it has none).
+    #[arg(long, requires = "baseline")]
+    baseline_crd: Option<PathBuf>,
     /// More arguments for the operator (repeatable).
     #[arg(long = "operator-arg", allow_hyphen_values = true)]
     operator_args: Vec<String>,
@@ -558,13 +567,33 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-async fn ensure_crd(client: &kube::Client) -> anyhow::Result<()> {
+/// This tree's CRD.
+fn repo_crd() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/millrace.io_streampipelines.yaml")
+}
+
+/// The CRD installed: `replace_with`'s if given (applied over whatever the
+/// world has), else the world's, or this tree's if it has none.
+async fn ensure_crd(client: &kube::Client, replace_with: Option<&Path>) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    if api.get_opt(CRD_NAME).await?.is_none() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/millrace.io_streampipelines.yaml");
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
-        api.create(&PostParams::default(), &crd).await?;
+    let read = |path: &Path| -> anyhow::Result<CustomResourceDefinition> {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        Ok(serde_yaml::from_str(&text)?)
+    };
+    if let Some(path) = replace_with {
+        let mut crd = read(path)?;
+        crd.metadata.managed_fields = None;
+        crd.metadata.resource_version = None;
+        api.patch(
+            CRD_NAME,
+            &PatchParams::apply("operator-scale").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying the CRD {}", path.display()))?;
+    } else if api.get_opt(CRD_NAME).await?.is_none() {
+        api.create(&PostParams::default(), &read(&repo_crd())?)
+            .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -1363,7 +1392,7 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the apiserver (KUBECONFIG)")?;
-    ensure_crd(&client).await?;
+    ensure_crd(&client, None).await?;
     let binary = match &args.operator {
         Some(b) => b.clone(),
         None => {
@@ -1402,6 +1431,15 @@ async fn main() -> anyhow::Result<()> {
         }
         for (label, binary, run) in &operators {
             eprintln!("operator-scale: {n} pipelines, {label} operator");
+            if let Some(baseline_crd) = &args.baseline_crd {
+                let crd = if *label == "baseline" {
+                    baseline_crd.clone()
+                } else {
+                    repo_crd()
+                };
+                eprintln!("operator-scale: the CRD of {}", crd.display());
+                ensure_crd(&client, Some(&crd)).await?;
+            }
             let mut r = match run_size(&args, &world, &client, binary, run, n, tck).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -1437,6 +1475,7 @@ async fn main() -> anyhow::Result<()> {
             "apply_concurrency": args.apply_concurrency,
             "operator": binary.display().to_string(),
             "operator_args": args.operator_args,
+            "baseline_crd": args.baseline_crd.as_ref().map(|p| p.display().to_string()),
         },
         "runs": runs,
     });
