@@ -65,9 +65,9 @@ fn refused_credentials(e: Error, p: &Pipeline<'_>) -> Error {
 }
 
 /// The schema reads of every reconcile, prepared once per session
-/// ([`CachingSession`]): unprepared with bound values, each is a PREPARE
-/// and an EXECUTE, and Cassandra parses the statement again each time
-/// (`bench/src/bin/cql-schema-reads.rs` measures the difference).
+/// ([`CachingSession`]): unprepared with bound values, each would be a
+/// PREPARE and then an EXECUTE, two requests where one does
+/// (`bench/src/bin/cql-schema-reads.rs` measures what Cassandra spends).
 pub const SELECT_KEYSPACE_REPLICATION: &str =
     "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?";
 pub const SELECT_TABLE_COLUMNS: &str = "SELECT column_name, type, kind, position, clustering_order FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?";
