@@ -29,11 +29,21 @@ pub struct ProcessSample {
 impl ProcessSample {
     /// Reads this process's sample; `None` where `/proc` is not Linux's.
     pub fn read() -> Option<Self> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        Self::read_from("/proc/self")
+    }
+
+    /// Reads the sample of process `pid` (a bench measuring a server on
+    /// the same box); `None` when it is gone.
+    pub fn read_pid(pid: u32) -> Option<Self> {
+        Self::read_from(&format!("/proc/{pid}"))
+    }
+
+    fn read_from(dir: &str) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+        let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
         let boot = std::fs::read_to_string("/proc/stat").ok()?;
-        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-        let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        let limits = std::fs::read_to_string(format!("{dir}/limits")).unwrap_or_default();
+        let open_fds = std::fs::read_dir(format!("{dir}/fd")).map_or(0, |d| d.count() as u64);
         parse(&stat, &status, &boot, &limits, open_fds)
     }
 

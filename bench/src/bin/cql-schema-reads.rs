@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
+use millrace_api::process_metrics::ProcessSample;
 use millrace_bench::{World, cql};
 use millrace_operator::apply::cassandra::{
     SELECT_KEYSPACE_REPLICATION, SELECT_TABLE_COLUMNS, SELECT_TABLE_COMMENT,
@@ -49,26 +50,21 @@ enum Way {
 
 /// CPU seconds of every Cassandra node process on this box.
 fn cassandra_cpu_seconds() -> anyhow::Result<f64> {
-    let ticks = 100.0; // USER_HZ: 100 on Linux
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc")? {
-        let path = entry?.path();
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
         if !String::from_utf8_lossy(&cmdline).contains("CassandraDaemon") {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let utime: f64 = fields.get(11).context("utime")?.parse()?;
-        let stime: f64 = fields.get(12).context("stime")?.parse()?;
-        total += (utime + stime) / ticks;
+        if let Some(sample) = ProcessSample::read_pid(pid) {
+            total += sample.cpu_seconds;
+        }
     }
     anyhow::ensure!(total > 0.0, "no CassandraDaemon process found on this box");
     Ok(total)
