@@ -16,15 +16,19 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    const CRD_FILE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../crds/millrace.io_streampipelines.yaml"
-    );
+    /// The committed CRD, found from the package directory cargo gives at
+    /// run time: a build shared by two checkouts can hold the other's
+    /// compiled-in path.
+    fn crd_file() -> std::path::PathBuf {
+        let package = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        std::path::Path::new(&package).join("../crds/millrace.io_streampipelines.yaml")
+    }
 
     #[test]
     fn the_committed_crd_is_the_generated_one() {
         let generated = super::crd_yaml().unwrap();
-        let committed = std::fs::read_to_string(CRD_FILE).unwrap_or_default();
+        let committed = std::fs::read_to_string(crd_file()).unwrap_or_default();
         assert!(
             generated == committed,
             "crds/millrace.io_streampipelines.yaml is out of date: run \

@@ -56,7 +56,11 @@ fn start_broker() -> (Broker, String) {
         "millrace-kafka-scratch-{}-{port}",
         std::process::id()
     ));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/env/kafka-scratch");
+    // The package directory as cargo gives it at run time: a build shared by
+    // two checkouts can hold the other's compiled-in path.
+    let package = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let script = PathBuf::from(package).join("../tests/env/kafka-scratch");
     let child = Command::new(&script)
         .arg(port.to_string())
         .arg(&dir)

@@ -358,13 +358,18 @@ mod tests {
 
     use super::*;
 
+    /// `path` in the repository, found from the package directory cargo
+    /// gives at run time: a build shared by two checkouts can hold the
+    /// other's compiled-in path.
+    fn repo_file(path: &str) -> std::path::PathBuf {
+        let package = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        std::path::Path::new(&package).join("..").join(path)
+    }
+
     #[test]
     fn generated_users_fit_the_example_pipeline() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/randomuser.yaml"
-        ))
-        .unwrap();
+        let text = std::fs::read_to_string(repo_file("examples/randomuser.yaml")).unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let spec: StreamPipelineSpec = serde_yaml::from_value(doc["spec"].clone()).unwrap();
         let mapper = RowMapper::new(&spec.cassandra.tables()[0]).unwrap();
@@ -413,11 +418,8 @@ mod tests {
     #[test]
     fn generated_users_look_like_the_api_sample() {
         let sample: Value = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../api/tests/fixtures/randomuser-sample.json"
-            ))
-            .unwrap(),
+            &std::fs::read_to_string(repo_file("api/tests/fixtures/randomuser-sample.json"))
+                .unwrap(),
         )
         .unwrap();
         let real = &sample["results"][0];

@@ -25,10 +25,9 @@ use runner::{Fixture, Runner, randomuser_table};
 use serde_json::{Value, json};
 
 fn page_text(n: u32) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../fixtures/randomuser/page-{n}.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
+    std::fs::read_to_string(
+        millrace_testsupport::repo_root().join(format!("tests/fixtures/randomuser/page-{n}.json")),
+    )
     .expect("fixture page")
 }
 

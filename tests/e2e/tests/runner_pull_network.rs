@@ -30,10 +30,9 @@ use serde_json::{Value, json};
 const SECRET: &str = "k3y-from-a-secret";
 
 fn page_one() -> String {
-    std::fs::read_to_string(format!(
-        "{}/../fixtures/randomuser/page-1.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
+    std::fs::read_to_string(
+        millrace_testsupport::repo_root().join("tests/fixtures/randomuser/page-1.json"),
+    )
     .expect("fixture page")
 }
 

@@ -261,9 +261,23 @@ fn parse_schema_id(out: &str) -> anyhow::Result<u32> {
         .with_context(|| format!("avro-produce printed no schema id: {out:?}"))
 }
 
-/// The repository's root (tests run with their crate's directory as cwd).
+/// The repository's root: the nearest directory above the running test's
+/// package (`CARGO_MANIFEST_DIR` as cargo sets it for the test process)
+/// that holds `Cargo.lock`.
+///
+/// Read at run time, not with `env!`: two checkouts sharing one target
+/// directory share this crate's build, and cargo does not rebuild a
+/// workspace member for a new checkout path, so a path compiled in can name
+/// the other checkout (or one since removed).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("no Cargo.lock above {}", package.display()))
 }
 
 fn env_file_path() -> PathBuf {

@@ -33,7 +33,7 @@ pub fn world() -> World {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    millrace_testsupport::repo_root()
 }
 
 /// Installs the CRD from `crds/` by server-side apply (idempotent) and

@@ -38,10 +38,7 @@ pub const NAMESPACE: &str = "runner-tests";
 /// page) with a fresh id, so every call is a new row, and `user-{n}` as its
 /// first name.
 pub fn fixture_user(n: u32) -> Value {
-    let path = format!(
-        "{}/../fixtures/randomuser/page-1.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = millrace_testsupport::repo_root().join("tests/fixtures/randomuser/page-1.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
         .expect("fixture JSON");
     let mut record = doc["results"][0].clone();
@@ -69,7 +66,7 @@ pub fn runner_binary() -> &'static Path {
                 "millrace-runner",
                 "--message-format=json",
             ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(millrace_testsupport::repo_root())
             .stderr(Stdio::inherit())
             .output()
             .expect("cargo build -p millrace-runner");
