@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
+
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -102,5 +104,53 @@ impl Owned {
     /// The cached `namespace/name` of kind `K`, if the cache holds it.
     pub fn get<K: Cached>(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
         K::store(self).get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Whether the watch of kind `K` has listed once, so the cache holds
+    /// every labelled object of that kind as of a moment ago.
+    pub fn listed<K: Cached>(&self) -> bool {
+        K::store(self)
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|ready| ready.is_ok())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn config_map(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("ns".to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// `live` answers a miss without a read only once the watch has
+    /// listed: a miss before that says nothing about the object.
+    #[test]
+    fn a_kind_counts_as_listed_only_after_its_first_list() {
+        let (owned, mut writers) = Owned::new();
+        assert!(!owned.listed::<ConfigMap>());
+        writers.config_maps.apply_watcher_event(&Event::Init);
+        writers
+            .config_maps
+            .apply_watcher_event(&Event::InitApply(config_map("a")));
+        assert!(!owned.listed::<ConfigMap>(), "listing, not listed");
+        assert!(owned.get::<ConfigMap>("ns", "a").is_none());
+        writers.config_maps.apply_watcher_event(&Event::InitDone);
+        assert!(owned.listed::<ConfigMap>());
+        assert!(owned.get::<ConfigMap>("ns", "a").is_some());
+        assert!(owned.get::<ConfigMap>("ns", "b").is_none());
+        assert!(!owned.listed::<Deployment>(), "each kind has its own watch");
     }
 }

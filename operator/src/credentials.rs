@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::GetParams;
 pub use millrace_api::Credentials;
 use millrace_api::{
     CassandraCredentialValues, CassandraSpec, KafkaCredentialValues, KafkaSpec, StreamPipelineSpec,
@@ -57,9 +58,22 @@ impl SecretsRead {
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self> {
         let api = Api::<Secret>::namespaced(client.clone(), namespace);
+        // From the apiserver's watch cache (`resourceVersion=0`), not a
+        // quorum read of etcd on every reconcile. It can trail a write by a
+        // moment; a pipeline woken by a Secret's change reads the version
+        // that woke it, since that watch is served from the same cache.
+        let any = GetParams::any();
         let reads = names.into_iter().map(|name| {
             let api = api.clone();
-            async move { Ok::<_, Error>((name.to_owned(), api.get_opt(name).await?)) }
+            let any = any.clone();
+            async move {
+                let secret = match api.get_with(name, &any).await {
+                    Ok(secret) => Some(secret),
+                    Err(kube::Error::Api(e)) if e.code == 404 => None,
+                    Err(e) => return Err(Error::Kube(e)),
+                };
+                Ok::<_, Error>((name.to_owned(), secret))
+            }
         });
         Ok(Self {
             namespace: namespace.to_owned(),

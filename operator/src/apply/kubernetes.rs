@@ -55,14 +55,22 @@ where
     ensure_from(ctx, desired, existing, in_sync).await
 }
 
-/// The live object from the watch cache, or from the apiserver when the
-/// cache does not hold it (not yet listed, or just created).
+/// The live object from the watch cache. The apiserver is asked only
+/// before the watch's first list: after it, an object missing from the
+/// cache does not exist, or was created a moment ago (its apply is then
+/// repeated, which changes nothing), or lacks the operator's label (the
+/// apply takes it over, as it would after a read). At a thousand new
+/// pipelines those reads, each a 404, were half of the operator's GETs.
 pub async fn live<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>>
 where
     K: Cached + DeserializeOwned + Debug,
 {
-    if let Some(cached) = ctx.cache().get::<K>(namespace, name) {
+    let cache = ctx.cache();
+    if let Some(cached) = cache.get::<K>(namespace, name) {
         return Ok(Some((*cached).clone()));
+    }
+    if cache.listed::<K>() {
+        return Ok(None);
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     Ok(api.get_opt(name).await?)
@@ -109,13 +117,21 @@ where
         }
         applied
     };
-    let applied = match (apply().await, &existing) {
+    let applied = match apply().await {
         // Someone else's entry stands in the way of the declared one (a
         // Service port renumbered by hand keeps its name, and the declared
         // port would repeat it): apply cannot remove what it does not own,
         // so the object is replaced as declared, then applied again so the
-        // operator's managed fields hold it all.
-        (Err(kube::Error::Api(e)), Some(live)) if e.code == 422 => {
+        // operator's managed fields hold it all. The object is read here
+        // when the cache did not hold it (unlabelled, say).
+        Err(kube::Error::Api(e)) if e.code == 422 => {
+            let live = match &existing {
+                Some(live) => live.clone(),
+                None => match api.get_opt(&name).await? {
+                    Some(live) => live,
+                    None => return Err(kube::Error::Api(e).into()),
+                },
+            };
             info!(
                 kind = %K::kind(&()),
                 %name,
@@ -129,7 +145,7 @@ where
             ctx.metrics.write(Target::Kubernetes);
             apply().await?
         }
-        (result, _) => result?,
+        result => result?,
     };
     let change = if existing.is_some() {
         Change::Updated

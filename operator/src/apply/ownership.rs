@@ -66,18 +66,29 @@ pub async fn claim_topic(
 ) -> Result<Claim> {
     let name = ownership::topic_claim_name(cluster, topic);
     // The watch cache answers the common case (the record is this
-    // pipeline's) without a read; anything else is read afresh, so a
-    // record removed a moment ago never shows as another's.
-    let cached = ctx
-        .cache()
-        .get::<ConfigMap>(&ctx.config.claims_namespace, &name);
-    if cached.is_some_and(|cm| ownership::claim(owner, recorded_owner(&cm)) == Claim::Ours) {
+    // pipeline's) without a read. A record the cache shows as another's is
+    // read afresh, so one removed a moment ago never shows as another's.
+    // No record at all in a cache that holds the claims namespace: the
+    // create below decides (a record made meanwhile refuses it), and a new
+    // topic costs no read.
+    let cache = ctx.cache();
+    let cached = cache.get::<ConfigMap>(&ctx.config.claims_namespace, &name);
+    if cached
+        .as_ref()
+        .is_some_and(|cm| ownership::claim(owner, recorded_owner(cm)) == Claim::Ours)
+    {
         return Ok(Claim::Ours);
     }
+    let watched = ctx
+        .config
+        .namespace
+        .as_deref()
+        .is_none_or(|ns| ns == ctx.config.claims_namespace);
     let api = api(ctx);
-    let recorded = api.get_opt(&name).await?;
-    if let Some(cm) = &recorded {
-        return Ok(match ownership::claim(owner, recorded_owner(cm)) {
+    if (cached.is_some() || !watched || !cache.listed::<ConfigMap>())
+        && let Some(cm) = api.get_opt(&name).await?
+    {
+        return Ok(match ownership::claim(owner, recorded_owner(&cm)) {
             // A record nobody can read is someone's: never taken over.
             Claim::Free => Claim::Theirs(Owner::new("unknown", "unknown")),
             other => other,
