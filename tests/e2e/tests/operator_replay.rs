@@ -287,10 +287,7 @@ async fn dead_letters_are_replayed_once_per_token_through_the_fixed_mapping() ->
 /// A user record of the seed's shape (a fixture page's first), with its
 /// own id.
 fn user(i: usize) -> (String, Value) {
-    let path = millrace_testsupport::repo_root().join("tests/fixtures/randomuser/page-1.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    let mut record = doc["results"][0].clone();
+    let mut record = millrace_testsupport::randomuser_page(1)[0].clone();
     let id = format!("00000000-0000-4000-8000-{i:012}");
     record["login"]["uuid"] = json!(id);
     (id, record)

@@ -38,10 +38,7 @@ pub const NAMESPACE: &str = "runner-tests";
 /// page) with a fresh id, so every call is a new row, and `user-{n}` as its
 /// first name.
 pub fn fixture_user(n: u32) -> Value {
-    let path = millrace_testsupport::repo_root().join("tests/fixtures/randomuser/page-1.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture page"))
-        .expect("fixture JSON");
-    let mut record = doc["results"][0].clone();
+    let mut record = millrace_testsupport::randomuser_page(1)[0].clone();
     record["login"]["uuid"] = json!(uuid::Uuid::new_v4().to_string());
     record["name"]["first"] = json!(format!("user-{n}"));
     record
