@@ -14,6 +14,7 @@ use millrace_api::lease::{Gate, NotLeader};
 use crate::cache;
 use crate::clients;
 use crate::credentials::{CassandraAuth, KafkaAuth};
+use crate::hold::HeldStatuses;
 use crate::metrics::Metrics;
 use crate::slots::Slots;
 
@@ -53,6 +54,8 @@ pub struct Context {
     /// At most `config.concurrency` reconciles at once, in the order
     /// [`crate::slots`] says.
     pub slots: Arc<Slots>,
+    /// Statuses kept back for a moment instead of written ([`crate::hold`]).
+    pub held: HeldStatuses,
     /// Who publishes the Events ([`Context::recorder_for`]).
     reporter: Reporter,
     /// One Recorder per distinct reason and note ([`Context::recorder_for`]).
@@ -108,6 +111,7 @@ impl Context {
             config,
             metrics,
             slots,
+            held: HeldStatuses::default(),
             reporter,
             recorders: Mutex::new(lru::LruCache::new(RECORDERS_MAX)),
             kafka: Default::default(),

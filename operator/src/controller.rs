@@ -33,6 +33,7 @@ use crate::desired::ownership::Owner;
 use crate::desired::{self, Pipeline};
 use crate::error::{Error, ErrorClass, Result};
 use crate::events::Notice;
+use crate::hold;
 use crate::metrics::{Step, Target};
 use crate::slots::Class;
 use crate::status::{self, Cond, RUNNER_READY, reasons};
@@ -77,8 +78,13 @@ async fn publish(ctx: &Context, sp: &StreamPipeline, notices: Vec<Notice>) {
 
 /// Writes the status and publishes the Events its condition changes call
 /// for.
-async fn report(ctx: &Context, sp: &StreamPipeline, new: StreamPipelineStatus) -> Result<()> {
-    let notices = status::update(ctx, sp, new).await?;
+async fn report(
+    ctx: &Context,
+    sp: &StreamPipeline,
+    new: StreamPipelineStatus,
+    hold: bool,
+) -> Result<()> {
+    let notices = status::update(ctx, sp, new, hold).await?;
     publish(ctx, sp, notices).await;
     Ok(())
 }
@@ -88,6 +94,7 @@ fn key(sp: &StreamPipeline) -> String {
 }
 
 pub async fn reconcile(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let sp = ctx.held.overlay(sp);
     let status = sp.status.as_ref();
     let class = Class::of(
         sp.metadata.generation,
@@ -141,6 +148,9 @@ async fn reconcile_now(sp: Arc<StreamPipeline>, ctx: Arc<Context>) -> Result<Act
     let span = info_span!("reconcile", namespace = %namespace, name = %sp.name_any());
     let key = key(&sp);
     let sp = converge_finalizer(&ctx, &api, sp).await?;
+    // The status a previous reconcile held back, in place of the stored one:
+    // every step reads the pipeline's last report from it.
+    let sp = ctx.held.overlay(sp);
     let result = if sp.finalizers().iter().any(|f| f == FINALIZER) {
         finalizer(&api, FINALIZER, sp, |event| async {
             match event {
@@ -270,7 +280,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 conditions: status::merge(&old.conditions, &[cond], p.generation, &now),
                 ..old.clone()
             };
-            report(ctx, sp, new).await?;
+            report(ctx, sp, new, false).await?;
             return Err(Error::InvalidSpec(invalid));
         }
     };
@@ -432,6 +442,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         }
         Err(e) => PartOutcome::failed(e, "applying the runner's objects"),
     };
+    let runner_changed = !runner.events.is_empty();
     changes.append(&mut runner.events);
     if old.observed_generation.is_none() {
         changes = crate::events::created(changes);
@@ -478,6 +489,21 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         ),
     )
     .await;
+    let failed = [&topic.error, &table.error, &runner.error]
+        .into_iter()
+        .any(Option::is_some)
+        || kafka_auth.is_err()
+        || cassandra_auth.is_err();
+    let hold = hold::may_hold(&hold::Outcome {
+        observed_generation: old.observed_generation,
+        generation: p.generation,
+        others_ready: topic_cond.ready && table_cond.ready && flowing_cond.ready,
+        runner_ready: runner_cond.ready,
+        runner_reason: &runner_cond.reason,
+        runner_changed,
+        anything_else: failed || autoscaled.as_ref().is_some_and(|d| d.notice.is_some()),
+        suspended: sp.spec.suspend,
+    });
     let ready = status::ready(
         &[&topic_cond, &table_cond, &runner_cond, &flowing_cond],
         sp.spec.suspend,
@@ -515,7 +541,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         },
     };
     let step = ctx.metrics.step(Step::Report);
-    report(ctx, sp, new).await?;
+    report(ctx, sp, new, hold).await?;
     drop(step);
     // Once the decision is in the status: an Event for a decision that
     // was not recorded would be made again on the next reconcile.
@@ -542,7 +568,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
     } else {
         ctx.config.resync.min(ctx.config.flow_refresh)
     };
-    Ok(Action::requeue(next))
+    Ok(Action::requeue(if hold { hold::HOLD } else { next }))
 }
 
 /// The autoscaler's decision (`spec.runner.autoscale`), unless the
@@ -723,7 +749,7 @@ async fn cleanup(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
                 ),
                 ..old
             };
-            report(ctx, sp, new).await?;
+            report(ctx, sp, new, false).await?;
             Err(e)
         }
     }

@@ -8,8 +8,9 @@
 //! → [`status`] (report). [`controller`] wires it to kube-rs and publishes
 //! the [`events`] the steps hand back. Below the steps: [`context`] (what
 //! reconciles share), [`cache`] (the watch caches of owned objects) and
-//! [`clients`] (cached Kafka, CQL and lag-reader clients) and [`slots`]
-//! (which waiting reconcile runs next). [`leader`], [`metrics`] and [`serve`] serve the binary.
+//! [`clients`] (cached Kafka, CQL and lag-reader clients), [`slots`]
+//! (which waiting reconcile runs next) and [`hold`] (a new pipeline's first
+//! status, held back for the rollout that ends it). [`leader`], [`metrics`] and [`serve`] serve the binary.
 
 pub mod apply;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod credentials;
 pub mod desired;
 pub mod error;
 pub mod events;
+pub mod hold;
 pub mod leader;
 pub mod metrics;
 pub mod serve;

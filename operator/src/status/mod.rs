@@ -140,16 +140,28 @@ pub fn changed<'a>(old: &[Condition], new: &'a [Condition]) -> Vec<&'a Condition
         .collect()
 }
 
-/// Writes the status if it differs from the one the object has, and
-/// returns the Events its transitions call for.
+/// Writes the status if it differs from the one the object has (or, with
+/// `hold`, keeps it for the next reconcile instead: [`crate::hold`]), and returns
+/// the Events its transitions call for. `sp` carries the status the
+/// reconcile started from, which is a held one while there is one.
 pub async fn update(
     ctx: &Context,
     sp: &StreamPipeline,
     new: StreamPipelineStatus,
+    hold: bool,
 ) -> Result<Vec<Notice>> {
     let old = sp.status.clone().unwrap_or_default();
-    if old == new {
-        return Ok(Vec::new());
+    let notices = condition_events(&old.conditions, &new.conditions);
+    let stored = ctx
+        .held
+        .release(&sp.uid().unwrap_or_default())
+        .unwrap_or_else(|| sp.status.clone());
+    if hold {
+        ctx.held.hold(sp, stored, new);
+        return Ok(notices);
+    }
+    if stored.unwrap_or_default() == new {
+        return Ok(notices);
     }
     let namespace = sp
         .namespace()
@@ -167,7 +179,7 @@ pub async fn update(
     )
     .await?;
     ctx.metrics.write(Target::Kubernetes);
-    Ok(condition_events(&old.conditions, &new.conditions))
+    Ok(notices)
 }
 
 /// The Events a status change calls for: one meaningful transition, one

@@ -1,7 +1,8 @@
 //! Suspend and resume; an ingest Deployment only with sources; deletion with `Retain` and `Delete` (and the
 //! finalizer only the latter needs); deletion while
 //! Cassandra cannot be reached; what the runner makes goes with the
-//! pipeline; one Cassandra that hangs does not hold up the others.
+//! pipeline; one Cassandra that hangs does not hold up the others; a new
+//! pipeline's status written once when its rollout ends at once.
 
 mod operator_common;
 
@@ -509,6 +510,112 @@ async fn a_hanging_cassandra_does_not_hold_up_pipelines_on_another() -> anyhow::
             &rdkafka::admin::AdminOptions::new(),
         )
         .await;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+/// Every status a watch sees of pipeline `name`, in order, each once.
+fn watch_statuses(
+    api: kube::Api<millrace_api::StreamPipeline>,
+    name: &str,
+) -> (
+    Arc<std::sync::Mutex<Vec<millrace_api::StreamPipelineStatus>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher(api, config).applied_objects());
+        while let Some(item) = stream.next().await {
+            let Ok(sp) = item else { continue };
+            let Some(status) = sp.status else { continue };
+            let mut seen = into.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.last() != Some(&status) {
+                seen.push(status);
+            }
+        }
+    });
+    (seen, task)
+}
+
+fn ready_of(status: &millrace_api::StreamPipelineStatus) -> (String, String) {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
+}
+
+/// A new pipeline whose runner rolls out at once (no replicas, as one fed
+/// by other producers while it waits for them) has one status write on
+/// its way to Ready, not a "progressing" one first: the reconcile that
+/// started the rollout held its report back (`operator/src/hold.rs`) and
+/// the one the rollout woke wrote Ready. One whose rollout does not end
+/// is still reported as progressing, once the hold is over.
+#[tokio::test]
+async fn a_new_pipeline_reports_once_when_its_rollout_ends_at_once_and_progress_when_it_does_not()
+-> anyhow::Result<()> {
+    let s = Scenario::new("op-status-once").await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+
+    let name = "at-once";
+    let (seen, watch) = watch_statuses(s.pipelines(), name);
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["sources"] = json!([]);
+    sp["spec"]["runner"]["sinkReplicas"] = json!(0);
+    s.apply(&sp).await?;
+    s.wait_condition(name, "Ready", "True", None, 120).await?;
+    let statuses = poll_until(
+        "the watch to see Ready=True",
+        Deadline::secs(30),
+        || async {
+            let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Ok(seen.iter().any(|s| ready_of(s).0 == "True").then_some(seen))
+        },
+    )
+    .await?;
+    watch.abort();
+    let readies: Vec<(String, String)> = statuses.iter().map(ready_of).collect();
+    println!("statuses seen on the way to Ready: {readies:?}");
+    assert_eq!(
+        readies,
+        vec![("True".to_owned(), "Reconciled".to_owned())],
+        "one status, Ready, for a rollout that ends at once (the controller-manager reports a \
+         Deployment with no replicas rolled out well within the operator's 3 s hold)"
+    );
+    let events = s.event_reasons(name).await?;
+    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
+    assert!(
+        reasons.contains(&"Created") && reasons.contains(&"Reconciled"),
+        "the Events are those of a new pipeline: {events:?}"
+    );
+
+    // An image no node can pull: the rollout never ends.
+    let name = "never-rolled-out";
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["sources"] = json!([]);
+    sp["spec"]["kafka"]["topic"]["name"] = json!(format!("{}-never", s.topic));
+    sp["spec"]["cassandra"]["table"]["name"] = json!("never_rolled_out");
+    sp["spec"]["runner"]["image"] = json!("localhost/millrace-absent:none");
+    s.apply(&sp).await?;
+    let (_, ready) = s
+        .wait_condition(name, "Ready", "False", Some("Progressing"), 60)
+        .await?;
+    assert!(
+        ready
+            .message
+            .starts_with("RunnerReady: waiting for the runner's Pods"),
+        "{}",
+        ready.message
+    );
+
+    s.delete_pipeline("never-rolled-out", 60).await?;
+    s.delete_pipeline("at-once", 60).await?;
+    s.drop_own_topics(&["never"]).await;
     op.stop().await?;
     s.cleanup().await
 }
