@@ -25,12 +25,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Resource;
 use kube::runtime::watcher;
 
-use crate::desired::FIELD_MANAGER;
+use crate::desired::drift;
 
-/// The controller-manager's writes (a Deployment's revision annotation,
-/// its status) are rollout, not drift; its status is read through
-/// [`Wakes::rollout`].
-const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+// The controller-manager's status writes are read through
+// [`Wakes::rollout`]; its other writes are not a hand's
+// ([`drift::by_hand`]).
 
 /// An owned kind, and what of its status moves a rollout.
 pub trait Wakes: Resource {
@@ -80,12 +79,7 @@ pub fn fingerprint<K: Wakes>(obj: &K) -> u64 {
         .managed_fields
         .iter()
         .flatten()
-        .filter(|m| {
-            let manager = m.manager.as_deref().unwrap_or_default();
-            manager != FIELD_MANAGER
-                && manager != CONTROLLER_MANAGER
-                && m.subresource.as_deref() != Some("status")
-        })
+        .filter(|m| drift::by_hand(m))
         .map(|m| {
             (
                 m.manager.as_deref().unwrap_or_default(),
@@ -143,6 +137,8 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::FIELD_MANAGER;
+    use crate::desired::drift::CONTROLLER_MANAGER;
     use k8s_openapi::api::apps::v1::DeploymentStatus;
     use k8s_openapi::api::core::v1::ConfigMap;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{

@@ -147,7 +147,18 @@ where
         }
         result => result?,
     };
-    let change = if existing.is_some() {
+    // Not in the cache and not created by this apply: an object of the
+    // declared name that someone else made (the cache holds only the
+    // operator's labelled objects) and the apply took over.
+    let taken_over = || {
+        applied
+            .meta()
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(drift::by_hand)
+    };
+    let change = if existing.is_some() || taken_over() {
         Change::Updated
     } else {
         Change::Created

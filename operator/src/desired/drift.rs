@@ -18,7 +18,7 @@
 //! is theirs and stays: server-side apply does not remove fields it does
 //! not own.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use serde_json::{Map, Value};
 
 use super::FIELD_MANAGER;
@@ -82,6 +82,20 @@ fn operator_fields(live: &Value) -> Option<Map<String, Value>> {
         }
     }
     merged
+}
+
+/// The controller-manager's writes (a Deployment's revision annotation,
+/// its status) are rollout, not a hand's.
+pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+
+/// Whether a managed-fields entry is a hand's: a manager other than the
+/// operator and the controller-manager set fields of the object itself
+/// (`kubectl create`, `edit`, `apply`, another controller).
+pub fn by_hand(entry: &ManagedFieldsEntry) -> bool {
+    let manager = entry.manager.as_deref().unwrap_or_default();
+    manager != FIELD_MANAGER
+        && manager != CONTROLLER_MANAGER
+        && entry.subresource.as_deref() != Some("status")
 }
 
 /// What a cached copy of an owned object keeps of its managed fields: only
@@ -249,6 +263,20 @@ fn matches_key(key: &Map<String, Value>, item: &Map<String, Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_hand_is_anyone_but_the_operator_and_the_controller_manager_outside_status() {
+        let entry = |manager: &str, subresource: Option<&str>| ManagedFieldsEntry {
+            manager: Some(manager.to_owned()),
+            subresource: subresource.map(str::to_owned),
+            ..Default::default()
+        };
+        assert!(by_hand(&entry("kubectl-create", None)));
+        assert!(by_hand(&entry("kubectl-edit", None)));
+        assert!(!by_hand(&entry(FIELD_MANAGER, None)));
+        assert!(!by_hand(&entry(CONTROLLER_MANAGER, None)));
+        assert!(!by_hand(&entry("kubectl-edit", Some("status"))));
+    }
 
     /// A Deployment as the apiserver returns it after the operator's apply
     /// (defaults added, the controller's revision annotation beside).

@@ -1,11 +1,14 @@
 //! The operator keeps what it made as declared: a steady-state resync
 //! writes nothing, and hand-made changes to the topic, its config and
 //! every Kubernetes object it owns (Deployments, Service, ConfigMap,
-//! ServiceAccount, Role, RoleBinding) are undone.
+//! ServiceAccount, Role, RoleBinding) are undone; one made by hand under
+//! the runner's name before the pipeline is taken over.
 
 mod operator_common;
 
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -300,6 +303,68 @@ async fn every_owned_object_edited_by_hand_comes_back() -> anyhow::Result<()> {
     )
     .await?;
     println!("after the edits were undone: {resyncs} resyncs without a write");
+
+    s.delete_pipeline(name, 60).await?;
+    op.stop().await?;
+    s.cleanup().await
+}
+
+/// An object of a name the runner needs, made by someone else before the
+/// pipeline (here the ConfigMap, without the operator's label, so no watch
+/// cache holds it), is taken over as declared, and the Event says it was
+/// updated, not created.
+#[tokio::test]
+async fn an_object_made_by_hand_under_the_runners_name_is_taken_over_and_said_updated()
+-> anyhow::Result<()> {
+    let s = Scenario::new("op-takeover").await?;
+    let name = "taken";
+    let config_map = format!("{name}-pipeline");
+    let config_maps = s.ns.api::<ConfigMap>();
+    config_maps
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": config_map},
+                "data": {"made": "by hand"}
+            }))?,
+        )
+        .await?;
+    let op = Operator::start(&s.world, &s.ns.name, &[]).await?;
+    let mut sp = s.seed_pipeline(name)?;
+    sp["spec"]["sources"] = json!([]);
+    s.apply(&sp).await?;
+    s.wait_condition(name, "Ready", "True", None, 180).await?;
+
+    let taken = config_maps.get(&config_map).await?;
+    let owner = taken
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.name);
+    assert_eq!(
+        owner.as_deref(),
+        Some(name),
+        "the ConfigMap is the pipeline's now"
+    );
+    assert!(
+        taken.data.unwrap_or_default().contains_key("pipeline.yaml"),
+        "the ConfigMap holds the runner's document"
+    );
+    let events = s.event_reasons(name).await?;
+    let (_, created) = events
+        .iter()
+        .find(|(reason, _)| reason == "Created")
+        .with_context(|| format!("no Created Event: {events:?}"))?;
+    assert!(
+        created.contains(&format!("updated ConfigMap {config_map}")),
+        "the Event says the hand-made ConfigMap was updated: {created}"
+    );
+    assert!(
+        created.contains(&format!("created Deployment {name}-sink")),
+        "and what was made, created: {created}"
+    );
 
     s.delete_pipeline(name, 60).await?;
     op.stop().await?;
