@@ -489,11 +489,14 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         ),
     )
     .await;
-    let failed = [&topic.error, &table.error, &runner.error]
+    // A failed part is retried with back-off (once the status says so);
+    // the others were still done.
+    let failed = [topic.error, table.error, runner.error]
         .into_iter()
-        .any(Option::is_some)
-        || kafka_auth.is_err()
-        || cassandra_auth.is_err();
+        .flatten()
+        .chain(kafka_auth.err())
+        .chain(cassandra_auth.err())
+        .next();
     let hold = hold::may_hold(&hold::Outcome {
         observed_generation: old.observed_generation,
         generation: p.generation,
@@ -501,7 +504,7 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         runner_ready: runner_cond.ready,
         runner_reason: &runner_cond.reason,
         runner_changed,
-        anything_else: failed || autoscaled.as_ref().is_some_and(|d| d.notice.is_some()),
+        anything_else: failed.is_some() || autoscaled.as_ref().is_some_and(|d| d.notice.is_some()),
         suspended: sp.spec.suspend,
     });
     let ready = status::ready(
@@ -550,13 +553,6 @@ async fn apply(sp: &StreamPipeline, ctx: &Context) -> Result<Action> {
         publish(ctx, sp, vec![notice]).await;
     }
 
-    // A failed part is retried with back-off; the others were still done.
-    let failed = [topic.error, table.error, runner.error]
-        .into_iter()
-        .flatten()
-        .chain(kafka_auth.err())
-        .chain(cassandra_auth.err())
-        .next();
     if let Some(error) = failed {
         return Err(error);
     }

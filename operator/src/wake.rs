@@ -27,10 +27,6 @@ use kube::runtime::watcher;
 
 use crate::desired::drift;
 
-// The controller-manager's status writes are read through
-// [`Wakes::rollout`]; its other writes are not a hand's
-// ([`drift::by_hand`]).
-
 /// An owned kind, and what of its status moves a rollout.
 pub trait Wakes: Resource {
     fn rollout(&self) -> u64 {
