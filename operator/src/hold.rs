@@ -21,9 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
-use millrace_api::{StreamPipeline, StreamPipelineStatus};
-
-use millrace_api::condition_reason;
+use millrace_api::{StreamPipeline, StreamPipelineStatus, condition_reason};
 
 /// How long a new generation's progress report may wait for the rollout
 /// that ends it. With the controller-manager at a large cluster's rate,
